@@ -1,0 +1,1 @@
+"""Faust wiring: the app, topics, tables, agents and web views. Thin adapters over ``stream``."""

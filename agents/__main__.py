@@ -1,0 +1,25 @@
+"""Run one worker: ``python -m agents`` (what ``pulse worker`` starts)."""
+
+from __future__ import annotations
+
+import sys
+
+from faust.worker import Worker
+
+from agents.app import create_app
+from stream.settings import SettingsError, load_settings
+
+
+def main() -> None:
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"pulse worker: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    pulse = create_app(settings)
+    worker = Worker(pulse.app, loglevel=settings.log_level.upper())
+    worker.execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main()

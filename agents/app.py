@@ -1,0 +1,65 @@
+"""Bootstrap: builds the Faust app, its topics, tables, agents and views from ``Settings``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from stream.settings import Settings
+
+
+@dataclass
+class Pulse:
+    """Everything one worker holds; built once by :func:`create_app`, nothing at module level."""
+
+    settings: Settings
+    app: faust.App
+    events: Any
+    dead_letters: Any
+    customer_events: Any
+    profiles: Any
+    customer_state: Any
+
+
+def create_app(settings: Settings) -> Pulse:
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{hostport}" for hostport in settings.kafka_bootstrap.split(",")],
+        store="rocksdb://",
+        # One directory per worker on a machine (the web port tells them apart).
+        datadir=str((settings.data_dir / f"worker-{settings.web_port}").resolve()),
+        topic_partitions=settings.partitions,
+        table_standby_replicas=settings.standby_replicas,
+        consumer_auto_offset_reset="earliest",
+        web_port=settings.web_port,
+        web_host="127.0.0.1",
+        producer_acks=-1,
+        key_serializer="raw",
+        value_serializer="raw",
+        # at-least-once on purpose: effects are idempotent (see shared/design.md)
+        processing_guarantee="at_least_once",
+    )
+    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    pulse = Pulse(
+        settings=settings,
+        app=app,
+        events=app.topic(settings.topic("events"), **raw),
+        dead_letters=app.topic(settings.topic("events.dlq"), **raw),
+        customer_events=app.topic(settings.topic("customer-events"), internal=True,
+                                  partitions=settings.partitions, **raw),
+        profiles=app.topic(settings.topic("profiles"), internal=True, partitions=settings.partitions,
+                           config={"cleanup.policy": "compact"}, **raw),
+        customer_state=app.Table(
+            # raw bytes (the app default): values are CustomerState JSON, decoded by pydantic
+            "customer-state", key_type=str, value_type=bytes, partitions=settings.partitions,
+        ),
+    )
+    from agents import ingest, profile, sink, views
+
+    ingest.register(pulse)
+    profile.register(pulse)
+    sink.register(pulse)
+    views.register(pulse)
+    return pulse

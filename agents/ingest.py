@@ -1,0 +1,28 @@
+"""The validate agent: raw ``pulse.events`` → DLQ or ``customer-events`` keyed by customer."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from schemas import EVENT_ADAPTER
+from stream.validate import Rejection, dead_letter, validate
+
+if TYPE_CHECKING:
+    from agents.app import Pulse
+
+
+def register(pulse: Pulse) -> None:
+    @pulse.app.agent(pulse.events, name="validate", concurrency=1)
+    async def validate_events(stream):  # type: ignore[no-untyped-def]
+        async for event in stream.events():
+            message = event.message
+            result = validate(event.value)
+            if isinstance(result, Rejection):
+                letter = dead_letter(event.value, event.key, result, stage="validate",
+                                     now=datetime.now(UTC), topic=message.topic,
+                                     partition=message.partition, offset=message.offset)
+                await pulse.dead_letters.send(key=event.key, value=letter.model_dump_json().encode())
+                continue
+            await pulse.customer_events.send(key=result.customer_id.encode(),
+                                             value=EVENT_ADAPTER.dump_json(result))

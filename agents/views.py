@@ -1,0 +1,26 @@
+"""HTTP views of the worker: health, and one customer's table state (routed to the owning worker)."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agents.app import Pulse
+
+
+def register(pulse: Pulse) -> None:
+    app = pulse.app
+    table = pulse.customer_state
+
+    @app.page("/health/")
+    async def health(web, request):  # type: ignore[no-untyped-def]
+        return web.json({"status": "ok", "app_id": pulse.settings.app_id})
+
+    @app.page("/customers/{customer_id}/")
+    @app.table_route(table=table, match_info="customer_id")
+    async def customer(web, request, customer_id):  # type: ignore[no-untyped-def]
+        stored = table.get(customer_id)
+        if stored is None:
+            return web.json({"error": f"unknown customer {customer_id}"}, status=404)
+        return web.json(json.loads(stored))

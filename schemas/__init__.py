@@ -1,0 +1,30 @@
+"""The contract: pydantic v2 models of events, customer state and what we publish."""
+
+from schemas.events import (
+    CLICK_TYPES,
+    EVENT_ADAPTER,
+    Consent,
+    Envelope,
+    Event,
+    LineItem,
+    Purchase,
+    Refund,
+    SupportContact,
+    parse_event,
+)
+from schemas.state import CustomerState, Profile
+
+__all__ = [
+    "CLICK_TYPES",
+    "EVENT_ADAPTER",
+    "Consent",
+    "CustomerState",
+    "Envelope",
+    "Event",
+    "LineItem",
+    "Profile",
+    "Purchase",
+    "Refund",
+    "SupportContact",
+    "parse_event",
+]

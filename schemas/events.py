@@ -1,0 +1,151 @@
+"""Input events on ``pulse.events``: a common envelope and a union discriminated on ``type``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    field_validator,
+)
+
+MAX_ID_LENGTH = 128
+
+Identifier = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_ID_LENGTH)
+]
+Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False, max_digits=14, decimal_places=4)]
+
+
+class Consent(BaseModel):
+    """What the customer agreed to; absent means unknown, not granted."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    analytics: bool | None = None
+    personalization: bool | None = None
+    marketing: bool | None = None
+
+
+class Envelope(BaseModel):
+    """Fields every event carries."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: Identifier
+    customer_id: Identifier
+    event_time: AwareDatetime
+    channel: Literal["web", "app", "store", "email", "call_center", "other"] = "web"
+    session_id: Identifier | None = None
+    consent: Consent | None = None
+
+    @field_validator("event_time")
+    @classmethod
+    def _to_utc(cls, value: datetime) -> datetime:
+        return value.astimezone(UTC)
+
+
+class PageView(Envelope):
+    type: Literal["page_view"]
+    url: Annotated[str, StringConstraints(max_length=2048)] | None = None
+
+
+class ProductView(Envelope):
+    type: Literal["product_view"]
+    sku: Identifier
+    category: Identifier | None = None
+
+
+class Search(Envelope):
+    type: Literal["search"]
+    query: Annotated[str, StringConstraints(max_length=512)]
+
+
+class CartChange(Envelope):
+    type: Literal["add_to_cart", "remove_from_cart"]
+    sku: Identifier
+    category: Identifier | None = None
+    quantity: Annotated[int, Field(gt=0, le=10_000)] = 1
+    unit_price: Money | None = None
+
+
+class CheckoutStart(Envelope):
+    type: Literal["checkout_start"]
+    cart_value: Money | None = None
+
+
+class WishlistAdd(Envelope):
+    type: Literal["wishlist_add"]
+    sku: Identifier
+    category: Identifier | None = None
+
+
+class LineItem(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sku: Identifier
+    category: Identifier | None = None
+    quantity: Annotated[int, Field(gt=0, le=10_000)]
+    unit_price: Money
+
+
+class Purchase(Envelope):
+    type: Literal["purchase"]
+    order_id: Identifier
+    items: Annotated[tuple[LineItem, ...], Field(max_length=500)] = ()
+    total: Money
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = "USD"
+    discount: Money = Decimal(0)
+
+
+class Refund(Envelope):
+    type: Literal["refund"]
+    order_id: Identifier
+    amount: Money
+    reason: Annotated[str, StringConstraints(max_length=256)] | None = None
+
+
+class SupportContact(Envelope):
+    type: Literal["support_contact"]
+    kind: Literal["complaint", "question", "praise", "other"]
+    topic: Annotated[str, StringConstraints(max_length=256)] | None = None
+
+
+Event = Annotated[
+    PageView
+    | ProductView
+    | Search
+    | CartChange
+    | CheckoutStart
+    | WishlistAdd
+    | Purchase
+    | Refund
+    | SupportContact,
+    Field(discriminator="type"),
+]
+
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+CLICK_TYPES = frozenset(
+    {"page_view", "product_view", "search", "add_to_cart", "remove_from_cart",
+     "checkout_start", "wishlist_add"}
+)
+
+
+def parse_event(raw: bytes | str) -> Event:
+    """Decode one JSON event; raises ``pydantic.ValidationError`` on a bad record.
+
+    >>> e = parse_event(b'{"type": "purchase", "event_id": "e1", "customer_id": " c1 ",'
+    ...                 b' "event_time": "2024-01-01T10:00:00+02:00", "order_id": "o1",'
+    ...                 b' "total": 12.5}')
+    >>> (e.customer_id, e.event_time.isoformat(), e.total)
+    ('c1', '2024-01-01T08:00:00+00:00', Decimal('12.5'))
+    """
+    return EVENT_ADAPTER.validate_json(raw)

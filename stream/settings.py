@@ -1,0 +1,191 @@
+"""Runtime settings: one pydantic-settings class read from ``PULSE_*`` environment variables."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "PULSE_"
+
+_HOST_PORT = re.compile(r"^[A-Za-z0-9.\-]+:\d{1,5}$|^\[[0-9A-Fa-f:]+\]:\d{1,5}$")
+_TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9._\-]{0,100}$")
+_APP_ID = re.compile(r"^[A-Za-z0-9._\-]{1,100}$")
+
+
+class SettingsError(ValueError):
+    """A configuration value is invalid; the message names the variable and the accepted form."""
+
+
+class Settings(BaseSettings):
+    """Everything a worker or the CLI needs to know, from ``PULSE_*`` variables.
+
+    >>> s = Settings(kafka_bootstrap="localhost:19092", partitions=2)
+    >>> s.kafka_hosts
+    [('localhost', 19092)]
+    >>> s.topic("events")
+    'pulse.events'
+    """
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    kafka_bootstrap: str = Field(
+        "127.0.0.1:9092",
+        description="Kafka bootstrap servers, comma-separated host:port.",
+        json_schema_extra={"form": "host:port[,host:port...]"},
+    )
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="Redis (or Valkey) URL.",
+        json_schema_extra={"form": "redis://[user:password@]host:port/db or rediss://... or unix://path"},
+    )
+    topic_prefix: str = Field(
+        "pulse.",
+        description="Prefix of every Kafka topic and of the Faust app's internal topics.",
+        json_schema_extra={"form": "letters, digits, '.', '_' or '-', at most 100 characters"},
+    )
+    app_id: str = Field(
+        "customer-pulse",
+        description="Faust application id: the consumer group and the changelog topic names.",
+        json_schema_extra={"form": "letters, digits, '.', '_' or '-', 1-100 characters"},
+    )
+    data_dir: Path = Field(
+        Path(".pulse"),
+        description="Where the worker keeps RocksDB tables and `pulse up` keeps Kafka/Redis data.",
+        json_schema_extra={"form": "a directory path"},
+    )
+    partitions: int = Field(
+        4,
+        description="Partitions of the topics the app creates (events, tables, outputs).",
+        json_schema_extra={"form": "an integer from 1 to 1024"},
+    )
+    web_port: int = Field(
+        6066,
+        description="Port of the worker's HTTP views (health, customer lookups).",
+        json_schema_extra={"form": "an integer from 1 to 65535"},
+    )
+    standby_replicas: int = Field(
+        0,
+        description="Standby replicas of each table kept by other workers for fast failover.",
+        json_schema_extra={"form": "an integer from 0 to 10"},
+    )
+    dedup_max_ids: int = Field(
+        256,
+        description="Most recent event ids remembered per customer to drop redelivered events.",
+        json_schema_extra={"form": "an integer from 1 to 10000"},
+    )
+    log_level: str = Field(
+        "info",
+        description="Worker log level.",
+        json_schema_extra={"form": "one of debug, info, warning, error"},
+    )
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        value = value.strip().removeprefix("kafka://")
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        if not parts or not all(_HOST_PORT.match(p) for p in parts):
+            raise ValueError("expected host:port[,host:port...]")
+        for part in parts:
+            port = int(part.rsplit(":", 1)[1])
+            if not 1 <= port <= 65535:
+                raise ValueError(f"port {port} is outside 1-65535")
+        return ",".join(parts)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        value = value.strip()
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("expected redis://host:port/db, rediss://... or unix://path")
+        return value
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        if not _TOPIC_PREFIX.match(value):
+            raise ValueError("only letters, digits, '.', '_' and '-' are allowed")
+        return value
+
+    @field_validator("app_id")
+    @classmethod
+    def _check_app_id(cls, value: str) -> str:
+        if not _APP_ID.match(value):
+            raise ValueError("only letters, digits, '.', '_' and '-' are allowed, 1-100 of them")
+        return value
+
+    @field_validator("partitions")
+    @classmethod
+    def _check_partitions(cls, value: int) -> int:
+        if not 1 <= value <= 1024:
+            raise ValueError("must be from 1 to 1024")
+        return value
+
+    @field_validator("web_port")
+    @classmethod
+    def _check_port(cls, value: int) -> int:
+        if not 1 <= value <= 65535:
+            raise ValueError("must be from 1 to 65535")
+        return value
+
+    @field_validator("standby_replicas")
+    @classmethod
+    def _check_standby(cls, value: int) -> int:
+        if not 0 <= value <= 10:
+            raise ValueError("must be from 0 to 10")
+        return value
+
+    @field_validator("dedup_max_ids")
+    @classmethod
+    def _check_dedup(cls, value: int) -> int:
+        if not 1 <= value <= 10_000:
+            raise ValueError("must be from 1 to 10000")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in {"debug", "info", "warning", "error"}:
+            raise ValueError("must be one of debug, info, warning, error")
+        return value
+
+    @property
+    def kafka_hosts(self) -> list[tuple[str, int]]:
+        hosts = []
+        for part in self.kafka_bootstrap.split(","):
+            host, port = part.rsplit(":", 1)
+            hosts.append((host.strip("[]"), int(port)))
+        return hosts
+
+    def topic(self, name: str) -> str:
+        """The full name of one of our topics, e.g. ``events`` -> ``pulse.events``."""
+        return f"{self.topic_prefix}{name}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment, turning validation errors into one clear message."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(describe_errors(exc)) from None
+
+
+def describe_errors(exc: ValidationError) -> str:
+    lines = ["invalid configuration:"]
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        info = Settings.model_fields.get(field)
+        form = ""
+        if info is not None and isinstance(info.json_schema_extra, dict):
+            form = str(info.json_schema_extra.get("form", ""))
+        message = str(error["msg"]).removeprefix("Value error, ")
+        got = error.get("input")
+        lines.append(
+            f"  {ENV_PREFIX}{field.upper()}={got!r}: {message}"
+            + (f" (accepted form: {form})" if form else "")
+        )
+    return "\n".join(lines)

@@ -1,0 +1,65 @@
+"""The sink contract: versioned, idempotent writes of customer profiles, retried while down."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from schemas import Profile
+
+log = logging.getLogger(__name__)
+
+
+class ProfileSink(Protocol):
+    async def write_profiles(self, profiles: Sequence[Profile]) -> int:
+        """Write each profile unless a same-or-newer version is already there; return how many were written."""
+        ...
+
+    async def read_profile(self, customer_id: str) -> dict[str, str] | None: ...
+
+
+def profile_fields(profile: Profile) -> dict[str, str]:
+    """The flat string fields of the ``pulse:cust:{id}`` hash (absent values are omitted).
+
+    >>> from datetime import datetime, UTC
+    >>> p = Profile(customer_id="c", version=3, orders=2, monetary="10.00",
+    ...             first_purchase_at=None, last_purchase_at=None, as_of_event_time=None,
+    ...             computed_at=datetime(2024, 1, 1, tzinfo=UTC), rules_version="r",
+    ...             model_version="m")
+    >>> profile_fields(p)["computed_at"], "first_purchase_at" in profile_fields(p)
+    ('2024-01-01T00:00:00+00:00', False)
+    """
+    fields: dict[str, str] = {}
+    for name, value in profile.model_dump().items():
+        if value is None:
+            continue
+        fields[name] = value.isoformat() if isinstance(value, datetime) else str(value)
+    return fields
+
+
+async def write_with_retry(
+    write: Callable[[], Awaitable[int]],
+    *,
+    retry_on: tuple[type[BaseException], ...],
+    initial_backoff: float = 0.1,
+    max_backoff: float = 5.0,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> int:
+    """Call ``write`` until it succeeds, backing off exponentially on ``retry_on`` errors.
+
+    The caller does not acknowledge its input until this returns, so an outage delays
+    the projection but loses nothing.
+    """
+    backoff = initial_backoff
+    attempt = 0
+    while True:
+        try:
+            return await write()
+        except retry_on as exc:
+            attempt += 1
+            log.warning("sink write failed (attempt %d, retrying in %.1fs): %s", attempt, backoff, exc)
+            await sleep(backoff)
+            backoff = min(max_backoff, backoff * 2)
