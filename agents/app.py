@@ -24,6 +24,9 @@ class Pulse:
 
 
 def create_app(settings: Settings) -> Pulse:
+    from agents import recovery_fix
+
+    recovery_fix.apply()
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{hostport}" for hostport in settings.kafka_bootstrap.split(",")],

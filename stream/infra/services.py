@@ -49,6 +49,6 @@ def up(settings: Settings, say: Callable[[str], None] = print) -> list[ServiceSt
     return status(settings)
 
 
-def down(settings: Settings) -> dict[str, str]:
+def down(settings: Settings, names: tuple[str, ...] = ("redis", "kafka")) -> dict[str, str]:
     """Stop only the services this data dir's `pulse up` started (by recorded pid)."""
-    return {name: stop(settings.data_dir, name) for name in ("redis", "kafka")}
+    return {name: stop(settings.data_dir, name) for name in names}

@@ -1,0 +1,67 @@
+"""A fix for a faust-streaming recovery race that silently skips input records (faust #596).
+
+After table recovery, faust 0.15.3 ``Recovery.on_recovery_completed`` resumes the stream
+partitions, awaits a seek to the committed offsets, and only then calls
+``flow_control.resume()`` -- which *clears every stream queue*. Records fetched while the
+seek was awaited are dropped from the queues although the consumer position has moved past
+them: those events are never processed, and their offsets leave a gap in the acks. We saw
+it in ``tests/integration/test_restart_recovery.py`` (a wiped RocksDB made the restart take
+the recovery path; 3-4 records per partition were lost each time).
+
+The fixed order clears the queues first, then seeks, then resumes the partitions, so
+nothing can be fetched for them between the seek and the clear.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from faust.tables.recovery import Recovery
+
+_PATCHED = "_pulse_recovery_fix"
+
+
+async def _on_recovery_completed(self: Any, generation_id: int = 0) -> None:
+    consumer = self.app.consumer
+    self.log.info("Restore complete!")
+    await self.app.on_rebalance_complete.send()
+    self._set_recovery_ended()
+    callbacks = [
+        asyncio.ensure_future(
+            table.on_recovery_completed(self.actives_for_table[table], self.standbys_for_table[table])
+        )
+        for table in self.tables.values()
+    ]
+    if callbacks:
+        await asyncio.wait(callbacks)
+    assignment = consumer.assignment()
+    if self.app.consumer_generation_id != generation_id:
+        self.log.warning(
+            f"Recovery rebalancing again app id {self.app.consumer_generation_id} param {generation_id}"
+        )
+        return
+    # 1. clear stale queued records (resume() clears every stream queue) ...
+    self.app.flow_control.resume()
+    if assignment:
+        # 2. ... seek the still-paused stream partitions to their committed offsets ...
+        self.log.info("Seek stream partitions to committed offsets.")
+        await self._wait(consumer.perform_seek(), timeout=self.app.conf.broker_request_timeout)
+    self.completed.set()
+    # 3. ... and only now let records of those partitions be fetched.
+    consumer.resume_partitions({tp for tp in assignment if not self._is_changelog_tp(tp)})
+    consumer.resume_flow()
+    await self.app._fetcher.maybe_start()
+    self.tables.on_actives_ready()
+    if not self.app.assignor.assigned_standbys():
+        self.tables.on_standbys_ready()
+    self.app.on_rebalance_end()
+    self.log.info("Worker ready")
+
+
+def apply() -> None:
+    """Install the fixed method once (idempotent)."""
+    if getattr(Recovery, _PATCHED, False):
+        return
+    Recovery.on_recovery_completed = _on_recovery_completed  # type: ignore[method-assign]
+    setattr(Recovery, _PATCHED, True)

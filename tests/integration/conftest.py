@@ -1,0 +1,74 @@
+"""Integration tests run against a real Kafka broker and a real Redis server.
+
+The session starts them with the same code as `pulse up` (unless the configured addresses
+already answer) and stops what it started. A service that cannot start fails the run with
+the reason; nothing here skips.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from stream.infra import services
+from stream.infra.process import InfraError
+from stream.settings import Settings, load_settings
+
+
+@pytest.fixture(scope="session")
+def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    base = load_settings()
+    # Our own services' data lives with the user's `pulse up` data dir so a running
+    # `pulse up` is reused; anything this session starts, it stops.
+    before = {row.name: row.running for row in services.status(base)}
+    try:
+        services.up(base, say=lambda line: print(f"[infra] {line}"))
+    except InfraError as exc:
+        pytest.fail(f"integration services could not start: {exc}", pytrace=False)
+    yield base
+    started = tuple(name for name, running in before.items() if not running)
+    if started:
+        services.down(base, started)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Isolated:
+    """Settings and environment of one test's own app: unique topics, group, data dir, port."""
+
+    settings: Settings
+    env: dict[str, str]
+    tag: str
+    data_dir: Path
+
+
+@pytest.fixture
+def isolated(infra: Settings, tmp_path: Path) -> Isolated:
+    tag = uuid.uuid4().hex[:8]
+    port = free_port()
+    env = {
+        "PULSE_KAFKA_BOOTSTRAP": infra.kafka_bootstrap,
+        "PULSE_REDIS_URL": infra.redis_url,
+        "PULSE_TOPIC_PREFIX": f"t{tag}.",
+        "PULSE_APP_ID": f"pulse-test-{tag}",
+        "PULSE_DATA_DIR": str(tmp_path / "data"),
+        "PULSE_WEB_PORT": str(port),
+        "PULSE_PARTITIONS": "4",
+        "PULSE_LOG_LEVEL": "info",
+    }
+    settings = Settings(
+        kafka_bootstrap=infra.kafka_bootstrap, redis_url=infra.redis_url,
+        topic_prefix=f"t{tag}.", app_id=f"pulse-test-{tag}", data_dir=tmp_path / "data",
+        web_port=port, partitions=4,
+    )
+    return Isolated(settings=settings, env=env, tag=tag, data_dir=tmp_path / "data")
