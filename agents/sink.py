@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
 import redis
@@ -31,6 +32,6 @@ def register(pulse: Pulse) -> None:
                 seen = latest.get(profile.customer_id)
                 if seen is None or profile.version > seen.version:
                     latest[profile.customer_id] = profile
-            profiles = list(latest.values())
-            await write_with_retry(lambda: sink.write_profiles(profiles), retry_on=RETRYABLE)
+            await write_with_retry(partial(sink.write_profiles, list(latest.values())),
+                                   retry_on=RETRYABLE)
 

@@ -24,8 +24,8 @@ BAD_RECORDS = [b'{"type": "purchase", "event_id": ', b"\xff\xfe not utf-8",
 def run_demo(settings: Settings, *, customers: int, events: int, seed: int, timeout: float,
              keep_worker: bool, say: Callable[[str], None] = print) -> bool:
     say("== 1/4 services")
-    for row in services.up(settings, say=say):
-        say("   " + row.line())
+    for service in services.up(settings, say=say):
+        say("   " + service.line())
 
     say("== 2/4 worker")
     log_file = settings.data_dir / "logs" / "demo-worker.log"

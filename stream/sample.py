@@ -24,7 +24,7 @@ def sample_events(customers: int, events: int, *, seed: int = 7,
     (10, 3, True)
     """
     rng = random.Random(seed)
-    out = []
+    out: list[dict[str, Any]] = []
     clock = start
     for i in range(events):
         customer = f"{prefix}-c{(i % customers) + 1:04d}" if i < customers else \

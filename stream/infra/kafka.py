@@ -26,6 +26,7 @@ from stream.infra.process import (
 
 KAFKA_VERSION = "3.9.1"
 SERVICE = "kafka"
+JAVA_HINT = "Install a Java 17+ runtime (Debian/Ubuntu: apt-get install openjdk-17-jre-headless)."
 
 
 def cache_dir() -> Path:
@@ -51,7 +52,7 @@ def ensure_classpath(say: Callable[[str], None] = print) -> Path:
     if (libs / ".complete").exists():
         return libs
     mvn = _require("mvn", "Install Maven (Debian/Ubuntu: apt-get install maven).")
-    _require("java", "Install a Java 17+ runtime (Debian/Ubuntu: apt-get install openjdk-17-jre-headless).")
+    _require("java", JAVA_HINT)
     staging = libs.parent / f"libs.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -137,7 +138,7 @@ def start_kafka(bootstrap: str, data_dir: Path, partitions: int, *, timeout: flo
             f"choose another PULSE_KAFKA_BOOTSTRAP port."
         )
     libs = ensure_classpath(say)
-    java = _require("java", "Install a Java 17+ runtime (Debian/Ubuntu: apt-get install openjdk-17-jre-headless).")
+    java = _require("java", JAVA_HINT)
     home = (data_dir / "kafka").resolve()
     log_dir = home / "data"
     home.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -133,10 +134,8 @@ def stop(data_dir: Path, name: str, timeout: float = 30.0) -> str:
 
 def _reap(pid: int) -> None:
     # When we are the parent (tests), collect the zombie so the pid really disappears.
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def tail(path: Path | str, lines: int = 30) -> str:

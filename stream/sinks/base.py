@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 class ProfileSink(Protocol):
     async def write_profiles(self, profiles: Sequence[Profile]) -> int:
-        """Write each profile unless a same-or-newer version is already there; return how many were written."""
+        """Write each profile unless a same-or-newer version is stored; return how many were written."""
         ...
 
     async def read_profile(self, customer_id: str) -> dict[str, str] | None: ...

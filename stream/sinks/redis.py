@@ -21,7 +21,9 @@ return 1
 
 
 def customer_key(customer_id: str, prefix: str = KEY_PREFIX) -> str:
-    """>>> customer_key("c42")
+    """The Redis key of a customer's profile hash.
+
+    >>> customer_key("c42")
     'pulse:cust:c42'
     """
     return f"{prefix}cust:{customer_id}"
@@ -46,12 +48,14 @@ class RedisSink:
                 args: list[str] = [fields["version"]]
                 for name, value in fields.items():
                     args += [name, value]
-                await self._hset(keys=[customer_key(profile.customer_id, self._prefix)], args=args, client=pipe)
+                key = customer_key(profile.customer_id, self._prefix)
+                await self._hset(keys=[key], args=args, client=pipe)
             results = await pipe.execute()
         return sum(int(r) for r in results)
 
     async def read_profile(self, customer_id: str) -> dict[str, str] | None:
-        found = await self._client.hgetall(customer_key(customer_id, self._prefix))
+        found: dict[str, str] = await self._client.hgetall(  # type: ignore[misc,assignment]
+            customer_key(customer_id, self._prefix))
         return found or None
 
     async def close(self) -> None:

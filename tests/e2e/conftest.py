@@ -1,0 +1,1 @@
+from tests.integration.conftest import Isolated, free_port, infra, isolated  # noqa: F401

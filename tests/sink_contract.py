@@ -1,0 +1,66 @@
+"""One contract suite for every ProfileSink implementation (memory in unit tests, Redis in integration)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from schemas import Profile
+from stream.sinks import ProfileSink
+
+
+def make_profile(customer_id: str, version: int, orders: int, monetary: str = "1.00") -> Profile:
+    return Profile(
+        customer_id=customer_id, version=version, orders=orders, monetary=monetary,
+        first_purchase_at=datetime(2024, 1, 1, tzinfo=UTC),
+        last_purchase_at=datetime(2024, 1, version, tzinfo=UTC),
+        as_of_event_time=datetime(2024, 1, version, tzinfo=UTC),
+        computed_at=datetime(2024, 2, 1, tzinfo=UTC), rules_version="r1", model_version="none",
+    )
+
+
+class SinkContract:
+    """Subclass and provide an async ``sink`` fixture."""
+
+    @staticmethod
+    def cid() -> str:
+        return f"contract-{uuid.uuid4().hex[:10]}"
+
+    async def test_write_then_read(self, sink: ProfileSink) -> None:
+        cid = self.cid()
+        assert await sink.write_profiles([make_profile(cid, 1, 1, "9.99")]) == 1
+        row = await sink.read_profile(cid)
+        assert row is not None
+        assert (row["orders"], row["monetary"], row["version"]) == ("1", "9.99", "1")
+        assert row["last_purchase_at"] == "2024-01-01T00:00:00+00:00"
+
+    async def test_replaying_the_same_version_writes_nothing(self, sink: ProfileSink) -> None:
+        cid = self.cid()
+        await sink.write_profiles([make_profile(cid, 2, 2)])
+        assert await sink.write_profiles([make_profile(cid, 2, 99)]) == 0
+        row = await sink.read_profile(cid)
+        assert row is not None and row["orders"] == "2"
+
+    async def test_an_older_version_never_overwrites_a_newer_one(self, sink: ProfileSink) -> None:
+        cid = self.cid()
+        await sink.write_profiles([make_profile(cid, 5, 5)])
+        assert await sink.write_profiles([make_profile(cid, 3, 3)]) == 0
+        row = await sink.read_profile(cid)
+        assert row is not None and (row["orders"], row["version"]) == ("5", "5")
+
+    async def test_newer_version_replaces(self, sink: ProfileSink) -> None:
+        cid = self.cid()
+        await sink.write_profiles([make_profile(cid, 1, 1)])
+        assert await sink.write_profiles([make_profile(cid, 4, 3, "30.00")]) == 1
+        row = await sink.read_profile(cid)
+        assert row is not None and (row["orders"], row["monetary"]) == ("3", "30.00")
+
+    async def test_a_batch_of_many_customers(self, sink: ProfileSink) -> None:
+        cids = [self.cid() for _ in range(50)]
+        assert await sink.write_profiles([make_profile(c, 1, i) for i, c in enumerate(cids)]) == 50
+        for i, c in enumerate(cids):
+            row = await sink.read_profile(c)
+            assert row is not None and row["orders"] == str(i)
+
+    async def test_unknown_customer_reads_none(self, sink: ProfileSink) -> None:
+        assert await sink.read_profile(self.cid()) is None

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import pytest
+
+from stream.settings import Settings, SettingsError, load_settings
+
+
+def test_defaults_match_the_embedded_services(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("PULSE_KAFKA_BOOTSTRAP", "PULSE_REDIS_URL", "PULSE_TOPIC_PREFIX", "PULSE_PARTITIONS"):
+        monkeypatch.delenv(var, raising=False)
+    s = load_settings()
+    assert s.kafka_bootstrap == "127.0.0.1:9092"
+    assert s.redis_url == "redis://127.0.0.1:6379/0"
+    assert s.topic("events") == "pulse.events"
+
+
+def test_environment_is_read_with_the_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PULSE_KAFKA_BOOTSTRAP", "kafka://b1:9092, b2:9093")
+    monkeypatch.setenv("PULSE_PARTITIONS", "12")
+    monkeypatch.setenv("PULSE_TOPIC_PREFIX", "shop1.")
+    s = load_settings()
+    assert s.kafka_hosts == [("b1", 9092), ("b2", 9093)]
+    assert s.partitions == 12
+    assert s.topic("events.dlq") == "shop1.events.dlq"
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "form"),
+    [
+        ("PULSE_KAFKA_BOOTSTRAP", "localhost", "host:port"),
+        ("PULSE_KAFKA_BOOTSTRAP", "h:99999", "host:port"),
+        ("PULSE_REDIS_URL", "http://x", "redis://"),
+        ("PULSE_PARTITIONS", "abc", "an integer from 1 to 1024"),
+        ("PULSE_PARTITIONS", "0", "an integer from 1 to 1024"),
+        ("PULSE_WEB_PORT", "70000", "1 to 65535"),
+        ("PULSE_TOPIC_PREFIX", "bad prefix!", "letters, digits"),
+        ("PULSE_LOG_LEVEL", "loud", "debug, info"),
+    ],
+)
+def test_a_bad_value_names_the_variable_and_the_accepted_form(
+    monkeypatch: pytest.MonkeyPatch, var: str, value: str, form: str
+) -> None:
+    monkeypatch.setenv(var, value)
+    with pytest.raises(SettingsError) as excinfo:
+        load_settings()
+    message = str(excinfo.value)
+    assert var in message
+    assert form in message
+    assert repr(value) in message
+
+
+def test_every_setting_documents_its_accepted_form() -> None:
+    for name, info in Settings.model_fields.items():
+        assert isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("form"), name
+        assert info.description, name
