@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from schemas import EVENT_ADAPTER
-from stream.validate import Rejection, dead_letter, validate
+from stream.validate import Rejection, Rules, dead_letter, validate
 
 if TYPE_CHECKING:
     from agents.app import Pulse
 
 
 def register(pulse: Pulse) -> None:
+    s = pulse.settings
+    rules = Rules(max_bytes=s.max_event_bytes, total_tolerance=s.total_tolerance,
+                  max_future=timedelta(seconds=s.max_future_seconds))
+
     @pulse.app.agent(pulse.events, name="validate", concurrency=1)
     async def validate_events(stream):  # type: ignore[no-untyped-def]
         async for event in stream.events():
             message = event.message
-            result = validate(event.value)
+            result = validate(event.value, rules=rules)
             if isinstance(result, Rejection):
                 letter = dead_letter(event.value, event.key, result, stage="validate",
                                      now=datetime.now(UTC), topic=message.topic,

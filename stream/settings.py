@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from pathlib import Path
 
 from pydantic import Field, ValidationError, field_validator
@@ -76,6 +77,21 @@ class Settings(BaseSettings):
         description="Most recent event ids remembered per customer to drop redelivered events.",
         json_schema_extra={"form": "an integer from 1 to 10000"},
     )
+    max_event_bytes: int = Field(
+        64 * 1024,
+        description="Largest accepted event payload; larger records go to the DLQ as too_large.",
+        json_schema_extra={"form": "an integer from 256 to 900000 (bytes)"},
+    )
+    total_tolerance: Decimal = Field(
+        Decimal("0.01"),
+        description="Allowed difference between a purchase total and its lines minus discount.",
+        json_schema_extra={"form": "a non-negative decimal amount, e.g. 0.01"},
+    )
+    max_future_seconds: int = Field(
+        300,
+        description="How far an event time may be ahead of the processing clock.",
+        json_schema_extra={"form": "an integer from 0 to 604800 (seconds)"},
+    )
     log_level: str = Field(
         "info",
         description="Worker log level.",
@@ -143,6 +159,27 @@ class Settings(BaseSettings):
     def _check_dedup(cls, value: int) -> int:
         if not 1 <= value <= 10_000:
             raise ValueError("must be from 1 to 10000")
+        return value
+
+    @field_validator("max_event_bytes")
+    @classmethod
+    def _check_max_bytes(cls, value: int) -> int:
+        if not 256 <= value <= 900_000:
+            raise ValueError("must be from 256 to 900000")
+        return value
+
+    @field_validator("total_tolerance")
+    @classmethod
+    def _check_tolerance(cls, value: Decimal) -> Decimal:
+        if not value.is_finite() or value < 0:
+            raise ValueError("must be a non-negative finite amount")
+        return value
+
+    @field_validator("max_future_seconds")
+    @classmethod
+    def _check_future(cls, value: int) -> int:
+        if not 0 <= value <= 604_800:
+            raise ValueError("must be from 0 to 604800")
         return value
 
     @field_validator("log_level")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from pydantic import ValidationError
 
-from schemas import EVENT_ADAPTER, Event
+from schemas import EVENT_ADAPTER, Event, Purchase
 from schemas.deadletter import DeadLetter
 
 MAX_EVENT_BYTES = 64 * 1024
@@ -22,7 +23,20 @@ class Rejection:
     message: str
 
 
-def validate(raw: bytes | None, *, max_bytes: int = MAX_EVENT_BYTES) -> Event | Rejection:
+@dataclass(frozen=True)
+class Rules:
+    """Business rules beyond the schema (all configurable through ``Settings``)."""
+
+    max_bytes: int = MAX_EVENT_BYTES
+    total_tolerance: Decimal = Decimal("0.01")
+    max_future: timedelta = timedelta(minutes=5)
+
+
+DEFAULT_RULES = Rules()
+
+
+def validate(raw: bytes | None, *, rules: Rules = DEFAULT_RULES,
+             now: datetime | None = None) -> Event | Rejection:
     """Decode and check one record from ``pulse.events``.
 
     >>> validate(b'{"type": "nope"}').reason
@@ -30,6 +44,7 @@ def validate(raw: bytes | None, *, max_bytes: int = MAX_EVENT_BYTES) -> Event | 
     >>> validate(b'\\xff\\xfe').reason
     'not_utf8'
     """
+    max_bytes = rules.max_bytes
     if raw is None or len(raw) == 0:
         return Rejection("empty", "the record has no value")
     if len(raw) > max_bytes:
@@ -43,9 +58,25 @@ def validate(raw: bytes | None, *, max_bytes: int = MAX_EVENT_BYTES) -> Event | 
     except (ValueError, RecursionError) as exc:
         return Rejection("not_json", f"payload is not JSON: {exc}")
     try:
-        return EVENT_ADAPTER.validate_json(text)
+        event = EVENT_ADAPTER.validate_json(text)
     except ValidationError as exc:
         return _describe(exc)
+    return _check_rules(event, rules, now or datetime.now(UTC))
+
+
+def _check_rules(event: Event, rules: Rules, now: datetime) -> Event | Rejection:
+    if event.event_time > now + rules.max_future:
+        return Rejection("future_event_time",
+                         f"event_time: {event.event_time.isoformat()} is more than "
+                         f"{rules.max_future} ahead of the processing time")
+    if isinstance(event, Purchase) and event.items:
+        lines = sum((item.unit_price * item.quantity for item in event.items), Decimal(0))
+        expected = lines - event.discount
+        if abs(expected - event.total) > rules.total_tolerance:
+            return Rejection("inconsistent_total",
+                             f"total: {event.total} differs from the lines ({lines}) minus discount "
+                             f"({event.discount}) by more than {rules.total_tolerance}")
+    return event
 
 
 def _describe(exc: ValidationError) -> Rejection:

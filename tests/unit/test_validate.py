@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
 from schemas import Purchase
-from stream.validate import MAX_EVENT_BYTES, Rejection, dead_letter, validate
+from stream.validate import MAX_EVENT_BYTES, Rejection, Rules, dead_letter, validate
 
 VALID = {"type": "purchase", "event_id": "e1", "customer_id": "c1",
          "event_time": "2024-03-01T12:00:00+01:00", "order_id": "o1", "total": "10.50"}
@@ -58,3 +59,26 @@ def test_a_dead_letter_keeps_the_original_bytes_and_truncates_huge_ones() -> Non
     small = dead_letter(b"abc", None, Rejection("not_json", "x"), stage="validate",
                         now=datetime(2024, 1, 1, tzinfo=UTC))
     assert not small.truncated and base64.b64decode(small.original_b64) == b"abc"
+
+
+def test_an_event_far_in_the_future_is_rejected() -> None:
+    now = datetime(2024, 3, 1, 11, 0, tzinfo=UTC)
+    assert isinstance(validate(_bytes(), now=now), Purchase)  # exactly now
+    result = validate(_bytes(event_time="2024-03-01T13:00:00+01:00"), now=now)  # +1h
+    assert isinstance(result, Rejection) and result.reason == "future_event_time"
+    relaxed = Rules(max_future=timedelta(hours=2))
+    assert isinstance(validate(_bytes(event_time="2024-03-01T13:00:00+01:00"), rules=relaxed, now=now),
+                      Purchase)
+
+
+def test_a_total_inconsistent_with_its_lines_is_rejected_beyond_the_tolerance() -> None:
+    items = [{"sku": "a", "quantity": 2, "unit_price": "5.00"},
+             {"sku": "b", "quantity": 1, "unit_price": "1.50"}]
+    now = datetime(2024, 3, 2, tzinfo=UTC)
+    assert isinstance(validate(_bytes(items=items, total="11.50"), now=now), Purchase)
+    assert isinstance(validate(_bytes(items=items, total="10.50", discount="1.00"), now=now), Purchase)
+    result = validate(_bytes(items=items, total="12.00"), now=now)
+    assert isinstance(result, Rejection) and result.reason == "inconsistent_total"
+    assert "total" in result.message
+    assert isinstance(validate(_bytes(items=items, total="12.00"), now=now,
+                               rules=Rules(total_tolerance=Decimal("1"))), Purchase)
