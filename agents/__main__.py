@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 from faust.worker import Worker
 
 from agents.app import create_app
 from stream.settings import SettingsError, load_settings
+from stream.topics import ensure_topics
 
 
 def main() -> None:
@@ -16,6 +18,9 @@ def main() -> None:
     except SettingsError as exc:
         print(f"pulse worker: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    created = asyncio.run(ensure_topics(settings))
+    if created:
+        print(f"pulse worker: created topics {', '.join(created)}", file=sys.stderr)
     pulse = create_app(settings)
     worker = Worker(pulse.app, loglevel=settings.log_level.upper())
     worker.execute_from_commandline()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import UTC, datetime
+from pathlib import Path
 
 import click
 
@@ -76,6 +78,61 @@ def demo(customers: int, events: int, seed: int, timeout: float, keep_worker: bo
     except InfraError as exc:
         raise click.ClickException(str(exc)) from None
     sys.exit(0 if ok else 1)
+
+
+@main.command(help="Produce the events of a file to the events topic, keeping their event time.")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "cdnow"]), default="jsonl",
+              show_default=True, help="jsonl/csv: one event per line or row; cdnow: the CDNOW master log.")
+@click.option("--until", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="Only events on or before this date (UTC, inclusive).")
+@click.option("--speed", type=float, default=None,
+              help="Replay at this multiple of real time (default: as fast as possible).")
+@click.option("--wait/--no-wait", default=False,
+              help="Return only when the worker has processed everything and flushed Redis.")
+@click.option("--timeout", default=900.0, show_default=True, help="Seconds --wait waits at most.")
+def replay(path: Path, fmt: str, until: datetime | None, speed: float | None, wait: bool,
+           timeout: float) -> None:
+    import asyncio
+    import json
+
+    from stream.produce import produce
+    from stream.replay import ReplayError, paced, read_events, select, wait_until_processed
+
+    settings = _settings()
+    if speed is not None and speed <= 0:
+        raise click.BadParameter("must be a positive number, e.g. 60 for one hour per minute",
+                                 param_hint="--speed")
+    limit = until.replace(hour=23, minute=59, second=59, tzinfo=UTC) if until else None
+    try:
+        events = select(read_events(path, fmt), limit)
+    except ReplayError as exc:
+        raise click.ClickException(str(exc)) from None
+    topic = settings.topic("events")
+    click.echo(f"replaying {len(events)} events from {path} to {topic}"
+               + (f" (until {limit.date()})" if limit else ""))
+    with click.progressbar(length=len(events), label="producing", show_pos=True) as bar:
+        done = 0
+
+        def advance(sent: int) -> None:
+            nonlocal done
+            bar.update(sent - done)
+            done = sent
+
+        records = ((str(e.get("customer_id", "")).encode(), json.dumps(e).encode())
+                   for e in paced(events, speed))
+        sent = asyncio.run(produce(settings.kafka_bootstrap, topic, records, progress=advance))
+    customers = len({str(e.get("customer_id")) for e in events})
+    click.echo(f"produced {sent} events for {customers} customers")
+    if wait:
+        topics = [settings.topic(t) for t in ("events", "customer-events", "profiles")]
+        click.echo(f"waiting for worker group {settings.app_id} to catch up ...")
+        lag = asyncio.run(wait_until_processed(settings.kafka_bootstrap, settings.app_id, topics,
+                                               timeout))
+        if lag:
+            raise click.ClickException(f"the worker still had {lag} records to process after "
+                                       f"{timeout:.0f}s; is `pulse worker` running?")
+        click.echo("processed: the worker has consumed every record and flushed Redis")
 
 
 if __name__ == "__main__":

@@ -52,14 +52,16 @@ def test_sigterm_half_way_then_restart_equals_batch(isolated: Isolated, wipe_loc
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     log = isolated.data_dir / "worker.log"
 
-    worker = WorkerProcess(worker_env(isolated.env), log, settings.web_port).start()
-    asyncio.run(produce(settings.kafka_bootstrap, settings.topic("events"), records[: EVENTS // 2]))
-
     def applied_events() -> int:
         return sum(int(row.get("version", 0)) for row in _redis_orders(client, customer_ids).values())
 
-    _wait(lambda: applied_events() >= EVENTS // 4, 120, "the first quarter of events in Redis")
-    assert worker.stop(signal.SIGTERM) == 0, "worker did not exit cleanly on SIGTERM"
+    worker = WorkerProcess(worker_env(isolated.env), log, settings.web_port).start()
+    try:
+        asyncio.run(produce(settings.kafka_bootstrap, settings.topic("events"), records[: EVENTS // 2]))
+        _wait(lambda: applied_events() >= EVENTS // 4, 120, "the first quarter of events in Redis")
+    finally:
+        exit_code = worker.stop(signal.SIGTERM)
+    assert exit_code == 0, "worker did not exit cleanly on SIGTERM"
     if wipe_local_state:
         # Lose the local RocksDB: the table must be rebuilt from its changelog topic.
         shutil.rmtree(isolated.data_dir / f"worker-{settings.web_port}")

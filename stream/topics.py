@@ -1,0 +1,77 @@
+"""The Kafka topics the app needs, and creating the missing ones before a worker subscribes.
+
+Faust declares its internal topics itself, but concurrently with the consumer joining its
+group: on a fresh broker the group can be assigned before a new topic's metadata exists,
+and the agent reading it then gets no partitions until the next metadata refresh (five
+minutes). Creating every topic first, and waiting until the broker lists it, avoids that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from stream.settings import Settings
+
+COMPACTED = {"cleanup.policy": "compact"}
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def changelog_topic(settings: Settings, table: str) -> str:
+    return f"{settings.app_id}-{table}-changelog"
+
+
+def required_topics(settings: Settings) -> list[TopicSpec]:
+    """Every topic a worker reads or writes.
+
+    >>> [t.name for t in required_topics(Settings())][:2]
+    ['pulse.events', 'pulse.events.dlq']
+    """
+    n = settings.partitions
+    return [
+        TopicSpec(settings.topic("events"), n),
+        TopicSpec(settings.topic("events.dlq"), n),
+        TopicSpec(settings.topic("customer-events"), n),
+        TopicSpec(settings.topic("profiles"), n, COMPACTED),
+        # changelogs: compacted only, never time/size retention (faust #176, #597, #651)
+        TopicSpec(changelog_topic(settings, "customer-state"), n, COMPACTED),
+    ]
+
+
+async def ensure_topics(settings: Settings, timeout: float = 60.0) -> list[str]:
+    """Create the missing topics and wait until the broker lists all of them; returns the created ones."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    specs = required_topics(settings)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [s for s in specs if s.name not in existing]
+        if missing:
+            response = await admin.create_topics(
+                [NewTopic(s.name, s.partitions, 1 if len(settings.kafka_hosts) == 1 else -1,
+                          topic_configs=s.config) for s in missing])
+            for name, code, *_ in getattr(response, "topic_errors", []):
+                if code not in (0, TopicAlreadyExistsError.errno):
+                    raise RuntimeError(f"creating topic {name} failed with Kafka error code {code}")
+        deadline = time.monotonic() + timeout
+        while True:
+            described = await admin.describe_topics([s.name for s in specs])
+            ready = {d["topic"] for d in described if d.get("error_code", 0) == 0 and d.get("partitions")}
+            if ready >= {s.name for s in specs}:
+                return [s.name for s in missing]
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"topics not visible after {timeout:.0f}s: "
+                                   f"{sorted({s.name for s in specs} - ready)}")
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
