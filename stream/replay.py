@@ -130,10 +130,10 @@ async def wait_until_processed(bootstrap: str, group: str, topics: list[str], ti
         lag = -1
         stable = 0
         while time.monotonic() < deadline:
-            partitions = [TopicPartition(t, p) for t in topics
-                          for p in (consumer.partitions_for_topic(t) or set())]
+            described = await admin.describe_topics(topics)
+            partitions = [TopicPartition(d["topic"], p["partition"]) for d in described
+                          for p in d.get("partitions", [])]
             if not partitions:
-                await consumer.topics()  # refreshes the cluster metadata
                 await asyncio.sleep(0.5)
                 continue
             ends = await consumer.end_offsets(partitions)
