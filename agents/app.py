@@ -21,6 +21,8 @@ class Pulse:
     customer_events: Any
     profiles: Any
     customer_state: Any
+    ingest_counters: Any
+    profile_counters: Any
 
 
 def create_app(settings: Settings) -> Pulse:
@@ -58,6 +60,11 @@ def create_app(settings: Settings) -> Pulse:
             # raw bytes (the app default): values are CustomerState JSON, decoded by pydantic
             "customer-state", key_type=str, value_type=bytes, partitions=settings.partitions,
         ),
+        # one counter table per agent: each is co-partitioned with the topic its agent reads
+        ingest_counters=app.Table("ingest-counters", key_type=str, value_type=bytes,
+                                  partitions=settings.partitions),
+        profile_counters=app.Table("profile-counters", key_type=str, value_type=bytes,
+                                   partitions=settings.partitions),
     )
     from agents import ingest, profile, sink, views
 

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from schemas import EVENT_ADAPTER
+from stream.counters import bump
 from stream.validate import Rejection, Rules, dead_letter, validate
 
 if TYPE_CHECKING:
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
 
 def register(pulse: Pulse) -> None:
     s = pulse.settings
+    counters = pulse.ingest_counters
     rules = Rules(max_bytes=s.max_event_bytes, total_tolerance=s.total_tolerance,
                   max_future=timedelta(seconds=s.max_future_seconds))
 
@@ -21,12 +23,15 @@ def register(pulse: Pulse) -> None:
     async def validate_events(stream):  # type: ignore[no-untyped-def]
         async for event in stream.events():
             message = event.message
+            bump(counters, "ingest.received", message.partition)
             result = validate(event.value, rules=rules)
             if isinstance(result, Rejection):
+                bump(counters, f"ingest.rejected.{result.reason}", message.partition)
                 letter = dead_letter(event.value, event.key, result, stage="validate",
                                      now=datetime.now(UTC), topic=message.topic,
                                      partition=message.partition, offset=message.offset)
                 await pulse.dead_letters.send(key=event.key, value=letter.model_dump_json().encode())
                 continue
+            bump(counters, "ingest.accepted", message.partition)
             await pulse.customer_events.send(key=result.customer_id.encode(),
                                              value=EVENT_ADAPTER.dump_json(result))

@@ -6,7 +6,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from schemas import EVENT_ADAPTER, CustomerState
+from stream.counters import bump
+from stream.dedup import Admission
 from stream.profile import apply_event, to_profile
+from stream.validate import Rejection, dead_letter
 
 if TYPE_CHECKING:
     from agents.app import Pulse
@@ -14,20 +17,31 @@ if TYPE_CHECKING:
 
 def register(pulse: Pulse) -> None:
     table = pulse.customer_state
-    max_ids = pulse.settings.dedup_max_ids
+    counters = pulse.profile_counters
+    policy = pulse.settings.dedup_policy()
 
     # concurrency=1: faust may commit past an in-flight message with more (faust #606).
     @pulse.app.agent(pulse.customer_events, name="profile", concurrency=1)
     async def profile(stream):  # type: ignore[no-untyped-def]
-        async for raw in stream:
-            event = EVENT_ADAPTER.validate_json(raw)
-            customer_id = event.customer_id
+        async for event in stream.events():
+            message = event.message
+            parsed = EVENT_ADAPTER.validate_json(event.value)
+            customer_id = parsed.customer_id
             stored = table.get(customer_id)
             state = (CustomerState.model_validate_json(stored) if stored
                      else CustomerState(customer_id=customer_id))
-            new_state, applied = apply_event(state, event, max_ids=max_ids)
+            new_state, admission = apply_event(state, parsed, policy)
             table[customer_id] = new_state.model_dump_json().encode()
-            if applied:
+            bump(counters, f"profile.{admission.value}", message.partition)
+            if admission is Admission.APPLIED:
                 profile_record = to_profile(new_state, computed_at=datetime.now(UTC))
                 await pulse.profiles.send(key=customer_id.encode(),
                                           value=profile_record.model_dump_json().encode())
+            elif admission is Admission.TOO_LATE:
+                late = Rejection("too_late", f"event_time: {parsed.event_time.isoformat()} is more "
+                                 f"than {policy.lateness} before the customer's newest event "
+                                 f"({state.last_event_at.isoformat() if state.last_event_at else '-'})")
+                letter = dead_letter(event.value, event.key, late, stage="profile",
+                                     now=datetime.now(UTC), topic=message.topic,
+                                     partition=message.partition, offset=message.offset)
+                await pulse.dead_letters.send(key=event.key, value=letter.model_dump_json().encode())

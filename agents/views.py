@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from stream.counters import totals
+
 if TYPE_CHECKING:
     from agents.app import Pulse
 
@@ -16,6 +18,12 @@ def register(pulse: Pulse) -> None:
     @app.page("/health/")
     async def health(web, request):  # type: ignore[no-untyped-def]
         return web.json({"status": "ok", "app_id": pulse.settings.app_id})
+
+    @app.page("/counters/")
+    async def counters(web, request):  # type: ignore[no-untyped-def]
+        # This worker's partitions only; with several workers, sum their answers.
+        items = list(pulse.ingest_counters.items()) + list(pulse.profile_counters.items())
+        return web.json(totals(items))
 
     @app.page("/customers/{customer_id}/")
     @app.table_route(table=table, match_info="customer_id")

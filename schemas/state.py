@@ -11,7 +11,8 @@ class CustomerState(BaseModel):
     """One customer's behavioural state. Immutable: updates return a new value.
 
     ``monetary_cents`` is an integer so that sums are exact to the cent.
-    ``recent_event_ids`` holds the newest event ids (bounded) to drop redeliveries.
+    ``recent_event_ids`` holds ``(event_id, epoch seconds)`` of recent events (bounded by
+    time and count) to drop redeliveries.
     ``version`` counts the events applied; Redis writes are guarded by it.
     """
 
@@ -27,7 +28,9 @@ class CustomerState(BaseModel):
     first_seen_at: AwareDatetime | None = None
     last_event_at: AwareDatetime | None = None
     duplicates: int = 0
-    recent_event_ids: tuple[str, ...] = ()
+    too_late: int = 0
+    dedup_evicted: int = 0
+    recent_event_ids: tuple[tuple[str, int], ...] = ()
 
 
 class Profile(BaseModel):

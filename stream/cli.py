@@ -135,5 +135,32 @@ def replay(path: Path, fmt: str, until: datetime | None, speed: float | None, wa
         click.echo("processed: the worker has consumed every record and flushed Redis")
 
 
+@main.command(help="Show one customer's profile as stored in Redis.")
+@click.argument("customer_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the hash as JSON.")
+def profile(customer_id: str, as_json: bool) -> None:
+    import json
+
+    import redis
+
+    from stream.sinks.redis import customer_key
+
+    settings = _settings()
+    key = customer_key(customer_id.strip())
+    try:
+        client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+        row: dict[str, str] = client.hgetall(key)  # type: ignore[assignment]
+    except redis.RedisError as exc:
+        raise click.ClickException(f"cannot read {key} from {settings.redis_url}: {exc}") from None
+    if not row:
+        raise click.ClickException(f"no profile for customer {customer_id!r} ({key} is absent)")
+    if as_json:
+        click.echo(json.dumps(row, indent=2, sort_keys=True))
+        return
+    click.echo(key)
+    for field in sorted(row):
+        click.echo(f"  {field:<20} {row[field]}")
+
+
 if __name__ == "__main__":
     main()

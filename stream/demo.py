@@ -65,8 +65,7 @@ def run_demo(settings: Settings, *, customers: int, events: int, seed: int, time
                 f"{row.get('version', '-'):>7}")
         say(f"{caught_up}/{len(expected)} customers in Redis equal the batch computation "
             f"(orders and monetary over the same events).")
-        say("Look one up yourself:  redis-cli -u "
-            f"{settings.redis_url} HGETALL {customer_key(sorted(expected)[0])}")
+        say(f"Look one up yourself:  .venv/bin/pulse profile {sorted(expected)[0]}")
         return caught_up == len(expected)
     finally:
         if keep_worker:

@@ -6,6 +6,7 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 from schemas import CustomerState, Event, Profile, Purchase, Refund
+from stream.dedup import DEFAULT_POLICY, Admission, DedupPolicy, admit, remember
 
 RULES_VERSION = "foundation-1"
 HEURISTIC_MODEL = "none"
@@ -39,32 +40,40 @@ def _latest(a: datetime | None, b: datetime) -> datetime:
     return b if a is None or b > a else a
 
 
-def apply_event(state: CustomerState, event: Event, *, max_ids: int = 256) -> tuple[CustomerState, bool]:
-    """Fold one event into a customer's state. Returns ``(new_state, applied)``.
+def apply_event(state: CustomerState, event: Event,
+                policy: DedupPolicy = DEFAULT_POLICY) -> tuple[CustomerState, Admission]:
+    """Fold one event into a customer's state. Returns ``(new_state, admission)``.
 
-    A redelivered event (its id among the ``max_ids`` most recent) changes only the
-    duplicate counter and is reported as not applied. Order does not matter: minimums,
-    maximums and sums commute.
+    A redelivered event changes only the duplicate counter, a too-late one only the late
+    counter (the caller dead-letters it). Within the lateness, order does not matter:
+    minimums, maximums and sums commute.
 
     >>> from schemas import parse_event
     >>> e = parse_event('{"type":"purchase","event_id":"e1","customer_id":"c",'
     ...                 '"event_time":"2024-01-01T00:00:00Z","order_id":"o","total":"9.99"}')
-    >>> s, applied = apply_event(CustomerState(customer_id="c"), e)
-    >>> s.orders, s.monetary_cents, applied
-    (1, 999, True)
-    >>> s2, applied = apply_event(s, e)
-    >>> s2.orders, s2.duplicates, applied
-    (1, 1, False)
+    >>> s, admission = apply_event(CustomerState(customer_id="c"), e)
+    >>> s.orders, s.monetary_cents, admission.value
+    (1, 999, 'applied')
+    >>> s2, admission = apply_event(s, e)
+    >>> s2.orders, s2.duplicates, admission.value
+    (1, 1, 'duplicate')
     """
-    if event.event_id in state.recent_event_ids:
-        return state.model_copy(update={"duplicates": state.duplicates + 1}), False
+    admission = admit(state.recent_event_ids, state.last_event_at, event.event_id,
+                      event.event_time, policy)
+    if admission is Admission.DUPLICATE:
+        return state.model_copy(update={"duplicates": state.duplicates + 1}), admission
+    if admission is Admission.TOO_LATE:
+        return state.model_copy(update={"too_late": state.too_late + 1}), admission
 
+    newest = _latest(state.last_event_at, event.event_time)
+    seen, evicted = remember(state.recent_event_ids, event.event_id, event.event_time, newest, policy)
     update: dict[str, object] = {
         "version": state.version + 1,
         "events": state.events + 1,
         "first_seen_at": _earliest(state.first_seen_at, event.event_time),
-        "last_event_at": _latest(state.last_event_at, event.event_time),
-        "recent_event_ids": (state.recent_event_ids + (event.event_id,))[-max_ids:],
+        "last_event_at": newest,
+        "recent_event_ids": seen,
+        "dedup_evicted": state.dedup_evicted + evicted,
     }
     if isinstance(event, Purchase):
         update["orders"] = state.orders + 1
@@ -73,7 +82,7 @@ def apply_event(state: CustomerState, event: Event, *, max_ids: int = 256) -> tu
         update["last_purchase_at"] = _latest(state.last_purchase_at, event.event_time)
     elif isinstance(event, Refund):
         update["monetary_cents"] = state.monetary_cents - to_cents(event.amount)
-    return state.model_copy(update=update), True
+    return state.model_copy(update=update), admission
 
 
 def to_profile(state: CustomerState, computed_at: datetime) -> Profile:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from stream.dedup import DedupPolicy
 
 ENV_PREFIX = "PULSE_"
 
@@ -76,6 +80,19 @@ class Settings(BaseSettings):
         256,
         description="Most recent event ids remembered per customer to drop redelivered events.",
         json_schema_extra={"form": "an integer from 1 to 10000"},
+    )
+    allowed_lateness_seconds: int = Field(
+        3 * 86_400,
+        description="How far behind a customer's newest event time an event may arrive and still "
+                    "count; older ones go to the DLQ as too_late.",
+        json_schema_extra={"form": "an integer from 0 to 31536000 (seconds)"},
+    )
+    dedup_horizon_seconds: int = Field(
+        7 * 86_400,
+        description="How long (in event time) an event id is remembered to drop redeliveries; "
+                    "at least the allowed lateness.",
+        json_schema_extra={
+            "form": "an integer from 0 to 31536000 (seconds), >= PULSE_ALLOWED_LATENESS_SECONDS"},
     )
     max_event_bytes: int = Field(
         64 * 1024,
@@ -161,6 +178,21 @@ class Settings(BaseSettings):
             raise ValueError("must be from 1 to 10000")
         return value
 
+    @field_validator("allowed_lateness_seconds", "dedup_horizon_seconds")
+    @classmethod
+    def _check_seconds(cls, value: int) -> int:
+        if not 0 <= value <= 31_536_000:
+            raise ValueError("must be from 0 to 31536000")
+        return value
+
+    @model_validator(mode="after")
+    def _horizon_covers_lateness(self) -> Settings:
+        if self.dedup_horizon_seconds < self.allowed_lateness_seconds:
+            raise PydanticCustomError(
+                "horizon", "must be at least PULSE_ALLOWED_LATENESS_SECONDS ({lateness})",
+                {"lateness": self.allowed_lateness_seconds, "value": self.dedup_horizon_seconds})
+        return self
+
     @field_validator("max_event_bytes")
     @classmethod
     def _check_max_bytes(cls, value: int) -> int:
@@ -198,6 +230,11 @@ class Settings(BaseSettings):
             hosts.append((host.strip("[]"), int(port)))
         return hosts
 
+    def dedup_policy(self) -> DedupPolicy:
+        return DedupPolicy(lateness=timedelta(seconds=self.allowed_lateness_seconds),
+                           horizon=timedelta(seconds=self.dedup_horizon_seconds),
+                           max_ids=self.dedup_max_ids)
+
     def topic(self, name: str) -> str:
         """The full name of one of our topics, e.g. ``events`` -> ``pulse.events``."""
         return f"{self.topic_prefix}{name}"
@@ -214,13 +251,15 @@ def load_settings(**overrides: object) -> Settings:
 def describe_errors(exc: ValidationError) -> str:
     lines = ["invalid configuration:"]
     for error in exc.errors():
-        field = str(error["loc"][0]) if error["loc"] else "?"
+        field = str(error["loc"][0]) if error["loc"] else ""
+        if not field and error["type"] == "horizon":
+            field = "dedup_horizon_seconds"
         info = Settings.model_fields.get(field)
         form = ""
         if info is not None and isinstance(info.json_schema_extra, dict):
             form = str(info.json_schema_extra.get("form", ""))
         message = str(error["msg"]).removeprefix("Value error, ")
-        got = error.get("input")
+        got = error.get("ctx", {}).get("value", error.get("input"))
         lines.append(
             f"  {ENV_PREFIX}{field.upper()}={got!r}: {message}"
             + (f" (accepted form: {form})" if form else "")

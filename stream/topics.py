@@ -42,7 +42,22 @@ def required_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic("profiles"), n, COMPACTED),
         # changelogs: compacted only, never time/size retention (faust #176, #597, #651)
         TopicSpec(changelog_topic(settings, "customer-state"), n, COMPACTED),
+        TopicSpec(changelog_topic(settings, "ingest-counters"), n, COMPACTED),
+        TopicSpec(changelog_topic(settings, "profile-counters"), n, COMPACTED),
     ]
+
+
+def _check_partition_counts(specs: list[TopicSpec], described: list[dict]) -> None:
+    # Tables are co-partitioned with the topics their agents read: counts must agree.
+    wanted = {s.name: s.partitions for s in specs}
+    wrong = {d["topic"]: len(d["partitions"]) for d in described
+             if len(d["partitions"]) != wanted[d["topic"]]}
+    if wrong:
+        found = ", ".join(f"{name} has {count}" for name, count in sorted(wrong.items()))
+        raise RuntimeError(
+            f"topic partition counts differ from PULSE_PARTITIONS={specs[0].partitions}: {found}. "
+            "Set PULSE_PARTITIONS to the input topic's partition count (with a new PULSE_APP_ID "
+            "and PULSE_TOPIC_PREFIX if the app's own topics already exist).")
 
 
 async def ensure_topics(settings: Settings, timeout: float = 60.0) -> list[str]:
@@ -68,6 +83,7 @@ async def ensure_topics(settings: Settings, timeout: float = 60.0) -> list[str]:
             described = await admin.describe_topics([s.name for s in specs])
             ready = {d["topic"] for d in described if d.get("error_code", 0) == 0 and d.get("partitions")}
             if ready >= {s.name for s in specs}:
+                _check_partition_counts(specs, described)
                 return [s.name for s in missing]
             if time.monotonic() > deadline:
                 raise RuntimeError(f"topics not visible after {timeout:.0f}s: "

@@ -117,6 +117,9 @@ def server_properties(host: str, port: int, controller_port: int, log_dir: Path,
         "group.initial.rebalance.delay.ms=0",
         "auto.create.topics.enable=true",
         "delete.topic.enable=true",
+        # let oversized producer records reach the validator, which dead-letters them
+        "message.max.bytes=16777216",
+        "replica.fetch.max.bytes=16777216",
         "",
     ])
 

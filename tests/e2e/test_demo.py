@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -32,3 +33,14 @@ def test_demo_prints_every_customer_read_back_from_redis(isolated: Isolated) -> 
     assert second.returncode == 0, second.stdout + second.stderr
     rows_again = [line for line in second.stdout.splitlines() if line in rows]
     assert rows_again == rows
+
+    # The lookup the demo suggests shows the same values.
+    customer, orders, monetary = rows[0].split()[:3]
+    shown = subprocess.run([sys.executable, "-m", "stream.cli", "profile", customer, "--json"],
+                           env=env, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    row = json.loads(shown.stdout)
+    assert (row["customer_id"], row["orders"], row["monetary"]) == (customer, orders, monetary)
+    missing = subprocess.run([sys.executable, "-m", "stream.cli", "profile", "nobody-here"],
+                             env=env, capture_output=True, text=True, timeout=60)
+    assert missing.returncode != 0 and "no profile for customer 'nobody-here'" in missing.stderr

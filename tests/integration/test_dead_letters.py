@@ -1,4 +1,6 @@
-"""Bad records go to the DLQ with the reason; valid ones around them are all processed."""
+"""Bad input against the real broker: every malformed record lands in the DLQ with the right
+reason, the valid ones around them are all processed, the worker stays up, and
+records in = accepted + rejected, accepted = applied + duplicates + too late, exactly."""
 
 from __future__ import annotations
 
@@ -6,6 +8,8 @@ import asyncio
 import base64
 import json
 import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
@@ -19,21 +23,51 @@ from tests.integration.conftest import Isolated
 
 pytestmark = pytest.mark.integration
 
-BAD = [
-    (b'{"type": "purchase", "event_id": ', "not_json"),
-    (b"\xff\xfe\xfa", "not_utf8"),
-    (b'{"type": "teleport", "event_id": "x", "customer_id": "c", '
-     b'"event_time": "2024-01-01T00:00:00Z"}', "unknown_type"),
-    (b'{"type": "purchase", "event_id": "x", "event_time": "2024-01-01T00:00:00Z", '
-     b'"order_id": "o", "total": 1}', "missing_field"),
-    (b'{"type": "purchase", "event_id": "x", "customer_id": "c", '
-     b'"event_time": "2024-01-01T00:00:00Z", "order_id": "o", "total": -5}', "invalid_field"),
+
+def _purchase(**changes: object) -> bytes:
+    event = {"type": "purchase", "event_id": "bad-1", "customer_id": "bad-c",
+             "event_time": "2024-01-01T00:00:00+00:00", "order_id": "o", "total": "10.00"}
+    event.update(changes)
+    return json.dumps({k: v for k, v in event.items() if v is not ...}).encode()
+
+
+FUTURE = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+BAD: list[tuple[str, bytes, str]] = [
+    ("truncated JSON", b'{"type": "purchase", "event_id": ', "not_json"),
+    ("non-UTF-8 bytes", b"\xff\xfe\xfa\x00", "not_utf8"),
+    ("empty value", b"", "empty"),
+    ("deep nesting", b"[" * 5000 + b"]" * 5000, "not_json"),
+    ("multi-megabyte payload", b'{"type": "page_view", "pad": "' + b"x" * 3_000_000 + b'"}', "too_large"),
+    ("a JSON array", b"[1, 2, 3]", "invalid_field"),
+    ("unknown type", _purchase(type="teleport"), "unknown_type"),
+    ("no type", _purchase(type=...), "missing_field"),
+    ("missing customer id", _purchase(customer_id=...), "missing_field"),
+    ("missing event id", _purchase(event_id=...), "missing_field"),
+    ("empty customer id", _purchase(customer_id="   "), "invalid_field"),
+    ("customer id too long", _purchase(customer_id="c" * 1000), "invalid_field"),
+    ("total of the wrong type", _purchase(total={"amount": 1}), "invalid_field"),
+    ("NaN total", _purchase(total="NaN"), "invalid_field"),
+    ("infinite total", _purchase(total="Infinity"), "invalid_field"),
+    ("negative total", _purchase(total="-3.50"), "invalid_field"),
+    ("negative unit price", _purchase(items=[{"sku": "s", "quantity": 1, "unit_price": "-1"}]),
+     "invalid_field"),
+    ("quantity as text", _purchase(items=[{"sku": "s", "quantity": "two", "unit_price": "5"}]),
+     "invalid_field"),
+    ("zero quantity", _purchase(items=[{"sku": "s", "quantity": 0, "unit_price": "5"}]), "invalid_field"),
+    ("time without a timezone", _purchase(event_time="2024-01-01T00:00:00"), "invalid_field"),
+    ("not a date", _purchase(event_time="yesterday"), "invalid_field"),
+    ("event time a month ahead", _purchase(event_time=FUTURE), "future_event_time"),
+    ("total inconsistent with lines", _purchase(items=[{"sku": "s", "quantity": 2, "unit_price": "2.00"}]),
+     "inconsistent_total"),
+    ("unknown channel", _purchase(channel="carrier-pigeon"), "invalid_field"),
+    ("unexpected field", _purchase(coupon_hack=True), "unknown_field"),
+    ("bad currency", _purchase(currency="dollars"), "invalid_field"),
 ]
 
 
-async def _read_dlq(bootstrap: str, topic: str, expected: int, timeout: float) -> list[dict]:
+async def _read_topic(bootstrap: str, topic: str, expected: int, timeout: float) -> list[dict]:
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False)
+                                enable_auto_commit=False, max_partition_fetch_bytes=4 * 1024 * 1024)
     await consumer.start()
     records: list[dict] = []
     try:
@@ -47,38 +81,66 @@ async def _read_dlq(bootstrap: str, topic: str, expected: int, timeout: float) -
     return records
 
 
-def test_bad_records_land_in_the_dlq_and_valid_ones_are_processed(isolated: Isolated) -> None:
+def test_bad_input_is_dead_lettered_and_every_record_is_accounted_for(isolated: Isolated) -> None:
+    assert len({reason for _, _, reason in BAD}) >= 10 and len(BAD) >= 20
     settings = isolated.settings
-    events = sample_events(5, 60, seed=3, prefix=f"q{isolated.tag}")
-    records = event_records(events)
-    for i, (raw, _) in enumerate(BAD):
-        records.insert(i * 10 + 5, (b"bad-key", raw))
+    events = sample_events(6, 80, seed=3, prefix=f"q{isolated.tag}")
+    late_customer = events[-1]["customer_id"]
+    newest = max(e["event_time"] for e in events if e["customer_id"] == late_customer)
+    too_late = {**events[-1], "event_id": f"late-{isolated.tag}",
+                "event_time": (datetime.fromisoformat(newest) - timedelta(days=10)).isoformat(),
+                "type": "page_view"}
+    too_late = {k: v for k, v in too_late.items() if k in
+                ("event_id", "customer_id", "event_time", "type", "channel")}
+    duplicates = events[10:15]
+    records = event_records(events + duplicates)
+    for i, (_, raw, _) in enumerate(BAD):
+        records.insert(i * 3 + 1, (f"bad-{i}".encode(), raw))
+    records += event_records([too_late])
 
-    worker = WorkerProcess(worker_env(isolated.env), isolated.data_dir / "w.log",
-                           settings.web_port).start()
+    worker = WorkerProcess(worker_env(isolated.env), isolated.data_dir / "w.log", settings.web_port).start()
     try:
         asyncio.run(produce(settings.kafka_bootstrap, settings.topic("events"), records))
-        letters = asyncio.run(_read_dlq(settings.kafka_bootstrap, settings.topic("events.dlq"),
-                                        len(BAD), 90))
-        assert sorted(letter["reason"] for letter in letters) == sorted(r for _, r in BAD)
-        by_payload = {base64.b64decode(letter["original_b64"]): letter for letter in letters}
-        for raw, reason in BAD:
-            letter = by_payload[raw]
-            assert letter["reason"] == reason
+        letters = asyncio.run(_read_topic(settings.kafka_bootstrap, settings.topic("events.dlq"),
+                                          len(BAD) + 1, 120))
+
+        by_key = {base64.b64decode(letter["original_key_b64"]): letter for letter in letters}
+        for i, (kind, raw, reason) in enumerate(BAD):
+            letter = by_key.get(f"bad-{i}".encode())
+            assert letter is not None, f"{kind}: no dead letter"
+            assert letter["reason"] == reason, f"{kind}: {letter['reason']} ({letter['message']})"
             assert letter["stage"] == "validate"
-            assert base64.b64decode(letter["original_key_b64"]) == b"bad-key"
-            assert letter["source_topic"] == settings.topic("events")
+            assert letter["original_size"] == len(raw)
+            stored = base64.b64decode(letter["original_b64"])
+            assert stored == raw[: len(stored)] and (letter["truncated"] == (len(stored) < len(raw)))
+        late_letters = [x for x in letters if x["reason"] == "too_late"]
+        assert len(late_letters) == 1 and late_letters[0]["stage"] == "profile"
+        assert len(letters) == len(BAD) + 1
 
         client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-        want = {}
-        for e in events:
-            want[e["customer_id"]] = want.get(e["customer_id"], 0) + 1
+        want = Counter(e["customer_id"] for e in events)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             got = {c: int(client.hget(customer_key(c), "version") or 0) for c in want}
-            if got == want:
+            if got == dict(want):
                 break
             time.sleep(0.5)
-        assert got == want
+        assert got == dict(want)
+
+        time.sleep(1.5)
+        counters = worker.get("/counters/")
+        rejected = sum(v for k, v in counters.items() if k.startswith("ingest.rejected."))
+        assert counters["ingest.received"] == len(records)
+        assert counters["ingest.received"] == counters["ingest.accepted"] + rejected
+        assert rejected == len(BAD)
+        assert counters["ingest.accepted"] == (counters["profile.applied"] + counters["profile.duplicate"]
+                                               + counters["profile.too_late"])
+        assert counters["profile.duplicate"] == len(duplicates)
+        assert counters["profile.too_late"] == 1
+        assert counters["profile.applied"] == len(events)
+        assert Counter({k.removeprefix("ingest.rejected."): v for k, v in counters.items()
+                        if k.startswith("ingest.rejected.")}) == Counter(r for _, _, r in BAD)
+        assert worker.proc is not None and worker.proc.poll() is None, "the worker must stay up"
+        assert worker.get("/health/") == {"status": "ok", "app_id": settings.app_id}
     finally:
         worker.stop()

@@ -53,3 +53,12 @@ def test_every_setting_documents_its_accepted_form() -> None:
     for name, info in Settings.model_fields.items():
         assert isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("form"), name
         assert info.description, name
+
+
+def test_a_dedup_horizon_shorter_than_the_lateness_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PULSE_ALLOWED_LATENESS_SECONDS", "7200")
+    monkeypatch.setenv("PULSE_DEDUP_HORIZON_SECONDS", "3600")
+    with pytest.raises(SettingsError) as excinfo:
+        load_settings()
+    assert "PULSE_DEDUP_HORIZON_SECONDS=3600" in str(excinfo.value)
+    assert "PULSE_ALLOWED_LATENESS_SECONDS (7200)" in str(excinfo.value)
