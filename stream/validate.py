@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -54,10 +53,8 @@ def validate(raw: bytes | None, *, rules: Rules = DEFAULT_RULES,
     except UnicodeDecodeError as exc:
         return Rejection("not_utf8", f"payload is not UTF-8 ({exc.reason} at byte {exc.start})")
     try:
-        json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        return Rejection("not_json", f"payload is not JSON: {exc}")
-    try:
+        # One parse: pydantic's JSON parser reports malformed JSON (and nesting too deep)
+        # as ``json_invalid``.
         event = EVENT_ADAPTER.validate_json(text)
     except ValidationError as exc:
         return _describe(exc)
@@ -83,6 +80,8 @@ def _describe(exc: ValidationError) -> Rejection:
     first = exc.errors()[0]
     location = ".".join(str(p) for p in first["loc"]) or "(event)"
     kind = first["type"]
+    if kind == "json_invalid":
+        return Rejection("not_json", f"payload is not JSON: {first['ctx'].get('error', first['msg'])}")
     if kind == "union_tag_invalid":
         return Rejection("unknown_type", f"type: {first['msg']}")
     if kind == "union_tag_not_found":
