@@ -23,6 +23,7 @@ class Pulse:
     customer_state: Any
     ingest_counters: Any
     profile_counters: Any
+    event_time_maxima: Any
 
 
 def create_app(settings: Settings) -> Pulse:
@@ -65,6 +66,9 @@ def create_app(settings: Settings) -> Pulse:
                                   partitions=settings.partitions),
         profile_counters=app.Table("profile-counters", key_type=str, value_type=bytes,
                                    partitions=settings.partitions),
+        # newest event time per customer-events partition (see stream/watermark.py)
+        event_time_maxima=app.Table("event-time-maxima", key_type=str, value_type=bytes,
+                                    partitions=settings.partitions),
     )
     from agents import ingest, profile, sink, views
 

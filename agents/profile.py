@@ -10,6 +10,7 @@ from stream.counters import bump
 from stream.dedup import Admission
 from stream.profile import apply_event, to_profile
 from stream.validate import Rejection, dead_letter
+from stream.watermark import advance
 
 if TYPE_CHECKING:
     from agents.app import Pulse
@@ -19,6 +20,7 @@ def register(pulse: Pulse) -> None:
     table = pulse.customer_state
     counters = pulse.profile_counters
     policy = pulse.settings.dedup_policy()
+    maxima = pulse.event_time_maxima
 
     # concurrency=1: faust may commit past an in-flight message with more (faust #606).
     @pulse.app.agent(pulse.customer_events, name="profile", concurrency=1)
@@ -33,6 +35,11 @@ def register(pulse: Pulse) -> None:
             new_state, admission = apply_event(state, parsed, policy)
             table[customer_id] = new_state.model_dump_json().encode()
             bump(counters, f"profile.{admission.value}", message.partition)
+            partition_key = f"p{message.partition}"
+            stored_max = maxima.get(partition_key)
+            new_max = advance(int(stored_max) if stored_max else None, parsed.event_time)
+            if new_max is not None:
+                maxima[partition_key] = str(new_max).encode()
             if admission is Admission.APPLIED:
                 profile_record = to_profile(new_state, computed_at=datetime.now(UTC))
                 await pulse.profiles.send(key=customer_id.encode(),

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from stream.counters import totals
+from stream.watermark import watermark
 
 if TYPE_CHECKING:
     from agents.app import Pulse
@@ -24,6 +26,15 @@ def register(pulse: Pulse) -> None:
         # This worker's partitions only; with several workers, sum their answers.
         items = list(pulse.ingest_counters.items()) + list(pulse.profile_counters.items())
         return web.json(totals(items))
+
+    @app.page("/watermark/")
+    async def event_time_watermark(web, request):  # type: ignore[no-untyped-def]
+        # This worker's partitions; the app's watermark is the minimum over all workers.
+        maxima = {key: int(value) for key, value in pulse.event_time_maxima.items()}
+        mark = watermark(maxima.values(), pulse.settings.dedup_policy().lateness)
+        newest = {k: datetime.fromtimestamp(v, UTC).isoformat() for k, v in sorted(maxima.items())}
+        return web.json({"watermark": mark.isoformat() if mark else None,
+                         "partition_max_event_time": newest})
 
     @app.page("/customers/{customer_id}/")
     @app.table_route(table=table, match_info="customer_id")

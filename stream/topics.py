@@ -44,6 +44,7 @@ def required_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(changelog_topic(settings, "customer-state"), n, COMPACTED),
         TopicSpec(changelog_topic(settings, "ingest-counters"), n, COMPACTED),
         TopicSpec(changelog_topic(settings, "profile-counters"), n, COMPACTED),
+        TopicSpec(changelog_topic(settings, "event-time-maxima"), n, COMPACTED),
     ]
 
 

@@ -78,6 +78,12 @@ def test_cdnow_replay_matches_batch_and_a_second_replay_changes_nothing(isolated
                 mismatches.append((cid, got, want))
         assert not mismatches, f"{len(mismatches)} customers differ, e.g. {mismatches[:3]}"
 
+        # The watermark: the oldest partition's newest event time minus the 3-day lateness.
+        # Every partition has purchases on the last days of September 1997.
+        mark = worker.get("/watermark/")
+        assert len(mark["partition_max_event_time"]) == isolated.settings.partitions
+        assert "1997-09-26T00:00:00+00:00" <= mark["watermark"] <= "1997-09-27T00:00:00+00:00"
+
         second = _replay(env)
         assert second.returncode == 0, second.stdout + second.stderr
         again = _redis_rows(client, customer_ids)
