@@ -135,6 +135,63 @@ def replay(path: Path, fmt: str, until: datetime | None, speed: float | None, wa
         click.echo("processed: the worker has consumed every record and flushed Redis")
 
 
+@main.command(help="Generate a realistic synthetic population (seeded) with a hidden churn process.")
+@click.option("--customers", default=1000, show_default=True, type=click.IntRange(1, 10_000_000))
+@click.option("--days", default=365, show_default=True, type=click.IntRange(1, 3650))
+@click.option("--start", type=click.DateTime(formats=["%Y-%m-%d"]), default="2024-01-01",
+              show_default=True, help="First day (UTC).")
+@click.option("--seed", default=42, show_default=True)
+@click.option("--churn-share", default=0.3, show_default=True, type=click.FloatRange(0, 1),
+              help="Share of customers whose activity decays and stops.")
+@click.option("--prefix", default="gen", show_default=True, help="Customer ids are PREFIX-000001, ...")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write events as JSONL here.")
+@click.option("--truth", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the hidden ground truth (one JSON line per customer) here.")
+@click.option("--produce", "to_kafka", is_flag=True, help="Produce the events to the events topic.")
+def generate(customers: int, days: int, start: datetime, seed: int, churn_share: float,
+             prefix: str, out: Path | None, truth: Path | None, to_kafka: bool) -> None:
+    import asyncio
+    import json
+
+    from stream.generate import PopulationSpec, truth_rows
+    from stream.generate import generate as make_population
+    from stream.produce import produce
+
+    if out is None and not to_kafka:
+        raise click.UsageError("say where the events go: --out FILE and/or --produce")
+    spec = PopulationSpec(customers=customers, days=days, start=start.replace(tzinfo=UTC),
+                          seed=seed, churn_share=churn_share, prefix=prefix)
+    events, hidden = make_population(spec)
+    churners = sum(t.churns for t in hidden)
+    click.echo(f"generated {len(events)} events for {customers} customers over {days} days "
+               f"({churners} churn)")
+    if out is not None:
+        with out.open("w", encoding="utf-8") as handle:
+            for event in events:
+                handle.write(json.dumps(event) + "\n")
+        click.echo(f"events -> {out}")
+    if truth is not None:
+        with truth.open("w", encoding="utf-8") as handle:
+            for row in truth_rows(hidden):
+                handle.write(json.dumps(row) + "\n")
+        click.echo(f"ground truth -> {truth}")
+    if to_kafka:
+        settings = _settings()
+        with click.progressbar(length=len(events), label="producing", show_pos=True) as bar:
+            done = 0
+
+            def advance(sent: int) -> None:
+                nonlocal done
+                bar.update(sent - done)
+                done = sent
+
+            records = ((e["customer_id"].encode(), json.dumps(e).encode()) for e in events)
+            asyncio.run(produce(settings.kafka_bootstrap, settings.topic("events"), records,
+                                progress=advance))
+        click.echo(f"produced {len(events)} events to {settings.topic('events')}")
+
+
 @main.command(help="Show one customer's profile as stored in Redis.")
 @click.argument("customer_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the hash as JSON.")

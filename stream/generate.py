@@ -1,0 +1,221 @@
+"""A realistic synthetic customer population, seeded, with a hidden churn process.
+
+Each customer has a purchase rate (gamma-distributed: most buy rarely, a few often), a
+basket size (log-normal), favourite categories, a preferred channel, and maybe a seasonal
+pattern (shopping concentrated before year end). Browsing sessions outnumber purchases and
+drop off along the funnel (product view -> cart -> checkout -> purchase). Some refunds and
+support contacts happen at a base rate.
+
+The hidden churn process: a churner's activity decays over a few weeks before a churn date,
+with more complaints and refunds in that window, and then stops for good. The ground truth
+(who churns and when) is written separately, for evaluating churn detection.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+CATEGORIES = ("books", "music", "electronics", "home", "garden", "toys", "fashion", "beauty",
+              "sports", "grocery")
+CHANNELS = ("web", "app", "store")
+
+
+@dataclass(frozen=True)
+class Truth:
+    """What the generator knows about a customer and the processor must discover."""
+
+    customer_id: str
+    signup_at: str
+    purchases_per_30d: float
+    mean_basket: float
+    seasonal: bool
+    churns: bool
+    decay_starts_at: str | None
+    churn_at: str | None
+
+
+@dataclass(frozen=True)
+class PopulationSpec:
+    customers: int = 1000
+    days: int = 365
+    start: datetime = datetime(2024, 1, 1, tzinfo=UTC)
+    seed: int = 42
+    churn_share: float = 0.3
+    seasonal_share: float = 0.15
+    decay_days: int = 28
+    prefix: str = "gen"
+
+    def __post_init__(self) -> None:
+        if self.customers < 1 or self.days < 1:
+            raise ValueError("customers and days must be at least 1")
+        if not 0 <= self.churn_share <= 1 or not 0 <= self.seasonal_share <= 1:
+            raise ValueError("churn_share and seasonal_share must be between 0 and 1")
+
+
+@dataclass(frozen=True)
+class _Customer:
+    truth: Truth
+    signup: datetime
+    purchase_rate: float  # purchases per day at full activity
+    basket_mu: float
+    favourites: tuple[str, ...]
+    channel: str
+    decay_start: datetime | None
+    churn_at: datetime | None
+
+
+def generate(spec: PopulationSpec) -> tuple[list[dict[str, Any]], list[Truth]]:
+    """Events (in event-time order) and the ground truth of every customer.
+
+    >>> events, truth = generate(PopulationSpec(customers=20, days=60, seed=1))
+    >>> events == generate(PopulationSpec(customers=20, days=60, seed=1))[0]
+    True
+    >>> len(truth), all(a["event_time"] <= b["event_time"] for a, b in zip(events, events[1:], strict=False))
+    (20, True)
+    """
+    rng = random.Random(spec.seed)
+    customers = [_make_customer(rng, spec, i) for i in range(spec.customers)]
+    events: list[dict[str, Any]] = []
+    for customer in customers:
+        events.extend(_customer_events(random.Random(rng.random()), spec, customer))
+    events.sort(key=lambda e: (e["event_time"], e["event_id"]))
+    return events, [c.truth for c in customers]
+
+
+def truth_rows(truth: list[Truth]) -> Iterator[dict[str, Any]]:
+    for row in truth:
+        yield asdict(row)
+
+
+def _make_customer(rng: random.Random, spec: PopulationSpec, index: int) -> _Customer:
+    end = spec.start + timedelta(days=spec.days)
+    # Customers keep arriving: half are there at the start, the rest sign up over the period.
+    signup = spec.start if rng.random() < 0.5 else spec.start + timedelta(
+        seconds=rng.randrange(max(1, int(spec.days * 0.7 * 86_400))))
+    purchase_rate = rng.gammavariate(0.9, 1 / 0.9) / 30  # mean one purchase a month, heavy tail
+    basket_mu = rng.gauss(math.log(45), 0.5)
+    favourites = tuple(rng.sample(CATEGORIES, rng.randint(1, 3)))
+    channel = rng.choices(CHANNELS, weights=(5, 4, 1))[0]
+    seasonal = rng.random() < spec.seasonal_share
+    churns = rng.random() < spec.churn_share
+    decay_start = churn_at = None
+    earliest_churn = signup + timedelta(days=spec.decay_days + 30)
+    if churns and earliest_churn < end:
+        churn_at = earliest_churn + timedelta(
+            seconds=rng.randrange(max(1, int((end - earliest_churn).total_seconds()))))
+        decay_start = churn_at - timedelta(days=spec.decay_days)
+    else:
+        churns = False
+    truth = Truth(
+        customer_id=f"{spec.prefix}-{index + 1:06d}",
+        signup_at=signup.isoformat(),
+        purchases_per_30d=round(purchase_rate * 30, 4),
+        mean_basket=round(math.exp(basket_mu + 0.4**2 / 2), 2),
+        seasonal=seasonal,
+        churns=churns,
+        decay_starts_at=decay_start.isoformat() if decay_start else None,
+        churn_at=churn_at.isoformat() if churn_at else None,
+    )
+    return _Customer(truth, signup, purchase_rate, basket_mu, favourites, channel, decay_start, churn_at)
+
+
+def _activity(customer: _Customer, when: datetime, spec: PopulationSpec) -> float:
+    """Multiplier of the customer's base rate at a moment: seasonality and churn decay."""
+    level = 1.0
+    if customer.truth.seasonal:
+        day_of_year = when.timetuple().tm_yday
+        level *= 0.4 + 2.2 * math.exp(-(((day_of_year - 340) % 365) / 25.0) ** 2 / 2) \
+            if (day_of_year - 340) % 365 < 60 else 0.4
+    if customer.churn_at is not None and customer.decay_start is not None:
+        if when >= customer.churn_at:
+            return 0.0
+        if when >= customer.decay_start:
+            level *= (customer.churn_at - when) / (customer.churn_at - customer.decay_start)
+    return level
+
+
+def _customer_events(rng: random.Random, spec: PopulationSpec,
+                     customer: _Customer) -> Iterator[dict[str, Any]]:
+    end = spec.start + timedelta(days=spec.days)
+    cid = customer.truth.customer_id
+    counter = 0
+    day = customer.signup
+    while day < end:
+        level = _activity(customer, day, spec)
+        if level > 0:
+            in_decay = customer.decay_start is not None and day >= customer.decay_start
+            # Browsing sessions are ~3x as frequent as purchases.
+            for _ in range(_poisson(rng, customer.purchase_rate * 4 * level)):
+                when = day + timedelta(seconds=rng.randrange(86_400))
+                if when >= end:
+                    continue
+                for event in _session(rng, customer, when, buys=rng.random() < 0.25, in_decay=in_decay):
+                    counter += 1
+                    event["event_id"] = f"{cid}-{counter:07d}"
+                    yield event
+        day += timedelta(days=1)
+
+
+def _session(rng: random.Random, customer: _Customer, start: datetime, *, buys: bool,
+             in_decay: bool) -> Iterator[dict[str, Any]]:
+    cid = customer.truth.customer_id
+    channel = customer.channel if rng.random() < 0.8 else rng.choice(CHANNELS)
+    session = f"s-{cid}-{int(start.timestamp())}"
+    clock = start
+
+    def envelope(event_type: str, **fields: Any) -> dict[str, Any]:
+        nonlocal clock
+        clock += timedelta(seconds=rng.randint(5, 180))
+        return {"type": event_type, "customer_id": cid, "event_time": clock.isoformat(),
+                "channel": channel, "session_id": session, **fields}
+
+    yield envelope("page_view", url="/")
+    if rng.random() < 0.3:
+        yield envelope("search", query=rng.choice(customer.favourites))
+    cart: list[dict[str, Any]] = []
+    for _ in range(rng.randint(1, 4)):
+        category = rng.choice(customer.favourites) if rng.random() < 0.8 else rng.choice(CATEGORIES)
+        sku = f"sku-{category}-{rng.randint(1, 200)}"
+        yield envelope("product_view", sku=sku, category=category)
+        if buys or rng.random() < 0.3:
+            price = Decimal(str(round(math.exp(rng.gauss(customer.basket_mu, 0.4)) / 1.5, 2)))
+            quantity = 1 if rng.random() < 0.8 else 2
+            cart.append({"sku": sku, "category": category, "quantity": quantity,
+                         "unit_price": str(price)})
+            yield envelope("add_to_cart", sku=sku, category=category, quantity=quantity,
+                           unit_price=str(price))
+    if cart and (buys or rng.random() < 0.5):
+        total = sum((Decimal(i["unit_price"]) * i["quantity"] for i in cart), Decimal(0))
+        yield envelope("checkout_start", cart_value=str(total))
+        if buys:
+            order_id = f"o-{cid}-{int(clock.timestamp())}"
+            yield envelope("purchase", order_id=order_id, items=cart, total=str(total), currency="USD")
+            if rng.random() < (0.15 if in_decay else 0.04):
+                refund_at = clock + timedelta(seconds=rng.randrange(86_400, 10 * 86_400))
+                yield {"type": "refund", "customer_id": cid, "event_time": refund_at.isoformat(),
+                       "channel": channel, "order_id": order_id,
+                       "amount": str((total * Decimal(str(rng.uniform(0.2, 1)))).quantize(Decimal("0.01"))),
+                       "reason": rng.choice(["damaged", "late delivery", "not as described",
+                                             "changed mind"])}
+    if rng.random() < (0.12 if in_decay else 0.015):
+        kind = "complaint" if in_decay or rng.random() < 0.4 else "question"
+        yield envelope("support_contact", kind=kind,
+                       topic=rng.choice(["delivery", "billing", "product quality", "account"]))
+
+
+def _poisson(rng: random.Random, mean: float) -> int:
+    """Knuth's method; means here are small (well under 10)."""
+    if mean <= 0:
+        return 0
+    limit, k, p = math.exp(-mean), 0, 1.0
+    while True:
+        p *= rng.random()
+        if p <= limit:
+            return k
+        k += 1
