@@ -25,7 +25,8 @@ def test_generated_population_replays_exactly(isolated: Isolated) -> None:
     out, truth = isolated.data_dir / "events.jsonl", isolated.data_dir / "truth.jsonl"
     isolated.data_dir.mkdir(parents=True, exist_ok=True)
     gen = subprocess.run([sys.executable, "-m", "stream.cli", "generate", "--customers", "150",
-                          "--days", "120", "--seed", "9", "--prefix", f"g{isolated.tag}", "--out", str(out), "--truth", str(truth)],
+                          "--days", "120", "--seed", "9", "--prefix", f"g{isolated.tag}",
+                          "--out", str(out), "--truth", str(truth)],
                          env=env, capture_output=True, text=True, timeout=120)
     assert gen.returncode == 0, gen.stderr
     events = [json.loads(line) for line in out.read_text().splitlines()]
