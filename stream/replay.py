@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 FORMATS = ("jsonl", "csv", "cdnow")
+NESTED_COLUMNS = frozenset({"items", "consent"})
 
 
 class ReplayError(ValueError):
@@ -40,9 +41,22 @@ def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def _read_csv(path: Path) -> Iterator[dict[str, Any]]:
+    """One event per row, columns named like the event fields; nested fields (``items``,
+    ``consent``) are JSON text in their cell."""
     with path.open(encoding="utf-8", newline="") as handle:
-        for row in csv.DictReader(handle):
-            yield {k: v for k, v in row.items() if v not in ("", None)}
+        for number, row in enumerate(csv.DictReader(handle), 2):
+            event: dict[str, Any] = {}
+            for column, cell in row.items():
+                if column is None or cell in ("", None):
+                    continue
+                if column in NESTED_COLUMNS:
+                    try:
+                        event[column] = json.loads(cell)
+                    except ValueError as exc:
+                        raise ReplayError(f"{path}:{number}: column {column} is not JSON ({exc})") from None
+                else:
+                    event[column] = cell
+            yield event
 
 
 def read_cdnow(path: Path) -> Iterator[dict[str, Any]]:

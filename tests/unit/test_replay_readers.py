@@ -43,3 +43,17 @@ def test_speed_paces_by_event_time() -> None:
     out = list(paced(events, speed=3600.0, sleep=slept.append))
     assert out == events
     assert len(slept) == 1 and 0.9 < slept[0] <= 1.0
+
+
+def test_csv_rows_become_events_with_nested_json_cells(tmp_path: Path) -> None:
+    sheet = tmp_path / "e.csv"
+    sheet.write_text(
+        "type,event_id,customer_id,event_time,order_id,total,items\n"
+        'purchase,e1,c1,2024-01-01T00:00:00+00:00,o1,5.00,"[{""sku"": ""a"", ""quantity"": 1, '
+        '""unit_price"": ""5.00""}]"\n'
+        "page_view,e2,c1,2024-01-02T00:00:00+00:00,,,\n")
+    events = list(read_events(sheet, "csv"))
+    assert [e["type"] for e in events] == ["purchase", "page_view"]
+    purchase = parse_event(__import__("json").dumps(events[0]))
+    assert isinstance(purchase, Purchase) and purchase.items[0].sku == "a"
+    assert "order_id" not in events[1]
