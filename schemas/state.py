@@ -11,8 +11,8 @@ class CustomerState(BaseModel):
     """One customer's behavioural state. Immutable: updates return a new value.
 
     ``monetary_cents`` is an integer so that sums are exact to the cent.
-    ``recent_event_ids`` holds ``(event_id, epoch seconds)`` of recent events (bounded by
-    time and count) to drop redeliveries.
+    ``seen_event_ids`` is a compact, bounded record of recent event ids (see
+    ``stream.dedup``) used to drop redeliveries.
     ``version`` counts the events applied; Redis writes are guarded by it.
     """
 
@@ -30,7 +30,7 @@ class CustomerState(BaseModel):
     duplicates: int = 0
     too_late: int = 0
     dedup_evicted: int = 0
-    recent_event_ids: tuple[tuple[str, int], ...] = ()
+    seen_event_ids: str = ""
 
 
 class Profile(BaseModel):

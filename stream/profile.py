@@ -58,7 +58,7 @@ def apply_event(state: CustomerState, event: Event,
     >>> s2.orders, s2.duplicates, admission.value
     (1, 1, 'duplicate')
     """
-    admission = admit(state.recent_event_ids, state.last_event_at, event.event_id,
+    admission = admit(state.seen_event_ids, state.last_event_at, event.event_id,
                       event.event_time, policy)
     if admission is Admission.DUPLICATE:
         return state.model_copy(update={"duplicates": state.duplicates + 1}), admission
@@ -66,13 +66,13 @@ def apply_event(state: CustomerState, event: Event,
         return state.model_copy(update={"too_late": state.too_late + 1}), admission
 
     newest = _latest(state.last_event_at, event.event_time)
-    seen, evicted = remember(state.recent_event_ids, event.event_id, event.event_time, newest, policy)
+    seen, evicted = remember(state.seen_event_ids, event.event_id, event.event_time, newest, policy)
     update: dict[str, object] = {
         "version": state.version + 1,
         "events": state.events + 1,
         "first_seen_at": _earliest(state.first_seen_at, event.event_time),
         "last_event_at": newest,
-        "recent_event_ids": seen,
+        "seen_event_ids": seen,
         "dedup_evicted": state.dedup_evicted + evicted,
     }
     if isinstance(event, Purchase):
