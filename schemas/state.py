@@ -27,6 +27,24 @@ class CustomerState(BaseModel):
     last_purchase_at: AwareDatetime | None = None
     first_seen_at: AwareDatetime | None = None
     last_event_at: AwareDatetime | None = None
+    previous_purchase_at: AwareDatetime | None = None
+    # inter-purchase gaps in days (Welford's running mean and sum of squared deviations)
+    interval_count: int = 0
+    interval_mean_days: float = 0.0
+    interval_m2: float = 0.0
+    # rolling windows: [index, orders, spend_cents, sessions, clicks] (see stream.windows)
+    daily: tuple[tuple[int, int, int, int, int], ...] = ()
+    weekly: tuple[tuple[int, int, int, int, int], ...] = ()
+    sessions: int = 0
+    clicks: int = 0
+    last_session_id: str | None = None
+    funnel_stage: str | None = None
+    category_interest: dict[str, tuple[float, float]] = {}
+    channel_counts: dict[str, int] = {}
+    complaints: int = 0
+    last_complaint_at: AwareDatetime | None = None
+    refunds: int = 0
+    refund_cents: int = 0
     duplicates: int = 0
     too_late: int = 0
     dedup_evicted: int = 0

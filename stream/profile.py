@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
-from schemas import CustomerState, Event, Profile, Purchase, Refund
+from schemas import CLICK_TYPES, CustomerState, Event, Profile, Purchase, Refund, SupportContact
 from stream.dedup import DEFAULT_POLICY, Admission, DedupPolicy, admit, remember
+from stream.preferences import WEIGHTS, add_interest
+from stream.windows import add
 
 RULES_VERSION = "foundation-1"
 HEURISTIC_MODEL = "none"
@@ -75,14 +77,70 @@ def apply_event(state: CustomerState, event: Event,
         "seen_event_ids": seen,
         "dedup_evicted": state.dedup_evicted + evicted,
     }
+    update.update(_behaviour(state, event, newest))
+    return state.model_copy(update=update), admission
+
+
+FUNNEL = {"page_view": "browse", "search": "browse", "product_view": "product", "wishlist_add": "product",
+          "add_to_cart": "cart", "checkout_start": "checkout", "purchase": "purchase"}
+
+
+def _behaviour(state: CustomerState, event: Event, newest: datetime) -> dict[str, object]:
+    """Everything but the dedup bookkeeping: RFM, intervals, windows, funnel, preferences."""
+    update: dict[str, object] = {}
+    orders = spend = sessions = clicks = 0
+    new_session = event.session_id is not None and event.session_id != state.last_session_id
+    if new_session:
+        sessions = 1
+        update["sessions"] = state.sessions + 1
+        update["last_session_id"] = event.session_id
+    if event.type in CLICK_TYPES:
+        clicks = 1
+        update["clicks"] = state.clicks + 1
+    stage = FUNNEL.get(event.type)
+    if stage is not None:
+        update["funnel_stage"] = stage
+    elif new_session:
+        update["funnel_stage"] = "browse"
+    update["channel_counts"] = {**state.channel_counts,
+                                event.channel: state.channel_counts.get(event.channel, 0) + 1}
+    interest = state.category_interest
     if isinstance(event, Purchase):
+        orders, spend = 1, to_cents(event.total)
         update["orders"] = state.orders + 1
-        update["monetary_cents"] = state.monetary_cents + to_cents(event.total)
+        update["monetary_cents"] = state.monetary_cents + spend
         update["first_purchase_at"] = _earliest(state.first_purchase_at, event.event_time)
         update["last_purchase_at"] = _latest(state.last_purchase_at, event.event_time)
+        if state.last_purchase_at is not None and event.event_time > state.last_purchase_at:
+            # Gaps are taken in arrival order; a purchase arriving late within the
+            # lateness does not add a gap (its neighbours' gap already covers it).
+            update["previous_purchase_at"] = state.last_purchase_at
+            gap = (event.event_time - state.last_purchase_at).total_seconds() / 86_400
+            count = state.interval_count + 1
+            delta = gap - state.interval_mean_days
+            mean = state.interval_mean_days + delta / count
+            update["interval_count"] = count
+            update["interval_mean_days"] = mean
+            update["interval_m2"] = state.interval_m2 + delta * (gap - mean)
+        for item in event.items:
+            if item.category:
+                interest = add_interest(interest, item.category, WEIGHTS["purchase"], event.event_time)
     elif isinstance(event, Refund):
         update["monetary_cents"] = state.monetary_cents - to_cents(event.amount)
-    return state.model_copy(update=update), admission
+        update["refunds"] = state.refunds + 1
+        update["refund_cents"] = state.refund_cents + to_cents(event.amount)
+    elif isinstance(event, SupportContact) and event.kind == "complaint":
+        update["complaints"] = state.complaints + 1
+        update["last_complaint_at"] = _latest(state.last_complaint_at, event.event_time)
+    else:
+        category = getattr(event, "category", None)
+        if category and event.type in WEIGHTS:
+            interest = add_interest(interest, category, WEIGHTS[event.type], event.event_time)
+    if interest is not state.category_interest:
+        update["category_interest"] = interest
+    update["daily"], update["weekly"] = add(state.daily, state.weekly, event.event_time, newest,
+                                            orders=orders, spend_cents=spend, sessions=sessions, clicks=clicks)
+    return update
 
 
 def to_profile(state: CustomerState, computed_at: datetime) -> Profile:
