@@ -69,7 +69,9 @@ def start_redis(url: str, data_dir: Path, *, timeout: float = 30.0,
     home = (data_dir / "redis").resolve()
     home.mkdir(parents=True, exist_ok=True)
     cmdline = [binary, "--port", str(port), "--bind", host, "--dir", str(home),
-               "--save", "", "--appendonly", "no", "--protected-mode", "no", "--daemonize", "no"]
+               # append-only file: a restarted server comes back with its data, like production
+               "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
+               "--protected-mode", "no", "--daemonize", "no"]
     log_file = home / "server.log"
     say(f"starting {Path(binary).name} on {host}:{port} ...")
     record = spawn(SERVICE, cmdline, data_dir=data_dir, address=f"{host}:{port}", log_file=log_file)
