@@ -12,6 +12,7 @@ from schemas.events import (
     SupportContact,
     parse_event,
 )
+from schemas.outputs import CustomerTags, TagChange
 from schemas.state import CustomerState, Profile
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "EVENT_ADAPTER",
     "Consent",
     "CustomerState",
+    "CustomerTags",
     "Envelope",
     "Event",
     "LineItem",
@@ -26,5 +28,6 @@ __all__ = [
     "Purchase",
     "Refund",
     "SupportContact",
+    "TagChange",
     "parse_event",
 ]

@@ -6,6 +6,8 @@ from datetime import datetime
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
+from schemas.outputs import CustomerTags
+
 
 class CustomerState(BaseModel):
     """One customer's behavioural state. Immutable: updates return a new value.
@@ -45,6 +47,8 @@ class CustomerState(BaseModel):
     last_complaint_at: AwareDatetime | None = None
     refunds: int = 0
     refund_cents: int = 0
+    tags: CustomerTags = CustomerTags()
+    next_boundary_at: AwareDatetime | None = None
     duplicates: int = 0
     too_late: int = 0
     dedup_evicted: int = 0

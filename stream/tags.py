@@ -12,7 +12,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -58,9 +58,60 @@ class LifecycleRules(BaseModel):
         return self
 
 
+class FixedThresholds(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    recency_days: tuple[int, int, int, int]
+    orders: tuple[int, int, int, int]
+    monetary: tuple[Decimal, Decimal, Decimal, Decimal]
+
+    @model_validator(mode="after")
+    def _monotonic(self) -> FixedThresholds:
+        if list(self.recency_days) != sorted(self.recency_days, reverse=True):
+            raise ValueError("recency_days must decrease (e.g. [365, 180, 90, 30])")
+        if list(self.orders) != sorted(self.orders) or list(self.monetary) != sorted(self.monetary):
+            raise ValueError("orders and monetary thresholds must increase")
+        return self
+
+    def score(self, *, days_since_last_purchase: float, orders: int, monetary_cents: int) -> RfmScore:
+        """Scores by thresholds.
+
+        >>> t = FixedThresholds(recency_days=(365, 180, 90, 30), orders=(2, 3, 5, 8),
+        ...                     monetary=(100, 250, 500, 1000))
+        >>> t.score(days_since_last_purchase=45, orders=3, monetary_cents=25_000)
+        RfmScore(r=4, f=3, m=3)
+        """
+        money = Decimal(monetary_cents) / 100
+        return RfmScore(
+            r=1 + sum(1 for limit in self.recency_days if days_since_last_purchase <= limit),
+            f=1 + sum(1 for limit in self.orders if orders >= limit),
+            m=1 + sum(1 for limit in self.monetary if money >= limit),
+        )
+
+    def next_recency_change(self, last_purchase_at: datetime, now: datetime) -> datetime | None:
+        """The next moment the R score drops with no new purchase."""
+        for limit in sorted(self.recency_days):
+            moment = last_purchase_at + timedelta(days=limit)
+            if moment >= now:
+                return moment + timedelta(microseconds=1)  # "more than N days" starts just after
+        return None
+
+
+class Scoring(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    mode: Literal["population", "fixed"] = "fixed"
+    fixed: FixedThresholds | None = None
+
+    @model_validator(mode="after")
+    def _fixed_needs_thresholds(self) -> Scoring:
+        if self.mode == "fixed" and self.fixed is None:
+            raise ValueError("scoring.mode fixed needs scoring.fixed thresholds")
+        return self
+
+
 class Rules(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     version: str = Field(min_length=1)
+    scoring: Scoring
     segments: tuple[SegmentRule, ...]
     value_tiers: tuple[TierRule, ...]
     lifecycle: LifecycleRules = Field(default_factory=lambda: LifecycleRules())

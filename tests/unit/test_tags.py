@@ -21,6 +21,7 @@ from stream.tags import (
 )
 
 RULES = load_rules()
+HEAD = "version: v\nscoring: {mode: population}\n"
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
@@ -36,11 +37,11 @@ def test_the_default_rules_name_all_eleven_segments_and_four_tiers() -> None:
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("version: v\nsegments: [{name: A, r: [1, 5], fm: [1, 4]}]\nvalue_tiers: [{name: b}]\n", "(5, 5)"),
-        ("version: v\nsegments: [{name: A, r: [0, 5], fm: [1, 5]}]\nvalue_tiers: [{name: b}]\n", "segments.0.r"),
-        ("version: v\nsegments: [{name: A, r: [1, 5], fm: [1, 5]}]\nvalue_tiers: [{name: b, min_m: 2}]\n",
+        (HEAD + "segments: [{name: A, r: [1, 5], fm: [1, 4]}]\nvalue_tiers: [{name: b}]\n", "(5, 5)"),
+        (HEAD + "segments: [{name: A, r: [0, 5], fm: [1, 5]}]\nvalue_tiers: [{name: b}]\n", "segments.0.r"),
+        (HEAD + "segments: [{name: A, r: [1, 5], fm: [1, 5]}]\nvalue_tiers: [{name: b, min_m: 2}]\n",
          "a tier for everyone"),
-        ("version: v\nsegments: [{name: A, r: [1, 5], fm: [1, 5]}]\nvalue_tiers: [{name: b}]\n"
+        (HEAD + "segments: [{name: A, r: [1, 5], fm: [1, 5]}]\nvalue_tiers: [{name: b}]\n"
          "lifecycle: {declining_days: 200, churned_days: 100}\n", "declining_days must be less"),
         ("segments: [\n", "not valid YAML"),
     ],

@@ -1,0 +1,78 @@
+"""A customer's tags at an event time, the changes between two sets of tags, and the next
+time-driven boundary (the event time at which a tag would change with no new event)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from schemas import CustomerState, CustomerTags, TagChange
+from stream.rfm import RfmScore
+from stream.tags import Rules, lifecycle_stage, next_lifecycle_boundary
+
+
+class ScoringUnavailable(RuntimeError):
+    """The configured scoring mode cannot run in this version."""
+
+
+def rfm_score(state: CustomerState, now: datetime, rules: Rules) -> RfmScore | None:
+    if state.orders == 0 or state.last_purchase_at is None:
+        return None
+    if rules.scoring.mode != "fixed" or rules.scoring.fixed is None:
+        raise ScoringUnavailable(
+            "scoring.mode 'population' is not wired into the worker yet (stream/rfm.py has the "
+            "scorer); set scoring.mode to 'fixed' in the rules file")
+    days = max(0.0, (now - state.last_purchase_at).total_seconds() / 86_400)
+    return rules.scoring.fixed.score(days_since_last_purchase=days, orders=state.orders,
+                                     monetary_cents=state.monetary_cents)
+
+
+def compute_tags(state: CustomerState, now: datetime, rules: Rules) -> CustomerTags:
+    score = rfm_score(state, now, rules)
+    stage = lifecycle_stage(rules.lifecycle, now=now, orders=state.orders,
+                            first_purchase_at=state.first_purchase_at,
+                            last_purchase_at=state.last_purchase_at,
+                            previous_purchase_at=state.previous_purchase_at)
+    return CustomerTags(
+        r=score.r if score else None, f=score.f if score else None, m=score.m if score else None,
+        segment=rules.segment(score) if score else None,
+        value_tier=rules.value_tier(score) if score else None,
+        lifecycle=stage.value, rules_version=rules.version, as_of=now,
+    )
+
+
+def next_boundary(state: CustomerState, now: datetime, rules: Rules) -> datetime | None:
+    """When a tag would next change with no new event (recency score or lifecycle)."""
+    if state.orders == 0 or state.last_purchase_at is None or state.first_purchase_at is None:
+        return None
+    moments = []
+    fixed = rules.scoring.fixed
+    if rules.scoring.mode == "fixed" and fixed is not None:
+        recency = fixed.next_recency_change(state.last_purchase_at, now)
+        if recency is not None:
+            moments.append(recency)
+    lifecycle = next_lifecycle_boundary(rules.lifecycle, now=now, orders=state.orders,
+                                        first_purchase_at=state.first_purchase_at,
+                                        last_purchase_at=state.last_purchase_at,
+                                        previous_purchase_at=state.previous_purchase_at)
+    if lifecycle is not None:
+        moments.append(lifecycle)
+    return min(moments) if moments else None
+
+
+def tag_changes(customer_id: str, old: CustomerTags, new: CustomerTags, *, reason: str,
+                event_time: datetime, version: int) -> list[TagChange]:
+    """The changed tags, each with a deterministic id (customer, tag, state version).
+
+    >>> from datetime import UTC
+    >>> t = datetime(2024, 1, 1, tzinfo=UTC)
+    >>> [c.tag for c in tag_changes("c", CustomerTags(), CustomerTags(lifecycle="new", segment="Promising"),
+    ...                               reason="event:purchase", event_time=t, version=3)]
+    ['segment', 'lifecycle']
+    """
+    before, after = old.tag_values(), new.tag_values()
+    return [
+        TagChange(change_id=f"{customer_id}:{tag}:{version}", customer_id=customer_id, tag=tag,
+                  old=before[tag], new=after[tag], reason=reason, event_time=event_time,
+                  version=version, rules_version=new.rules_version)
+        for tag in after if before[tag] != after[tag]
+    ]
