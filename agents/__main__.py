@@ -9,6 +9,7 @@ from faust.worker import Worker
 
 from agents.app import create_app
 from stream.settings import SettingsError, load_settings
+from stream.tags import RulesError
 from stream.topics import ensure_topics
 
 
@@ -21,7 +22,11 @@ def main() -> None:
     created = asyncio.run(ensure_topics(settings))
     if created:
         print(f"pulse worker: created topics {', '.join(created)}", file=sys.stderr)
-    pulse = create_app(settings)
+    try:
+        pulse = create_app(settings)
+    except RulesError as exc:
+        print(f"pulse worker: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     worker = Worker(pulse.app, loglevel=settings.log_level.upper())
     worker.execute_from_commandline()
 

@@ -8,6 +8,7 @@ from typing import Any
 import faust
 
 from stream.settings import Settings
+from stream.tags import Rules, RulesError, load_rules
 
 
 @dataclass
@@ -24,12 +25,18 @@ class Pulse:
     ingest_counters: Any
     profile_counters: Any
     event_time_maxima: Any
+    sweep_index: Any
+    tag_changes: Any
+    rules: Rules
 
 
 def create_app(settings: Settings) -> Pulse:
     from agents import recovery_fix
 
     recovery_fix.apply()
+    rules = load_rules(settings.rules_file)  # validated at start-up: RulesError names the problem
+    if rules.scoring.mode != "fixed":
+        raise RulesError("scoring.mode 'population' is not available in the worker yet; use 'fixed'")
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{hostport}" for hostport in settings.kafka_bootstrap.split(",")],
@@ -69,11 +76,16 @@ def create_app(settings: Settings) -> Pulse:
         # newest event time per customer-events partition (see stream/watermark.py)
         event_time_maxima=app.Table("event-time-maxima", key_type=str, value_type=bytes,
                                     partitions=settings.partitions),
+        # customers by the hour of their next time-driven boundary (see agents/sweeper.py)
+        sweep_index=app.Table("sweep-index", key_type=str, value_type=bytes, partitions=settings.partitions),
+        tag_changes=app.topic(settings.topic("tag-changes"), partitions=settings.partitions, **raw),
+        rules=rules,
     )
-    from agents import ingest, profile, sink, views
+    from agents import ingest, profile, sink, sweeper, views
 
     ingest.register(pulse)
     profile.register(pulse)
+    sweeper.register(pulse)
     sink.register(pulse)
     views.register(pulse)
     return pulse

@@ -1,14 +1,28 @@
-"""The profile agent: folds each customer's events into the ``customer-state`` table."""
+"""The profile agent: folds each customer's events into the ``customer-state`` table, keeps
+their tags, and applies time-driven transitions when a sweep tick arrives (ticks travel in
+the same partitions as the events, so a sweep never races an update)."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from schemas import EVENT_ADAPTER, CustomerState
+from schemas import EVENT_ADAPTER, CustomerState, TagChange
 from stream.counters import bump
 from stream.dedup import Admission
 from stream.profile import apply_event, to_profile
+from stream.sweep import (
+    TICK_KEY,
+    bucket_key,
+    cursor_key,
+    decode_members,
+    encode_members,
+    filing_bucket,
+    hour_bucket,
+    with_member,
+)
+from stream.tagging import compute_tags, next_boundary, tag_changes
 from stream.validate import Rejection, dead_letter
 from stream.watermark import advance
 
@@ -19,36 +33,115 @@ if TYPE_CHECKING:
 def register(pulse: Pulse) -> None:
     table = pulse.customer_state
     counters = pulse.profile_counters
-    policy = pulse.settings.dedup_policy()
     maxima = pulse.event_time_maxima
+    index = pulse.sweep_index
+    rules = pulse.rules
+    policy = pulse.settings.dedup_policy()
+
+    def load(customer_id: str) -> CustomerState:
+        stored = table.get(customer_id)
+        return CustomerState.model_validate_json(stored) if stored else CustomerState(customer_id=customer_id)
+
+    def file_boundary(state: CustomerState, partition: int) -> None:
+        if state.next_boundary_at is None:
+            return
+        stored_cursor = index.get(cursor_key(partition))
+        cursor = int(stored_cursor) if stored_cursor else None
+        bucket = filing_bucket(state.next_boundary_at, cursor)
+        if cursor is None:
+            index[cursor_key(partition)] = str(bucket - 1).encode()
+        key = bucket_key(bucket, partition)
+        index[key] = with_member(index.get(key), state.customer_id)
+
+    async def publish(state: CustomerState, changes: list[TagChange]) -> None:
+        key = state.customer_id.encode()
+        await pulse.profiles.send(key=key, value=to_profile(state, datetime.now(UTC)).model_dump_json().encode())
+        for change in changes:
+            await pulse.tag_changes.send(key=key, value=change.model_dump_json().encode())
+
+    async def on_event(event: Any) -> None:
+        message = event.message
+        parsed = EVENT_ADAPTER.validate_json(event.value)
+        state = load(parsed.customer_id)
+        new_state, admission = apply_event(state, parsed, policy)
+        bump(counters, f"profile.{admission.value}", message.partition)
+        partition_key = f"p{message.partition}"
+        stored_max = maxima.get(partition_key)
+        new_max = advance(int(stored_max) if stored_max else None, parsed.event_time)
+        if new_max is not None:
+            maxima[partition_key] = str(new_max).encode()
+        if admission is Admission.APPLIED:
+            now = max(t for t in (new_state.last_event_at, state.tags.as_of) if t is not None)
+            tags = compute_tags(new_state, now, rules)
+            changes = tag_changes(new_state.customer_id, state.tags, tags, reason=f"event:{parsed.type}",
+                                  event_time=parsed.event_time, version=new_state.revision)
+            boundary = next_boundary(new_state, now, rules)
+            new_state = new_state.model_copy(update={"tags": tags, "next_boundary_at": boundary})
+            table[new_state.customer_id] = new_state.model_dump_json().encode()
+            if boundary != state.next_boundary_at:
+                file_boundary(new_state, message.partition)
+            await publish(new_state, changes)
+            return
+        table[new_state.customer_id] = new_state.model_dump_json().encode()
+        if admission is Admission.TOO_LATE:
+            late = Rejection("too_late", f"event_time: {parsed.event_time.isoformat()} is more than "
+                             f"{policy.lateness} before the customer's newest event "
+                             f"({state.last_event_at.isoformat() if state.last_event_at else '-'})")
+            letter = dead_letter(event.value, event.key, late, stage="profile", now=datetime.now(UTC),
+                                 topic=message.topic, partition=message.partition, offset=message.offset)
+            await pulse.dead_letters.send(key=event.key, value=letter.model_dump_json().encode())
+
+    async def on_tick(event: Any) -> None:
+        partition = event.message.partition
+        due = datetime.fromisoformat(json.loads(event.value)["now"]) - policy.lateness
+        stored_cursor = index.get(cursor_key(partition))
+        if not stored_cursor:
+            return  # nothing filed yet
+        cursor, due_bucket = int(stored_cursor), hour_bucket(due)
+        for bucket in range(cursor + 1, due_bucket + 1):
+            key = bucket_key(bucket, partition)
+            members = decode_members(index.get(key))
+            if not members:
+                continue
+            waiting = []
+            for customer_id in members:
+                bump(counters, "sweeper.visited", partition)
+                state = load(customer_id)
+                boundary = state.next_boundary_at
+                if boundary is None or hour_bucket(boundary) != bucket:
+                    continue  # moved on since it was filed here
+                if boundary > due:
+                    waiting.append(customer_id)  # same hour, not yet due
+                    continue
+                await sweep_customer(state, due, partition)
+            if waiting:
+                index[key] = encode_members(waiting)
+            elif key in index:
+                del index[key]
+        # the due hour may still receive boundaries: sweep it again next time
+        index[cursor_key(partition)] = str(max(cursor, due_bucket - 1)).encode()
+
+    async def sweep_customer(state: CustomerState, due: datetime, partition: int) -> None:
+        changes: list[TagChange] = []
+        tags, revision, boundary = state.tags, state.revision, state.next_boundary_at
+        while boundary is not None and boundary <= due:
+            revision += 1
+            new_tags = compute_tags(state, boundary, rules)
+            changes += tag_changes(state.customer_id, tags, new_tags, reason="time", event_time=boundary,
+                                   version=revision)
+            tags = new_tags
+            boundary = next_boundary(state, boundary, rules)
+        bump(counters, "sweeper.transitions", partition, by=len(changes))
+        swept = state.model_copy(update={"tags": tags, "revision": revision, "next_boundary_at": boundary})
+        table[state.customer_id] = swept.model_dump_json().encode()
+        file_boundary(swept, partition)
+        await publish(swept, changes)
 
     # concurrency=1: faust may commit past an in-flight message with more (faust #606).
     @pulse.app.agent(pulse.customer_events, name="profile", concurrency=1)
     async def profile(stream):  # type: ignore[no-untyped-def]
         async for event in stream.events():
-            message = event.message
-            parsed = EVENT_ADAPTER.validate_json(event.value)
-            customer_id = parsed.customer_id
-            stored = table.get(customer_id)
-            state = (CustomerState.model_validate_json(stored) if stored
-                     else CustomerState(customer_id=customer_id))
-            new_state, admission = apply_event(state, parsed, policy)
-            table[customer_id] = new_state.model_dump_json().encode()
-            bump(counters, f"profile.{admission.value}", message.partition)
-            partition_key = f"p{message.partition}"
-            stored_max = maxima.get(partition_key)
-            new_max = advance(int(stored_max) if stored_max else None, parsed.event_time)
-            if new_max is not None:
-                maxima[partition_key] = str(new_max).encode()
-            if admission is Admission.APPLIED:
-                profile_record = to_profile(new_state, computed_at=datetime.now(UTC))
-                await pulse.profiles.send(key=customer_id.encode(),
-                                          value=profile_record.model_dump_json().encode())
-            elif admission is Admission.TOO_LATE:
-                late = Rejection("too_late", f"event_time: {parsed.event_time.isoformat()} is more "
-                                 f"than {policy.lateness} before the customer's newest event "
-                                 f"({state.last_event_at.isoformat() if state.last_event_at else '-'})")
-                letter = dead_letter(event.value, event.key, late, stage="profile",
-                                     now=datetime.now(UTC), topic=message.topic,
-                                     partition=message.partition, offset=message.offset)
-                await pulse.dead_letters.send(key=event.key, value=letter.model_dump_json().encode())
+            if event.key == TICK_KEY:
+                await on_tick(event)
+            else:
+                await on_event(event)

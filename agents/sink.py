@@ -1,4 +1,5 @@
-"""The Redis sink agent: mirrors ``profiles`` into Redis in pipelined, versioned batches."""
+"""The Redis sink agents: mirror ``profiles`` (hashes and segment sets) and ``tag-changes``
+(the capped tag stream) into Redis in pipelined, idempotent batches."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from schemas import Profile
+from schemas import Profile, TagChange
 from stream.sinks import RedisSink, write_with_retry
 
 if TYPE_CHECKING:
@@ -21,10 +22,10 @@ RETRYABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, 
 def register(pulse: Pulse) -> None:
     sink = RedisSink.from_url(pulse.settings.redis_url)
 
+    # take() acknowledges a batch only after the loop body has finished with it, so a
+    # Redis outage holds the offsets back instead of losing writes.
     @pulse.app.agent(pulse.profiles, name="redis-sink", concurrency=1)
     async def redis_sink(stream):  # type: ignore[no-untyped-def]
-        # take() acknowledges a batch only after this loop body has finished with it,
-        # so a Redis outage holds the offsets back instead of losing writes.
         async for batch in stream.take(BATCH_SIZE, within=BATCH_WITHIN_SECONDS):
             latest: dict[str, Profile] = {}
             for raw in batch:
@@ -32,6 +33,10 @@ def register(pulse: Pulse) -> None:
                 seen = latest.get(profile.customer_id)
                 if seen is None or profile.version > seen.version:
                     latest[profile.customer_id] = profile
-            await write_with_retry(partial(sink.write_profiles, list(latest.values())),
-                                   retry_on=RETRYABLE)
+            await write_with_retry(partial(sink.write_profiles, list(latest.values())), retry_on=RETRYABLE)
 
+    @pulse.app.agent(pulse.tag_changes, name="redis-tag-sink", concurrency=1)
+    async def redis_tag_sink(stream):  # type: ignore[no-untyped-def]
+        async for batch in stream.take(BATCH_SIZE, within=BATCH_WITHIN_SECONDS):
+            changes = [TagChange.model_validate_json(raw) for raw in batch]
+            await write_with_retry(partial(sink.write_tag_changes, changes), retry_on=RETRYABLE)

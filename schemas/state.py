@@ -22,6 +22,7 @@ class CustomerState(BaseModel):
 
     customer_id: str
     version: int = 0
+    revision: int = 0  # bumps on every change of the Redis projection (events and time-driven tags)
     events: int = 0
     orders: int = 0
     monetary_cents: int = 0
@@ -61,11 +62,20 @@ class Profile(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     customer_id: str
-    version: int
+    version: int  # the state revision: writes with a version not newer than Redis's are ignored
+    events: int
     orders: int
     monetary: str
     first_purchase_at: datetime | None
     last_purchase_at: datetime | None
+    r: int | None = None
+    f: int | None = None
+    m: int | None = None
+    segment: str | None = None
+    value_tier: str | None = None
+    lifecycle: str | None = None
+    top_categories: str | None = None
+    channel: str | None = None
     as_of_event_time: datetime | None
     computed_at: datetime
     rules_version: str

@@ -57,12 +57,14 @@ def run_demo(settings: Settings, *, customers: int, events: int, seed: int, time
             say(f"   {caught_up}/{len(expected)} customers up to date ...")
             time.sleep(1.0)
 
-        say(f"{'customer':<14}{'orders':>7}{'monetary':>11}  {'first purchase':<26}"
-            f"{'last purchase':<26}{'events':>7}")
+        say(f"{'customer':<14}{'orders':>7}{'monetary':>11}{'events':>8}  {'RFM':<5}{'segment':<20}"
+            f"{'tier':<9}{'lifecycle':<12}{'last purchase':<26}")
         for customer_id, row in sorted(rows.items()):
-            say(f"{customer_id:<14}{row.get('orders', '-'):>7}{row.get('monetary', '-'):>11}  "
-                f"{row.get('first_purchase_at', '-'):<26}{row.get('last_purchase_at', '-'):<26}"
-                f"{row.get('version', '-'):>7}")
+            rfm = f"{row.get('r', '-')}{row.get('f', '-')}{row.get('m', '-')}"
+            say(f"{customer_id:<14}{row.get('orders', '-'):>7}{row.get('monetary', '-'):>11}"
+                f"{row.get('events', '-'):>8}  {rfm:<5}{row.get('segment', '-'):<20}"
+                f"{row.get('value_tier', '-'):<9}{row.get('lifecycle', '-'):<12}"
+                f"{row.get('last_purchase_at', '-'):<26}")
         say(f"{caught_up}/{len(expected)} customers in Redis equal the batch computation "
             f"(orders and monetary over the same events).")
         say(f"Look one up yourself:  .venv/bin/pulse profile {sorted(expected)[0]}")

@@ -7,10 +7,9 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from schemas import CLICK_TYPES, CustomerState, Event, Profile, Purchase, Refund, SupportContact
 from stream.dedup import DEFAULT_POLICY, Admission, DedupPolicy, admit, remember
-from stream.preferences import WEIGHTS, add_interest
+from stream.preferences import WEIGHTS, add_interest, preferred_channel, top_categories
 from stream.windows import add
 
-RULES_VERSION = "foundation-1"
 HEURISTIC_MODEL = "none"
 
 
@@ -71,6 +70,7 @@ def apply_event(state: CustomerState, event: Event,
     seen, evicted = remember(state.seen_event_ids, event.event_id, event.event_time, newest, policy)
     update: dict[str, object] = {
         "version": state.version + 1,
+        "revision": state.revision + 1,
         "events": state.events + 1,
         "first_seen_at": _earliest(state.first_seen_at, event.event_time),
         "last_event_at": newest,
@@ -145,15 +145,22 @@ def _behaviour(state: CustomerState, event: Event, newest: datetime) -> dict[str
 
 def to_profile(state: CustomerState, computed_at: datetime) -> Profile:
     """The Redis projection of a state."""
+    tags = state.tags
+    as_of = max((t for t in (state.last_event_at, tags.as_of) if t is not None), default=None)
     return Profile(
         customer_id=state.customer_id,
-        version=state.version,
+        version=state.revision,
+        events=state.events,
         orders=state.orders,
         monetary=format_cents(state.monetary_cents),
         first_purchase_at=state.first_purchase_at,
         last_purchase_at=state.last_purchase_at,
-        as_of_event_time=state.last_event_at,
+        r=tags.r, f=tags.f, m=tags.m,
+        segment=tags.segment, value_tier=tags.value_tier, lifecycle=tags.lifecycle,
+        top_categories=",".join(top_categories(state.category_interest, as_of)) if as_of else None,
+        channel=preferred_channel(state.channel_counts),
+        as_of_event_time=as_of,
         computed_at=computed_at,
-        rules_version=RULES_VERSION,
+        rules_version=tags.rules_version or "-",
         model_version=HEURISTIC_MODEL,
     )

@@ -109,6 +109,16 @@ class Settings(BaseSettings):
         description="How far an event time may be ahead of the processing clock.",
         json_schema_extra={"form": "an integer from 0 to 604800 (seconds)"},
     )
+    rules_file: Path | None = Field(
+        None,
+        description="Tagging rules (YAML); the packaged stream/rules/default.yaml when unset.",
+        json_schema_extra={"form": "a path to a YAML rules file"},
+    )
+    sweep_seconds: int = Field(
+        5,
+        description="How often (wall clock) the sweeper applies time-driven tag transitions.",
+        json_schema_extra={"form": "an integer from 1 to 3600 (seconds)"},
+    )
     log_level: str = Field(
         "info",
         description="Worker log level.",
@@ -212,6 +222,20 @@ class Settings(BaseSettings):
     def _check_future(cls, value: int) -> int:
         if not 0 <= value <= 604_800:
             raise ValueError("must be from 0 to 604800")
+        return value
+
+    @field_validator("sweep_seconds")
+    @classmethod
+    def _check_sweep(cls, value: int) -> int:
+        if not 1 <= value <= 3600:
+            raise ValueError("must be from 1 to 3600")
+        return value
+
+    @field_validator("rules_file")
+    @classmethod
+    def _check_rules_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
         return value
 
     @field_validator("log_level")

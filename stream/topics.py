@@ -40,11 +40,13 @@ def required_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic("events.dlq"), n),
         TopicSpec(settings.topic("customer-events"), n),
         TopicSpec(settings.topic("profiles"), n, COMPACTED),
+        TopicSpec(settings.topic("tag-changes"), n),
         # changelogs: compacted only, never time/size retention (faust #176, #597, #651)
         TopicSpec(changelog_topic(settings, "customer-state"), n, COMPACTED),
         TopicSpec(changelog_topic(settings, "ingest-counters"), n, COMPACTED),
         TopicSpec(changelog_topic(settings, "profile-counters"), n, COMPACTED),
         TopicSpec(changelog_topic(settings, "event-time-maxima"), n, COMPACTED),
+        TopicSpec(changelog_topic(settings, "sweep-index"), n, COMPACTED),
     ]
 
 

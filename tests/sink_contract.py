@@ -5,13 +5,15 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from schemas import Profile
+from schemas import Profile, TagChange
 from stream.sinks import ProfileSink
 
 
-def make_profile(customer_id: str, version: int, orders: int, monetary: str = "1.00") -> Profile:
+def make_profile(customer_id: str, version: int, orders: int, monetary: str = "1.00",
+                 segment: str | None = None) -> Profile:
     return Profile(
-        customer_id=customer_id, version=version, orders=orders, monetary=monetary,
+        segment=segment,
+        customer_id=customer_id, version=version, events=version, orders=orders, monetary=monetary,
         first_purchase_at=datetime(2024, 1, 1, tzinfo=UTC),
         last_purchase_at=datetime(2024, 1, version, tzinfo=UTC),
         as_of_event_time=datetime(2024, 1, version, tzinfo=UTC),
@@ -61,6 +63,29 @@ class SinkContract:
         for i, c in enumerate(cids):
             row = await sink.read_profile(c)
             assert row is not None and row["orders"] == str(i)
+
+    async def test_segment_sets_follow_the_newest_profile(self, sink: ProfileSink) -> None:
+        cid, tag = self.cid(), uuid.uuid4().hex[:6]
+        loyal, at_risk = f"Loyal-{tag}", f"At Risk-{tag}"
+        await sink.write_profiles([make_profile(cid, 1, 1, segment=loyal)])
+        assert cid in await sink.segment_members(loyal)
+        await sink.write_profiles([make_profile(cid, 3, 1, segment=at_risk)])
+        assert cid not in await sink.segment_members(loyal)
+        assert cid in await sink.segment_members(at_risk)
+        # a late, older profile changes neither the hash nor the sets
+        await sink.write_profiles([make_profile(cid, 2, 1, segment=loyal)])
+        assert cid not in await sink.segment_members(loyal)
+        assert (await sink.read_profile(cid) or {})["segment"] == at_risk
+
+    async def test_tag_changes_are_appended_once(self, sink: ProfileSink) -> None:
+        cid = self.cid()
+        change = TagChange(change_id=f"{cid}:segment:4", customer_id=cid, tag="segment", old="Loyal",
+                           new="At Risk", reason="time", event_time=datetime(2024, 3, 1, tzinfo=UTC),
+                           version=4, rules_version="r1")
+        assert await sink.write_tag_changes([change]) == 1
+        assert await sink.write_tag_changes([change, change]) == 0
+        mine = [c for c in await sink.tag_changes() if c["customer_id"] == cid]
+        assert len(mine) == 1 and (mine[0]["old"], mine[0]["new"], mine[0]["reason"]) == ("Loyal", "At Risk", "time")
 
     async def test_unknown_customer_reads_none(self, sink: ProfileSink) -> None:
         assert await sink.read_profile(self.cid()) is None

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from schemas import Profile
+from schemas import Profile, TagChange
 
 log = logging.getLogger(__name__)
 
@@ -18,14 +18,22 @@ class ProfileSink(Protocol):
         """Write each profile unless a same-or-newer version is stored; return how many were written."""
         ...
 
+    async def write_tag_changes(self, changes: Sequence[TagChange]) -> int:
+        """Append each change once (by ``change_id``) to the tag stream; return how many were new."""
+        ...
+
     async def read_profile(self, customer_id: str) -> dict[str, str] | None: ...
+
+    async def segment_members(self, segment: str) -> set[str]: ...
+
+    async def tag_changes(self) -> list[dict[str, str]]: ...
 
 
 def profile_fields(profile: Profile) -> dict[str, str]:
     """The flat string fields of the ``pulse:cust:{id}`` hash (absent values are omitted).
 
     >>> from datetime import datetime, UTC
-    >>> p = Profile(customer_id="c", version=3, orders=2, monetary="10.00",
+    >>> p = Profile(customer_id="c", version=3, events=3, orders=2, monetary="10.00",
     ...             first_purchase_at=None, last_purchase_at=None, as_of_event_time=None,
     ...             computed_at=datetime(2024, 1, 1, tzinfo=UTC), rules_version="r",
     ...             model_version="m")

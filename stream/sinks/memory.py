@@ -1,16 +1,19 @@
-"""An in-memory sink with the same versioned semantics as Redis, for tests and dry runs."""
+"""An in-memory sink with the same semantics as Redis, for tests and dry runs."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from schemas import Profile
+from schemas import Profile, TagChange
 from stream.sinks.base import profile_fields
 
 
 class MemorySink:
     def __init__(self) -> None:
         self.hashes: dict[str, dict[str, str]] = {}
+        self.segments: dict[str, set[str]] = {}
+        self.stream: list[dict[str, str]] = []
+        self._seen_changes: set[str] = set()
 
     async def write_profiles(self, profiles: Sequence[Profile]) -> int:
         written = 0
@@ -18,10 +21,31 @@ class MemorySink:
             current = self.hashes.get(profile.customer_id)
             if current is not None and int(current["version"]) >= profile.version:
                 continue
+            old_segment = (current or {}).get("segment")
             self.hashes[profile.customer_id] = {**(current or {}), **profile_fields(profile)}
+            if old_segment and old_segment != (profile.segment or ""):
+                self.segments.get(old_segment, set()).discard(profile.customer_id)
+            if profile.segment:
+                self.segments.setdefault(profile.segment, set()).add(profile.customer_id)
+            written += 1
+        return written
+
+    async def write_tag_changes(self, changes: Sequence[TagChange]) -> int:
+        written = 0
+        for change in changes:
+            if change.change_id in self._seen_changes:
+                continue
+            self._seen_changes.add(change.change_id)
+            self.stream.append({k: "" if v is None else str(v) for k, v in change.model_dump(mode="json").items()})
             written += 1
         return written
 
     async def read_profile(self, customer_id: str) -> dict[str, str] | None:
         found = self.hashes.get(customer_id)
         return dict(found) if found is not None else None
+
+    async def segment_members(self, segment: str) -> set[str]:
+        return set(self.segments.get(segment, set()))
+
+    async def tag_changes(self) -> list[dict[str, str]]:
+        return list(self.stream)

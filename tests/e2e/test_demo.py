@@ -31,8 +31,10 @@ def test_demo_prints_every_customer_read_back_from_redis(isolated: Isolated) -> 
     # Seeded event ids: a second run is recognised as redelivery and changes nothing.
     second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
     assert second.returncode == 0, second.stdout + second.stderr
-    rows_again = [line for line in second.stdout.splitlines() if line in rows]
-    assert rows_again == rows
+    # customer, orders, monetary and events; tags may have moved on with time in between
+    rows_again = [line.split()[:4] for line in second.stdout.splitlines()
+                  if re.match(r"^demo-c\d{4}\s+\d+\s+\d+\.\d\d", line)]
+    assert rows_again == [line.split()[:4] for line in rows]
 
     # The lookup the demo suggests shows the same values.
     customer, orders, monetary = rows[0].split()[:3]

@@ -121,7 +121,7 @@ def test_bad_input_is_dead_lettered_and_every_record_is_accounted_for(isolated: 
         want = Counter(e["customer_id"] for e in events)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            got = {c: int(client.hget(customer_key(c), "version") or 0) for c in want}
+            got = {c: int(client.hget(customer_key(c), "events") or 0) for c in want}
             if got == dict(want):
                 break
             time.sleep(0.5)

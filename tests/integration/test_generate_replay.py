@@ -51,4 +51,4 @@ def test_generated_population_replays_exactly(isolated: Isolated) -> None:
         row = client.hgetall(customer_key(customer_id))
         assert int(row["orders"]) == want.orders, customer_id
         assert Decimal(row["monetary"]) == want.monetary, customer_id
-        assert int(row["version"]) == want.events, customer_id
+        assert int(row["events"]) == want.events, customer_id

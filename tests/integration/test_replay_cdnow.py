@@ -88,7 +88,7 @@ def test_cdnow_replay_matches_batch_and_a_second_replay_changes_nothing(isolated
         assert second.returncode == 0, second.stdout + second.stderr
         again = _redis_rows(client, customer_ids)
         changed = [cid for cid in customer_ids if again[cid]["orders"] != rows[cid]["orders"]
-                   or again[cid]["version"] != rows[cid]["version"]]
+                   or again[cid]["events"] != rows[cid]["events"]]
         assert not changed, f"a second replay changed {len(changed)} customers, e.g. {changed[:5]}"
     finally:
         worker.stop()

@@ -53,7 +53,7 @@ def test_sigterm_half_way_then_restart_equals_batch(isolated: Isolated, wipe_loc
     log = isolated.data_dir / "worker.log"
 
     def applied_events() -> int:
-        return sum(int(row.get("version", 0)) for row in _redis_orders(client, customer_ids).values())
+        return sum(int(row.get("events", 0)) for row in _redis_orders(client, customer_ids).values())
 
     worker = WorkerProcess(worker_env(isolated.env), log, settings.web_port).start()
     try:
@@ -83,7 +83,7 @@ def test_sigterm_half_way_then_restart_equals_batch(isolated: Isolated, wipe_loc
             row = redis_rows[cid]
             assert int(row["orders"]) == want.orders, cid
             assert Decimal(row["monetary"]) == want.monetary, cid
-            assert int(row["version"]) == want.events, cid
+            assert int(row["events"]) == want.events, cid
             assert row["last_purchase_at"] == want.last_purchase_at.isoformat(), cid
             assert row["first_purchase_at"] == want.first_purchase_at.isoformat(), cid
     finally:

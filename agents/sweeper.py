@@ -1,0 +1,29 @@
+"""The sweeper's clock: a timer that sends a tick into each of this worker's customer-events
+partitions, carrying the newest event time the worker has seen. The profile agent applies
+the time-driven transitions that are due (see agents/profile.py and stream/sweep.py)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from stream.sweep import TICK_KEY
+
+if TYPE_CHECKING:
+    from agents.app import Pulse
+
+
+def register(pulse: Pulse) -> None:
+    topic_name = pulse.settings.topic("customer-events")
+
+    @pulse.app.timer(interval=float(pulse.settings.sweep_seconds))
+    async def sweep_tick() -> None:
+        maxima = [int(value) for value in pulse.event_time_maxima.values()]
+        if not maxima:
+            return
+        now = datetime.fromtimestamp(max(maxima), UTC).isoformat()
+        for tp in pulse.app.consumer.assignment():
+            if tp.topic == topic_name:
+                await pulse.customer_events.send(key=TICK_KEY, value=json.dumps({"now": now}).encode(),
+                                                 partition=tp.partition)
