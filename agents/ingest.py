@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -11,6 +12,8 @@ from stream.validate import Rejection, Rules, dead_letter, validate
 
 if TYPE_CHECKING:
     from agents.app import Pulse
+
+log = logging.getLogger(__name__)
 
 
 def register(pulse: Pulse) -> None:
@@ -24,7 +27,12 @@ def register(pulse: Pulse) -> None:
         async for event in stream.events():
             message = event.message
             bump(counters, "ingest.received", message.partition)
-            result = validate(event.value, rules=rules)
+            try:
+                result = validate(event.value, rules=rules)
+            except Exception as exc:  # noqa: BLE001 - a validator bug must not stop the worker
+                log.exception("validate: record at %s[%s]@%s failed", message.topic, message.partition,
+                              message.offset)
+                result = Rejection("processing_error", f"{type(exc).__name__}: {exc}"[:2000])
             if isinstance(result, Rejection):
                 bump(counters, f"ingest.rejected.{result.reason}", message.partition)
                 letter = dead_letter(event.value, event.key, result, stage="validate",

@@ -5,6 +5,7 @@ the same partitions as the events, so a sweep never races an update)."""
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,8 @@ from stream.watermark import advance
 
 if TYPE_CHECKING:
     from agents.app import Pulse
+
+log = logging.getLogger(__name__)
 
 
 def register(pulse: Pulse) -> None:
@@ -137,11 +140,26 @@ def register(pulse: Pulse) -> None:
         file_boundary(swept, partition)
         await publish(swept, changes)
 
+    async def on_failure(event: Any, exc: Exception) -> None:
+        # A bug or unreadable state must not stop the worker or lose the record: it goes to
+        # the dead-letter topic with the error, and processing continues.
+        log.exception("profile: record at %s[%s]@%s failed", event.message.topic, event.message.partition,
+                      event.message.offset)
+        bump(counters, "profile.failed", event.message.partition)
+        failure = Rejection("processing_error", f"{type(exc).__name__}: {exc}"[:2000])
+        letter = dead_letter(event.value, event.key, failure, stage="profile", now=datetime.now(UTC),
+                             topic=event.message.topic, partition=event.message.partition,
+                             offset=event.message.offset)
+        await pulse.dead_letters.send(key=event.key, value=letter.model_dump_json().encode())
+
     # concurrency=1: faust may commit past an in-flight message with more (faust #606).
     @pulse.app.agent(pulse.customer_events, name="profile", concurrency=1)
     async def profile(stream):  # type: ignore[no-untyped-def]
         async for event in stream.events():
-            if event.key == TICK_KEY:
-                await on_tick(event)
-            else:
-                await on_event(event)
+            try:
+                if event.key == TICK_KEY:
+                    await on_tick(event)
+                else:
+                    await on_event(event)
+            except Exception as exc:  # noqa: BLE001 - see on_failure
+                await on_failure(event, exc)

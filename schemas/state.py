@@ -15,10 +15,12 @@ class CustomerState(BaseModel):
     ``monetary_cents`` is an integer so that sums are exact to the cent.
     ``seen_event_ids`` is a compact, bounded record of recent event ids (see
     ``stream.dedup``) used to drop redeliveries.
-    ``version`` counts the events applied; Redis writes are guarded by it.
+    ``version`` counts the events applied; ``revision`` every change of the projection
+    (Redis writes are guarded by it). Unknown stored fields are ignored and new fields have
+    defaults, so state written by an older release still loads after an upgrade.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     customer_id: str
     version: int = 0

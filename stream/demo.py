@@ -35,7 +35,9 @@ def run_demo(settings: Settings, *, customers: int, events: int, seed: int, time
     try:
         say(f"== 3/4 producing {events} sample events for {customers} customers "
             f"(+{len(BAD_RECORDS)} malformed ones, which go to {settings.topic('events.dlq')})")
-        sample = sample_events(customers, events, seed=seed)
+        # Ids depend on the parameters, so runs with other parameters never mix with this one
+        # (and the same command run again is recognised as redelivery).
+        sample = sample_events(customers, events, seed=seed, prefix=f"demo{seed}-{customers}x{events}")
         records = event_records(sample) + [(b"bad", raw) for raw in BAD_RECORDS]
         asyncio.run(produce(settings.kafka_bootstrap, settings.topic("events"), records))
 
@@ -57,11 +59,11 @@ def run_demo(settings: Settings, *, customers: int, events: int, seed: int, time
             say(f"   {caught_up}/{len(expected)} customers up to date ...")
             time.sleep(1.0)
 
-        say(f"{'customer':<14}{'orders':>7}{'monetary':>11}{'events':>8}  {'RFM':<5}{'segment':<20}"
+        say(f"{'customer':<24}{'orders':>7}{'monetary':>11}{'events':>8}  {'RFM':<5}{'segment':<20}"
             f"{'tier':<9}{'lifecycle':<12}{'last purchase':<26}")
         for customer_id, row in sorted(rows.items()):
             rfm = f"{row.get('r', '-')}{row.get('f', '-')}{row.get('m', '-')}"
-            say(f"{customer_id:<14}{row.get('orders', '-'):>7}{row.get('monetary', '-'):>11}"
+            say(f"{customer_id:<24}{row.get('orders', '-'):>7}{row.get('monetary', '-'):>11}"
                 f"{row.get('events', '-'):>8}  {rfm:<5}{row.get('segment', '-'):<20}"
                 f"{row.get('value_tier', '-'):<9}{row.get('lifecycle', '-'):<12}"
                 f"{row.get('last_purchase_at', '-'):<26}")

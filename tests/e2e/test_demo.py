@@ -25,7 +25,7 @@ def test_demo_prints_every_customer_read_back_from_redis(isolated: Isolated) -> 
     first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "8/8 customers in Redis equal the batch computation" in first.stdout
-    rows = [line for line in first.stdout.splitlines() if re.match(r"^demo-c\d{4}\s+\d+\s+\d+\.\d\d", line)]
+    rows = [line for line in first.stdout.splitlines() if re.match(r"^demo7-8x120-c\d{4}\s+\d+\s+\d+\.\d\d", line)]
     assert len(rows) == 8
 
     # Seeded event ids: a second run is recognised as redelivery and changes nothing.
@@ -33,7 +33,7 @@ def test_demo_prints_every_customer_read_back_from_redis(isolated: Isolated) -> 
     assert second.returncode == 0, second.stdout + second.stderr
     # customer, orders, monetary and events; tags may have moved on with time in between
     rows_again = [line.split()[:4] for line in second.stdout.splitlines()
-                  if re.match(r"^demo-c\d{4}\s+\d+\s+\d+\.\d\d", line)]
+                  if re.match(r"^demo7-8x120-c\d{4}\s+\d+\s+\d+\.\d\d", line)]
     assert rows_again == [line.split()[:4] for line in rows]
 
     # The lookup the demo suggests shows the same values.
