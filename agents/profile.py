@@ -45,11 +45,19 @@ def register(pulse: Pulse) -> None:
         stored = table.get(customer_id)
         return CustomerState.model_validate_json(stored) if stored else CustomerState(customer_id=customer_id)
 
-    def file_boundary(state: CustomerState, partition: int) -> None:
-        if state.next_boundary_at is None:
-            return
+    def file_boundary(state: CustomerState, partition: int, old: datetime | None = None) -> None:
         stored_cursor = index.get(cursor_key(partition))
         cursor = int(stored_cursor) if stored_cursor else None
+        if old is not None:
+            # Unfile from the old hour, so sweeps read only due customers.
+            old_key = bucket_key(filing_bucket(old, cursor), partition)
+            remaining = [m for m in decode_members(index.get(old_key)) if m != state.customer_id]
+            if remaining:
+                index[old_key] = encode_members(remaining)
+            elif old_key in index:
+                del index[old_key]
+        if state.next_boundary_at is None:
+            return
         bucket = filing_bucket(state.next_boundary_at, cursor)
         if cursor is None:
             index[cursor_key(partition)] = str(bucket - 1).encode()
@@ -82,7 +90,7 @@ def register(pulse: Pulse) -> None:
             new_state = new_state.model_copy(update={"tags": tags, "next_boundary_at": boundary})
             table[new_state.customer_id] = new_state.model_dump_json().encode()
             if boundary != state.next_boundary_at:
-                file_boundary(new_state, message.partition)
+                file_boundary(new_state, message.partition, old=state.next_boundary_at)
             await publish(new_state, changes)
             return
         table[new_state.customer_id] = new_state.model_dump_json().encode()
@@ -108,15 +116,18 @@ def register(pulse: Pulse) -> None:
                 continue
             waiting = []
             for customer_id in members:
-                bump(counters, "sweeper.visited", partition)
+                bump(counters, "sweeper.index_reads", partition)
                 state = load(customer_id)
                 boundary = state.next_boundary_at
-                if boundary is None or hour_bucket(boundary) != bucket:
+                if boundary is None or filing_bucket(boundary, cursor) != bucket:
                     continue  # moved on since it was filed here
                 if boundary > due:
                     waiting.append(customer_id)  # same hour, not yet due
                     continue
-                await sweep_customer(state, due, partition)
+                bump(counters, "sweeper.visited", partition)
+                swept = await sweep_customer(state, due, partition)
+                if swept.next_boundary_at is not None and filing_bucket(swept.next_boundary_at, cursor) == bucket:
+                    waiting.append(customer_id)  # its next boundary is later in this same hour
             if waiting:
                 index[key] = encode_members(waiting)
             elif key in index:
@@ -124,7 +135,7 @@ def register(pulse: Pulse) -> None:
         # the due hour may still receive boundaries: sweep it again next time
         index[cursor_key(partition)] = str(max(cursor, due_bucket - 1)).encode()
 
-    async def sweep_customer(state: CustomerState, due: datetime, partition: int) -> None:
+    async def sweep_customer(state: CustomerState, due: datetime, partition: int) -> CustomerState:
         changes: list[TagChange] = []
         tags, revision, boundary = state.tags, state.revision, state.next_boundary_at
         while boundary is not None and boundary <= due:
@@ -139,6 +150,7 @@ def register(pulse: Pulse) -> None:
         table[state.customer_id] = swept.model_dump_json().encode()
         file_boundary(swept, partition)
         await publish(swept, changes)
+        return swept
 
     async def on_failure(event: Any, exc: Exception) -> None:
         # A bug or unreadable state must not stop the worker or lose the record: it goes to

@@ -1,0 +1,79 @@
+"""Time-driven transitions: a customer who stops buying moves from Champions down to Can't
+Lose Them and from growing to declining to churned, on schedule and with no event of their
+own, as other customers' events move event time forward; the sweeper visits only them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis
+
+from stream.infra.worker import WorkerProcess, worker_env
+from stream.produce import event_records, produce
+from stream.sinks.redis import customer_key, segment_key
+from tests.integration.conftest import Isolated
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2024, 1, 1, 12, tzinfo=UTC)
+
+
+def _purchase(customer: str, when: datetime, n: int) -> dict:
+    return {"type": "purchase", "event_id": f"{customer}-{n}", "customer_id": customer,
+            "event_time": when.isoformat(), "order_id": f"{customer}-o{n}", "total": "120.00"}
+
+
+def test_a_customer_who_stops_moves_on_schedule(isolated: Isolated) -> None:
+    stopper = f"stop-{isolated.tag}"
+    tickers = [f"tick-{isolated.tag}-{i}" for i in range(12)]
+    events = [_purchase(stopper, T0 + timedelta(weeks=w), w) for w in range(10)]
+    for day in range(441):  # the others buy every day for 14 months: event time moves on
+        events += [_purchase(t, T0 + timedelta(days=day, hours=i), day) for i, t in enumerate(tickers)]
+    events.sort(key=lambda e: e["event_time"])
+    last = T0 + timedelta(weeks=9)
+
+    env = {**os.environ, **isolated.env, "PULSE_SWEEP_SECONDS": "1"}
+    worker = WorkerProcess(worker_env(env), isolated.data_dir / "w.log", isolated.settings.web_port).start()
+    client = redis.Redis.from_url(isolated.settings.redis_url, decode_responses=True)
+    try:
+        asyncio.run(produce(isolated.settings.kafka_bootstrap, isolated.settings.topic("events"),
+                            event_records(events)))
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            row = client.hgetall(customer_key(stopper))
+            if row.get("segment") == "Can't Lose Them":
+                break
+            time.sleep(1)
+        assert row.get("segment") == "Can't Lose Them", row
+        assert (row["lifecycle"], row["r"], row["f"], row["m"], row["value_tier"]) == (
+            "churned", "1", "5", "5", "diamond")
+        assert stopper in client.smembers(segment_key("Can't Lose Them"))
+        for other in ("Champions", "Loyal", "At Risk"):
+            assert stopper not in client.smembers(segment_key(other))
+
+        changes = [fields for _, fields in client.xrange("pulse:tags") if fields["customer_id"] == stopper]
+        timed = [(c["tag"], c["old"], c["new"], datetime.fromisoformat(c["event_time"]))
+                 for c in changes if c["reason"] == "time"]
+        micro = timedelta(microseconds=1)
+        assert [t for t in timed if t[0] == "segment"] == [
+            ("segment", "Champions", "Loyal", (last + timedelta(days=90) + micro)),
+            ("segment", "Loyal", "At Risk", (last + timedelta(days=180) + micro)),
+            ("segment", "At Risk", "Can't Lose Them", (last + timedelta(days=365) + micro)),
+        ]
+        assert [t for t in timed if t[0] == "lifecycle"] == [
+            ("lifecycle", "growing", "declining", (last + timedelta(days=90))),
+            ("lifecycle", "declining", "churned", (last + timedelta(days=180))),
+        ]
+        assert len({c["change_id"] for c in changes}) == len(changes)
+        # Only the stopper was ever due; the sweeper read a handful of index entries, not
+        # 13 customers x 441 days.
+        counters = worker.get("/counters/")
+        assert 1 <= counters["sweeper.visited"] <= 6
+        assert counters["sweeper.index_reads"] <= 30
+        assert all(c["reason"] != "time" for _, c in client.xrange("pulse:tags") if c["customer_id"] in tickers)
+    finally:
+        worker.stop()
