@@ -192,6 +192,56 @@ def generate(customers: int, days: int, start: datetime, seed: int, churn_share:
         click.echo(f"produced {len(events)} events to {settings.topic('events')}")
 
 
+EXPORT_INTS = ("orders", "events", "r", "f", "m", "version")
+
+
+@main.command(help="Write every customer's profile from Redis as JSON lines.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Output file ('-' for stdout).")
+def export(out: Path) -> None:
+    import json
+
+    import redis
+
+    from stream.sinks.redis import KEY_PREFIX
+
+    settings = _settings()
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    pattern = f"{KEY_PREFIX}cust:*"
+    written = 0
+    handle = sys.stdout if str(out) == "-" else out.open("w", encoding="utf-8")
+    try:
+        batch: list[str] = []
+
+        def flush() -> None:
+            nonlocal written
+            pipe = client.pipeline(transaction=False)
+            for key in batch:
+                pipe.hgetall(key)
+            for row in pipe.execute():
+                if not row:
+                    continue
+                record: dict[str, object] = dict(row)
+                for name in EXPORT_INTS:
+                    if name in record:
+                        record[name] = int(str(record[name]))
+                handle.write(json.dumps(record, sort_keys=True) + "\n")
+                written += 1
+            batch.clear()
+
+        for key in client.scan_iter(match=pattern, count=1000):
+            batch.append(str(key))
+            if len(batch) >= 1000:
+                flush()
+        flush()
+    except redis.RedisError as exc:
+        raise click.ClickException(f"cannot read profiles from {settings.redis_url}: {exc}") from None
+    finally:
+        if handle is not sys.stdout:
+            handle.close()
+    click.echo(f"exported {written} customers to {out}", err=True)
+
+
 @main.command(help="Show one customer's profile as stored in Redis.")
 @click.argument("customer_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the hash as JSON.")

@@ -52,3 +52,20 @@ def test_generated_population_replays_exactly(isolated: Isolated) -> None:
         assert int(row["orders"]) == want.orders, customer_id
         assert Decimal(row["monetary"]) == want.monetary, customer_id
         assert int(row["events"]) == want.events, customer_id
+
+    # `pulse export` writes the same values, one line per customer (ours among others in Redis)
+    exported = isolated.data_dir / "export.jsonl"
+    result = subprocess.run([sys.executable, "-m", "stream.cli", "export", "--out", str(exported)],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in exported.read_text().splitlines()]
+    mine = {line["customer_id"]: line for line in lines if line["customer_id"].startswith(f"g{isolated.tag}-")}
+    expected = batch_raw_rfm(events)
+    assert set(mine) == set(expected)
+    for customer_id, want in expected.items():
+        line = mine[customer_id]
+        assert (line["orders"], Decimal(line["monetary"])) == (want.orders, want.monetary)
+        if want.orders:
+            assert {"r", "f", "m", "segment", "value_tier", "lifecycle", "as_of_event_time"} <= set(line)
+            assert line["first_purchase_at"] and line["last_purchase_at"]
+    assert f"exported {len(lines)} customers" in result.stderr
