@@ -9,11 +9,14 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from aiokafka.partitioner import DefaultPartitioner
+
 from schemas import EVENT_ADAPTER, CustomerState, TagChange
 from stream.counters import bump
 from stream.dedup import Admission
 from stream.profile import apply_event, to_profile
 from stream.sweep import (
+    RESYNC_KEY,
     TICK_KEY,
     bucket_key,
     cursor_key,
@@ -29,6 +32,8 @@ from stream.watermark import advance
 
 if TYPE_CHECKING:
     from agents.app import Pulse
+
+partitioner = DefaultPartitioner()  # the producers' partitioner: which partition owns a customer
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +157,21 @@ def register(pulse: Pulse) -> None:
         await publish(swept, changes)
         return swept
 
+    async def on_resync(event: Any) -> None:
+        # Requested by an operator (`pulse resync`): re-publish every profile of this
+        # partition. Redis keeps newer versions and fills in missing ones.
+        partition, partitions = event.message.partition, pulse.settings.partitions
+        every = list(range(partitions))
+        published = 0
+        for customer_id, stored in list(table.items()):
+            if partitioner(customer_id.encode(), every, every) != partition:
+                continue
+            state = CustomerState.model_validate_json(stored)
+            await publish(state, [])
+            published += 1
+        bump(counters, "resync.published", partition, by=published)
+        log.info("resync: re-published %d profiles of partition %d", published, partition)
+
     async def on_failure(event: Any, exc: Exception) -> None:
         # A bug or unreadable state must not stop the worker or lose the record: it goes to
         # the dead-letter topic with the error, and processing continues.
@@ -171,6 +191,8 @@ def register(pulse: Pulse) -> None:
             try:
                 if event.key == TICK_KEY:
                     await on_tick(event)
+                elif event.key == RESYNC_KEY:
+                    await on_resync(event)
                 else:
                     await on_event(event)
             except Exception as exc:  # noqa: BLE001 - see on_failure

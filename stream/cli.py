@@ -192,6 +192,45 @@ def generate(customers: int, days: int, start: datetime, seed: int, churn_share:
         click.echo(f"produced {len(events)} events to {settings.topic('events')}")
 
 
+@main.command(help="Rebuild Redis from the workers' tables (after Redis lost data).")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Return when the workers have re-published everything.")
+@click.option("--timeout", default=900.0, show_default=True, help="Seconds --wait waits at most.")
+def resync(wait: bool, timeout: float) -> None:
+    import asyncio
+    import json
+
+    from aiokafka import AIOKafkaProducer
+
+    from stream.replay import wait_until_processed
+    from stream.sweep import RESYNC_KEY
+
+    settings = _settings()
+    topic = settings.topic("customer-events")
+
+    async def request() -> int:
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
+            partitions = sorted(await producer.partitions_for(topic))
+            payload = json.dumps({"requested_at": datetime.now(UTC).isoformat()}).encode()
+            for partition in partitions:
+                await producer.send_and_wait(topic, payload, key=RESYNC_KEY, partition=partition)
+            return len(partitions)
+        finally:
+            await producer.stop()
+
+    count = asyncio.run(request())
+    click.echo(f"asked the workers of {settings.app_id} to re-publish the profiles of {count} partitions")
+    if wait:
+        topics = [settings.topic(t) for t in ("customer-events", "profiles")]
+        lag = asyncio.run(wait_until_processed(settings.kafka_bootstrap, settings.app_id, topics, timeout))
+        if lag:
+            raise click.ClickException(f"the workers still had {lag} records to process after {timeout:.0f}s; "
+                                       "is `pulse worker` running?")
+        click.echo("resynced: Redis holds every profile in the tables")
+
+
 EXPORT_INTS = ("orders", "events", "r", "f", "m", "version")
 
 

@@ -12,6 +12,7 @@ import json
 from datetime import datetime
 
 TICK_KEY = b"\x00pulse-sweep-tick"
+RESYNC_KEY = b"\x00pulse-resync"  # control record: re-publish this partition's profiles
 
 
 def hour_bucket(moment: datetime) -> int:
