@@ -16,12 +16,13 @@ class CustomerTags(BaseModel):
     segment: str | None = None
     value_tier: str | None = None
     lifecycle: str = "prospect"
+    behaviour: str | None = None
     rules_version: str = ""
     as_of: AwareDatetime | None = None
 
     def tag_values(self) -> dict[str, str | None]:
         return {"segment": self.segment, "value_tier": self.value_tier, "lifecycle": self.lifecycle,
-                "rfm": None if self.r is None else f"{self.r}{self.f}{self.m}"}
+                "behaviour": self.behaviour, "rfm": None if self.r is None else f"{self.r}{self.f}{self.m}"}
 
 
 class TagChange(BaseModel):

@@ -76,6 +76,7 @@ class Profile(BaseModel):
     segment: str | None = None
     value_tier: str | None = None
     lifecycle: str | None = None
+    behaviour: str | None = None
     top_categories: str | None = None
     channel: str | None = None
     as_of_event_time: datetime | None

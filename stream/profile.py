@@ -156,7 +156,7 @@ def to_profile(state: CustomerState, computed_at: datetime) -> Profile:
         first_purchase_at=state.first_purchase_at,
         last_purchase_at=state.last_purchase_at,
         r=tags.r, f=tags.f, m=tags.m,
-        segment=tags.segment, value_tier=tags.value_tier, lifecycle=tags.lifecycle,
+        segment=tags.segment, value_tier=tags.value_tier, lifecycle=tags.lifecycle, behaviour=tags.behaviour,
         top_categories=",".join(top_categories(state.category_interest, as_of)) if as_of else None,
         channel=preferred_channel(state.channel_counts),
         as_of_event_time=as_of,

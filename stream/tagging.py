@@ -7,7 +7,7 @@ from datetime import datetime
 
 from schemas import CustomerState, CustomerTags, TagChange
 from stream.rfm import RfmScore
-from stream.tags import Rules, lifecycle_stage, next_lifecycle_boundary
+from stream.tags import Rules, behaviour_type, lifecycle_stage, next_lifecycle_boundary
 
 
 class ScoringUnavailable(RuntimeError):
@@ -36,8 +36,23 @@ def compute_tags(state: CustomerState, now: datetime, rules: Rules) -> CustomerT
         r=score.r if score else None, f=score.f if score else None, m=score.m if score else None,
         segment=rules.segment(score) if score else None,
         value_tier=rules.value_tier(score) if score else None,
-        lifecycle=stage.value, rules_version=rules.version, as_of=now,
+        lifecycle=stage.value,
+        behaviour=behaviour_type(rules.behaviour, score, weekly_orders(state)) if score else None,
+        rules_version=rules.version, as_of=now,
     )
+
+
+def weekly_orders(state: CustomerState) -> dict[int, int]:
+    """Orders per week over the customer's last year (as of their newest event): it changes
+    only with events, so behaviour types need no time-driven boundary."""
+    weeks: dict[int, int] = {}
+    for bucket in state.weekly:
+        if bucket[1]:
+            weeks[bucket[0]] = weeks.get(bucket[0], 0) + bucket[1]
+    for bucket in state.daily:
+        if bucket[1]:
+            weeks[bucket[0] // 7] = weeks.get(bucket[0] // 7, 0) + bucket[1]
+    return weeks
 
 
 def next_boundary(state: CustomerState, now: datetime, rules: Rules) -> datetime | None:

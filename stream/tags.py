@@ -108,6 +108,39 @@ class Scoring(BaseModel):
         return self
 
 
+class BehaviourRules(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    min_orders: int = Field(4, ge=2)
+    seasonal_share: float = Field(0.6, gt=0, le=1)
+    seasonal_weeks: int = Field(13, ge=1, le=52)
+
+
+def behaviour_type(rules: BehaviourRules, score: RfmScore,
+                   weekly_orders: dict[int, int]) -> str:
+    """The behaviour type from a customer's orders per week (week index -> orders).
+
+    >>> b = BehaviourRules()
+    >>> behaviour_type(b, RfmScore(3, 3, 3), {2800 + w: 1 for w in range(0, 52, 4)})
+    'regular'
+    >>> behaviour_type(b, RfmScore(3, 3, 3), {2850: 3, 2851: 2, 2800: 1})
+    'seasonal'
+    >>> behaviour_type(b, RfmScore(3, 5, 1), {2800 + w: 1 for w in range(0, 52, 4)})
+    'high-frequency low-value'
+    """
+    total = sum(weekly_orders.values())
+    if total >= rules.min_orders:
+        weeks = sorted(weekly_orders)
+        best = max(sum(n for w, n in weekly_orders.items() if start <= w < start + rules.seasonal_weeks)
+                   for start in weeks)
+        if best / total >= rules.seasonal_share:
+            return "seasonal"
+    if score.f >= 4 and score.m <= 2:
+        return "high-frequency low-value"
+    if score.f <= 2 and score.m >= 4:
+        return "low-frequency high-value"
+    return "regular"
+
+
 class Rules(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     version: str = Field(min_length=1)
@@ -115,6 +148,7 @@ class Rules(BaseModel):
     segments: tuple[SegmentRule, ...]
     value_tiers: tuple[TierRule, ...]
     lifecycle: LifecycleRules = Field(default_factory=lambda: LifecycleRules())
+    behaviour: BehaviourRules = Field(default_factory=lambda: BehaviourRules())
 
     @model_validator(mode="after")
     def _complete(self) -> Rules:

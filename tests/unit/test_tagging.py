@@ -78,3 +78,20 @@ def test_tag_change_ids_are_deterministic() -> None:
     first = tag_changes("c", old, new, reason="time", event_time=T0, version=7)
     again = tag_changes("c", old, new, reason="time", event_time=T0, version=7)
     assert first == again and {c.change_id for c in first} == {f"c:{c.tag}:7" for c in first}
+
+
+def test_behaviour_types() -> None:
+    def tags_after(purchases: list[tuple[datetime, str]]) -> str | None:
+        state = CustomerState(customer_id="c")
+        for n, (when, total) in enumerate(purchases):
+            state = _buy(state, when, total, n)
+        assert state.last_purchase_at is not None
+        return compute_tags(state, state.last_purchase_at, RULES).behaviour
+
+    year = datetime(2024, 1, 15, tzinfo=UTC)
+    christmas = [(datetime(2024, 11, 20, tzinfo=UTC) + timedelta(days=6 * i), "60.00") for i in range(6)]
+    assert tags_after([(year, "60.00"), *christmas]) == "seasonal"
+    monthly_small = [(year + timedelta(days=30 * i), "5.00") for i in range(10)]
+    assert tags_after(monthly_small) == "high-frequency low-value"
+    assert tags_after([(year, "1500.00")]) == "low-frequency high-value"
+    assert tags_after([(year + timedelta(days=60 * i), "60.00") for i in range(5)]) == "regular"
