@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -18,6 +20,25 @@ def _settings() -> Settings:
         return load_settings()
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _produce_events(settings: Settings, events: Iterator[dict[str, Any]], total: int) -> int:
+    """Produce events (keyed by customer) to the events topic with a progress bar."""
+    import asyncio
+    import json
+
+    from stream.produce import produce
+
+    with click.progressbar(length=total, label="producing", show_pos=True) as bar:
+        done = 0
+
+        def advance(sent: int) -> None:
+            nonlocal done
+            bar.update(sent - done)
+            done = sent
+
+        records = ((str(e.get("customer_id", "")).encode(), json.dumps(e).encode()) for e in events)
+        return asyncio.run(produce(settings.kafka_bootstrap, settings.topic("events"), records, progress=advance))
 
 
 @click.group(help="Customer Pulse: real-time customer analytics on Kafka and Redis.")
@@ -94,9 +115,7 @@ def demo(customers: int, events: int, seed: int, timeout: float, keep_worker: bo
 def replay(path: Path, fmt: str, until: datetime | None, speed: float | None, wait: bool,
            timeout: float) -> None:
     import asyncio
-    import json
 
-    from stream.produce import produce
     from stream.replay import ReplayError, paced, read_events, select, wait_until_processed
 
     settings = _settings()
@@ -111,17 +130,7 @@ def replay(path: Path, fmt: str, until: datetime | None, speed: float | None, wa
     topic = settings.topic("events")
     click.echo(f"replaying {len(events)} events from {path} to {topic}"
                + (f" (until {limit.date()})" if limit else ""))
-    with click.progressbar(length=len(events), label="producing", show_pos=True) as bar:
-        done = 0
-
-        def advance(sent: int) -> None:
-            nonlocal done
-            bar.update(sent - done)
-            done = sent
-
-        records = ((str(e.get("customer_id", "")).encode(), json.dumps(e).encode())
-                   for e in paced(events, speed))
-        sent = asyncio.run(produce(settings.kafka_bootstrap, topic, records, progress=advance))
+    sent = _produce_events(settings, paced(events, speed), len(events))
     customers = len({str(e.get("customer_id")) for e in events})
     click.echo(f"produced {sent} events for {customers} customers")
     if wait:
@@ -151,12 +160,10 @@ def replay(path: Path, fmt: str, until: datetime | None, speed: float | None, wa
 @click.option("--produce", "to_kafka", is_flag=True, help="Produce the events to the events topic.")
 def generate(customers: int, days: int, start: datetime, seed: int, churn_share: float,
              prefix: str, out: Path | None, truth: Path | None, to_kafka: bool) -> None:
-    import asyncio
     import json
 
     from stream.generate import PopulationSpec, truth_rows
     from stream.generate import generate as make_population
-    from stream.produce import produce
 
     if out is None and not to_kafka:
         raise click.UsageError("say where the events go: --out FILE and/or --produce")
@@ -178,17 +185,7 @@ def generate(customers: int, days: int, start: datetime, seed: int, churn_share:
         click.echo(f"ground truth -> {truth}")
     if to_kafka:
         settings = _settings()
-        with click.progressbar(length=len(events), label="producing", show_pos=True) as bar:
-            done = 0
-
-            def advance(sent: int) -> None:
-                nonlocal done
-                bar.update(sent - done)
-                done = sent
-
-            records = ((e["customer_id"].encode(), json.dumps(e).encode()) for e in events)
-            asyncio.run(produce(settings.kafka_bootstrap, settings.topic("events"), records,
-                                progress=advance))
+        _produce_events(settings, iter(events), len(events))
         click.echo(f"produced {len(events)} events to {settings.topic('events')}")
 
 

@@ -7,7 +7,6 @@ import base64
 import os
 import shutil
 import subprocess
-import time
 import uuid
 from collections.abc import Callable
 from importlib import resources
@@ -21,7 +20,7 @@ from stream.infra.process import (
     load_record,
     port_open,
     spawn,
-    tail,
+    wait_ready,
 )
 
 KAFKA_VERSION = "3.9.1"
@@ -166,14 +165,8 @@ def start_kafka(bootstrap: str, data_dir: Path, partitions: int, *, timeout: flo
     say(f"starting Apache Kafka {KAFKA_VERSION} (KRaft) on {host}:{port} ...")
     record = spawn(SERVICE, base + ["kafka.Kafka", str(props)], data_dir=data_dir,
                    address=f"{host}:{port}", log_file=log_file)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not is_alive(record):
-            raise InfraError(f"Kafka exited during start-up; last log lines:\n{tail(log_file)}")
-        if port_open(host, port) and kafka_ready(f"{host}:{port}"):
-            return record
-        time.sleep(0.5)
-    raise InfraError(f"Kafka did not answer a metadata request within {timeout:.0f}s; log:\n{tail(log_file)}")
+    return wait_ready(record, lambda: port_open(host, port) and kafka_ready(f"{host}:{port}"),
+                      what="Kafka", answer="a metadata request", timeout=timeout)
 
 
 def our_kafka(data_dir: Path) -> ServiceRecord | None:

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -136,6 +137,19 @@ def _reap(pid: int) -> None:
     # When we are the parent (tests), collect the zombie so the pid really disappears.
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def wait_ready(record: ServiceRecord, ready: Callable[[], bool], *, what: str, answer: str,
+               timeout: float, poll: float = 0.3) -> ServiceRecord:
+    """Wait until ``ready()``; fail with the log's tail if the process dies or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not is_alive(record):
+            raise InfraError(f"{what} exited during start-up; last log lines:\n{tail(record.log_file)}")
+        if ready():
+            return record
+        time.sleep(poll)
+    raise InfraError(f"{what} did not answer {answer} within {timeout:.0f}s; log:\n{tail(record.log_file)}")
 
 
 def tail(path: Path | str, lines: int = 30) -> str:

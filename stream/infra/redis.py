@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-import time
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
@@ -19,7 +18,7 @@ from stream.infra.process import (
     is_loopback,
     load_record,
     spawn,
-    tail,
+    wait_ready,
 )
 
 SERVICE = "redis"
@@ -75,14 +74,8 @@ def start_redis(url: str, data_dir: Path, *, timeout: float = 30.0,
     log_file = home / "server.log"
     say(f"starting {Path(binary).name} on {host}:{port} ...")
     record = spawn(SERVICE, cmdline, data_dir=data_dir, address=f"{host}:{port}", log_file=log_file)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not is_alive(record):
-            raise InfraError(f"the Redis server exited during start-up; log:\n{tail(log_file)}")
-        if redis_ready(url):
-            return record
-        time.sleep(0.2)
-    raise InfraError(f"the Redis server did not answer PING within {timeout:.0f}s; log:\n{tail(log_file)}")
+    return wait_ready(record, lambda: redis_ready(url), what="the Redis server", answer="PING",
+                      timeout=timeout)
 
 
 def our_redis(data_dir: Path) -> ServiceRecord | None:

@@ -18,18 +18,9 @@ from stream.infra.worker import WorkerProcess, worker_env
 from stream.produce import event_records, produce
 from stream.sample import sample_events
 from stream.sinks.redis import customer_key
-from tests.integration.conftest import Isolated, free_port
+from tests.integration.conftest import Isolated, free_port, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def _wait(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def test_redis_down_mid_stream_then_back_ends_equal_to_the_tables(isolated: Isolated, tmp_path: Path) -> None:
@@ -54,7 +45,7 @@ def test_redis_down_mid_stream_then_back_ends_equal_to_the_tables(isolated: Isol
     worker = WorkerProcess(worker_env(env), isolated.data_dir / "w.log", isolated.settings.web_port).start()
     try:
         asyncio.run(produce(isolated.settings.kafka_bootstrap, isolated.settings.topic("events"), records[:300]))
-        _wait(lambda: applied() >= 300, 90, "the first 300 events in Redis")
+        wait_for(lambda: applied() >= 300, 90, "the first 300 events in Redis")
 
         process.stop(redis_dir, "redis")  # the outage
         assert not redis_ready(url)
@@ -64,7 +55,7 @@ def test_redis_down_mid_stream_then_back_ends_equal_to_the_tables(isolated: Isol
         assert table_value is not None and table_value["events"] == expected[events[-1]["customer_id"]].events
 
         start_redis(url, redis_dir, say=lambda _: None)  # back, with its append-only file
-        _wait(lambda: applied() == len(events), 120, "every event in Redis after the outage")
+        wait_for(lambda: applied() == len(events), 120, "every event in Redis after the outage")
         for cid, want in expected.items():
             row = client.hgetall(customer_key(cid))
             table = worker.get(f"/customers/{cid}/")

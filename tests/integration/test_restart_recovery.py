@@ -17,7 +17,7 @@ from stream.infra.worker import WorkerProcess, worker_env
 from stream.produce import event_records, produce
 from stream.sample import sample_events
 from stream.sinks.redis import customer_key
-from tests.integration.conftest import Isolated
+from tests.integration.conftest import Isolated, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -30,15 +30,6 @@ def _redis_orders(client: redis.Redis, customer_ids: list[str]) -> dict[str, dic
     for cid in customer_ids:
         pipe.hgetall(customer_key(cid))
     return dict(zip(customer_ids, pipe.execute(), strict=True))
-
-
-def _wait(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 @pytest.mark.parametrize("wipe_local_state", [False, True], ids=["keep-rocksdb", "wiped-rocksdb"])
@@ -58,7 +49,7 @@ def test_sigterm_half_way_then_restart_equals_batch(isolated: Isolated, wipe_loc
     worker = WorkerProcess(worker_env(isolated.env), log, settings.web_port).start()
     try:
         asyncio.run(produce(settings.kafka_bootstrap, settings.topic("events"), records[: EVENTS // 2]))
-        _wait(lambda: applied_events() >= EVENTS // 4, 120, "the first quarter of events in Redis")
+        wait_for(lambda: applied_events() >= EVENTS // 4, 120, "the first quarter of events in Redis")
     finally:
         exit_code = worker.stop(signal.SIGTERM)
     assert exit_code == 0, "worker did not exit cleanly on SIGTERM"
@@ -69,7 +60,7 @@ def test_sigterm_half_way_then_restart_equals_batch(isolated: Isolated, wipe_loc
     asyncio.run(produce(settings.kafka_bootstrap, settings.topic("events"), records[EVENTS // 2:]))
     worker = WorkerProcess(worker_env(isolated.env), log, settings.web_port).start()
     try:
-        _wait(lambda: applied_events() >= EVENTS, 180, "all events reflected in Redis")
+        wait_for(lambda: applied_events() >= EVENTS, 180, "all events reflected in Redis")
         time.sleep(2)  # let any redelivered (duplicate) records pass through too
 
         redis_rows = _redis_orders(client, customer_ids)
