@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import socket
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
+from stream.infra.kafka import kafka_ready
+from stream.infra.redis import redis_ready
 from stream.infra.worker import WorkerProcess, worker_env
 from stream.produce import event_records, produce
 from stream.replay import wait_until_processed
@@ -30,17 +33,23 @@ def main() -> None:
     args = parser.parse_args()
 
     base = load_settings()
+    if not kafka_ready(base.kafka_bootstrap) or not redis_ready(base.redis_url):
+        raise SystemExit(f"Kafka ({base.kafka_bootstrap}) and Redis ({base.redis_url}) must be running: "
+                         "run `.venv/bin/pulse up` first")
     tag = uuid.uuid4().hex[:8]
     data_dir = Path(tempfile.mkdtemp(prefix="pulse-bench-"))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     env = {"PULSE_TOPIC_PREFIX": f"bench{tag}.", "PULSE_APP_ID": f"bench-{tag}",
-           "PULSE_DATA_DIR": str(data_dir), "PULSE_WEB_PORT": "6299", "PULSE_LOG_LEVEL": "warning",
+           "PULSE_DATA_DIR": str(data_dir), "PULSE_WEB_PORT": str(port), "PULSE_LOG_LEVEL": "warning",
            "PULSE_REDIS_URL": base.redis_url.rsplit("/", 1)[0] + "/7"}
     records = event_records(sample_events(args.customers, args.events, seed=5, prefix=f"b{tag}"))
 
     start = time.perf_counter()
     asyncio.run(produce(base.kafka_bootstrap, f"bench{tag}.events", records))
     produced = time.perf_counter() - start
-    worker = WorkerProcess(worker_env(env), data_dir / "worker.log", 6299)
+    worker = WorkerProcess(worker_env(env), data_dir / "worker.log", port)
     try:
         start = time.perf_counter()
         worker.start()
