@@ -63,32 +63,44 @@ class Settings(BaseSettings):
     )
     partitions: int = Field(
         4,
+        ge=1,
+        le=1024,
         description="Partitions of the topics the app creates (events, tables, outputs).",
         json_schema_extra={"form": "an integer from 1 to 1024"},
     )
     web_port: int = Field(
         6066,
+        ge=1,
+        le=65535,
         description="Port of the worker's HTTP views (health, customer lookups).",
         json_schema_extra={"form": "an integer from 1 to 65535"},
     )
     standby_replicas: int = Field(
         0,
+        ge=0,
+        le=10,
         description="Standby replicas of each table kept by other workers for fast failover.",
         json_schema_extra={"form": "an integer from 0 to 10"},
     )
     dedup_max_ids: int = Field(
         256,
+        ge=1,
+        le=10000,
         description="Most recent event ids remembered per customer to drop redelivered events.",
         json_schema_extra={"form": "an integer from 1 to 10000"},
     )
     allowed_lateness_seconds: int = Field(
         3 * 86_400,
+        ge=0,
+        le=31536000,
         description="How far behind a customer's newest event time an event may arrive and still "
                     "count; older ones go to the DLQ as too_late.",
         json_schema_extra={"form": "an integer from 0 to 31536000 (seconds)"},
     )
     dedup_horizon_seconds: int = Field(
         7 * 86_400,
+        ge=0,
+        le=31536000,
         description="How long (in event time) an event id is remembered to drop redeliveries; "
                     "at least the allowed lateness.",
         json_schema_extra={
@@ -96,6 +108,8 @@ class Settings(BaseSettings):
     )
     max_event_bytes: int = Field(
         64 * 1024,
+        ge=256,
+        le=900000,
         description="Largest accepted event payload; larger records go to the DLQ as too_large.",
         json_schema_extra={"form": "an integer from 256 to 900000 (bytes)"},
     )
@@ -106,6 +120,8 @@ class Settings(BaseSettings):
     )
     max_future_seconds: int = Field(
         300,
+        ge=0,
+        le=604800,
         description="How far an event time may be ahead of the processing clock.",
         json_schema_extra={"form": "an integer from 0 to 604800 (seconds)"},
     )
@@ -116,6 +132,8 @@ class Settings(BaseSettings):
     )
     sweep_seconds: int = Field(
         5,
+        ge=1,
+        le=3600,
         description="How often (wall clock) the sweeper applies time-driven tag transitions.",
         json_schema_extra={"form": "an integer from 1 to 3600 (seconds)"},
     )
@@ -160,40 +178,10 @@ class Settings(BaseSettings):
             raise ValueError("only letters, digits, '.', '_' and '-' are allowed, 1-100 of them")
         return value
 
-    @field_validator("partitions")
-    @classmethod
-    def _check_partitions(cls, value: int) -> int:
-        if not 1 <= value <= 1024:
-            raise ValueError("must be from 1 to 1024")
-        return value
 
-    @field_validator("web_port")
-    @classmethod
-    def _check_port(cls, value: int) -> int:
-        if not 1 <= value <= 65535:
-            raise ValueError("must be from 1 to 65535")
-        return value
 
-    @field_validator("standby_replicas")
-    @classmethod
-    def _check_standby(cls, value: int) -> int:
-        if not 0 <= value <= 10:
-            raise ValueError("must be from 0 to 10")
-        return value
 
-    @field_validator("dedup_max_ids")
-    @classmethod
-    def _check_dedup(cls, value: int) -> int:
-        if not 1 <= value <= 10_000:
-            raise ValueError("must be from 1 to 10000")
-        return value
 
-    @field_validator("allowed_lateness_seconds", "dedup_horizon_seconds")
-    @classmethod
-    def _check_seconds(cls, value: int) -> int:
-        if not 0 <= value <= 31_536_000:
-            raise ValueError("must be from 0 to 31536000")
-        return value
 
     @model_validator(mode="after")
     def _horizon_covers_lateness(self) -> Settings:
@@ -203,12 +191,6 @@ class Settings(BaseSettings):
                 {"lateness": self.allowed_lateness_seconds, "value": self.dedup_horizon_seconds})
         return self
 
-    @field_validator("max_event_bytes")
-    @classmethod
-    def _check_max_bytes(cls, value: int) -> int:
-        if not 256 <= value <= 900_000:
-            raise ValueError("must be from 256 to 900000")
-        return value
 
     @field_validator("total_tolerance")
     @classmethod
@@ -217,19 +199,7 @@ class Settings(BaseSettings):
             raise ValueError("must be a non-negative finite amount")
         return value
 
-    @field_validator("max_future_seconds")
-    @classmethod
-    def _check_future(cls, value: int) -> int:
-        if not 0 <= value <= 604_800:
-            raise ValueError("must be from 0 to 604800")
-        return value
 
-    @field_validator("sweep_seconds")
-    @classmethod
-    def _check_sweep(cls, value: int) -> int:
-        if not 1 <= value <= 3600:
-            raise ValueError("must be from 1 to 3600")
-        return value
 
     @field_validator("rules_file")
     @classmethod
