@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import faust
 
 from stream.settings import Settings
 from stream.tags import Rules, RulesError, load_rules
+from stream.validate import Rejection, dead_letter
 
 
 @dataclass
@@ -28,6 +30,14 @@ class Pulse:
     sweep_index: Any
     tag_changes: Any
     rules: Rules
+
+
+async def send_to_dlq(pulse: Pulse, event: Any, rejection: Rejection, *, stage: str) -> None:
+    """Dead-letter the record behind a Faust event: its key and bytes, the reason, where from."""
+    message = event.message
+    letter = dead_letter(event.value, event.key, rejection, stage=stage, now=datetime.now(UTC),
+                         topic=message.topic, partition=message.partition, offset=message.offset)
+    await pulse.dead_letters.send(key=event.key, value=letter.model_dump_json().encode())
 
 
 def create_app(settings: Settings) -> Pulse:

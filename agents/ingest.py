@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from agents.app import send_to_dlq
 from schemas import EVENT_ADAPTER
 from stream.counters import bump
-from stream.validate import Rejection, Rules, dead_letter, validate
+from stream.validate import Rejection, Rules, validate
 
 if TYPE_CHECKING:
     from agents.app import Pulse
@@ -35,10 +36,7 @@ def register(pulse: Pulse) -> None:
                 result = Rejection("processing_error", f"{type(exc).__name__}: {exc}"[:2000])
             if isinstance(result, Rejection):
                 bump(counters, f"ingest.rejected.{result.reason}", message.partition)
-                letter = dead_letter(event.value, event.key, result, stage="validate",
-                                     now=datetime.now(UTC), topic=message.topic,
-                                     partition=message.partition, offset=message.offset)
-                await pulse.dead_letters.send(key=event.key, value=letter.model_dump_json().encode())
+                await send_to_dlq(pulse, event, result, stage="validate")
                 continue
             bump(counters, "ingest.accepted", message.partition)
             await pulse.customer_events.send(key=result.customer_id.encode(),

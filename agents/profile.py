@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiokafka.partitioner import DefaultPartitioner
 
+from agents.app import send_to_dlq
 from schemas import EVENT_ADAPTER, CustomerState, TagChange
 from stream.counters import bump
 from stream.dedup import Admission
@@ -27,7 +28,7 @@ from stream.sweep import (
     with_member,
 )
 from stream.tagging import compute_tags, next_boundary, tag_changes
-from stream.validate import Rejection, dead_letter
+from stream.validate import Rejection
 from stream.watermark import advance
 
 if TYPE_CHECKING:
@@ -103,9 +104,7 @@ def register(pulse: Pulse) -> None:
             late = Rejection("too_late", f"event_time: {parsed.event_time.isoformat()} is more than "
                              f"{policy.lateness} before the customer's newest event "
                              f"({state.last_event_at.isoformat() if state.last_event_at else '-'})")
-            letter = dead_letter(event.value, event.key, late, stage="profile", now=datetime.now(UTC),
-                                 topic=message.topic, partition=message.partition, offset=message.offset)
-            await pulse.dead_letters.send(key=event.key, value=letter.model_dump_json().encode())
+            await send_to_dlq(pulse, event, late, stage="profile")
 
     async def on_tick(event: Any) -> None:
         partition = event.message.partition
@@ -179,10 +178,7 @@ def register(pulse: Pulse) -> None:
                       event.message.offset)
         bump(counters, "profile.failed", event.message.partition)
         failure = Rejection("processing_error", f"{type(exc).__name__}: {exc}"[:2000])
-        letter = dead_letter(event.value, event.key, failure, stage="profile", now=datetime.now(UTC),
-                             topic=event.message.topic, partition=event.message.partition,
-                             offset=event.message.offset)
-        await pulse.dead_letters.send(key=event.key, value=letter.model_dump_json().encode())
+        await send_to_dlq(pulse, event, failure, stage="profile")
 
     # concurrency=1: faust may commit past an in-flight message with more (faust #606).
     @pulse.app.agent(pulse.customer_events, name="profile", concurrency=1)
