@@ -146,7 +146,7 @@ def start_kafka(bootstrap: str, data_dir: Path, partitions: int, *, timeout: flo
     home.mkdir(parents=True, exist_ok=True)
     cluster_file = home / "cluster.id"
     if not cluster_file.exists():
-        cluster_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+        cluster_file.write_text(new_cluster_id())
     cluster_id = cluster_file.read_text().strip()
     props = home / "server.properties"
     props.write_text(server_properties(host, port, controller_port, log_dir, partitions))
@@ -155,7 +155,7 @@ def start_kafka(bootstrap: str, data_dir: Path, partitions: int, *, timeout: flo
     base = [java, "-Xms256m", "-Xmx1g", f"-Dlog4j.configuration=file:{log4j}",
             f"-Dkafka.logs.dir={home / 'logs'}", "-cp", f"{libs}/*"]
     fmt = subprocess.run(
-        base + ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props),
+        base + ["kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(props),
                 "--ignore-formatted"],
         capture_output=True, text=True,
     )
@@ -167,6 +167,21 @@ def start_kafka(bootstrap: str, data_dir: Path, partitions: int, *, timeout: flo
                    address=f"{host}:{port}", log_file=log_file)
     return wait_ready(record, lambda: port_open(host, port) and kafka_ready(f"{host}:{port}"),
                       what="Kafka", answer="a metadata request", timeout=timeout)
+
+
+def new_cluster_id(random_bytes: Callable[[], bytes] = lambda: uuid.uuid4().bytes) -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding.
+
+    Like Kafka's own ``Uuid.randomUuid``, never one that starts with ``-``: the storage tool's
+    argument parser would read it as an option.
+
+    >>> new_cluster_id(iter([b"\\xfb" * 16, b"\\x01" * 16]).__next__)
+    'AQEBAQEBAQEBAQEBAQEBAQ'
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(random_bytes()).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def our_kafka(data_dir: Path) -> ServiceRecord | None:
