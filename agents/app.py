@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
 
+from agents.population import PopulationBook
 from stream.settings import Settings
-from stream.tags import Rules, RulesError, load_rules
+from stream.tags import Rules, load_rules
 from stream.validate import Rejection, dead_letter
 
 
@@ -29,7 +30,9 @@ class Pulse:
     event_time_maxima: Any
     sweep_index: Any
     tag_changes: Any
+    rfm_population: Any
     rules: Rules
+    population: PopulationBook = field(init=False)
 
 
 async def send_to_dlq(pulse: Pulse, event: Any, rejection: Rejection, *, stage: str) -> None:
@@ -45,8 +48,6 @@ def create_app(settings: Settings) -> Pulse:
 
     recovery_fix.apply()
     rules = load_rules(settings.rules_file)  # validated at start-up: RulesError names the problem
-    if rules.scoring.mode != "fixed":
-        raise RulesError("scoring.mode 'population' is not available in the worker yet; use 'fixed'")
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{hostport}" for hostport in settings.kafka_bootstrap.split(",")],
@@ -89,10 +90,15 @@ def create_app(settings: Settings) -> Pulse:
         # customers by the hour of their next time-driven boundary (see agents/sweeper.py)
         sweep_index=app.Table("sweep-index", key_type=str, value_type=bytes, partitions=settings.partitions),
         tag_changes=app.topic(settings.topic("tag-changes"), partitions=settings.partitions, **raw),
+        rfm_population=app.topic(settings.topic("rfm-population"), partitions=1,
+                                 config={"cleanup.policy": "compact"}, **raw),
         rules=rules,
     )
-    from agents import ingest, profile, sink, sweeper, views
+    pulse.population = PopulationBook(pulse)
+    from agents import ingest, population, profile, sink, sweeper, views
 
+    if rules.scoring.mode == "population":
+        population.register(pulse, pulse.population)
     ingest.register(pulse)
     profile.register(pulse)
     sweeper.register(pulse)

@@ -16,6 +16,7 @@ from schemas import EVENT_ADAPTER, CustomerState, TagChange
 from stream.counters import bump
 from stream.dedup import Admission
 from stream.profile import apply_event, to_profile
+from stream.rfm import Cuts
 from stream.sweep import (
     RESYNC_KEY,
     TICK_KEY,
@@ -46,6 +47,11 @@ def register(pulse: Pulse) -> None:
     index = pulse.sweep_index
     rules = pulse.rules
     policy = pulse.settings.dedup_policy()
+    book = pulse.population
+    by_population = rules.scoring.mode == "population"
+
+    def cuts(partition: int) -> Cuts | None:
+        return book.cuts_for(partition) if by_population else None
 
     def load(customer_id: str) -> CustomerState:
         stored = table.get(customer_id)
@@ -88,8 +94,10 @@ def register(pulse: Pulse) -> None:
         if new_max is not None:
             maxima[partition_key] = str(new_max).encode()
         if admission is Admission.APPLIED:
+            if by_population:
+                book.update(message.partition, parsed.customer_id, state, new_state)
             now = max(t for t in (new_state.last_event_at, state.tags.as_of) if t is not None)
-            tags = compute_tags(new_state, now, rules)
+            tags = compute_tags(new_state, now, rules, cuts(message.partition))
             changes = tag_changes(new_state.customer_id, state.tags, tags, reason=f"event:{parsed.type}",
                                   event_time=parsed.event_time, version=new_state.revision)
             boundary = next_boundary(new_state, now, rules)
@@ -98,6 +106,8 @@ def register(pulse: Pulse) -> None:
             if boundary != state.next_boundary_at:
                 file_boundary(new_state, message.partition, old=state.next_boundary_at)
             await publish(new_state, changes)
+            if by_population and book.due(message.partition, pulse.settings.rescore_seconds):
+                await rescore(message.partition)
             return
         table[new_state.customer_id] = new_state.model_dump_json().encode()
         if admission is Admission.TOO_LATE:
@@ -108,6 +118,8 @@ def register(pulse: Pulse) -> None:
 
     async def on_tick(event: Any) -> None:
         partition = event.message.partition
+        if by_population:
+            await rescore(partition)
         due = datetime.fromisoformat(json.loads(event.value)["now"]) - policy.lateness
         stored_cursor = index.get(cursor_key(partition))
         if not stored_cursor:
@@ -139,12 +151,39 @@ def register(pulse: Pulse) -> None:
         # the due hour may still receive boundaries: sweep it again next time
         index[cursor_key(partition)] = str(max(cursor, due_bucket - 1)).encode()
 
+    async def rescore(partition: int) -> None:
+        # Move this partition to the merged population's cut points: only the customers
+        # between an old and a new cut can change score (see agents/population.py).
+        old, new = book.cuts_for(partition), book.merged_cuts()
+        if old == new:
+            book.set_applied(partition, new)
+            return
+        moved = book.index(partition).members_between(old.moved(new))
+        bump(counters, "rfm.rescore_visits", partition, by=len(moved))
+        rescored = 0
+        for customer_id in sorted(moved):
+            state = load(customer_id)
+            as_of = state.tags.as_of or state.last_event_at
+            assert as_of is not None  # indexed customers have purchased, so they have been tagged
+            tags = compute_tags(state, as_of, rules, new)
+            if tags.tag_values() == state.tags.tag_values():
+                continue
+            revision = state.revision + 1
+            changes = tag_changes(customer_id, state.tags, tags, reason="population", event_time=as_of,
+                                  version=revision)
+            rescored_state = state.model_copy(update={"tags": tags, "revision": revision})
+            table[customer_id] = rescored_state.model_dump_json().encode()
+            await publish(rescored_state, changes)
+            rescored += 1
+        bump(counters, "rfm.rescored", partition, by=rescored)
+        book.set_applied(partition, new)
+
     async def sweep_customer(state: CustomerState, due: datetime, partition: int) -> CustomerState:
         changes: list[TagChange] = []
         tags, revision, boundary = state.tags, state.revision, state.next_boundary_at
         while boundary is not None and boundary <= due:
             revision += 1
-            new_tags = compute_tags(state, boundary, rules)
+            new_tags = compute_tags(state, boundary, rules, cuts(partition))
             changes += tag_changes(state.customer_id, tags, new_tags, reason="time", event_time=boundary,
                                    version=revision)
             tags = new_tags

@@ -36,6 +36,12 @@ def register(pulse: Pulse) -> None:
         return web.json({"watermark": mark.isoformat() if mark else None,
                          "partition_max_event_time": newest})
 
+    @app.page("/rfm/")
+    async def rfm_population(web, request):  # type: ignore[no-untyped-def]
+        # Population scoring: the merged population, its cut points, and for each partition
+        # of this worker the cuts its scores were computed with ("settled" when current).
+        return web.json(pulse.population.status())
+
     @app.page("/customers/{customer_id}/")
     @app.table_route(table=table, match_info="customer_id")
     async def customer(web, request, customer_id):  # type: ignore[no-untyped-def]

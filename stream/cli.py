@@ -137,7 +137,7 @@ def replay(path: Path, fmt: str, until: datetime | None, speed: float | None, wa
         topics = [settings.topic(t) for t in ("events", "customer-events", "profiles", "tag-changes")]
         click.echo(f"waiting for worker group {settings.app_id} to catch up ...")
         lag = asyncio.run(wait_until_processed(settings.kafka_bootstrap, settings.app_id, topics,
-                                               timeout))
+                                               timeout, settle=settings.sweep_seconds + 2.0))
         if lag:
             raise click.ClickException(f"the worker still had {lag} records to process after "
                                        f"{timeout:.0f}s; is `pulse worker` running?")

@@ -126,8 +126,10 @@ def paced(events: list[dict[str, Any]], speed: float | None,
 
 
 async def wait_until_processed(bootstrap: str, group: str, topics: list[str], timeout: float,
-                               progress: Callable[[int], None] | None = None) -> int:
-    """Wait until the worker group's committed offsets reach the end of every topic.
+                               progress: Callable[[int], None] | None = None, settle: float = 0.5) -> int:
+    """Wait until the worker group's committed offsets reach the end of every topic, and stay
+    there for ``settle`` seconds (longer than a sweep interval: the sweep tick after the last
+    event applies the population rescoring that the last events made due).
 
     The Redis sink commits only after its batch is written, so caught-up offsets on the
     profiles topic mean the Redis writes are flushed. Returns the remaining lag (0 = done).
@@ -142,7 +144,7 @@ async def wait_until_processed(bootstrap: str, group: str, topics: list[str], ti
     try:
         deadline = time.monotonic() + timeout
         lag = -1
-        stable = 0
+        caught_up_since: float | None = None
         while time.monotonic() < deadline:
             described = await admin.describe_topics(topics)
             partitions = [TopicPartition(d["topic"], p["partition"]) for d in described
@@ -156,9 +158,12 @@ async def wait_until_processed(bootstrap: str, group: str, topics: list[str], ti
                       for tp in partitions)
             if progress:
                 progress(lag)
-            # Two readings in a row: the profiles topic fills while the first stages drain.
-            stable = stable + 1 if lag == 0 else 0
-            if stable >= 2:
+            # Caught up for a while: the profiles topic fills while the first stages drain.
+            if lag:
+                caught_up_since = None
+            elif caught_up_since is None:
+                caught_up_since = time.monotonic()
+            elif time.monotonic() - caught_up_since >= settle:
                 return 0
             await asyncio.sleep(0.5)
         return lag

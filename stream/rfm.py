@@ -8,6 +8,11 @@ The population is kept incrementally as histograms (remove the old value, add th
 when a customer changes), fine enough to match an exact batch computation for nearly all
 customers: recency by purchase day and frequency by order count are exact; monetary uses
 buckets 0.5% wide. Histograms of several partitions merge by adding counts.
+
+A score depends on a value only through four *cut points* per dimension (``Cuts``): the
+score is 1 + how many cuts the value's key reaches. When the population changes, only the
+customers whose keys lie between an old and a new cut change score, so a worker rescores
+exactly those (``PartitionIndex.members_between``), never all its customers.
 """
 
 from __future__ import annotations
@@ -16,6 +21,10 @@ import math
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Literal
+
+Dimension = Literal["days", "orders", "monetary"]
+DIMENSIONS: tuple[Dimension, ...] = ("days", "orders", "monetary")
 
 MONETARY_RESOLUTION = 1.005  # bucket width ratio
 
@@ -114,6 +123,120 @@ class Population:
 
     def scorer(self) -> Scorer:
         return Scorer(self)
+
+    def histogram(self, dimension: Dimension) -> dict[int, int]:
+        return {"days": self.days, "orders": self.orders, "monetary": self.monetary}[dimension]
+
+    def cuts(self) -> Cuts:
+        """The four cut points of each dimension over this population."""
+        return Cuts(**{d: cut_points(self.histogram(d), self.size) for d in DIMENSIONS})
+
+
+def keys_of(values: RawRfmValues) -> dict[Dimension, int]:
+    """The histogram key of each dimension."""
+    return {"days": values.last_purchase_day, "orders": values.orders,
+            "monetary": monetary_bucket(values.monetary_cents)}
+
+
+def cut_points(histogram: Mapping[int, int], total: int) -> tuple[int, ...]:
+    """``cut[k-1]`` = the smallest key whose customers all score above k: the key after the
+    first key at which 5 x (customers at or below it) reaches k x total.
+
+    >>> cut_points({1: 6, 2: 2, 5: 2}, 10)  # 6 customers at or below key 1, 8 at or below key 2
+    (2, 2, 2, 3)
+    >>> cut_points({}, 0)
+    ()
+    """
+    if total <= 0:
+        return ()
+    cuts, running, keys = [], 0, sorted(histogram)
+    k = 1
+    for key in keys:
+        running += histogram[key]
+        while k <= 4 and 5 * running >= k * total:
+            cuts.append(key + 1)
+            k += 1
+    return tuple(cuts)
+
+
+@dataclass(frozen=True)
+class Cuts:
+    """Cut points per dimension; ``()`` for an empty population (everyone scores 1)."""
+
+    days: tuple[int, ...] = ()
+    orders: tuple[int, ...] = ()
+    monetary: tuple[int, ...] = ()
+
+    def score(self, values: RawRfmValues) -> RfmScore:
+        keys = keys_of(values)
+        r, f, m = (1 + sum(1 for cut in getattr(self, d) if keys[d] >= cut) for d in DIMENSIONS)
+        return RfmScore(r=r, f=f, m=m)
+
+    def moved(self, other: Cuts) -> dict[Dimension, list[tuple[int, int]]]:
+        """Per dimension, the key ranges ``[low, high)`` whose scores differ between the two.
+
+        >>> Cuts(orders=(2, 2, 3, 5)).moved(Cuts(orders=(2, 3, 3, 5)))
+        {'orders': [(2, 3)]}
+        """
+        ranges: dict[Dimension, list[tuple[int, int]]] = {}
+        for d in DIMENSIONS:
+            mine, theirs = getattr(self, d), getattr(other, d)
+            if mine == theirs:
+                continue
+            if not mine or not theirs:  # from or to an empty population: every key may move
+                ranges[d] = [(-(2**62), 2**62)]
+                continue
+            moved = [(min(a, b), max(a, b)) for a, b in zip(mine, theirs, strict=True) if a != b]
+            ranges[d] = moved
+        return ranges
+
+    def to_json(self) -> dict[str, list[int]]:
+        return {d: list(getattr(self, d)) for d in DIMENSIONS}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, list[int]]) -> Cuts:
+        return cls(**{d: tuple(int(k) for k in data.get(d, ())) for d in DIMENSIONS})
+
+
+class PartitionIndex:
+    """One partition's share of the population, and its customers by histogram key, so the
+    customers between two cut points can be listed without a scan."""
+
+    def __init__(self) -> None:
+        self.population = Population()
+        self.members: dict[Dimension, dict[int, set[str]]] = {d: {} for d in DIMENSIONS}
+
+    def replace(self, customer_id: str, old: RawRfmValues | None, new: RawRfmValues | None) -> None:
+        if old == new:
+            return
+        self.population.replace(old, new)
+        if old is not None:
+            for d, key in keys_of(old).items():
+                bucket = self.members[d][key]
+                bucket.discard(customer_id)
+                if not bucket:
+                    del self.members[d][key]
+        if new is not None:
+            for d, key in keys_of(new).items():
+                self.members[d].setdefault(key, set()).add(customer_id)
+
+    def members_between(self, ranges: Mapping[Dimension, list[tuple[int, int]]]) -> set[str]:
+        """Customers with a key in any ``[low, high)`` range of its dimension.
+
+        >>> index = PartitionIndex()
+        >>> index.replace("a", None, RawRfmValues(10, 1, 100)); index.replace("b", None, RawRfmValues(12, 3, 900))
+        >>> sorted(index.members_between({"orders": [(2, 4)]})), sorted(index.members_between({"days": [(0, 11)]}))
+        (['b'], ['a'])
+        """
+        found: set[str] = set()
+        for d, spans in ranges.items():
+            for key, customers in self.members[d].items():
+                if any(low <= key < high for low, high in spans):
+                    found |= customers
+        return found
+
+    def customers(self) -> set[str]:
+        return {cid for bucket in self.members["orders"].values() for cid in bucket}
 
 
 def _pairs(histogram: dict[int, int]) -> list[list[int]]:

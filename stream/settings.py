@@ -137,6 +137,14 @@ class Settings(BaseSettings):
         description="How often (wall clock) the sweeper applies time-driven tag transitions.",
         json_schema_extra={"form": "an integer from 1 to 3600 (seconds)"},
     )
+    rescore_seconds: float = Field(
+        1.0,
+        ge=0.1,
+        le=3600,
+        description="Population RFM scoring: how often (at most) a partition moves to the merged "
+                    "population's cut points and rescores the customers between old and new cuts.",
+        json_schema_extra={"form": "a number from 0.1 to 3600 (seconds)"},
+    )
     log_level: str = Field(
         "info",
         description="Worker log level.",

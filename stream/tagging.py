@@ -6,28 +6,35 @@ from __future__ import annotations
 from datetime import datetime
 
 from schemas import CustomerState, CustomerTags, TagChange
-from stream.rfm import RfmScore
+from stream.rfm import Cuts, RawRfmValues, RfmScore
 from stream.tags import Rules, behaviour_type, lifecycle_stage, next_lifecycle_boundary
 
 
-class ScoringUnavailable(RuntimeError):
-    """The configured scoring mode cannot run in this version."""
-
-
-def rfm_score(state: CustomerState, now: datetime, rules: Rules) -> RfmScore | None:
+def raw_values(state: CustomerState) -> RawRfmValues | None:
+    """What population scoring ranks: purchase day, orders, cents (None before a purchase)."""
     if state.orders == 0 or state.last_purchase_at is None:
         return None
-    if rules.scoring.mode != "fixed" or rules.scoring.fixed is None:
-        raise ScoringUnavailable(
-            "scoring.mode 'population' is not wired into the worker yet (stream/rfm.py has the "
-            "scorer); set scoring.mode to 'fixed' in the rules file")
+    return RawRfmValues(last_purchase_day=int(state.last_purchase_at.timestamp() // 86_400),
+                        orders=state.orders, monetary_cents=state.monetary_cents)
+
+
+def rfm_score(state: CustomerState, now: datetime, rules: Rules, cuts: Cuts | None = None) -> RfmScore | None:
+    """Scores by fixed thresholds, or (population mode) by the population's cut points."""
+    values = raw_values(state)
+    if values is None or state.last_purchase_at is None:
+        return None
+    if rules.scoring.mode == "population":
+        if cuts is None:
+            raise ValueError("population scoring needs the population's cut points")
+        return cuts.score(values)
+    assert rules.scoring.fixed is not None  # validated by Scoring
     days = max(0.0, (now - state.last_purchase_at).total_seconds() / 86_400)
     return rules.scoring.fixed.score(days_since_last_purchase=days, orders=state.orders,
                                      monetary_cents=state.monetary_cents)
 
 
-def compute_tags(state: CustomerState, now: datetime, rules: Rules) -> CustomerTags:
-    score = rfm_score(state, now, rules)
+def compute_tags(state: CustomerState, now: datetime, rules: Rules, cuts: Cuts | None = None) -> CustomerTags:
+    score = rfm_score(state, now, rules, cuts)
     stage = lifecycle_stage(rules.lifecycle, now=now, orders=state.orders,
                             first_purchase_at=state.first_purchase_at,
                             last_purchase_at=state.last_purchase_at,

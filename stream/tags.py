@@ -98,7 +98,7 @@ class FixedThresholds(BaseModel):
 
 class Scoring(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    mode: Literal["population", "fixed"] = "fixed"
+    mode: Literal["population", "fixed"] = "population"
     fixed: FixedThresholds | None = None
 
     @model_validator(mode="after")
@@ -159,6 +159,10 @@ class Rules(BaseModel):
         if not any(t.min_m == 1 and t.min_f == 1 for t in self.value_tiers):
             raise ValueError("value_tiers need a rule with min_m 1 and min_f 1 (a tier for everyone)")
         return self
+
+    def with_scoring_mode(self, mode: Literal["population", "fixed"]) -> Rules:
+        """These rules scoring by ``mode`` instead (validated again)."""
+        return Rules.model_validate({**self.model_dump(), "scoring": {**self.scoring.model_dump(), "mode": mode}})
 
     def segment(self, score: RfmScore) -> str:
         """The first matching segment.

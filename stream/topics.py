@@ -41,6 +41,8 @@ def required_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic("customer-events"), n),
         TopicSpec(settings.topic("profiles"), n, COMPACTED),
         TopicSpec(settings.topic("tag-changes"), n),
+        # each partition's share of the RFM population; every worker reads all of it
+        TopicSpec(settings.topic("rfm-population"), 1, COMPACTED),
         # changelogs: compacted only, never time/size retention (faust #176, #597, #651)
         TopicSpec(changelog_topic(settings, "customer-state"), n, COMPACTED),
         TopicSpec(changelog_topic(settings, "ingest-counters"), n, COMPACTED),

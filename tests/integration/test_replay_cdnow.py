@@ -1,27 +1,33 @@
 """`pulse replay` of the real CDNOW purchase log (shipped in the `lifetimes` wheel) with --wait:
-every customer's raw RFM values in Redis equal the batch computation, and replaying the
-same file again changes nothing."""
+through 1997-09-30, every customer's raw RFM values in the export equal the batch
+computation and the population-relative r, f, m scores agree with the exact batch scores for
+at least 98% of customers; then the whole log (the first part again, as duplicates): the raw
+values equal the batch computation over the whole log, so nothing was counted twice."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
+from collections import Counter
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 import redis
 
-from stream.batch import batch_raw_rfm
+from stream.batch import RawRfm, batch_raw_rfm
 from stream.infra.worker import WorkerProcess, worker_env
 from stream.replay import read_cdnow, select
-from stream.sinks.redis import customer_key
+from stream.rfm import RawRfmValues, exact_scores
 from tests.integration.conftest import Isolated
 
 pytestmark = pytest.mark.integration
 
+CUTOFF = date(1997, 9, 30)
 
 
 def cdnow_file() -> Path:
@@ -31,51 +37,78 @@ def cdnow_file() -> Path:
     return Path(spec.origin).parent / "datasets" / "CDNOW_master.txt"
 
 
-def _replay(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stream.cli", "replay", str(cdnow_file()), "--format", "cdnow",
-         "--wait", "--timeout", "600"],
-        env=env, capture_output=True, text=True, timeout=900)
+def _pulse(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([sys.executable, "-m", "stream.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
 
 
-def _redis_rows(client: redis.Redis, customer_ids: list[str]) -> dict[str, dict[str, str]]:
-    rows: dict[str, dict[str, str]] = {}
-    for start in range(0, len(customer_ids), 2000):
-        chunk = customer_ids[start:start + 2000]
-        pipe = client.pipeline(transaction=False)
-        for cid in chunk:
-            pipe.hgetall(customer_key(cid))
-        rows.update(zip(chunk, pipe.execute(), strict=True))
-    return rows
+def _replay(env: dict[str, str], *until: str) -> subprocess.CompletedProcess[str]:
+    return _pulse(env, "replay", str(cdnow_file()), "--format", "cdnow", *until, "--wait", "--timeout", "600")
 
 
-def test_cdnow_replay_matches_batch_and_a_second_replay_changes_nothing(isolated: Isolated) -> None:
+def _export(env: dict[str, str], out: Path) -> dict[str, dict]:
+    _pulse(env, "export", "--out", str(out))
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    return {row["customer_id"]: row for row in rows}
+
+
+def _raw_mismatches(expected: dict[str, RawRfm], rows: dict[str, dict]) -> list[tuple]:
+    mismatches = []
+    for cid, want in expected.items():
+        row = rows.get(cid, {})
+        got = (row.get("orders"), Decimal(row.get("monetary", "NaN")), row.get("first_purchase_at"),
+               row.get("last_purchase_at"))
+        if got != (want.orders, want.monetary, want.first_purchase_at.isoformat(),  # type: ignore[union-attr]
+                   want.last_purchase_at.isoformat()):  # type: ignore[union-attr]
+            mismatches.append((cid, got, want))
+    return mismatches
+
+
+def test_cdnow_replay_matches_batch_values_and_exact_population_scores(isolated: Isolated) -> None:
     redis_url = isolated.settings.redis_url.rsplit("/", 1)[0] + "/8"  # CDNOW ids are fixed
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    client.flushdb()
+    redis.Redis.from_url(redis_url).flushdb()
     env = {**os.environ, **isolated.env, "PULSE_REDIS_URL": redis_url}
     events = select(read_cdnow(cdnow_file()), None)
     assert len(events) == 69_659  # the whole log, January 1997 to June 1998
-    expected = batch_raw_rfm(events)
-    customer_ids = sorted(expected)
+    part = [e for e in events if e["event_time"][:10] <= CUTOFF.isoformat()]
+    expected_part = batch_raw_rfm(part)
 
     worker = WorkerProcess(worker_env(env), isolated.data_dir / "w.log", isolated.settings.web_port).start()
     try:
-        first = _replay(env)
-        assert first.returncode == 0, first.stdout + first.stderr
-        assert f"produced {len(events)} events for {len(expected)} customers" in first.stdout
+        first = _replay(env, "--until", CUTOFF.isoformat())
+        assert f"produced {len(part)} events for {len(expected_part)} customers" in first.stdout
         assert "processed" in first.stdout
-
-        rows = _redis_rows(client, customer_ids)
-        mismatches = []
-        for cid in customer_ids:
-            want, row = expected[cid], rows[cid]
-            got = (int(row.get("orders", -1)), Decimal(row.get("monetary", "NaN")),
-                   row.get("first_purchase_at"), row.get("last_purchase_at"))
-            if got != (want.orders, want.monetary, want.first_purchase_at.isoformat(),
-                       want.last_purchase_at.isoformat()):
-                mismatches.append((cid, got, want))
+        rows = _export(env, isolated.data_dir / "part.jsonl")
+        assert set(rows) == set(expected_part)
+        mismatches = _raw_mismatches(expected_part, rows)
         assert not mismatches, f"{len(mismatches)} customers differ, e.g. {mismatches[:3]}"
+
+        # Population scores against the exact batch ranking (as of the last event time).
+        raw = {cid: RawRfmValues(int(v.last_purchase_at.timestamp() // 86_400), v.orders,  # type: ignore[union-attr]
+                                 int(v.monetary * 100)) for cid, v in expected_part.items()}
+        exact = exact_scores(raw)
+        agree = {dim: sum(1 for cid, s in exact.items() if rows[cid][dim] == getattr(s, dim)) / len(exact)
+                 for dim in ("r", "f", "m")}
+        all_three = sum(1 for cid, s in exact.items()
+                        if (rows[cid]["r"], rows[cid]["f"], rows[cid]["m"]) == (s.r, s.f, s.m)) / len(exact)
+        segments = Counter(row["segment"] for row in rows.values())
+        print(f"\nCDNOW to {CUTOFF}: {len(exact)} customers; agreement with exact scores "
+              f"r {agree['r']:.4f} f {agree['f']:.4f} m {agree['m']:.4f} all three {all_three:.4f}; "
+              f"segments {dict(segments.most_common())}")
+        assert all_three >= 0.98, agree
+        rfm = worker.get("/rfm/")
+        assert rfm["population"] == len(exact) and all(p["settled"] for p in rfm["partitions"].values()), rfm
+
+        # The whole log: the first part arrives again as duplicates and changes nothing.
+        second = _replay(env)
+        assert "processed" in second.stdout
+        expected_all = batch_raw_rfm(events)
+        rows = _export(env, isolated.data_dir / "all.jsonl")
+        mismatches = _raw_mismatches(expected_all, rows)
+        assert not mismatches, f"{len(mismatches)} customers differ, e.g. {mismatches[:3]}"
+        assert sum(row["events"] for row in rows.values()) == len(events)
 
         # The watermark: the oldest partition's newest event time minus the 3-day lateness.
         # Every partition has purchases in the last days of the log (it ends 1998-06-30).
@@ -83,12 +116,5 @@ def test_cdnow_replay_matches_batch_and_a_second_replay_changes_nothing(isolated
         assert len(mark["partition_max_event_time"]) == isolated.settings.partitions
         assert max(mark["partition_max_event_time"].values()) == "1998-06-30T00:00:00+00:00"
         assert "1998-06-20T00:00:00+00:00" <= mark["watermark"] <= "1998-06-27T00:00:00+00:00"
-
-        second = _replay(env)
-        assert second.returncode == 0, second.stdout + second.stderr
-        again = _redis_rows(client, customer_ids)
-        changed = [cid for cid in customer_ids if again[cid]["orders"] != rows[cid]["orders"]
-                   or again[cid]["events"] != rows[cid]["events"]]
-        assert not changed, f"a second replay changed {len(changed)} customers, e.g. {changed[:5]}"
     finally:
         worker.stop()

@@ -11,10 +11,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
+import yaml
 
 from stream.infra.worker import WorkerProcess, worker_env
 from stream.produce import event_records, produce
 from stream.sinks.redis import customer_key, segment_key
+from stream.tags import load_rules
 from tests.integration.conftest import Isolated
 
 pytestmark = pytest.mark.integration
@@ -36,7 +38,11 @@ def test_a_customer_who_stops_moves_on_schedule(isolated: Isolated) -> None:
     events.sort(key=lambda e: e["event_time"])
     last = T0 + timedelta(weeks=9)
 
-    env = {**os.environ, **isolated.env, "PULSE_SWEEP_SECONDS": "1"}
+    # Fixed thresholds: recency scores move with time alone (population scores move only
+    # when other customers do; tests/integration/test_replay_cdnow.py covers those).
+    rules_file = isolated.data_dir / "fixed-rules.yaml"
+    rules_file.write_text(yaml.safe_dump(load_rules().with_scoring_mode("fixed").model_dump(mode="json")))
+    env = {**os.environ, **isolated.env, "PULSE_SWEEP_SECONDS": "1", "PULSE_RULES_FILE": str(rules_file)}
     worker = WorkerProcess(worker_env(env), isolated.data_dir / "w.log", isolated.settings.web_port).start()
     client = redis.Redis.from_url(isolated.settings.redis_url, decode_responses=True)
     try:

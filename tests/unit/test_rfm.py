@@ -7,7 +7,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.rfm import Population, RawRfmValues, exact_scores
+from stream.rfm import Cuts, PartitionIndex, Population, RawRfmValues, exact_scores
 
 values = st.builds(RawRfmValues, last_purchase_day=st.integers(9000, 9800),
                    orders=st.integers(1, 60), monetary_cents=st.integers(0, 5_000_000))
@@ -54,3 +54,43 @@ def _population_of(items) -> Population:  # type: ignore[no-untyped-def]
     for raw in items:
         population.add(raw)
     return population
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(values, min_size=0, max_size=60), values)
+def test_scoring_by_cut_points_equals_scoring_by_counts(population: list[RawRfmValues],
+                                                       probe: RawRfmValues) -> None:
+    built = _population_of(population)
+    for raw in [*population, probe]:
+        assert built.cuts().score(raw) == built.scorer().score(raw)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 15), values), min_size=1, max_size=80), st.integers(1, 4))
+def test_rescoring_only_customers_between_moved_cuts_keeps_every_score_current(
+        updates: list[tuple[int, RawRfmValues]], parts: int) -> None:
+    # What the workers do: each partition scores its changed customer with the cuts it last
+    # applied; on a tick it moves to the merged population's cuts and rescores only the
+    # customers between old and new cuts. Afterwards every stored score is the fresh one.
+    indexes = [PartitionIndex() for _ in range(parts)]
+    applied = [Cuts() for _ in range(parts)]
+    current: dict[int, RawRfmValues] = {}
+    stored: dict[int, object] = {}
+
+    def tick(p: int) -> None:
+        new = Population.merge(i.population for i in indexes).cuts()
+        for cid in indexes[p].members_between(applied[p].moved(new)):
+            stored[int(cid)] = new.score(current[int(cid)])
+        applied[p] = new
+
+    for step, (customer, new) in enumerate(updates):
+        p = customer % parts
+        indexes[p].replace(str(customer), current.get(customer), new)
+        current[customer] = new
+        stored[customer] = applied[p].score(new)
+        if step % 3 == 0:
+            tick(step % parts)
+    for p in range(parts):
+        tick(p)
+    fresh = Population.merge(i.population for i in indexes).cuts()
+    assert stored == {cid: fresh.score(raw) for cid, raw in current.items()}

@@ -14,7 +14,7 @@ from stream.profile import apply_event
 from stream.tagging import compute_tags, next_boundary, tag_changes
 from stream.tags import load_rules
 
-RULES = load_rules()
+RULES = load_rules().with_scoring_mode("fixed")  # recency moves with time alone
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
