@@ -48,6 +48,7 @@ def create_app(settings: Settings) -> Pulse:
 
     recovery_fix.apply()
     rules = load_rules(settings.rules_file)  # validated at start-up: RulesError names the problem
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{hostport}" for hostport in settings.kafka_bootstrap.split(",")],
