@@ -31,6 +31,7 @@ class Pulse:
     sweep_index: Any
     tag_changes: Any
     rfm_population: Any
+    alerts: Any
     rules: Rules
     population: PopulationBook = field(init=False)
 
@@ -93,6 +94,7 @@ def create_app(settings: Settings) -> Pulse:
         tag_changes=app.topic(settings.topic("tag-changes"), partitions=settings.partitions, **raw),
         rfm_population=app.topic(settings.topic("rfm-population"), partitions=1,
                                  config={"cleanup.policy": "compact"}, **raw),
+        alerts=app.topic(settings.topic("alerts"), partitions=settings.partitions, **raw),
         rules=rules,
     )
     pulse.population = PopulationBook(pulse)

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from aiokafka.partitioner import DefaultPartitioner
 
 from agents.app import send_to_dlq
-from schemas import EVENT_ADAPTER, CustomerState, TagChange
+from schemas import EVENT_ADAPTER, Alert, CustomerState, TagChange
+from stream.churn import assess
 from stream.counters import bump
 from stream.dedup import Admission
 from stream.profile import apply_event, to_profile
@@ -48,6 +50,7 @@ def register(pulse: Pulse) -> None:
     rules = pulse.rules
     policy = pulse.settings.dedup_policy()
     book = pulse.population
+    churn = pulse.settings.churn_config()
     by_population = rules.scoring.mode == "population"
 
     def cuts(partition: int) -> Cuts | None:
@@ -76,11 +79,14 @@ def register(pulse: Pulse) -> None:
         key = bucket_key(bucket, partition)
         index[key] = with_member(index.get(key), state.customer_id)
 
-    async def publish(state: CustomerState, changes: list[TagChange]) -> None:
+    async def publish(state: CustomerState, changes: list[TagChange], alerts: Sequence[Alert] = ()) -> None:
         key = state.customer_id.encode()
-        await pulse.profiles.send(key=key, value=to_profile(state, datetime.now(UTC)).model_dump_json().encode())
+        profile = to_profile(state, datetime.now(UTC), churn.threshold)
+        await pulse.profiles.send(key=key, value=profile.model_dump_json().encode())
         for change in changes:
             await pulse.tag_changes.send(key=key, value=change.model_dump_json().encode())
+        for alert in alerts:
+            await pulse.alerts.send(key=key, value=alert.model_dump_json().encode())
 
     async def on_event(event: Any) -> None:
         message = event.message
@@ -100,12 +106,15 @@ def register(pulse: Pulse) -> None:
             tags = compute_tags(new_state, now, rules, cuts(message.partition))
             changes = tag_changes(new_state.customer_id, state.tags, tags, reason=f"event:{parsed.type}",
                                   event_time=parsed.event_time, version=new_state.revision)
-            boundary = next_boundary(new_state, now, rules)
-            new_state = new_state.model_copy(update={"tags": tags, "next_boundary_at": boundary})
+            assessed = assess(state, new_state.model_copy(update={"tags": tags}), now, churn)
+            boundary = next_boundary(assessed.state, now, rules, churn)
+            new_state = assessed.state.model_copy(update={"next_boundary_at": boundary})
             table[new_state.customer_id] = new_state.model_dump_json().encode()
             if boundary != state.next_boundary_at:
                 file_boundary(new_state, message.partition, old=state.next_boundary_at)
-            await publish(new_state, changes)
+            await publish(new_state, changes, assessed.alerts)
+            if assessed.alerts:
+                bump(counters, "alerts.raised", message.partition, by=len(assessed.alerts))
             if by_population and book.due(message.partition, pulse.settings.rescore_seconds):
                 await rescore(message.partition)
             return
@@ -171,28 +180,32 @@ def register(pulse: Pulse) -> None:
             revision = state.revision + 1
             changes = tag_changes(customer_id, state.tags, tags, reason="population", event_time=as_of,
                                   version=revision)
-            rescored_state = state.model_copy(update={"tags": tags, "revision": revision})
-            table[customer_id] = rescored_state.model_dump_json().encode()
-            await publish(rescored_state, changes)
+            assessed = assess(state, state.model_copy(update={"tags": tags, "revision": revision}), as_of, churn)
+            table[customer_id] = assessed.state.model_dump_json().encode()
+            await publish(assessed.state, changes, assessed.alerts)
             rescored += 1
         bump(counters, "rfm.rescored", partition, by=rescored)
         book.set_applied(partition, new)
 
     async def sweep_customer(state: CustomerState, due: datetime, partition: int) -> CustomerState:
         changes: list[TagChange] = []
-        tags, revision, boundary = state.tags, state.revision, state.next_boundary_at
+        alerts: list[Alert] = []
+        current, boundary = state, state.next_boundary_at
         while boundary is not None and boundary <= due:
-            revision += 1
-            new_tags = compute_tags(state, boundary, rules, cuts(partition))
-            changes += tag_changes(state.customer_id, tags, new_tags, reason="time", event_time=boundary,
-                                   version=revision)
-            tags = new_tags
-            boundary = next_boundary(state, boundary, rules)
+            new_tags = compute_tags(current, boundary, rules, cuts(partition))
+            changes += tag_changes(current.customer_id, current.tags, new_tags, reason="time", event_time=boundary,
+                                   version=current.revision + 1)
+            stepped = current.model_copy(update={"tags": new_tags, "revision": current.revision + 1})
+            assessed = assess(current, stepped, boundary, churn)
+            alerts += assessed.alerts
+            current = assessed.state
+            boundary = next_boundary(current, boundary, rules, churn)
         bump(counters, "sweeper.transitions", partition, by=len(changes))
-        swept = state.model_copy(update={"tags": tags, "revision": revision, "next_boundary_at": boundary})
+        bump(counters, "alerts.raised", partition, by=len(alerts))
+        swept = current.model_copy(update={"next_boundary_at": boundary})
         table[state.customer_id] = swept.model_dump_json().encode()
         file_boundary(swept, partition)
-        await publish(swept, changes)
+        await publish(swept, changes, alerts)
         return swept
 
     async def on_resync(event: Any) -> None:

@@ -1,5 +1,6 @@
-"""The Redis sink agents: mirror ``profiles`` (hashes and segment sets) and ``tag-changes``
-(the capped tag stream) into Redis in pipelined, idempotent batches."""
+"""The Redis sink agents: mirror ``profiles`` (hashes and segment sets), ``tag-changes`` (the
+capped tag stream) and ``alerts`` (the alert stream and pub/sub channel) into Redis in
+pipelined, idempotent batches."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from schemas import Profile, TagChange
+from schemas import Alert, Profile, TagChange
 from stream.sinks import RedisSink, write_with_retry
 
 if TYPE_CHECKING:
@@ -40,3 +41,9 @@ def register(pulse: Pulse) -> None:
         async for batch in stream.take(BATCH_SIZE, within=BATCH_WITHIN_SECONDS):
             changes = [TagChange.model_validate_json(raw) for raw in batch]
             await write_with_retry(partial(sink.write_tag_changes, changes), retry_on=RETRYABLE)
+
+    @pulse.app.agent(pulse.alerts, name="redis-alert-sink", concurrency=1)
+    async def redis_alert_sink(stream):  # type: ignore[no-untyped-def]
+        async for batch in stream.take(BATCH_SIZE, within=BATCH_WITHIN_SECONDS):
+            alerts = [Alert.model_validate_json(raw) for raw in batch]
+            await write_with_retry(partial(sink.write_alerts, alerts), retry_on=RETRYABLE)

@@ -12,11 +12,13 @@ from schemas.events import (
     SupportContact,
     parse_event,
 )
-from schemas.outputs import CustomerTags, TagChange
+from schemas.outputs import Alert, Contribution, CustomerTags, TagChange
 from schemas.state import CustomerState, Profile
 
 __all__ = [
     "CLICK_TYPES",
+    "Alert",
+    "Contribution",
     "EVENT_ADAPTER",
     "Consent",
     "CustomerState",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 
@@ -39,3 +41,36 @@ class TagChange(BaseModel):
     event_time: AwareDatetime
     version: int
     rules_version: str
+
+
+class Contribution(BaseModel):
+    """One feature's part in a churn score (for the heuristic and linear models: weight x value)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    feature: str
+    contribution: float
+
+
+class Alert(BaseModel):
+    """A churn warning on ``pulse.alerts`` (and the Redis ``pulse:alerts`` stream and channel).
+
+    ``alert_id`` is deterministic (customer, kind, state revision), so a replay or a
+    redelivery never raises the same alert twice.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    alert_id: str
+    customer_id: str
+    kind: Literal["churn_risk", "activity_drop", "inactivity", "segment_downgrade", "high_value_at_risk",
+                  "complaint_spike"]
+    severity: Literal["low", "medium", "high"]
+    score: float | None
+    reason: str
+    explanation: tuple[Contribution, ...] = ()
+    event_time: AwareDatetime
+    model_version: str
+    rules_version: str
+    segment: str | None = None
+    value_tier: str | None = None

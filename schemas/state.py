@@ -51,6 +51,12 @@ class CustomerState(BaseModel):
     refunds: int = 0
     refund_cents: int = 0
     tags: CustomerTags = CustomerTags()
+    # churn: the latest score, when it was computed (event time), and the last alert per kind
+    churn_probability: float | None = None
+    churn_model: str | None = None
+    churn_reasons: str | None = None
+    churn_as_of: AwareDatetime | None = None
+    alerted: dict[str, AwareDatetime] = {}
     next_boundary_at: AwareDatetime | None = None
     duplicates: int = 0
     too_late: int = 0
@@ -83,3 +89,6 @@ class Profile(BaseModel):
     computed_at: datetime
     rules_version: str
     model_version: str
+    churn_probability: float | None = None
+    churn_risk: str | None = None
+    churn_reasons: str | None = None

@@ -6,11 +6,12 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 from schemas import CLICK_TYPES, CustomerState, Event, Profile, Purchase, Refund, SupportContact
+from stream.churn import risk_band
 from stream.dedup import DEFAULT_POLICY, Admission, DedupPolicy, admit, remember
 from stream.preferences import WEIGHTS, add_interest, preferred_channel, top_categories
 from stream.windows import add
 
-HEURISTIC_MODEL = "none"
+HEURISTIC_MODEL = "none"  # no churn score yet (no purchase)
 
 
 def to_cents(amount: Decimal) -> int:
@@ -143,7 +144,7 @@ def _behaviour(state: CustomerState, event: Event, newest: datetime) -> dict[str
     return update
 
 
-def to_profile(state: CustomerState, computed_at: datetime) -> Profile:
+def to_profile(state: CustomerState, computed_at: datetime, churn_threshold: float = 0.7) -> Profile:
     """The Redis projection of a state."""
     tags = state.tags
     as_of = max((t for t in (state.last_event_at, tags.as_of) if t is not None), default=None)
@@ -162,5 +163,8 @@ def to_profile(state: CustomerState, computed_at: datetime) -> Profile:
         as_of_event_time=as_of,
         computed_at=computed_at,
         rules_version=tags.rules_version or "-",
-        model_version=HEURISTIC_MODEL,
+        model_version=state.churn_model or HEURISTIC_MODEL,
+        churn_probability=state.churn_probability,
+        churn_risk=risk_band(state.churn_probability, churn_threshold),
+        churn_reasons=state.churn_reasons,
     )

@@ -11,6 +11,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from stream.churn import ChurnConfig
 from stream.dedup import DedupPolicy
 
 ENV_PREFIX = "PULSE_"
@@ -145,6 +146,34 @@ class Settings(BaseSettings):
                     "population's cut points and rescores the customers between old and new cuts.",
         json_schema_extra={"form": "a number from 0.1 to 3600 (seconds)"},
     )
+    churn_horizon_days: int = Field(
+        90,
+        ge=1,
+        le=3650,
+        description="Churn means no purchase within this many days (H); one-time buyers' usual gap is H/2.",
+        json_schema_extra={"form": "an integer from 1 to 3650 (days)"},
+    )
+    churn_threshold: float = Field(
+        0.7,
+        gt=0,
+        lt=1,
+        description="A churn_risk alert fires when the churn probability rises to this value.",
+        json_schema_extra={"form": "a number strictly between 0 and 1"},
+    )
+    inactivity_factor: float = Field(
+        2.0,
+        ge=1,
+        le=20,
+        description="An inactivity alert fires when the silence passes this many times the usual gap.",
+        json_schema_extra={"form": "a number from 1 to 20"},
+    )
+    alert_cooldown_days: int = Field(
+        30,
+        ge=0,
+        le=365,
+        description="At most one alert of each kind per customer within this many days (event time).",
+        json_schema_extra={"form": "an integer from 0 to 365 (days)"},
+    )
     log_level: str = Field(
         "info",
         description="Worker log level.",
@@ -236,6 +265,10 @@ class Settings(BaseSettings):
         return DedupPolicy(lateness=timedelta(seconds=self.allowed_lateness_seconds),
                            horizon=timedelta(seconds=self.dedup_horizon_seconds),
                            max_ids=self.dedup_max_ids)
+
+    def churn_config(self) -> ChurnConfig:
+        return ChurnConfig(horizon_days=self.churn_horizon_days, threshold=self.churn_threshold,
+                           inactivity_factor=self.inactivity_factor, cooldown_days=self.alert_cooldown_days)
 
     def topic(self, name: str) -> str:
         """The full name of one of our topics, e.g. ``events`` -> ``pulse.events``."""

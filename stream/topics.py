@@ -41,6 +41,7 @@ def required_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic("customer-events"), n),
         TopicSpec(settings.topic("profiles"), n, COMPACTED),
         TopicSpec(settings.topic("tag-changes"), n),
+        TopicSpec(settings.topic("alerts"), n),
         # each partition's share of the RFM population; every worker reads all of it
         TopicSpec(settings.topic("rfm-population"), 1, COMPACTED),
         # changelogs: compacted only, never time/size retention (faust #176, #597, #651)

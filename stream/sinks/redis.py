@@ -2,20 +2,24 @@
 
 - ``pulse:cust:{customer_id}`` hashes, versioned (an older or equal version is ignored);
 - ``pulse:seg:{segment}`` sets, moved in the same script as the hash, so they agree with it;
-- ``pulse:tags``, a capped stream of tag changes, each added once (by its change id).
+- ``pulse:tags``, a capped stream of tag changes, each added once (by its change id);
+- ``pulse:alerts``, a capped stream of churn-warning alerts, each added once (by its alert
+  id) and published once on the ``pulse:alerts`` pub/sub channel.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 
-from schemas import Profile, TagChange
+from schemas import Alert, Profile, TagChange
 from stream.sinks.base import profile_fields
 
 KEY_PREFIX = "pulse:"
 TAG_STREAM_MAXLEN = 100_000
+ALERT_STREAM_MAXLEN = 100_000
 SEEN_CHANGE_TTL_SECONDS = 7 * 86_400
 
 # KEYS[1] hash, KEYS[2] segment-set prefix; ARGV[1] version, ARGV[2] segment ('' if none),
@@ -34,6 +38,15 @@ return 1
 _TAG_CHANGE = """
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
+return 1
+"""
+
+# KEYS[1] seen-marker, KEYS[2] the stream, KEYS[3] the channel; ARGV[1] ttl, ARGV[2] maxlen,
+# ARGV[3] the JSON message, ARGV[4..] stream fields.
+_ALERT = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 4))
+redis.call('PUBLISH', KEYS[3], ARGV[3])
 return 1
 """
 
@@ -62,6 +75,7 @@ class RedisSink:
         self._prefix = prefix
         self._profile = client.register_script(_PROFILE)
         self._tag_change = client.register_script(_TAG_CHANGE)
+        self._alert = client.register_script(_ALERT)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: object) -> RedisSink:
@@ -93,6 +107,30 @@ class RedisSink:
                 await self._tag_change(keys=keys, args=args, client=pipe)
             results = await pipe.execute()
         return sum(int(r) for r in results)
+
+    async def write_alerts(self, alerts: Sequence[Alert]) -> int:
+        """Add each alert to the stream and publish it on the channel, once per alert id.
+
+        Stream fields are flat strings; ``explanation`` is JSON. The channel carries the
+        whole alert as JSON."""
+        if not alerts:
+            return 0
+        async with self._client.pipeline(transaction=False) as pipe:
+            for alert in alerts:
+                message = alert.model_dump_json()
+                args: list[str] = [str(SEEN_CHANGE_TTL_SECONDS), str(ALERT_STREAM_MAXLEN), message]
+                for name, value in alert.model_dump(mode="json").items():
+                    text = json.dumps(value) if isinstance(value, list | dict) else "" if value is None else str(value)
+                    args += [name, text]
+                channel = f"{self._prefix}alerts"
+                keys = [f"{self._prefix}alerts:seen:{alert.alert_id}", channel, channel]
+                await self._alert(keys=keys, args=args, client=pipe)
+            results = await pipe.execute()
+        return sum(int(r) for r in results)
+
+    async def alerts(self) -> list[dict[str, str]]:
+        entries = await self._client.xrange(f"{self._prefix}alerts") or []
+        return [{str(k): str(v) for k, v in (fields or {}).items()} for _, fields in entries]
 
     async def read_profile(self, customer_id: str) -> dict[str, str] | None:
         found: dict[str, str] = await self._client.hgetall(  # type: ignore[misc,assignment]

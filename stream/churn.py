@@ -1,0 +1,217 @@
+"""Churn features, the transparent heuristic churn score, and churn-warning alerts.
+
+Pure functions of a customer's state and an event time. The heuristic score is what every
+worker uses until an online model has learnt enough (``model_version`` says which produced
+a score): the odds of churn grow with the customer's silence measured against their own
+typical gap between purchases, and with complaints and refunds:
+
+    logit p = 2.5 x ln(recency / typical gap) + 0.4 x complaints + 0.4 x refunds
+
+so a customer silent for their usual gap scores 0.5 (with no complaints or refunds), and
+one silent for twice their usual gap about 0.85. Each term is reported as its
+contribution, so every score carries its explanation. Because p only grows while a
+customer is silent, the event time at which it will cross the alert threshold is known in
+advance and becomes a time-driven boundary (see ``stream.tagging.next_boundary``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from schemas import Alert, Contribution, CustomerState
+from stream.windows import window
+
+HEURISTIC_VERSION = "heuristic-1"
+RECENCY_WEIGHT = 2.5
+COMPLAINT_WEIGHT = 0.4
+REFUND_WEIGHT = 0.4
+MIN_TYPICAL_DAYS = 1.0
+FEATURES = ("recency_days", "frequency", "monetary", "avg_order_value", "interval_mean_days",
+            "interval_std_days", "recency_ratio", "activity_trend", "cart_abandonment", "complaints",
+            "refunds", "tenure_days")
+DOWNGRADE_FROM = frozenset({"Champions", "Loyal"})
+DOWNGRADE_TO = frozenset({"At Risk", "Can't Lose Them", "Hibernating", "Lost"})
+HIGH_VALUE_TIERS = frozenset({"diamond", "gold"})
+
+
+@dataclass(frozen=True)
+class ChurnConfig:
+    """Alerting knobs (from ``Settings``): horizon H, threshold, inactivity factor k, cooldown."""
+
+    horizon_days: int = 90
+    threshold: float = 0.7
+    inactivity_factor: float = 2.0
+    cooldown_days: int = 30
+
+    def __post_init__(self) -> None:
+        if not 0 < self.threshold < 1:
+            raise ValueError("threshold must be between 0 and 1 (exclusive)")
+
+
+def typical_gap_days(state: CustomerState, config: ChurnConfig) -> float:
+    """The customer's usual gap between purchases; half the churn horizon for one-time buyers.
+
+    >>> typical_gap_days(CustomerState(customer_id="c", orders=1), ChurnConfig())
+    45.0
+    """
+    if state.interval_count >= 1:
+        return max(MIN_TYPICAL_DAYS, state.interval_mean_days)
+    return config.horizon_days / 2
+
+
+def _days(later: datetime, earlier: datetime | None) -> float:
+    return 0.0 if earlier is None else max(0.0, (later - earlier).total_seconds() / 86_400)
+
+
+def features(state: CustomerState, now: datetime, config: ChurnConfig) -> dict[str, float]:
+    """The feature vector at ``now`` (event time)."""
+    recency = _days(now, state.last_purchase_at)
+    recent, month = (window(state.daily, state.weekly, now, d) for d in (7, 30))
+    activity_7 = (recent.sessions + recent.clicks + recent.orders) / 7
+    activity_30 = (month.sessions + month.clicks + month.orders) / 30
+    return {
+        "recency_days": recency,
+        "frequency": float(state.orders),
+        "monetary": state.monetary_cents / 100,
+        "avg_order_value": state.monetary_cents / 100 / state.orders if state.orders else 0.0,
+        "interval_mean_days": state.interval_mean_days,
+        "interval_std_days": math.sqrt(state.interval_m2 / (state.interval_count - 1))
+        if state.interval_count > 1 else 0.0,
+        "recency_ratio": recency / typical_gap_days(state, config),
+        # below 1: less active in the last week than over the month
+        "activity_trend": activity_7 / activity_30 if activity_30 else 0.0,
+        "cart_abandonment": 1.0 if state.funnel_stage in ("cart", "checkout") else 0.0,
+        "complaints": float(state.complaints),
+        "refunds": float(state.refunds),
+        "tenure_days": _days(now, state.first_seen_at),
+    }
+
+
+@dataclass(frozen=True)
+class ChurnScore:
+    probability: float
+    model_version: str
+    explanation: tuple[tuple[str, float], ...] = field(default=())  # (feature, contribution), largest first
+
+    def reasons(self, top: int = 3) -> str:
+        """
+        >>> ChurnScore(0.8, "h", (("recency_ratio", 1.7), ("complaints", 0.4))).reasons()
+        'recency_ratio +1.70, complaints +0.40'
+        """
+        return ", ".join(f"{name} {value:+.2f}" for name, value in self.explanation[:top])
+
+
+def risk_band(probability: float | None, threshold: float) -> str | None:
+    """``high`` at or above the alert threshold, ``medium`` from half of it, else ``low``.
+
+    >>> [risk_band(p, 0.7) for p in (None, 0.1, 0.4, 0.7)]
+    [None, 'low', 'medium', 'high']
+    """
+    if probability is None:
+        return None
+    return "high" if probability >= threshold else "medium" if probability >= threshold / 2 else "low"
+
+
+def heuristic_score(state: CustomerState, now: datetime, config: ChurnConfig) -> ChurnScore | None:
+    """None before the first purchase (there is nothing to churn from)."""
+    if state.orders == 0 or state.last_purchase_at is None:
+        return None
+    ratio = max(_days(now, state.last_purchase_at) / typical_gap_days(state, config), 1e-6)
+    terms = {"recency_ratio": RECENCY_WEIGHT * math.log(ratio),
+             "complaints": COMPLAINT_WEIGHT * state.complaints,
+             "refunds": REFUND_WEIGHT * state.refunds}
+    logit = sum(terms.values())
+    probability = 1 / (1 + math.exp(-max(-30.0, min(30.0, logit))))
+    explanation = tuple(sorted(((k, round(v, 4)) for k, v in terms.items() if v), key=lambda kv: -kv[1]))
+    return ChurnScore(probability, HEURISTIC_VERSION, explanation)
+
+
+def threshold_crossing(state: CustomerState, now: datetime, config: ChurnConfig) -> datetime | None:
+    """When the heuristic score will reach the threshold with no further event (None if it
+    already has, or the customer never purchased)."""
+    if state.orders == 0 or state.last_purchase_at is None:
+        return None
+    others = COMPLAINT_WEIGHT * state.complaints + REFUND_WEIGHT * state.refunds
+    target = math.log(config.threshold / (1 - config.threshold))
+    ratio = math.exp((target - others) / RECENCY_WEIGHT)
+    moment = state.last_purchase_at + timedelta(days=ratio * typical_gap_days(state, config))
+    moment += timedelta(milliseconds=1)  # past the crossing, beyond rounding: the score has reached it
+    return moment if moment > now else None
+
+
+def inactivity_moment(state: CustomerState, config: ChurnConfig) -> datetime | None:
+    """When the customer's silence passes k x their typical gap."""
+    if state.orders == 0 or state.last_purchase_at is None:
+        return None
+    return state.last_purchase_at + timedelta(days=config.inactivity_factor * typical_gap_days(state, config),
+                                              microseconds=1)
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """A customer's churn score at an event time and the alerts it raised."""
+
+    state: CustomerState
+    alerts: tuple[Alert, ...]
+
+
+def assess(before: CustomerState, after: CustomerState, now: datetime, config: ChurnConfig) -> Assessment:
+    """Score ``after`` at ``now`` and raise the alerts that its change from ``before`` calls
+    for, each at most once per ``cooldown_days`` per kind (event time). ``after`` carries its
+    new tags and revision; the alert ids use that revision, so they are deterministic."""
+    score = heuristic_score(after, now, config)
+    previous_p = before.churn_probability
+    previous_at = before.churn_as_of
+    candidates: list[tuple[str, str, str]] = []  # kind, severity, reason
+    p = score.probability if score else None
+    if p is not None and p >= config.threshold and (previous_p is None or previous_p < config.threshold):
+        candidates.append(("churn_risk", "high" if p >= 0.9 else "medium",
+                           f"churn probability {p:.2f} reached the {config.threshold:.2f} threshold"))
+        if after.tags.value_tier in HIGH_VALUE_TIERS:
+            candidates.append(("high_value_at_risk", "high",
+                               f"a {after.tags.value_tier} customer's churn probability is {p:.2f}"))
+    silent_since = inactivity_moment(after, config)
+    if silent_since is not None and silent_since <= now and (previous_at is None or previous_at < silent_since) \
+            and after.last_purchase_at == before.last_purchase_at:
+        gap = typical_gap_days(after, config)
+        candidates.append(("inactivity", "medium",
+                           f"no purchase for {_days(now, after.last_purchase_at):.0f} days, more than "
+                           f"{config.inactivity_factor:g} x the usual {gap:.0f}-day gap"))
+    old_segment, new_segment = before.tags.segment, after.tags.segment
+    if old_segment in DOWNGRADE_FROM and new_segment in DOWNGRADE_TO:
+        candidates.append(("segment_downgrade", "high" if after.tags.value_tier in HIGH_VALUE_TIERS else "medium",
+                           f"segment moved from {old_segment} to {new_segment}"))
+    if after.complaints > before.complaints and before.last_complaint_at is not None \
+            and after.last_complaint_at is not None \
+            and after.last_complaint_at - before.last_complaint_at <= timedelta(days=30):
+        candidates.append(("complaint_spike", "high", "a second complaint within 30 days"))
+
+    alerted = dict(after.alerted)
+    alerts = []
+    cooldown = timedelta(days=config.cooldown_days)
+    for kind, severity, reason in candidates:
+        last = alerted.get(kind)
+        if last is not None and now - last < cooldown:
+            continue
+        alerted[kind] = now
+        alerts.append(Alert(
+            alert_id=f"{after.customer_id}:{kind}:{after.revision}", customer_id=after.customer_id, kind=kind,
+            severity=severity, score=p, reason=reason,
+            explanation=tuple(Contribution(feature=f, contribution=c) for f, c in (score.explanation if score else ())),
+            event_time=now, model_version=score.model_version if score else HEURISTIC_VERSION,
+            rules_version=after.tags.rules_version, segment=new_segment, value_tier=after.tags.value_tier,
+        ))
+    updated = after.model_copy(update={
+        "churn_probability": p, "churn_model": score.model_version if score else None,
+        "churn_reasons": score.reasons() if score else None, "churn_as_of": now, "alerted": alerted,
+    })
+    return Assessment(updated, tuple(alerts))
+
+
+def churn_boundary(state: CustomerState, now: datetime, config: ChurnConfig) -> datetime | None:
+    """The next event time at which the score crosses the threshold or silence becomes inactivity."""
+    moments = [m for m in (threshold_crossing(state, now, config), inactivity_moment(state, config))
+               if m is not None and m > now]
+    return min(moments) if moments else None

@@ -1,0 +1,140 @@
+"""Churn features, the heuristic score, its threshold-crossing boundary, and alerts."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas import CustomerState, CustomerTags, parse_event
+from stream.churn import (
+    FEATURES,
+    ChurnConfig,
+    assess,
+    churn_boundary,
+    features,
+    heuristic_score,
+    threshold_crossing,
+)
+from stream.profile import apply_event
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+CONFIG = ChurnConfig()
+
+
+def _apply(state: CustomerState, raw: dict) -> CustomerState:
+    return apply_event(state, parse_event(json.dumps(raw)))[0]
+
+
+def _buyer(gap_days: int, orders: int) -> CustomerState:
+    state = CustomerState(customer_id="c")
+    for n in range(orders):
+        state = _apply(state, {"type": "purchase", "event_id": f"p{n}", "customer_id": "c", "order_id": f"o{n}",
+                               "event_time": (T0 + timedelta(days=gap_days * n)).isoformat(), "total": "50.00"})
+    return state
+
+
+def _complain(state: CustomerState, when: datetime, n: int) -> CustomerState:
+    return _apply(state, {"type": "support_contact", "event_id": f"s{n}", "customer_id": "c", "kind": "complaint",
+                          "event_time": when.isoformat()})
+
+
+def test_features_are_complete_and_recency_is_measured_against_the_customers_own_gap() -> None:
+    state = _buyer(gap_days=10, orders=5)
+    last = state.last_purchase_at
+    assert last is not None
+    got = features(state, last + timedelta(days=25), CONFIG)
+    assert set(got) == set(FEATURES)
+    assert got["recency_days"] == 25 and got["interval_mean_days"] == 10 and got["recency_ratio"] == 2.5
+    assert got["frequency"] == 5 and got["monetary"] == 250 and got["avg_order_value"] == 50
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 120), st.integers(1, 8), st.integers(0, 3))
+def test_the_score_only_grows_with_silence_and_crosses_the_threshold_at_the_boundary(
+        gap: int, orders: int, complaints: int) -> None:
+    state = _buyer(gap, orders)
+    last = state.last_purchase_at
+    assert last is not None
+    for n in range(complaints):
+        state = _complain(state, last, n)
+    scores = [heuristic_score(state, last + timedelta(days=d), CONFIG).probability for d in range(0, 400, 7)]
+    assert scores == sorted(scores)
+    crossing = threshold_crossing(state, last, CONFIG)
+    if crossing is None:  # already at the threshold on the day of the last purchase
+        assert heuristic_score(state, last + timedelta(seconds=1), CONFIG).probability >= CONFIG.threshold
+        return
+    before = heuristic_score(state, crossing - timedelta(seconds=1), CONFIG)
+    at = heuristic_score(state, crossing, CONFIG)
+    assert before.probability < CONFIG.threshold <= at.probability
+    assert churn_boundary(state, last, CONFIG) is not None
+
+
+def _walk(state: CustomerState, until: datetime) -> tuple[CustomerState, list]:
+    """What the sweeper does: visit each boundary in turn and assess the customer there."""
+    alerts = []
+    now = state.last_event_at
+    assert now is not None
+    state = assess(state, state, now, CONFIG).state
+    while (boundary := churn_boundary(state, now, CONFIG)) is not None and boundary <= until:
+        stepped = state.model_copy(update={"revision": state.revision + 1})
+        assessed = assess(state, stepped, boundary, CONFIG)
+        alerts += assessed.alerts
+        state, now = assessed.state, boundary
+    return state, alerts
+
+
+def test_a_silent_customer_gets_one_churn_risk_and_one_inactivity_alert_in_order() -> None:
+    state = _buyer(gap_days=20, orders=6)
+    last = state.last_purchase_at
+    assert last is not None
+    state, alerts = _walk(state, last + timedelta(days=365))
+    assert [a.kind for a in alerts] == ["churn_risk", "inactivity"]
+    risk, idle = alerts
+    assert risk.event_time < last + timedelta(days=CONFIG.horizon_days)
+    assert risk.score is not None and risk.score >= CONFIG.threshold
+    assert risk.explanation[0].feature == "recency_ratio" and risk.explanation[0].contribution > 0
+    assert idle.event_time == last + timedelta(days=40, microseconds=1)  # 2 x the 20-day gap
+    assert len({a.alert_id for a in alerts}) == 2 and all(a.alert_id.startswith("c:") for a in alerts)
+    assert state.alerted == {"churn_risk": risk.event_time, "inactivity": idle.event_time}
+
+
+def test_a_purchase_resets_the_score_and_a_new_crossing_alerts_again_after_the_cooldown() -> None:
+    state = _buyer(gap_days=20, orders=6)
+    last = state.last_purchase_at
+    assert last is not None
+    state, first = _walk(state, last + timedelta(days=100))
+    back = _apply(state, {"type": "purchase", "event_id": "p-back", "customer_id": "c", "order_id": "o-back",
+                          "event_time": (last + timedelta(days=100)).isoformat(), "total": "50.00"})
+    back = assess(state, back, last + timedelta(days=100), CONFIG).state
+    assert back.churn_probability is not None and back.churn_probability < 0.01
+    _, second = _walk(back, last + timedelta(days=400))
+    assert "churn_risk" in [a.kind for a in second]
+    assert all(b.event_time - a.event_time >= timedelta(days=CONFIG.cooldown_days)
+               for a in first for b in second if a.kind == b.kind)
+
+
+def test_a_burst_of_complaints_raises_one_complaint_spike_within_the_cooldown() -> None:
+    state = assess(CustomerState(customer_id="c"), _buyer(gap_days=5, orders=3), T0, CONFIG).state
+    kinds = []
+    for n in range(12):  # a complaint every two days
+        when = T0 + timedelta(days=12 + 2 * n)
+        after = _complain(state, when, n)
+        assessed = assess(state, after, when, CONFIG)
+        kinds += [a.kind for a in assessed.alerts]
+        state = assessed.state
+    assert kinds.count("complaint_spike") == 1
+
+
+def test_a_champion_falling_to_at_risk_is_a_segment_downgrade_with_high_severity_for_gold() -> None:
+    state = _buyer(gap_days=5, orders=3)
+    champion = state.model_copy(update={"tags": CustomerTags(segment="Champions", value_tier="gold")})
+    fallen = champion.model_copy(update={"tags": CustomerTags(segment="At Risk", value_tier="gold"),
+                                         "revision": champion.revision + 1})
+    alerts = assess(champion, fallen, T0 + timedelta(days=11), CONFIG).alerts
+    downgrade = [a for a in alerts if a.kind == "segment_downgrade"]
+    assert len(downgrade) == 1 and downgrade[0].severity == "high"
+    assert downgrade[0].reason == "segment moved from Champions to At Risk"
+    assert downgrade[0].alert_id == f"c:segment_downgrade:{fallen.revision}"
