@@ -5,10 +5,10 @@ worker uses until an online model has learnt enough (``model_version`` says whic
 a score): the odds of churn grow with the customer's silence measured against their own
 typical gap between purchases, and with complaints and refunds:
 
-    logit p = 2.5 x ln(recency / typical gap) + 0.4 x complaints + 0.4 x refunds
+    logit p = 1.5 x ln(recency / typical gap) + 0.4 x complaints + 0.4 x refunds
 
-so a customer silent for their usual gap scores 0.5 (with no complaints or refunds), and
-one silent for twice their usual gap about 0.85. Each term is reported as its
+so a customer silent for their usual gap scores 0.5 (with no complaints or refunds), one
+silent for twice their usual gap about 0.74 (past the default 0.7 threshold at 1.76 gaps). Each term is reported as its
 contribution, so every score carries its explanation. Because p only grows while a
 customer is silent, the event time at which it will cross the alert threshold is known in
 advance and becomes a time-driven boundary (see ``stream.tagging.next_boundary``).
@@ -24,7 +24,7 @@ from schemas import Alert, Contribution, CustomerState
 from stream.windows import window
 
 HEURISTIC_VERSION = "heuristic-1"
-RECENCY_WEIGHT = 2.5
+RECENCY_WEIGHT = 1.5
 COMPLAINT_WEIGHT = 0.4
 REFUND_WEIGHT = 0.4
 MIN_TYPICAL_DAYS = 1.0

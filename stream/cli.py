@@ -174,11 +174,13 @@ def generate(customers: int, days: int, start: datetime, seed: int, churn_share:
     click.echo(f"generated {len(events)} events for {customers} customers over {days} days "
                f"({churners} churn)")
     if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
         with out.open("w", encoding="utf-8") as handle:
             for event in events:
                 handle.write(json.dumps(event) + "\n")
         click.echo(f"events -> {out}")
     if truth is not None:
+        truth.parent.mkdir(parents=True, exist_ok=True)
         with truth.open("w", encoding="utf-8") as handle:
             for row in truth_rows(hidden):
                 handle.write(json.dumps(row) + "\n")
@@ -229,6 +231,44 @@ def resync(wait: bool, timeout: float) -> None:
 
 
 EXPORT_INTS = ("orders", "events", "r", "f", "m", "version")
+EXPORT_FLOATS = ("churn_probability",)
+
+
+@main.command(name="churn-report",
+              help="Score the churn alerts in Redis against a generated population's ground truth.")
+@click.option("--events", "events_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The events file `pulse generate --out` wrote (and `pulse replay` sent).")
+@click.option("--truth", "truth_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The ground truth `pulse generate --truth` wrote.")
+def churn_report(events_file: Path, truth_file: Path) -> None:
+    import json
+    from datetime import timedelta
+
+    import redis
+
+    from stream.evaluate import churn_report as report
+    from stream.sinks.redis import KEY_PREFIX
+
+    settings = _settings()
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        entries = client.xrange(f"{KEY_PREFIX}alerts") or []
+        alerts = [{str(k): v for k, v in (fields or {}).items()} for _, fields in entries]
+    except redis.RedisError as exc:
+        raise click.ClickException(f"cannot read alerts from {settings.redis_url}: {exc}") from None
+
+    def lines(path: Path) -> Iterator[dict[str, Any]]:
+        with path.open(encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    yield json.loads(line)
+
+    result = report(lines(events_file), lines(truth_file), alerts, horizon_days=settings.churn_horizon_days,
+                    lateness=timedelta(seconds=settings.allowed_lateness_seconds))
+    click.echo(f"H = {settings.churn_horizon_days} days, threshold {settings.churn_threshold}, "
+               f"{len(alerts)} alerts in Redis")
+    for line in result.lines():
+        click.echo(line)
 
 
 @main.command(help="Write every customer's profile from Redis as JSON lines.")
@@ -245,6 +285,8 @@ def export(out: Path) -> None:
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     pattern = f"{KEY_PREFIX}cust:*"
     written = 0
+    if str(out) != "-":
+        out.parent.mkdir(parents=True, exist_ok=True)
     handle = sys.stdout if str(out) == "-" else out.open("w", encoding="utf-8")
     try:
         batch: list[str] = []
@@ -261,6 +303,9 @@ def export(out: Path) -> None:
                 for name in EXPORT_INTS:
                     if name in record:
                         record[name] = int(str(record[name]))
+                for name in EXPORT_FLOATS:
+                    if name in record:
+                        record[name] = float(str(record[name]))
                 handle.write(json.dumps(record, sort_keys=True) + "\n")
                 written += 1
             batch.clear()
