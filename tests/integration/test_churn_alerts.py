@@ -1,0 +1,95 @@
+"""Churn warnings end to end on the generator's population with its hidden ground truth:
+at least 80% of the judged churners are warned before H days of silence; every alert reaches
+the Redis stream and the pub/sub channel once; the per-kind cooldown holds; replaying the
+same events again raises no alert twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+import pytest
+import redis
+
+from stream.evaluate import churn_report
+from stream.infra.worker import WorkerProcess, worker_env
+from stream.sinks.redis import customer_key
+from tests.integration.conftest import Isolated
+
+pytestmark = pytest.mark.integration
+
+
+def _pulse(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([sys.executable, "-m", "stream.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def test_generated_churners_are_warned_in_time_once_each(isolated: Isolated) -> None:
+    redis_url = isolated.settings.redis_url.rsplit("/", 1)[0] + "/7"  # the alert stream is shared
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.flushdb()
+    env = {**os.environ, **isolated.env, "PULSE_REDIS_URL": redis_url}
+    out, truth = isolated.data_dir / "events.jsonl", isolated.data_dir / "truth.jsonl"
+    _pulse(env, "generate", "--customers", "250", "--days", "365", "--seed", "7", "--prefix", f"c{isolated.tag}",
+           "--out", str(out), "--truth", str(truth))
+    events = [json.loads(line) for line in out.read_text().splitlines()]
+    hidden = [json.loads(line) for line in truth.read_text().splitlines()]
+
+    published: list[dict] = []
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(**{"pulse:alerts": lambda message: published.append(json.loads(message["data"]))})
+    listener = pubsub.run_in_thread(sleep_time=0.05, daemon=True)
+    worker = WorkerProcess(worker_env(env), isolated.data_dir / "w.log", isolated.settings.web_port).start()
+    try:
+        _pulse(env, "replay", str(out), "--wait", "--timeout", "600")
+        alerts = [fields for _, fields in client.xrange("pulse:alerts")]
+        report = churn_report(events, hidden, alerts, horizon_days=90,
+                              lateness=timedelta(seconds=isolated.settings.allowed_lateness_seconds))
+        printed = _pulse(env, "churn-report", "--events", str(out), "--truth", str(truth)).stdout
+        print("\n" + printed)
+        assert report.judged >= 20, report  # enough churners went silent for 90 days to judge
+        assert report.recall >= 0.8, report.lines()
+        assert f"recall {report.recall:.3f}" in printed and f"precision {report.precision:.3f}" in printed
+
+        # every alert once, with its reason and explanation, and the cooldown per kind
+        ids = [a["alert_id"] for a in alerts]
+        assert len(ids) == len(set(ids))
+        assert {a["kind"] for a in alerts} >= {"churn_risk", "inactivity"}
+        for alert in alerts:
+            assert alert["reason"] and alert["severity"] in ("low", "medium", "high")
+            if alert["kind"] == "churn_risk":
+                assert float(alert["score"]) >= 0.7 and json.loads(alert["explanation"])
+        moments: dict[tuple[str, str], list[datetime]] = defaultdict(list)
+        for alert in alerts:
+            moments[alert["customer_id"], alert["kind"]].append(datetime.fromisoformat(alert["event_time"]))
+        for times in moments.values():
+            times.sort()
+            assert all(b - a >= timedelta(days=30) for a, b in zip(times, times[1:], strict=False))
+        deadline = time.monotonic() + 10
+        while len(published) < len(alerts) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sorted(p["alert_id"] for p in published) == sorted(ids)
+
+        # the Redis hash carries the score, its band, its model and its reasons
+        scored = [client.hgetall(customer_key(t["customer_id"])) for t in hidden[:50]]
+        for row in scored:
+            if int(row.get("orders", 0)):
+                assert 0 <= float(row["churn_probability"]) <= 1
+                assert row["churn_risk"] in ("low", "medium", "high") and row["model_version"] == "heuristic-1"
+
+        # the same events again: nothing new anywhere
+        _pulse(env, "replay", str(out), "--wait", "--timeout", "600")
+        assert [fields["alert_id"] for _, fields in client.xrange("pulse:alerts")] == ids
+        time.sleep(1)
+        assert len(published) == len(alerts)
+    finally:
+        worker.stop()
+        listener.stop()
+        listener.join(timeout=5)
