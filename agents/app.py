@@ -9,6 +9,7 @@ from typing import Any
 import faust
 
 from agents.population import PopulationBook
+from stream.model import ModelParams
 from stream.settings import Settings
 from stream.tags import Rules, load_rules
 from stream.validate import Rejection, dead_letter
@@ -32,8 +33,12 @@ class Pulse:
     tag_changes: Any
     rfm_population: Any
     alerts: Any
+    churn_labels: Any
+    churn_model: Any
+    monitoring: Any
     rules: Rules
     population: PopulationBook = field(init=False)
+    model: ModelParams | None = None  # the newest published churn model (agents/trainer.py)
 
 
 async def send_to_dlq(pulse: Pulse, event: Any, rejection: Rejection, *, stage: str) -> None:
@@ -95,16 +100,21 @@ def create_app(settings: Settings) -> Pulse:
         rfm_population=app.topic(settings.topic("rfm-population"), partitions=1,
                                  config={"cleanup.policy": "compact"}, **raw),
         alerts=app.topic(settings.topic("alerts"), partitions=settings.partitions, **raw),
+        churn_labels=app.topic(settings.topic("churn-labels"), partitions=1, **raw),
+        churn_model=app.topic(settings.topic("churn-model"), partitions=1, config={"cleanup.policy": "compact"},
+                              **raw),
+        monitoring=app.topic(settings.topic("monitoring"), partitions=1, **raw),
         rules=rules,
     )
     pulse.population = PopulationBook(pulse)
-    from agents import ingest, population, profile, sink, sweeper, views
+    from agents import ingest, population, profile, sink, sweeper, trainer, views
 
     if rules.scoring.mode == "population":
         population.register(pulse, pulse.population)
     ingest.register(pulse)
     profile.register(pulse)
     sweeper.register(pulse)
+    trainer.register(pulse)
     sink.register(pulse)
     views.register(pulse)
     return pulse

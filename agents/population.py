@@ -168,7 +168,8 @@ def register(pulse: Pulse, book: PopulationBook) -> None:
         try:
             tp = TopicPartition(topic, 0)
             consumer.assign([tp])
-            await consumer.seek_to_beginning(tp)
+            # an explicit offset: seek_to_beginning right after assign() left the position at the end
+            consumer.seek(tp, (await consumer.beginning_offsets([tp]))[tp])
             while True:
                 batches = await consumer.getmany(timeout_ms=1000)
                 for records in batches.values():

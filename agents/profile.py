@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from aiokafka.partitioner import DefaultPartitioner
 
 from agents.app import send_to_dlq
-from schemas import EVENT_ADAPTER, Alert, CustomerState, TagChange
+from schemas import EVENT_ADAPTER, Alert, ChurnLabel, CustomerState, TagChange
 from stream.churn import assess
 from stream.counters import bump
 from stream.dedup import Admission
@@ -79,7 +79,8 @@ def register(pulse: Pulse) -> None:
         key = bucket_key(bucket, partition)
         index[key] = with_member(index.get(key), state.customer_id)
 
-    async def publish(state: CustomerState, changes: list[TagChange], alerts: Sequence[Alert] = ()) -> None:
+    async def publish(state: CustomerState, changes: list[TagChange], alerts: Sequence[Alert] = (),
+                      labels: Sequence[ChurnLabel] = ()) -> None:
         key = state.customer_id.encode()
         profile = to_profile(state, datetime.now(UTC), churn.threshold)
         await pulse.profiles.send(key=key, value=profile.model_dump_json().encode())
@@ -87,6 +88,8 @@ def register(pulse: Pulse) -> None:
             await pulse.tag_changes.send(key=key, value=change.model_dump_json().encode())
         for alert in alerts:
             await pulse.alerts.send(key=key, value=alert.model_dump_json().encode())
+        for label in labels:  # one partition: the single trainer reads them in order
+            await pulse.churn_labels.send(key=key, value=label.model_dump_json().encode(), partition=0)
 
     async def on_event(event: Any) -> None:
         message = event.message
@@ -106,13 +109,13 @@ def register(pulse: Pulse) -> None:
             tags = compute_tags(new_state, now, rules, cuts(message.partition))
             changes = tag_changes(new_state.customer_id, state.tags, tags, reason=f"event:{parsed.type}",
                                   event_time=parsed.event_time, version=new_state.revision)
-            assessed = assess(state, new_state.model_copy(update={"tags": tags}), now, churn)
+            assessed = assess(state, new_state.model_copy(update={"tags": tags}), now, churn, pulse.model)
             boundary = next_boundary(assessed.state, now, rules, churn)
             new_state = assessed.state.model_copy(update={"next_boundary_at": boundary})
             table[new_state.customer_id] = new_state.model_dump_json().encode()
             if boundary != state.next_boundary_at:
                 file_boundary(new_state, message.partition, old=state.next_boundary_at)
-            await publish(new_state, changes, assessed.alerts)
+            await publish(new_state, changes, assessed.alerts, assessed.labels)
             if assessed.alerts:
                 bump(counters, "alerts.raised", message.partition, by=len(assessed.alerts))
             if by_population and book.due(message.partition, pulse.settings.rescore_seconds):
@@ -180,9 +183,10 @@ def register(pulse: Pulse) -> None:
             revision = state.revision + 1
             changes = tag_changes(customer_id, state.tags, tags, reason="population", event_time=as_of,
                                   version=revision)
-            assessed = assess(state, state.model_copy(update={"tags": tags, "revision": revision}), as_of, churn)
+            moved_state = state.model_copy(update={"tags": tags, "revision": revision})
+            assessed = assess(state, moved_state, as_of, churn, pulse.model)
             table[customer_id] = assessed.state.model_dump_json().encode()
-            await publish(assessed.state, changes, assessed.alerts)
+            await publish(assessed.state, changes, assessed.alerts, assessed.labels)
             rescored += 1
         bump(counters, "rfm.rescored", partition, by=rescored)
         book.set_applied(partition, new)
@@ -190,14 +194,16 @@ def register(pulse: Pulse) -> None:
     async def sweep_customer(state: CustomerState, due: datetime, partition: int) -> CustomerState:
         changes: list[TagChange] = []
         alerts: list[Alert] = []
+        labels: list[ChurnLabel] = []
         current, boundary = state, state.next_boundary_at
         while boundary is not None and boundary <= due:
             new_tags = compute_tags(current, boundary, rules, cuts(partition))
             changes += tag_changes(current.customer_id, current.tags, new_tags, reason="time", event_time=boundary,
                                    version=current.revision + 1)
             stepped = current.model_copy(update={"tags": new_tags, "revision": current.revision + 1})
-            assessed = assess(current, stepped, boundary, churn)
+            assessed = assess(current, stepped, boundary, churn, pulse.model)
             alerts += assessed.alerts
+            labels += assessed.labels
             current = assessed.state
             boundary = next_boundary(current, boundary, rules, churn)
         bump(counters, "sweeper.transitions", partition, by=len(changes))
@@ -205,7 +211,7 @@ def register(pulse: Pulse) -> None:
         swept = current.model_copy(update={"next_boundary_at": boundary})
         table[state.customer_id] = swept.model_dump_json().encode()
         file_boundary(swept, partition)
-        await publish(swept, changes, alerts)
+        await publish(swept, changes, alerts, labels)
         return swept
 
     async def on_resync(event: Any) -> None:

@@ -42,6 +42,16 @@ def register(pulse: Pulse) -> None:
         # of this worker the cuts its scores were computed with ("settled" when current).
         return web.json(pulse.population.status())
 
+    @app.page("/model/")
+    async def churn_model(web, request):  # type: ignore[no-untyped-def]
+        # The newest published churn model this worker scores with (null: heuristic only).
+        model = pulse.model
+        if model is None:
+            return web.json({"model_version": None, "ready": False})
+        return web.json({"model_version": model.model_version, "ready": model.ready,
+                         "labels_seen": model.labels_seen, "river_version": model.river_version,
+                         "metrics": model.metrics, "weights": model.weights})
+
     @app.page("/customers/{customer_id}/")
     @app.table_route(table=table, match_info="customer_id")
     async def customer(web, request, customer_id):  # type: ignore[no-untyped-def]

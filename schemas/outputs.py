@@ -74,3 +74,19 @@ class Alert(BaseModel):
     rules_version: str
     segment: str | None = None
     value_tier: str | None = None
+
+
+class ChurnLabel(BaseModel):
+    """A resolved prediction on ``pulse.churn-labels``: the features at ``predicted_at`` and
+    whether the customer then went ``horizon_days`` without a purchase (1) or bought (0)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    label_id: str  # customer and prediction time: deterministic, so the trainer can drop repeats
+    customer_id: str
+    predicted_at: AwareDatetime
+    resolved_at: AwareDatetime
+    label: int
+    features: dict[str, float]
+    score: float | None
+    model_version: str

@@ -17,10 +17,12 @@ advance and becomes a time-driven boundary (see ``stream.tagging.next_boundary``
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
-from schemas import Alert, Contribution, CustomerState
+from schemas import Alert, ChurnLabel, Contribution, CustomerState
 from stream.windows import window
 
 HEURISTIC_VERSION = "heuristic-1"
@@ -44,6 +46,8 @@ class ChurnConfig:
     threshold: float = 0.7
     inactivity_factor: float = 2.0
     cooldown_days: int = 30
+    max_pending: int = 3  # open predictions per customer (each ~300 bytes of state)
+    prediction_spacing_days: int = 30  # a new prediction point at most this often
 
     def __post_init__(self) -> None:
         if not 0 < self.threshold < 1:
@@ -151,17 +155,65 @@ def inactivity_moment(state: CustomerState, config: ChurnConfig) -> datetime | N
 
 @dataclass(frozen=True)
 class Assessment:
-    """A customer's churn score at an event time and the alerts it raised."""
+    """A customer's churn score at an event time, the alerts it raised, and the delayed
+    labels it resolved."""
 
     state: CustomerState
     alerts: tuple[Alert, ...]
+    labels: tuple[ChurnLabel, ...] = ()
 
 
-def assess(before: CustomerState, after: CustomerState, now: datetime, config: ChurnConfig) -> Assessment:
+def resolve_labels(state: CustomerState, now: datetime, purchased_at: datetime | None,
+                   config: ChurnConfig) -> tuple[tuple[ChurnLabel, ...], tuple]:
+    """Resolve open predictions: a purchase within H days of one labels it 0; event time
+    passing H days after it with no purchase labels it 1. Returns (labels, still open)."""
+    horizon = timedelta(days=config.horizon_days)
+    labels, still_open = [], []
+    for predicted_at, score, vector in state.pending:
+        if purchased_at is not None and predicted_at < purchased_at <= predicted_at + horizon:
+            label, resolved_at = 0, purchased_at
+        elif predicted_at + horizon <= now:
+            label, resolved_at = 1, predicted_at + horizon
+        else:
+            still_open.append((predicted_at, score, vector))
+            continue
+        labels.append(ChurnLabel(label_id=f"{state.customer_id}:{predicted_at.isoformat()}",
+                                 customer_id=state.customer_id, predicted_at=predicted_at, resolved_at=resolved_at,
+                                 label=label, features=vector, score=score, model_version=HEURISTIC_VERSION))
+    return tuple(labels), tuple(still_open)
+
+
+def _with_prediction(pending: tuple, now: datetime, score: float | None, vector: dict[str, float],
+                     config: ChurnConfig) -> tuple:
+    """Open a prediction point at ``now`` unless one is recent or the customer has enough open."""
+    if len(pending) >= config.max_pending:
+        return pending
+    if pending and now - pending[-1][0] < timedelta(days=config.prediction_spacing_days):
+        return pending
+    return (*pending, (now, score, {k: round(v, 4) for k, v in vector.items()}))
+
+
+class Scorer(Protocol):
+    """A published online model (see ``stream.model.ModelParams``)."""
+
+    @property
+    def ready(self) -> bool: ...
+
+    def score(self, features: Mapping[str, float]) -> ChurnScore: ...
+
+
+def assess(before: CustomerState, after: CustomerState, now: datetime, config: ChurnConfig,
+           model: Scorer | None = None) -> Assessment:
     """Score ``after`` at ``now`` and raise the alerts that its change from ``before`` calls
     for, each at most once per ``cooldown_days`` per kind (event time). ``after`` carries its
-    new tags and revision; the alert ids use that revision, so they are deterministic."""
-    score = heuristic_score(after, now, config)
+    new tags and revision; the alert ids use that revision, so they are deterministic.
+
+    The score is the online model's once it is ``ready``, else the heuristic's; open
+    predictions keep the heuristic's score, so the trainer can compare the two."""
+    heuristic = heuristic_score(after, now, config)
+    score = heuristic
+    if heuristic is not None and model is not None and model.ready:
+        score = model.score(features(after, now, config))
     previous_p = before.churn_probability
     previous_at = before.churn_as_of
     candidates: list[tuple[str, str, str]] = []  # kind, severity, reason
@@ -203,15 +255,24 @@ def assess(before: CustomerState, after: CustomerState, now: datetime, config: C
             event_time=now, model_version=score.model_version if score else HEURISTIC_VERSION,
             rules_version=after.tags.rules_version, segment=new_segment, value_tier=after.tags.value_tier,
         ))
+    purchased_at = after.last_purchase_at if after.orders > before.orders else None
+    labels, pending = resolve_labels(after, now, purchased_at, config)
+    if heuristic is not None and _days(now, after.last_purchase_at) < config.horizon_days:
+        # (a customer already silent for H days has churned by definition: nothing to predict)
+        pending = _with_prediction(pending, now, heuristic.probability, features(after, now, config), config)
     updated = after.model_copy(update={
         "churn_probability": p, "churn_model": score.model_version if score else None,
         "churn_reasons": score.reasons() if score else None, "churn_as_of": now, "alerted": alerted,
+        "pending": pending,
     })
-    return Assessment(updated, tuple(alerts))
+    return Assessment(updated, tuple(alerts), labels)
 
 
 def churn_boundary(state: CustomerState, now: datetime, config: ChurnConfig) -> datetime | None:
-    """The next event time at which the score crosses the threshold or silence becomes inactivity."""
-    moments = [m for m in (threshold_crossing(state, now, config), inactivity_moment(state, config))
+    """The next event time at which the score crosses the threshold, silence becomes
+    inactivity, or an open prediction's horizon ends (its label becomes 1)."""
+    horizon = timedelta(days=config.horizon_days)
+    expiries = [predicted_at + horizon for predicted_at, _, _ in state.pending]
+    moments = [m for m in (threshold_crossing(state, now, config), inactivity_moment(state, config), *expiries)
                if m is not None and m > now]
     return min(moments) if moments else None

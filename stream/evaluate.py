@@ -121,3 +121,27 @@ def churn_report(events: Iterable[Mapping[str, Any]], truth: Iterable[Mapping[st
         judged_alerts=judged_alerts, alerts_followed_by_no_purchase=followed_by_nothing,
         median_lead_days=statistics.median(leads) if leads else None, alerts_by_kind=by_kind,
     )
+
+
+def roc_auc(scores: Iterable[tuple[float, bool]]) -> float:
+    """The exact ROC AUC (Mann-Whitney U, ties counting one half) of scores against labels.
+
+    >>> roc_auc([(0.9, True), (0.8, False), (0.7, True), (0.1, False)])
+    0.75
+    >>> roc_auc([(0.5, True), (0.5, False)])
+    0.5
+    """
+    ranked = sorted(scores, key=lambda pair: pair[0])
+    positives = sum(1 for _, label in ranked if label)
+    negatives = len(ranked) - positives
+    if not positives or not negatives:
+        raise ValueError("the AUC needs both positive and negative examples")
+    rank_sum, i = 0.0, 0
+    while i < len(ranked):
+        j = i
+        while j < len(ranked) and ranked[j][0] == ranked[i][0]:
+            j += 1
+        mean_rank = (i + 1 + j) / 2  # ranks i+1 .. j share their mean
+        rank_sum += mean_rank * sum(1 for _, label in ranked[i:j] if label)
+        i = j
+    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)

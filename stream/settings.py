@@ -174,6 +174,13 @@ class Settings(BaseSettings):
         description="At most one alert of each kind per customer within this many days (event time).",
         json_schema_extra={"form": "an integer from 0 to 365 (days)"},
     )
+    model_min_labels: int = Field(
+        500,
+        ge=1,
+        le=10_000_000,
+        description="Labels the online churn model learns before (and again after a drift) it replaces the heuristic.",
+        json_schema_extra={"form": "an integer from 1 to 10000000"},
+    )
     log_level: str = Field(
         "info",
         description="Worker log level.",

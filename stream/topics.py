@@ -42,6 +42,9 @@ def required_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic("profiles"), n, COMPACTED),
         TopicSpec(settings.topic("tag-changes"), n),
         TopicSpec(settings.topic("alerts"), n),
+        TopicSpec(settings.topic("churn-labels"), 1),  # one partition: one trainer, in order
+        TopicSpec(settings.topic("churn-model"), 1, COMPACTED),  # versioned model snapshots
+        TopicSpec(settings.topic("monitoring"), 1),
         # each partition's share of the RFM population; every worker reads all of it
         TopicSpec(settings.topic("rfm-population"), 1, COMPACTED),
         # changelogs: compacted only, never time/size retention (faust #176, #597, #651)

@@ -138,3 +138,30 @@ def test_a_champion_falling_to_at_risk_is_a_segment_downgrade_with_high_severity
     assert len(downgrade) == 1 and downgrade[0].severity == "high"
     assert downgrade[0].reason == "segment moved from Champions to At Risk"
     assert downgrade[0].alert_id == f"c:segment_downgrade:{fallen.revision}"
+
+
+def test_predictions_are_labelled_0_by_a_purchase_within_h_days_and_1_when_h_days_pass() -> None:
+    state = CustomerState(customer_id="c")
+    labels = []
+    for n in range(10):  # a purchase every 40 days, then silence
+        when = T0 + timedelta(days=40 * n)
+        after = _apply(state, {"type": "purchase", "event_id": f"p{n}", "customer_id": "c", "order_id": f"o{n}",
+                               "event_time": when.isoformat(), "total": "50.00"})
+        assessed = assess(state, after, when, CONFIG)
+        labels += assessed.labels
+        state = assessed.state
+        assert len(state.pending) <= CONFIG.max_pending
+    last = state.last_purchase_at
+    assert last is not None
+    now = last
+    while (boundary := churn_boundary(state, now, CONFIG)) is not None:
+        assessed = assess(state, state.model_copy(update={"revision": state.revision + 1}), boundary, CONFIG)
+        labels += assessed.labels
+        state, now = assessed.state, boundary
+    # one prediction per purchase (each answered by the next), then the silent spell's ones
+    outcomes = [label.label for label in labels]
+    assert outcomes[:9] == [0] * 9 and outcomes[9:] and set(outcomes[9:]) == {1}
+    assert all(label.resolved_at - label.predicted_at <= timedelta(days=CONFIG.horizon_days) for label in labels)
+    assert labels[9].resolved_at == last + timedelta(days=CONFIG.horizon_days)
+    assert set(labels[-1].features) == set(FEATURES) and len({label.label_id for label in labels}) == len(labels)
+    assert state.pending == ()

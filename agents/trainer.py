@@ -1,0 +1,123 @@
+"""The churn trainer (one worker: ``pulse.churn-labels`` has one partition) and every
+worker's model reader (see ``stream/model.py`` for the model, metrics and drift).
+
+The trainer restores the latest snapshot from the compacted ``pulse.churn-model`` topic when
+it is assigned the labels partition, learns each label once (by offset and label id),
+sends drift records to ``pulse.monitoring``, and publishes a new snapshot after every
+``SNAPSHOT_EVERY`` labels and, when idle, every ``SNAPSHOT_IDLE_SECONDS``. Every worker
+follows the topic and scores with the newest published parameters once they are ready.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from schemas import ChurnLabel
+from stream.model import ModelParams, SnapshotError, Trainer
+
+if TYPE_CHECKING:
+    from agents.app import Pulse
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_EVERY = 200
+SNAPSHOT_IDLE_SECONDS = 5.0
+MODEL_KEY = b"churn-model"
+
+
+async def latest_snapshot(bootstrap: str, topic: str) -> dict[str, Any] | None:
+    """The newest record of the snapshot topic (one key, compacted: the last one is kept)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        if end == 0:
+            return None
+        consumer.seek(tp, end - 1)
+        record = await consumer.getone()
+        return json.loads(record.value)  # type: ignore[no-any-return]
+    finally:
+        await consumer.stop()
+
+
+def register(pulse: Pulse) -> None:
+    app = pulse.app
+    settings = pulse.settings
+    topic = settings.topic("churn-model")
+    held: dict[str, Any] = {"trainer": None, "unsaved": 0}
+
+    async def restore() -> Trainer:
+        record = await latest_snapshot(settings.kafka_bootstrap, topic)
+        if record is None:
+            log.info("trainer: no snapshot yet, starting a new model")
+            return Trainer(min_labels=settings.model_min_labels)
+        try:
+            trainer = Trainer.restore(record)
+        except SnapshotError as exc:
+            log.warning("trainer: not restoring the latest snapshot (%s); starting a new model", exc)
+            return Trainer(min_labels=settings.model_min_labels)
+        log.info("trainer: restored model v%d (%d labels, %s)", trainer.version, trainer.labels_seen,
+                 trainer.metrics())
+        return trainer
+
+    async def save(trainer: Trainer) -> None:
+        record = trainer.snapshot()
+        await pulse.churn_model.send(key=MODEL_KEY, value=json.dumps(record).encode(), partition=0)
+        await pulse.monitoring.send(key=b"model_quality", value=json.dumps({
+            "kind": "model_quality", "model_version": trainer.params().model_version, "ready": trainer.ready,
+            "labels_seen": trainer.labels_seen, **trainer.metrics()}).encode(), partition=0)
+        held["unsaved"] = 0
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        held["trainer"] = None  # another worker may train next: restore from the topic then
+
+    @app.agent(pulse.churn_labels, name="trainer", concurrency=1)
+    async def train(stream):  # type: ignore[no-untyped-def]
+        async for event in stream.events():
+            if held["trainer"] is None:
+                held["trainer"] = await restore()
+            trainer: Trainer = held["trainer"]
+            label = ChurnLabel.model_validate_json(event.value)
+            for record in trainer.learn(label, offset=event.message.offset):
+                log.warning("trainer: %s at %s", record.kind, record.at.isoformat())
+                await pulse.monitoring.send(key=record.kind.encode(), value=json.dumps(record.to_json()).encode(),
+                                            partition=0)
+            held["unsaved"] += 1
+            if held["unsaved"] >= SNAPSHOT_EVERY:
+                await save(trainer)
+
+    @app.timer(interval=SNAPSHOT_IDLE_SECONDS)
+    async def save_when_idle() -> None:
+        if held["trainer"] is not None and held["unsaved"]:
+            await save(held["trainer"])
+
+    @app.task
+    async def follow_model() -> None:
+        # Every worker scores with the newest published parameters.
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+                                    group_id=None)
+        await consumer.start()
+        try:
+            tp = TopicPartition(topic, 0)
+            consumer.assign([tp])
+            end = (await consumer.end_offsets([tp]))[tp]
+            consumer.seek(tp, max(0, end - 1))
+            while True:
+                batches = await consumer.getmany(timeout_ms=1000)
+                for records in batches.values():
+                    for record in records:
+                        try:
+                            params = ModelParams.from_json(json.loads(record.value)["params"])
+                        except (ValueError, KeyError, TypeError) as exc:
+                            log.warning("model reader: unreadable snapshot at offset %s: %s", record.offset, exc)
+                            continue
+                        pulse.model = params
+        finally:
+            await consumer.stop()

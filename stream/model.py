@@ -1,0 +1,213 @@
+"""The online churn model, its progressive validation, drift detectors and snapshots.
+
+**Model.** A River pipeline ``StandardScaler | LogisticRegression`` over the churn
+features (skewed ones log-transformed). Chosen because it learns one example at a time in
+microseconds, its snapshot is a few hundred bytes (so it can be published often), and it is
+explainable exactly: each feature contributes weight x scaled value to the logit. A
+Hoeffding adaptive tree would capture interactions but explains by a path and snapshots
+grow with the tree; forests are too large to publish often.
+
+**One trainer, many scorers.** Only the trainer holds the River objects. It publishes
+versioned :class:`ModelParams` (scaler means and variances, weights, intercept), plain
+numbers that every worker scores with (:meth:`ModelParams.score`, equal to River's own
+prediction), plus the pickled trainer state for its own restart. A pickle is only ever
+loaded by the trainer, from our compacted snapshot topic, after checking its checksum and
+River version.
+
+**Progressive validation.** Each delayed label is first predicted, then learnt: ROC AUC
+and log-loss on examples the model had not seen (and the heuristic's AUC on the same
+labels, for comparison).
+
+**Drift.** ADWIN on the model's absolute error: on drift, a ``model_drift`` monitoring
+record, and the documented response: the workers fall back to the heuristic score until
+the model has learnt ``min_labels`` more labels (it keeps learning throughout). ADWIN on
+the churn base rate of the labels: a ``population_drift`` record when it shifts.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+import pickle
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import river
+from river import compose, drift, linear_model, metrics, optim, preprocessing
+
+from schemas import ChurnLabel
+from stream.churn import FEATURES, ChurnScore
+
+LOG_FEATURES = frozenset({"recency_days", "frequency", "monetary", "avg_order_value", "interval_mean_days",
+                          "interval_std_days", "recency_ratio", "complaints", "refunds", "tenure_days"})
+MODEL_PREFIX = "logreg"
+
+
+def transform(features: Mapping[str, float]) -> dict[str, float]:
+    """The model's inputs: log1p of the skewed features, the others as they are.
+
+    >>> transform({"frequency": 0.0, "activity_trend": 0.5})
+    {'frequency': 0.0, 'activity_trend': 0.5}
+    """
+    return {name: math.log1p(max(0.0, value)) if name in LOG_FEATURES else float(value)
+            for name, value in features.items() if name in FEATURES}
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """What scorers need: plain numbers, safe to publish and to load anywhere."""
+
+    version: int
+    ready: bool
+    means: dict[str, float]
+    variances: dict[str, float]
+    weights: dict[str, float]
+    intercept: float
+    labels_seen: int
+    river_version: str = river.__version__
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def model_version(self) -> str:
+        return f"{MODEL_PREFIX}-v{self.version}"
+
+    def score(self, features: Mapping[str, float]) -> ChurnScore:
+        x = transform(features)
+        contributions = {}
+        for name, value in x.items():
+            variance = self.variances.get(name, 0.0)
+            scaled = (value - self.means.get(name, 0.0)) / math.sqrt(variance) if variance else 0.0
+            contributions[name] = self.weights.get(name, 0.0) * scaled
+        logit = self.intercept + sum(contributions.values())
+        probability = 1 / (1 + math.exp(-max(-30.0, min(30.0, logit))))
+        explanation = tuple(sorted(((k, round(v, 4)) for k, v in contributions.items() if v),
+                                   key=lambda kv: -abs(kv[1])))
+        return ChurnScore(probability, self.model_version, explanation)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": self.version, "ready": self.ready, "means": self.means, "variances": self.variances,
+                "weights": self.weights, "intercept": self.intercept, "labels_seen": self.labels_seen,
+                "river_version": self.river_version, "metrics": self.metrics}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ModelParams:
+        return cls(version=int(data["version"]), ready=bool(data["ready"]), means=dict(data["means"]),
+                   variances=dict(data["variances"]), weights=dict(data["weights"]),
+                   intercept=float(data["intercept"]), labels_seen=int(data["labels_seen"]),
+                   river_version=str(data["river_version"]), metrics=dict(data.get("metrics", {})))
+
+
+@dataclass(frozen=True)
+class Monitoring:
+    """A record for ``pulse.monitoring``."""
+
+    kind: str
+    at: datetime
+    details: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "at": self.at.isoformat(), **self.details}
+
+
+class SnapshotError(ValueError):
+    """A snapshot that must not be loaded (bad checksum, other River version)."""
+
+
+class Trainer:
+    """The single online learner (see the module docstring)."""
+
+    def __init__(self, min_labels: int = 500, learning_rate: float = 0.02, seen_ids: int = 5_000) -> None:
+        self.pipeline = compose.Pipeline(
+            preprocessing.StandardScaler(),
+            linear_model.LogisticRegression(optimizer=optim.SGD(learning_rate), l2=1e-4),
+        )
+        self.auc = metrics.ROCAUC()
+        self.log_loss = metrics.LogLoss()
+        self.heuristic_auc = metrics.ROCAUC()
+        self.error_drift = drift.ADWIN(delta=0.002)
+        self.base_rate = drift.ADWIN(delta=0.002)
+        self.min_labels = min_labels
+        self.labels_seen = 0
+        self.positives = 0
+        self.relearn_until = min_labels  # scorers use the heuristic until this many labels
+        self.version = 0
+        self.offset = -1  # the last churn-labels offset learnt
+        self._recent_ids: deque[str] = deque(maxlen=seen_ids)
+        self._recent_set: set[str] = set()
+
+    def learn(self, label: ChurnLabel, offset: int | None = None) -> list[Monitoring]:
+        """Predict, score the prediction, then learn; returns monitoring records raised."""
+        if label.label_id in self._recent_set or (offset is not None and offset <= self.offset):
+            return []  # a redelivery (same offset), or the same label sent again after a profile retry
+        self._remember(label.label_id)
+        if offset is not None:
+            self.offset = offset
+        x, y = transform(label.features), bool(label.label)
+        p = self.pipeline.predict_proba_one(x).get(True, 0.5)
+        self.auc.update(y, p)
+        self.log_loss.update(y, p)
+        if label.score is not None:
+            self.heuristic_auc.update(y, label.score)
+        self.pipeline.learn_one(x, y)
+        self.labels_seen += 1
+        self.positives += y
+        records = []
+        self.error_drift.update(abs(int(y) - p))
+        if self.error_drift.drift_detected and self.labels_seen > self.min_labels:
+            self.relearn_until = self.labels_seen + self.min_labels
+            records.append(Monitoring("model_drift", label.resolved_at, {
+                "labels_seen": self.labels_seen, "response": "heuristic until relearnt",
+                "relearn_until": self.relearn_until, **self.metrics()}))
+        self.base_rate.update(float(y))
+        if self.base_rate.drift_detected:
+            records.append(Monitoring("population_drift", label.resolved_at, {
+                "signal": "churn_base_rate", "labels_seen": self.labels_seen,
+                "base_rate_now": round(self.base_rate.estimation, 4)}))
+        return records
+
+    def _remember(self, label_id: str) -> None:
+        if len(self._recent_ids) == self._recent_ids.maxlen:
+            self._recent_set.discard(self._recent_ids[0])
+        self._recent_ids.append(label_id)
+        self._recent_set.add(label_id)
+
+    @property
+    def ready(self) -> bool:
+        return self.labels_seen >= self.relearn_until
+
+    def metrics(self) -> dict[str, float]:
+        return {"roc_auc": round(self.auc.get(), 4), "log_loss": round(self.log_loss.get(), 4),
+                "heuristic_roc_auc": round(self.heuristic_auc.get(), 4),
+                "base_rate": round(self.positives / self.labels_seen, 4) if self.labels_seen else 0.0}
+
+    def params(self) -> ModelParams:
+        scaler: Any = self.pipeline.steps["StandardScaler"]
+        model: Any = self.pipeline.steps["LogisticRegression"]
+        return ModelParams(version=self.version, ready=self.ready, means=dict(scaler.means),
+                           variances=dict(scaler.vars), weights=dict(model.weights),
+                           intercept=float(model.intercept), labels_seen=self.labels_seen, metrics=self.metrics())
+
+    # -- snapshots -----------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """A new version: params for the scorers and the pickled trainer for its restart."""
+        self.version += 1
+        blob = pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+        return {"params": self.params().to_json(), "river_version": river.__version__,
+                "trainer": base64.b64encode(blob).decode(), "sha256": hashlib.sha256(blob).hexdigest()}
+
+    @staticmethod
+    def restore(record: Mapping[str, Any]) -> Trainer:
+        if record.get("river_version") != river.__version__:
+            raise SnapshotError(f"snapshot written by River {record.get('river_version')}, this is "
+                                f"{river.__version__}: start a new model")
+        blob = base64.b64decode(str(record["trainer"]))
+        if hashlib.sha256(blob).hexdigest() != record.get("sha256"):
+            raise SnapshotError("snapshot checksum mismatch")
+        trainer = pickle.loads(blob)  # noqa: S301 - our own topic, checksum verified
+        if not isinstance(trainer, Trainer):
+            raise SnapshotError("snapshot does not hold a Trainer")
+        return trainer

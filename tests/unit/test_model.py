@@ -1,0 +1,100 @@
+"""The online churn model: scorers' plain-number scores equal River's, it learns, snapshots
+restore exactly and refuse tampering, redeliveries are not learnt twice, and the drift
+detectors fire on a seeded jump in the churn rate but not on a stationary stream."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas import ChurnLabel
+from stream.churn import FEATURES
+from stream.model import SnapshotError, Trainer, transform
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def _label(n: int, rng: random.Random, churn_rate: float | None = None) -> ChurnLabel:
+    ratio = rng.lognormvariate(0, 0.8)
+    vector = {name: rng.random() * 10 for name in FEATURES} | {"recency_ratio": ratio}
+    # without a fixed rate, churn follows silence against the usual gap
+    churn_p = 1 / (1 + (1 / ratio) ** 3) if churn_rate is None else churn_rate
+    churned = rng.random() < churn_p
+    return ChurnLabel(label_id=f"c{n}:{n}", customer_id=f"c{n}", predicted_at=T0 + timedelta(hours=n),
+                      resolved_at=T0 + timedelta(hours=n, days=90), label=int(churned), features=vector,
+                      score=min(0.99, ratio / 4), model_version="heuristic-1")
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 300))
+def test_the_published_params_score_exactly_as_the_river_pipeline(seed: int, count: int) -> None:
+    rng = random.Random(seed)
+    trainer = Trainer()
+    for n in range(count):
+        trainer.learn(_label(n, rng))
+    params = trainer.params()
+    for n in range(20):
+        probe = _label(10_000 + n, rng).features
+        assert params.score(probe).probability == pytest.approx(
+            trainer.pipeline.predict_proba_one(transform(probe))[True], abs=1e-9)
+
+
+def test_it_learns_the_signal_and_explains_scores_by_contributions() -> None:
+    rng = random.Random(3)
+    trainer = Trainer(min_labels=500)
+    for n in range(3000):
+        trainer.learn(_label(n, rng))
+    metrics = trainer.metrics()
+    assert metrics["roc_auc"] > 0.8 and trainer.ready
+    params = trainer.params()
+    silent = params.score({name: 1.0 for name in FEATURES} | {"recency_ratio": 6.0})
+    active = params.score({name: 1.0 for name in FEATURES} | {"recency_ratio": 0.2})
+    assert silent.probability > 0.7 > 0.3 > active.probability
+    assert silent.explanation[0][0] == "recency_ratio" and silent.model_version == "logreg-v0"
+
+
+def test_a_snapshot_restores_the_model_and_its_progressive_metrics_and_refuses_tampering() -> None:
+    rng = random.Random(5)
+    trainer = Trainer()
+    for n in range(800):
+        trainer.learn(_label(n, rng), offset=n)
+    record = trainer.snapshot()
+    restored = Trainer.restore(record)
+    assert restored.version == trainer.version == 1 and restored.params() == trainer.params()
+    assert restored.metrics() == trainer.metrics() and restored.offset == 799
+    # a redelivered label (same id, or an offset already learnt) is not learnt again
+    assert restored.learn(_label(5, random.Random(5)), offset=5) == [] and restored.labels_seen == 800
+    forged = dict(record, trainer=record["trainer"][:-8] + "AAAAAAA=")
+    with pytest.raises(SnapshotError, match="checksum"):
+        Trainer.restore(forged)
+    with pytest.raises(SnapshotError, match="River"):
+        Trainer.restore(dict(record, river_version="0.0.1"))
+
+
+JUMP_AT = 3000  # labels before the churn rate jumps from 20% to 50%
+BOUND = 400  # the population-drift record comes within this many labels of the jump
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_jump_in_the_churn_rate_raises_population_drift_within_the_bound(seed: int) -> None:
+    rng = random.Random(seed)
+    trainer = Trainer()
+    raised = []
+    for n in range(2 * JUMP_AT):
+        for record in trainer.learn(_label(n, rng, churn_rate=0.2 if n < JUMP_AT else 0.5)):
+            raised.append((n, record))
+    population = [n for n, record in raised if record.kind == "population_drift"]
+    assert population and all(n >= JUMP_AT for n in population), population
+    assert population[0] - JUMP_AT <= BOUND
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_stationary_stream_of_the_same_length_raises_none(seed: int) -> None:
+    rng = random.Random(seed)
+    trainer = Trainer()
+    kinds = [record.kind for n in range(2 * JUMP_AT) for record in trainer.learn(_label(n, rng, churn_rate=0.2))]
+    assert "population_drift" not in kinds
