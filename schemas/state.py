@@ -57,6 +57,8 @@ class CustomerState(BaseModel):
     churn_reasons: str | None = None
     churn_as_of: AwareDatetime | None = None
     alerted: dict[str, AwareDatetime] = {}
+    # Page-Hinkley on the log gap between active days: count, mean, cumulative excess, its minimum
+    activity_detector: tuple[int, float, float, float] = (0, 0.0, 0.0, 0.0)
     # open churn predictions awaiting their label: (predicted at, score, features), oldest first
     pending: tuple[tuple[AwareDatetime, float | None, dict[str, float]], ...] = ()
     next_boundary_at: AwareDatetime | None = None

@@ -153,6 +153,40 @@ def inactivity_moment(state: CustomerState, config: ChurnConfig) -> datetime | N
                                               microseconds=1)
 
 
+PH_DELTA = 0.1  # tolerated increase of the mean log gap before it counts
+PH_LAMBDA = 2.5  # cumulative excess (in log days) that signals a drop in activity
+PH_MIN_DAYS = 8  # active days seen before the detector may fire
+
+
+def page_hinkley(detector: tuple[int, float, float, float], x: float) -> tuple[tuple[int, float, float, float], bool]:
+    """One Page-Hinkley step for an increase in the mean of ``x`` (here: the log of the days
+    between a customer's active days, so an increase is a drop in activity). The state is four
+    numbers — count, mean, cumulative excess, its minimum — and resets after a detection.
+
+    >>> state, fired = (0, 0.0, 0.0, 0.0), []
+    >>> for gap in [1, 2, 1, 1, 2, 1, 1, 2, 1, 1, 9, 14, 20]:
+    ...     state, drift = page_hinkley(state, math.log1p(gap)); fired.append(drift)
+    >>> fired.index(True)
+    11
+    """
+    n, mean, cumulative, minimum = detector
+    n += 1
+    mean += (x - mean) / n
+    cumulative += x - mean - PH_DELTA
+    minimum = min(minimum, cumulative)
+    if n >= PH_MIN_DAYS and cumulative - minimum > PH_LAMBDA:
+        return (0, 0.0, 0.0, 0.0), True
+    return (n, mean, cumulative, minimum), False
+
+
+def _active_day_gap(before: CustomerState, after: CustomerState) -> float | None:
+    """Days between the customer's previous active day and a new one (None: same day, or first)."""
+    if before.last_event_at is None or after.last_event_at is None:
+        return None
+    gap = int(after.last_event_at.timestamp() // 86_400) - int(before.last_event_at.timestamp() // 86_400)
+    return float(gap) if gap > 0 else None
+
+
 @dataclass(frozen=True)
 class Assessment:
     """A customer's churn score at an event time, the alerts it raised, and the delayed
@@ -240,6 +274,13 @@ def assess(before: CustomerState, after: CustomerState, now: datetime, config: C
             and after.last_complaint_at - before.last_complaint_at <= timedelta(days=30):
         candidates.append(("complaint_spike", "high", "a second complaint within 30 days"))
 
+    detector = after.activity_detector
+    if (active_gap := _active_day_gap(before, after)) is not None:
+        detector, dropped = page_hinkley(detector, math.log1p(active_gap))
+        if dropped:
+            candidates.append(("activity_drop", "medium",
+                               f"active days are getting further apart (latest gap {active_gap:.0f} days)"))
+
     alerted = dict(after.alerted)
     alerts = []
     cooldown = timedelta(days=config.cooldown_days)
@@ -263,7 +304,7 @@ def assess(before: CustomerState, after: CustomerState, now: datetime, config: C
     updated = after.model_copy(update={
         "churn_probability": p, "churn_model": score.model_version if score else None,
         "churn_reasons": score.reasons() if score else None, "churn_as_of": now, "alerted": alerted,
-        "pending": pending,
+        "pending": pending, "activity_detector": detector,
     })
     return Assessment(updated, tuple(alerts), labels)
 

@@ -165,3 +165,29 @@ def test_predictions_are_labelled_0_by_a_purchase_within_h_days_and_1_when_h_day
     assert labels[9].resolved_at == last + timedelta(days=CONFIG.horizon_days)
     assert set(labels[-1].features) == set(FEATURES) and len({label.label_id for label in labels}) == len(labels)
     assert state.pending == ()
+
+
+def _visits(days: list[int]) -> list:
+    state, kinds = CustomerState(customer_id="c"), []
+    for n, day in enumerate(days):
+        when = T0 + timedelta(days=day)
+        after = _apply(state, {"type": "page_view", "event_id": f"v{n}", "customer_id": "c",
+                               "event_time": when.isoformat(), "url": "/"})
+        assessed = assess(state, after, when, CONFIG)
+        kinds += [(day, a.kind) for a in assessed.alerts]
+        state = assessed.state
+    return kinds
+
+
+def test_active_days_drifting_apart_raise_one_activity_drop_and_steady_visits_none() -> None:
+    rng = __import__("random").Random(4)
+    steady, day = [], 0
+    for _ in range(120):
+        day += rng.choice([1, 1, 2, 2, 3])
+        steady.append(day)
+    assert _visits(steady) == []
+    slowing = list(steady[:60])
+    for gap in (5, 8, 12, 16, 21, 27):
+        slowing.append(slowing[-1] + gap)
+    drops = [(d, kind) for d, kind in _visits(slowing) if kind == "activity_drop"]
+    assert len(drops) == 1 and drops[0][0] > steady[59]
