@@ -1,5 +1,6 @@
-"""The churn trainer (one worker: ``pulse.churn-labels`` has one partition) and every
-worker's model reader (see ``stream/model.py`` for the model, metrics and drift).
+"""The churn trainer (one worker: ``pulse.churn-labels`` has one partition), every
+worker's model reader, and the segment-mix drift monitor (see ``stream/model.py`` for the
+model, metrics and drift detectors).
 
 The trainer restores the latest snapshot from the compacted ``pulse.churn-model`` topic when
 it is assigned the labels partition, learns each label once (by offset and label id),
@@ -16,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from schemas import ChurnLabel
-from stream.model import ModelParams, SnapshotError, Trainer
+from schemas import ChurnLabel, TagChange
+from stream.model import ModelParams, SegmentMixMonitor, SnapshotError, Trainer
 
 if TYPE_CHECKING:
     from agents.app import Pulse
@@ -97,6 +98,20 @@ def register(pulse: Pulse) -> None:
     async def save_when_idle() -> None:
         if held["trainer"] is not None and held["unsaved"]:
             await save(held["trainer"])
+
+    mix = SegmentMixMonitor()
+
+    @app.agent(pulse.tag_changes, name="segment-mix-monitor", concurrency=1)
+    async def watch_segment_mix(stream):  # type: ignore[no-untyped-def]
+        # Each worker watches the segment changes of its partitions (a sample of the whole).
+        async for raw in stream:
+            change = TagChange.model_validate_json(raw)
+            if change.tag != "segment":
+                continue
+            for record in mix.observe(change.new, change.event_time):
+                log.warning("monitor: segment mix drift (%s)", record.details)
+                await pulse.monitoring.send(key=record.kind.encode(), value=json.dumps(record.to_json()).encode(),
+                                            partition=0)
 
     @app.task
     async def follow_model() -> None:

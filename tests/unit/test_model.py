@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from schemas import ChurnLabel
 from stream.churn import FEATURES
-from stream.model import SnapshotError, Trainer, transform
+from stream.model import SegmentMixMonitor, SnapshotError, Trainer, transform
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -98,3 +98,23 @@ def test_a_stationary_stream_of_the_same_length_raises_none(seed: int) -> None:
     trainer = Trainer()
     kinds = [record.kind for n in range(2 * JUMP_AT) for record in trainer.learn(_label(n, rng, churn_rate=0.2))]
     assert "population_drift" not in kinds
+
+
+SEGMENTS = ["Champions", "Loyal", "At Risk", "Hibernating"]
+
+
+def _mix(rng: random.Random, at_risk: float) -> str:
+    return "At Risk" if rng.random() < at_risk else rng.choice([s for s in SEGMENTS if s != "At Risk"])
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_shift_in_the_segment_mix_raises_population_drift_naming_the_segment(seed: int) -> None:
+    rng = random.Random(seed)
+    monitor = SegmentMixMonitor()
+    raised = [(n, r) for n in range(2 * JUMP_AT)
+              for r in monitor.observe(_mix(rng, 0.1 if n < JUMP_AT else 0.4), T0 + timedelta(hours=n))]
+    at_risk = [n for n, r in raised if r.details["segment"] == "At Risk"]
+    assert at_risk and at_risk[0] >= JUMP_AT and at_risk[0] - JUMP_AT <= BOUND
+    rng = random.Random(seed)
+    steady = SegmentMixMonitor()
+    assert [r for n in range(2 * JUMP_AT) for r in steady.observe(_mix(rng, 0.1), T0)] == []
