@@ -7,7 +7,11 @@ import random
 from datetime import UTC, datetime, timedelta
 
 from schemas import CustomerState, parse_event
+from stream.churn import ChurnConfig, assess
 from stream.profile import apply_event
+from stream.rfm import Cuts
+from stream.tagging import compute_tags, next_boundary
+from stream.tags import load_rules
 from stream.windows import window
 
 STATE_BYTE_BUDGET = 6 * 1024  # serialised JSON, as stored in the table and its changelog
@@ -38,11 +42,20 @@ def _events(n: int, seed: int = 1):  # type: ignore[no-untyped-def]
 
 
 def test_a_customer_with_10000_events_stays_within_the_budget() -> None:
+    # What the profile agent stores per event: the state, its tags, its churn score, alerts
+    # sent, open predictions, the activity detector and the next boundary.
+    rules, churn, cuts = load_rules(), ChurnConfig(), Cuts(days=(1, 2, 3, 4), orders=(2, 3, 5, 8))
     state = CustomerState(customer_id="heavy")
     largest = 0
     for raw in _events(10_000):
-        state, _ = apply_event(state, parse_event(json.dumps(raw)))
+        event = parse_event(json.dumps(raw))
+        applied, _ = apply_event(state, event)
+        tagged = applied.model_copy(update={"tags": compute_tags(applied, event.event_time, rules, cuts)})
+        assessed = assess(state, tagged, event.event_time, churn).state
+        state = assessed.model_copy(update={"next_boundary_at": next_boundary(assessed, event.event_time, rules,
+                                                                              churn)})
         largest = max(largest, len(state.model_dump_json()))
+    assert state.pending and state.alerted and state.churn_probability is not None
     assert state.events == 10_000
     assert largest <= STATE_BYTE_BUDGET, f"state grew to {largest} bytes"
     assert len(state.daily) <= 30 and len(state.weekly) <= 54
