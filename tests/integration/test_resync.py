@@ -17,7 +17,7 @@ from stream.infra.worker import WorkerProcess, worker_env
 from stream.produce import event_records, produce
 from stream.sample import sample_events
 from stream.sinks.redis import customer_key, segment_key
-from tests.integration.conftest import Isolated
+from tests.integration.conftest import Isolated, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -39,6 +39,10 @@ def test_resync_restores_every_profile_and_segment_set(isolated: Isolated) -> No
             if all(client.hget(customer_key(c), "events") == str(w.events) for c, w in expected.items()):
                 break
             time.sleep(0.5)
+        # population scores settle after the last events (each partition moves to the final cuts)
+        wait_for(lambda: all(p["settled"] for p in worker.get("/rfm/")["partitions"].values()), 60,
+                 "population scores settled")
+        time.sleep(2)  # the sink's last batch
         before = {c: client.hgetall(customer_key(c)) for c in expected}
         segments = {c: row["segment"] for c, row in before.items()}
 
@@ -53,7 +57,7 @@ def test_resync_restores_every_profile_and_segment_set(isolated: Isolated) -> No
             assert int(row["orders"]) == want.orders and Decimal(row["monetary"]) == want.monetary, customer_id
             table = worker.get(f"/customers/{customer_id}/")
             assert int(row["version"]) == table["revision"], customer_id
-            assert row["segment"] == segments[customer_id]
+            assert row["segment"] == segments[customer_id] == table["tags"]["segment"]
             assert customer_id in client.smembers(segment_key(row["segment"]))
         counters = worker.get("/counters/")
         assert counters["resync.published"] == len(expected)

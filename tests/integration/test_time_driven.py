@@ -41,6 +41,7 @@ def test_a_customer_who_stops_moves_on_schedule(isolated: Isolated) -> None:
     # Fixed thresholds: recency scores move with time alone (population scores move only
     # when other customers do; tests/integration/test_replay_cdnow.py covers those).
     rules_file = isolated.data_dir / "fixed-rules.yaml"
+    rules_file.parent.mkdir(parents=True, exist_ok=True)
     rules_file.write_text(yaml.safe_dump(load_rules().with_scoring_mode("fixed").model_dump(mode="json")))
     env = {**os.environ, **isolated.env, "PULSE_SWEEP_SECONDS": "1", "PULSE_RULES_FILE": str(rules_file)}
     worker = WorkerProcess(worker_env(env), isolated.data_dir / "w.log", isolated.settings.web_port).start()
