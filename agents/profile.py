@@ -110,7 +110,7 @@ def register(pulse: Pulse) -> None:
             changes = tag_changes(new_state.customer_id, state.tags, tags, reason=f"event:{parsed.type}",
                                   event_time=parsed.event_time, version=new_state.revision)
             assessed = assess(state, new_state.model_copy(update={"tags": tags}), now, churn, pulse.model)
-            boundary = next_boundary(assessed.state, now, rules, churn)
+            boundary = next_boundary(assessed.state, now, rules, churn, pulse.model)
             new_state = assessed.state.model_copy(update={"next_boundary_at": boundary})
             table[new_state.customer_id] = new_state.model_dump_json().encode()
             if boundary != state.next_boundary_at:
@@ -205,7 +205,7 @@ def register(pulse: Pulse) -> None:
             alerts += assessed.alerts
             labels += assessed.labels
             current = assessed.state
-            boundary = next_boundary(current, boundary, rules, churn)
+            boundary = next_boundary(current, boundary, rules, churn, pulse.model)
         bump(counters, "sweeper.transitions", partition, by=len(changes))
         bump(counters, "alerts.raised", partition, by=len(alerts))
         swept = current.model_copy(update={"next_boundary_at": boundary})

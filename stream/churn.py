@@ -309,11 +309,41 @@ def assess(before: CustomerState, after: CustomerState, now: datetime, config: C
     return Assessment(updated, tuple(alerts), labels)
 
 
-def churn_boundary(state: CustomerState, now: datetime, config: ChurnConfig) -> datetime | None:
-    """The next event time at which the score crosses the threshold, silence becomes
-    inactivity, or an open prediction's horizon ends (its label becomes 1)."""
+# days ahead at which a model's score is projected, looking for its threshold crossing
+PROJECTION_DAYS = (*range(1, 15), *range(16, 61, 2), *range(63, 181, 3))
+
+
+def model_crossing(state: CustomerState, now: datetime, config: ChurnConfig, model: Scorer) -> datetime | None:
+    """When the model's score would reach the threshold with no further event: the features
+    projected forward (silence and tenure grow, the last week's activity lapses after 7
+    days) and scored at increasing days ahead, up to twice the horizon. None if it already
+    has, or will not within that span."""
+    if state.orders == 0 or state.last_purchase_at is None:
+        return None
+    base = features(state, now, config)
+    if model.score(base).probability >= config.threshold:
+        return None
+    gap = typical_gap_days(state, config)
+    for ahead in PROJECTION_DAYS:
+        if ahead > 2 * config.horizon_days:
+            break
+        recency = base["recency_days"] + ahead
+        projected = {**base, "recency_days": recency, "recency_ratio": recency / gap,
+                     "tenure_days": base["tenure_days"] + ahead,
+                     "activity_trend": base["activity_trend"] if ahead < 7 else 0.0}
+        if model.score(projected).probability >= config.threshold:
+            return now + timedelta(days=ahead)
+    return None
+
+
+def churn_boundary(state: CustomerState, now: datetime, config: ChurnConfig,
+                   model: Scorer | None = None) -> datetime | None:
+    """The next event time at which the score crosses the threshold (the model's, projected,
+    once it is ready; else the heuristic's, exactly), silence becomes inactivity, or an open
+    prediction's horizon ends (its label becomes 1)."""
     horizon = timedelta(days=config.horizon_days)
     expiries = [predicted_at + horizon for predicted_at, _, _ in state.pending]
-    moments = [m for m in (threshold_crossing(state, now, config), inactivity_moment(state, config), *expiries)
-               if m is not None and m > now]
+    crossing = model_crossing(state, now, config, model) if model is not None and model.ready \
+        else threshold_crossing(state, now, config)
+    moments = [m for m in (crossing, inactivity_moment(state, config), *expiries) if m is not None and m > now]
     return min(moments) if moments else None

@@ -18,6 +18,10 @@ River version.
 and log-loss on examples the model had not seen (and the heuristic's AUC on the same
 labels, for comparison).
 
+**Champion and challenger.** Workers switch from the heuristic to the model only when it
+has learnt ``min_labels`` labels and its progressive ROC AUC beats the heuristic's on the
+same labels.
+
 **Drift.** ADWIN on the model's absolute error: on drift, a ``model_drift`` monitoring
 record, and the documented response: the workers fall back to the heuristic score until
 the model has learnt ``min_labels`` more labels (it keeps learning throughout). ADWIN on
@@ -177,7 +181,9 @@ class Trainer:
 
     @property
     def ready(self) -> bool:
-        return self.labels_seen >= self.relearn_until
+        """Enough labels since the start (or the last drift), and better than the heuristic
+        on the same labels by progressive validation: only then do the workers switch."""
+        return self.labels_seen >= self.relearn_until and self.auc.get() > self.heuristic_auc.get()
 
     def metrics(self) -> dict[str, float]:
         return {"roc_auc": round(self.auc.get(), 4), "log_loss": round(self.log_loss.get(), 4),

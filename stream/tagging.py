@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from schemas import CustomerState, CustomerTags, TagChange
-from stream.churn import ChurnConfig, churn_boundary
+from stream.churn import ChurnConfig, Scorer, churn_boundary
 from stream.rfm import Cuts, RawRfmValues, RfmScore
 from stream.tags import Rules, behaviour_type, lifecycle_stage, next_lifecycle_boundary
 
@@ -64,7 +64,7 @@ def weekly_orders(state: CustomerState) -> dict[int, int]:
 
 
 def next_boundary(state: CustomerState, now: datetime, rules: Rules,
-                  churn: ChurnConfig | None = None) -> datetime | None:
+                  churn: ChurnConfig | None = None, model: Scorer | None = None) -> datetime | None:
     """When a tag would next change with no new event (recency score or lifecycle), or (with
     ``churn``) the churn score reach the alert threshold or the silence become inactivity."""
     if state.orders == 0 or state.last_purchase_at is None or state.first_purchase_at is None:
@@ -81,7 +81,7 @@ def next_boundary(state: CustomerState, now: datetime, rules: Rules,
                                         previous_purchase_at=state.previous_purchase_at)
     if lifecycle is not None:
         moments.append(lifecycle)
-    if churn is not None and (warning := churn_boundary(state, now, churn)) is not None:
+    if churn is not None and (warning := churn_boundary(state, now, churn, model)) is not None:
         moments.append(warning)
     return min(moments) if moments else None
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas import ChurnLabel
-from stream.churn import FEATURES
+from stream.churn import FEATURES, features, model_crossing
 from stream.model import SegmentMixMonitor, SnapshotError, Trainer, transform
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -26,7 +26,7 @@ def _label(n: int, rng: random.Random, churn_rate: float | None = None) -> Churn
     churned = rng.random() < churn_p
     return ChurnLabel(label_id=f"c{n}:{n}", customer_id=f"c{n}", predicted_at=T0 + timedelta(hours=n),
                       resolved_at=T0 + timedelta(hours=n, days=90), label=int(churned), features=vector,
-                      score=min(0.99, ratio / 4), model_version="heuristic-1")
+                      score=min(0.99, ratio / 8 + rng.random() / 2), model_version="heuristic-1")  # a noisy heuristic
 
 
 @settings(max_examples=25, deadline=None)
@@ -49,7 +49,7 @@ def test_it_learns_the_signal_and_explains_scores_by_contributions() -> None:
     for n in range(3000):
         trainer.learn(_label(n, rng))
     metrics = trainer.metrics()
-    assert metrics["roc_auc"] > 0.8 and trainer.ready
+    assert metrics["roc_auc"] > 0.8 and metrics["roc_auc"] > metrics["heuristic_roc_auc"] and trainer.ready
     params = trainer.params()
     silent = params.score({name: 1.0 for name in FEATURES} | {"recency_ratio": 6.0})
     active = params.score({name: 1.0 for name in FEATURES} | {"recency_ratio": 0.2})
@@ -118,3 +118,23 @@ def test_a_shift_in_the_segment_mix_raises_population_drift_naming_the_segment(s
     rng = random.Random(seed)
     steady = SegmentMixMonitor()
     assert [r for n in range(2 * JUMP_AT) for r in steady.observe(_mix(rng, 0.1), T0)] == []
+
+
+def test_the_models_threshold_crossing_is_found_ahead_and_holds_when_reached() -> None:
+    from tests.unit.test_churn import CONFIG, _buyer
+
+    rng = random.Random(3)
+    trainer = Trainer(min_labels=100)
+    for n in range(3000):
+        trainer.learn(_label(n, rng))
+    params = trainer.params()
+    assert params.ready
+    state = _buyer(gap_days=20, orders=6)
+    last = state.last_purchase_at
+    assert last is not None
+    crossing = model_crossing(state, last, CONFIG, params)
+    assert crossing is not None and crossing > last
+    assert params.score(features(state, last, CONFIG)).probability < CONFIG.threshold
+    assert params.score(features(state, crossing, CONFIG)).probability >= CONFIG.threshold
+    earlier = max(last, crossing - timedelta(days=3))
+    assert params.score(features(state, earlier, CONFIG)).probability < CONFIG.threshold or earlier == last
