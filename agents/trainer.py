@@ -82,22 +82,33 @@ def register(pulse: Pulse) -> None:
     @app.agent(pulse.churn_labels, name="trainer", concurrency=1)
     async def train(stream):  # type: ignore[no-untyped-def]
         async for event in stream.events():
-            if held["trainer"] is None:
-                held["trainer"] = await restore()
-            trainer: Trainer = held["trainer"]
-            label = ChurnLabel.model_validate_json(event.value)
-            for record in trainer.learn(label, offset=event.message.offset):
-                log.warning("trainer: %s at %s", record.kind, record.at.isoformat())
-                await pulse.monitoring.send(key=record.kind.encode(), value=json.dumps(record.to_json()).encode(),
-                                            partition=0)
-            held["unsaved"] += 1
-            if held["unsaved"] >= SNAPSHOT_EVERY:
-                await save(trainer)
+            # A trainer failure must never stop the worker: scoring goes on with the last
+            # published model (or the heuristic), and the failure is logged and monitored.
+            try:
+                if held["trainer"] is None:
+                    held["trainer"] = await restore()
+                trainer: Trainer = held["trainer"]
+                label = ChurnLabel.model_validate_json(event.value)
+                for record in trainer.learn(label, offset=event.message.offset):
+                    log.warning("trainer: %s at %s", record.kind, record.at.isoformat())
+                    await pulse.monitoring.send(key=record.kind.encode(),
+                                                value=json.dumps(record.to_json()).encode(), partition=0)
+                held["unsaved"] += 1
+                if held["unsaved"] >= SNAPSHOT_EVERY:
+                    await save(trainer)
+            except Exception as exc:  # noqa: BLE001 - see above
+                log.exception("trainer: label at offset %s failed", event.message.offset)
+                await pulse.monitoring.send(key=b"trainer_error", value=json.dumps({
+                    "kind": "trainer_error", "offset": event.message.offset,
+                    "error": f"{type(exc).__name__}: {exc}"[:2000]}).encode(), partition=0)
 
     @app.timer(interval=SNAPSHOT_IDLE_SECONDS)
     async def save_when_idle() -> None:
         if held["trainer"] is not None and held["unsaved"]:
-            await save(held["trainer"])
+            try:
+                await save(held["trainer"])
+            except Exception:  # noqa: BLE001 - a failed snapshot is retried at the next tick
+                log.exception("trainer: snapshot failed")
 
     mix = SegmentMixMonitor()
 
@@ -108,7 +119,12 @@ def register(pulse: Pulse) -> None:
             change = TagChange.model_validate_json(raw)
             if change.tag != "segment":
                 continue
-            for record in mix.observe(change.new, change.event_time):
+            try:
+                records = mix.observe(change.new, change.event_time)
+            except Exception:  # noqa: BLE001 - monitoring must never stop the worker
+                log.exception("monitor: segment mix failed")
+                continue
+            for record in records:
                 log.warning("monitor: segment mix drift (%s)", record.details)
                 await pulse.monitoring.send(key=record.kind.encode(), value=json.dumps(record.to_json()).encode(),
                                             partition=0)

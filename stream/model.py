@@ -170,7 +170,7 @@ class Trainer:
         if self.base_rate.drift_detected:
             records.append(Monitoring("population_drift", label.resolved_at, {
                 "signal": "churn_base_rate", "labels_seen": self.labels_seen,
-                "base_rate_now": round(self.base_rate.estimation, 4)}))
+                "base_rate_now": round(float(self.base_rate.estimation), 4)}))
         return records
 
     def _remember(self, label_id: str) -> None:
@@ -183,18 +183,20 @@ class Trainer:
     def ready(self) -> bool:
         """Enough labels since the start (or the last drift), and better than the heuristic
         on the same labels by progressive validation: only then do the workers switch."""
-        return self.labels_seen >= self.relearn_until and self.auc.get() > self.heuristic_auc.get()
+        return bool(self.labels_seen >= self.relearn_until and float(self.auc.get()) > float(self.heuristic_auc.get()))
 
     def metrics(self) -> dict[str, float]:
-        return {"roc_auc": round(self.auc.get(), 4), "log_loss": round(self.log_loss.get(), 4),
-                "heuristic_roc_auc": round(self.heuristic_auc.get(), 4),
+        return {"roc_auc": round(float(self.auc.get()), 4), "log_loss": round(float(self.log_loss.get()), 4),
+                "heuristic_roc_auc": round(float(self.heuristic_auc.get()), 4),
                 "base_rate": round(self.positives / self.labels_seen, 4) if self.labels_seen else 0.0}
 
     def params(self) -> ModelParams:
         scaler: Any = self.pipeline.steps["StandardScaler"]
         model: Any = self.pipeline.steps["LogisticRegression"]
-        return ModelParams(version=self.version, ready=self.ready, means=dict(scaler.means),
-                           variances=dict(scaler.vars), weights=dict(model.weights),
+        return ModelParams(version=self.version, ready=self.ready,
+                           means={k: float(v) for k, v in scaler.means.items()},
+                           variances={k: float(v) for k, v in scaler.vars.items()},
+                           weights={k: float(v) for k, v in model.weights.items()},
                            intercept=float(model.intercept), labels_seen=self.labels_seen, metrics=self.metrics())
 
     # -- snapshots -----------------------------------------------------------------------
@@ -243,6 +245,6 @@ class SegmentMixMonitor:
             detector.update(1.0 if segment == new_segment else 0.0)
             if detector.drift_detected and self.changes > self.min_changes:
                 records.append(Monitoring("population_drift", at, {
-                    "signal": "segment_mix", "segment": segment, "share_before": round(before, 4),
-                    "share_now": round(detector.estimation, 4), "changes_seen": self.changes}))
+                    "signal": "segment_mix", "segment": segment, "share_before": round(float(before), 4),
+                    "share_now": round(float(detector.estimation), 4), "changes_seen": self.changes}))
         return records

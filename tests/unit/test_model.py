@@ -4,6 +4,7 @@ detectors fire on a seeded jump in the churn rate but not on a stationary stream
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -62,7 +63,7 @@ def test_a_snapshot_restores_the_model_and_its_progressive_metrics_and_refuses_t
     trainer = Trainer()
     for n in range(800):
         trainer.learn(_label(n, rng), offset=n)
-    record = trainer.snapshot()
+    record = json.loads(json.dumps(trainer.snapshot()))  # as published: JSON all the way
     restored = Trainer.restore(record)
     assert restored.version == trainer.version == 1 and restored.params() == trainer.params()
     assert restored.metrics() == trainer.metrics() and restored.offset == 799
