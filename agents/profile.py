@@ -17,6 +17,7 @@ from schemas import EVENT_ADAPTER, Alert, ChurnLabel, CustomerState, TagChange
 from stream.churn import assess
 from stream.counters import bump
 from stream.dedup import Admission
+from stream.model import ModelParams
 from stream.profile import apply_event, to_profile
 from stream.rfm import Cuts
 from stream.sweep import (
@@ -51,7 +52,11 @@ def register(pulse: Pulse) -> None:
     policy = pulse.settings.dedup_policy()
     book = pulse.population
     churn = pulse.settings.churn_config()
+    model_in_use = pulse.settings.churn_model == "auto"  # shadow: the model learns, the heuristic scores
     by_population = rules.scoring.mode == "population"
+
+    def scorer() -> ModelParams | None:
+        return pulse.model if model_in_use else None
 
     def cuts(partition: int) -> Cuts | None:
         return book.cuts_for(partition) if by_population else None
@@ -109,8 +114,8 @@ def register(pulse: Pulse) -> None:
             tags = compute_tags(new_state, now, rules, cuts(message.partition))
             changes = tag_changes(new_state.customer_id, state.tags, tags, reason=f"event:{parsed.type}",
                                   event_time=parsed.event_time, version=new_state.revision)
-            assessed = assess(state, new_state.model_copy(update={"tags": tags}), now, churn, pulse.model)
-            boundary = next_boundary(assessed.state, now, rules, churn, pulse.model)
+            assessed = assess(state, new_state.model_copy(update={"tags": tags}), now, churn, scorer())
+            boundary = next_boundary(assessed.state, now, rules, churn, scorer())
             new_state = assessed.state.model_copy(update={"next_boundary_at": boundary})
             table[new_state.customer_id] = new_state.model_dump_json().encode()
             if boundary != state.next_boundary_at:
@@ -184,7 +189,7 @@ def register(pulse: Pulse) -> None:
             changes = tag_changes(customer_id, state.tags, tags, reason="population", event_time=as_of,
                                   version=revision)
             moved_state = state.model_copy(update={"tags": tags, "revision": revision})
-            assessed = assess(state, moved_state, as_of, churn, pulse.model)
+            assessed = assess(state, moved_state, as_of, churn, scorer())
             table[customer_id] = assessed.state.model_dump_json().encode()
             await publish(assessed.state, changes, assessed.alerts, assessed.labels)
             rescored += 1
@@ -201,11 +206,11 @@ def register(pulse: Pulse) -> None:
             changes += tag_changes(current.customer_id, current.tags, new_tags, reason="time", event_time=boundary,
                                    version=current.revision + 1)
             stepped = current.model_copy(update={"tags": new_tags, "revision": current.revision + 1})
-            assessed = assess(current, stepped, boundary, churn, pulse.model)
+            assessed = assess(current, stepped, boundary, churn, scorer())
             alerts += assessed.alerts
             labels += assessed.labels
             current = assessed.state
-            boundary = next_boundary(current, boundary, rules, churn, pulse.model)
+            boundary = next_boundary(current, boundary, rules, churn, scorer())
         bump(counters, "sweeper.transitions", partition, by=len(changes))
         bump(counters, "alerts.raised", partition, by=len(alerts))
         swept = current.model_copy(update={"next_boundary_at": boundary})

@@ -181,6 +181,12 @@ class Settings(BaseSettings):
         description="Labels the online churn model learns before (and again after a drift) it replaces the heuristic.",
         json_schema_extra={"form": "an integer from 1 to 10000000"},
     )
+    churn_model: str = Field(
+        "shadow",
+        description="shadow: the River model learns and reports its quality, scores stay the heuristic's; "
+                    "auto: workers switch to the model once it is ready and beats the heuristic.",
+        json_schema_extra={"form": "shadow or auto"},
+    )
     log_level: str = Field(
         "info",
         description="Worker log level.",
@@ -250,6 +256,14 @@ class Settings(BaseSettings):
     def _check_rules_file(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
             raise ValueError(f"no such file: {value}")
+        return value
+
+    @field_validator("churn_model")
+    @classmethod
+    def _check_churn_model(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in {"shadow", "auto"}:
+            raise ValueError("must be shadow or auto")
         return value
 
     @field_validator("log_level")
