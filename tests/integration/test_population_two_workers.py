@@ -1,0 +1,67 @@
+"""Population scoring with two workers: each owns some partitions, publishes its share of the
+RFM population, and reads the other's, so both score against the whole population: the
+exported r, f, m agree with the exact batch scores over all customers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import redis
+
+from stream.batch import batch_raw_rfm
+from stream.infra.worker import WorkerProcess, worker_env
+from stream.rfm import RawRfmValues, exact_scores
+from stream.sample import sample_events
+from stream.sinks.redis import customer_key
+from tests.integration.conftest import Isolated, free_port, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def test_two_workers_score_against_the_merged_population(isolated: Isolated) -> None:
+    env = {**os.environ, **isolated.env}
+    events = sample_events(300, 3000, seed=21, prefix=f"w{isolated.tag}")
+    path = isolated.data_dir / "events.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    expected = batch_raw_rfm(events)
+    raw = {cid: RawRfmValues(int(v.last_purchase_at.timestamp() // 86_400), v.orders, int(v.monetary * 100))
+           for cid, v in expected.items() if v.orders and v.last_purchase_at is not None}
+    exact = exact_scores(raw)
+
+    second_port = free_port()
+    first = WorkerProcess(worker_env(env), isolated.data_dir / "w1.log", isolated.settings.web_port).start()
+    second = WorkerProcess(worker_env({**env, "PULSE_WEB_PORT": str(second_port)}), isolated.data_dir / "w2.log",
+                           second_port).start()
+    workers = (first, second)
+    try:
+        # both hold partitions before the events arrive
+        wait_for(lambda: all(w.get("/rfm/")["mode"] == "population" for w in workers), 60, "both workers up")
+        done = subprocess.run([sys.executable, "-m", "stream.cli", "replay", str(path), "--wait", "--timeout", "600"],
+                              env=env, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+        def merged_everywhere() -> bool:
+            answers = [w.get("/rfm/") for w in workers]
+            return all(a["population"] == len(exact) and all(p["settled"] for p in a["partitions"].values())
+                       for a in answers)
+
+        wait_for(merged_everywhere, 90, "both workers scoring against all customers")
+        answers = [w.get("/rfm/") for w in workers]
+        owned = [set(a["partitions"]) for a in answers]
+        assert owned[0] and owned[1] and not owned[0] & owned[1], owned  # the partitions are shared out
+        assert all(a["remote_partitions"] for a in answers)  # each read the other's share
+        time.sleep(2)  # the sink's last batch
+        client = redis.Redis.from_url(isolated.settings.redis_url, decode_responses=True)
+        rows = {cid: client.hgetall(customer_key(cid)) for cid in exact}
+        agree = sum(1 for cid, s in exact.items()
+                    if (int(rows[cid]["r"]), int(rows[cid]["f"]), int(rows[cid]["m"])) == (s.r, s.f, s.m))
+        assert agree / len(exact) >= 0.98, (agree, len(exact))
+    finally:
+        second.stop()
+        first.stop()
