@@ -127,8 +127,8 @@ def paced(events: list[dict[str, Any]], speed: float | None,
 
 async def wait_until_processed(bootstrap: str, group: str, topics: list[str], timeout: float,
                                progress: Callable[[int], None] | None = None, settle: float = 0.5) -> int:
-    """Wait until the worker group's committed offsets reach the end of every topic, and stay
-    there for ``settle`` seconds (longer than a sweep interval: the sweep tick after the last
+    """Wait until the worker group's committed offsets reach the end of every topic, twice,
+    ``settle`` seconds apart (longer than a sweep interval: the sweep tick after the last
     event applies the population rescoring that the last events made due).
 
     The Redis sink commits only after its batch is written, so caught-up offsets on the
@@ -158,13 +158,14 @@ async def wait_until_processed(bootstrap: str, group: str, topics: list[str], ti
                       for tp in partitions)
             if progress:
                 progress(lag)
-            # Caught up for a while: the profiles topic fills while the first stages drain.
-            if lag:
-                caught_up_since = None
-            elif caught_up_since is None:
-                caught_up_since = time.monotonic()
-            elif time.monotonic() - caught_up_since >= settle:
-                return 0
+            # Caught up, and caught up again at least ``settle`` seconds later: everything
+            # produced in between (sweep ticks and what they caused) has been processed too.
+            # (Not "continuously": ticks and commit intervals leave brief lags all the time.)
+            if not lag:
+                if caught_up_since is None:
+                    caught_up_since = time.monotonic()
+                elif time.monotonic() - caught_up_since >= settle:
+                    return 0
             await asyncio.sleep(0.5)
         return lag
     finally:
