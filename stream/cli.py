@@ -134,7 +134,7 @@ def replay(path: Path, fmt: str, until: datetime | None, speed: float | None, wa
     customers = len({str(e.get("customer_id")) for e in events})
     click.echo(f"produced {sent} events for {customers} customers")
     if wait:
-        topics = [settings.topic(t) for t in ("events", "customer-events", "profiles", "tag-changes")]
+        topics = [settings.topic(t) for t in ("events", "customer-events", "profiles", "tag-changes", "alerts")]
         click.echo(f"waiting for worker group {settings.app_id} to catch up ...")
         lag = asyncio.run(wait_until_processed(settings.kafka_bootstrap, settings.app_id, topics,
                                                timeout, settle=settings.sweep_seconds + 2.0))
