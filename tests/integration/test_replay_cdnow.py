@@ -2,7 +2,8 @@
 through 1997-09-30, every customer's raw RFM values in the export equal the batch
 computation and the population-relative r, f, m scores agree with the exact batch scores for
 at least 98% of customers; then the whole log (the first part again, as duplicates): the raw
-values equal the batch computation over the whole log, so nothing was counted twice."""
+values equal the batch computation over the whole log, so nothing was counted twice; and the
+whole file once more changes no customer's orders or events."""
 
 from __future__ import annotations
 
@@ -118,6 +119,14 @@ def test_cdnow_replay_matches_batch_values_and_exact_population_scores(isolated:
         mismatches = _raw_mismatches(expected_all, rows)
         assert not mismatches, f"{len(mismatches)} customers differ, e.g. {mismatches[:3]}"
         assert sum(row["events"] for row in rows.values()) == len(events)
+
+        # The same whole file a second time: no customer's orders or events change.
+        third = _replay(env)
+        assert "processed" in third.stdout
+        again = _export(env, isolated.data_dir / "again.jsonl")
+        changed = [cid for cid in expected_all if (again[cid]["orders"], again[cid]["events"])
+                   != (rows[cid]["orders"], rows[cid]["events"])]
+        assert not changed, f"a second replay changed {len(changed)} customers, e.g. {changed[:5]}"
 
         # The watermark: the oldest partition's newest event time minus the 3-day lateness.
         # Every partition has purchases in the last days of the log (it ends 1998-06-30).
