@@ -217,14 +217,15 @@ def resolve_labels(state: CustomerState, now: datetime, purchased_at: datetime |
     return tuple(labels), tuple(still_open)
 
 
-def _with_prediction(pending: tuple, now: datetime, score: float | None, vector: dict[str, float],
+def _with_prediction(pending: tuple, now: datetime, score: float | None, state: CustomerState,
                      config: ChurnConfig) -> tuple:
-    """Open a prediction point at ``now`` unless one is recent or the customer has enough open."""
+    """Open a prediction point at ``now`` unless one is recent or the customer has enough open
+    (the features are computed only then: most events open none)."""
     if len(pending) >= config.max_pending:
         return pending
     if pending and now - pending[-1][0] < timedelta(days=config.prediction_spacing_days):
         return pending
-    return (*pending, (now, score, {k: round(v, 4) for k, v in vector.items()}))
+    return (*pending, (now, score, {k: round(v, 4) for k, v in features(state, now, config).items()}))
 
 
 class Scorer(Protocol):
@@ -300,7 +301,7 @@ def assess(before: CustomerState, after: CustomerState, now: datetime, config: C
     labels, pending = resolve_labels(after, now, purchased_at, config)
     if heuristic is not None and _days(now, after.last_purchase_at) < config.horizon_days:
         # (a customer already silent for H days has churned by definition: nothing to predict)
-        pending = _with_prediction(pending, now, heuristic.probability, features(after, now, config), config)
+        pending = _with_prediction(pending, now, heuristic.probability, after, config)
     updated = after.model_copy(update={
         "churn_probability": p, "churn_model": score.model_version if score else None,
         "churn_reasons": score.reasons() if score else None, "churn_as_of": now, "alerted": alerted,
