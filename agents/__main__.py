@@ -8,9 +8,16 @@ import sys
 from faust.worker import Worker
 
 from agents.app import create_app
+from agents.diagnostics import log_task_stacks
 from stream.settings import SettingsError, load_settings
 from stream.tags import RulesError
 from stream.topics import ensure_topics
+
+
+class PulseWorker(Worker):
+    def _on_sigusr1(self) -> None:
+        # `kill -USR1 <pid>`: what every asyncio task awaits (see agents/diagnostics.py)
+        log_task_stacks(self.app)
 
 
 def main() -> None:
@@ -27,7 +34,7 @@ def main() -> None:
     except RulesError as exc:
         print(f"pulse worker: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    worker = Worker(pulse.app, loglevel=settings.log_level.upper())
+    worker = PulseWorker(pulse.app, loglevel=settings.log_level.upper())
     # faust's terminal spinner sets the root logger to DEBUG (to spin on every record),
     # which made every produced message build a debug log record: ~10% of a worker's CPU.
     worker.spinner = None

@@ -19,7 +19,11 @@ def register(pulse: Pulse) -> None:
 
     @app.page("/health/")
     async def health(web, request):  # type: ignore[no-untyped-def]
-        return web.json({"status": "ok", "app_id": pulse.settings.app_id})
+        # the customer-events partitions (so the customers) this worker owns right now
+        topic = pulse.customer_events.get_topic_name()
+        owned = sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic)
+        return web.json({"status": "ok", "app_id": pulse.settings.app_id, "partitions": owned,
+                         "rebalancing": bool(app.rebalancing)})
 
     @app.page("/counters/")
     async def counters(web, request):  # type: ignore[no-untyped-def]

@@ -136,11 +136,11 @@ def replay(path: Path, fmt: str, until: datetime | None, speed: float | None, wa
     if wait:
         topics = [settings.topic(t) for t in ("events", "customer-events", "profiles", "tag-changes", "alerts")]
         click.echo(f"waiting for worker group {settings.app_id} to catch up ...")
-        lag = asyncio.run(wait_until_processed(settings.kafka_bootstrap, settings.app_id, topics,
-                                               timeout, settle=settings.sweep_seconds + 2.0))
-        if lag:
-            raise click.ClickException(f"the worker still had {lag} records to process after "
-                                       f"{timeout:.0f}s; is `pulse worker` running?")
+        behind = asyncio.run(wait_until_processed(settings.kafka_bootstrap, settings.app_id, topics,
+                                                  timeout, settle=settings.sweep_seconds + 2.0))
+        if behind:
+            raise click.ClickException(f"the worker still had {sum(behind.values())} records to process after "
+                                       f"{timeout:.0f}s ({_lagging(behind)}); is `pulse worker` running?")
         click.echo("processed: the worker has consumed every record and flushed Redis")
 
 
@@ -223,11 +223,18 @@ def resync(wait: bool, timeout: float) -> None:
     click.echo(f"asked the workers of {settings.app_id} to re-publish the profiles of {count} partitions")
     if wait:
         topics = [settings.topic(t) for t in ("customer-events", "profiles")]
-        lag = asyncio.run(wait_until_processed(settings.kafka_bootstrap, settings.app_id, topics, timeout))
-        if lag:
-            raise click.ClickException(f"the workers still had {lag} records to process after {timeout:.0f}s; "
-                                       "is `pulse worker` running?")
+        behind = asyncio.run(wait_until_processed(settings.kafka_bootstrap, settings.app_id, topics, timeout))
+        if behind:
+            raise click.ClickException(f"the workers still had {sum(behind.values())} records to process after "
+                                       f"{timeout:.0f}s ({_lagging(behind)}); is `pulse worker` running?")
         click.echo("resynced: Redis holds every profile in the tables")
+
+
+def _lagging(behind: dict[str, int]) -> str:
+    """``topic[partition]: records`` for the partitions furthest behind."""
+    worst = sorted(behind.items(), key=lambda item: -item[1])
+    shown = ", ".join(f"{name}: {lag}" for name, lag in worst[:8])
+    return shown + (f", and {len(worst) - 8} more partitions" if len(worst) > 8 else "")
 
 
 EXPORT_INTS = ("orders", "events", "r", "f", "m", "version")

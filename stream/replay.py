@@ -126,13 +126,15 @@ def paced(events: list[dict[str, Any]], speed: float | None,
 
 
 async def wait_until_processed(bootstrap: str, group: str, topics: list[str], timeout: float,
-                               progress: Callable[[int], None] | None = None, settle: float = 0.5) -> int:
+                               progress: Callable[[int], None] | None = None,
+                               settle: float = 0.5) -> dict[str, int]:
     """Wait until the worker group's committed offsets reach the end of every topic, twice,
     ``settle`` seconds apart (longer than a sweep interval: the sweep tick after the last
     event applies the population rescoring that the last events made due).
 
     The Redis sink commits only after its batch is written, so caught-up offsets on the
-    profiles topic mean the Redis writes are flushed. Returns the remaining lag (0 = done).
+    profiles topic mean the Redis writes are flushed. Returns the partitions still behind, as
+    ``{"topic[partition]": records}`` (empty = done).
     """
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient
@@ -143,7 +145,7 @@ async def wait_until_processed(bootstrap: str, group: str, topics: list[str], ti
     await consumer.start()
     try:
         deadline = time.monotonic() + timeout
-        lag = -1
+        behind: dict[str, int] = {"(no partitions found)": 0}
         caught_up_since: float | None = None
         while time.monotonic() < deadline:
             described = await admin.describe_topics(topics)
@@ -154,8 +156,10 @@ async def wait_until_processed(bootstrap: str, group: str, topics: list[str], ti
                 continue
             ends = await consumer.end_offsets(partitions)
             committed = await admin.list_consumer_group_offsets(group)
-            lag = sum(max(0, ends[tp] - (committed[tp].offset if tp in committed else 0))
-                      for tp in partitions)
+            behind = {f"{tp.topic}[{tp.partition}]": ends[tp] - (committed[tp].offset if tp in committed else 0)
+                      for tp in partitions}
+            behind = {name: lag for name, lag in behind.items() if lag > 0}
+            lag = sum(behind.values())
             if progress:
                 progress(lag)
             # Caught up, and caught up again at least ``settle`` seconds later: everything
@@ -165,9 +169,9 @@ async def wait_until_processed(bootstrap: str, group: str, topics: list[str], ti
                 if caught_up_since is None:
                     caught_up_since = time.monotonic()
                 elif time.monotonic() - caught_up_since >= settle:
-                    return 0
+                    return {}
             await asyncio.sleep(0.5)
-        return lag
+        return behind
     finally:
         await consumer.stop()
         await admin.close()

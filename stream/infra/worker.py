@@ -51,6 +51,18 @@ class WorkerProcess:
         except (OSError, ValueError):
             return None
 
+    def dump_tasks(self, wait: float = 2.0) -> str:
+        """Ask the worker to log what each of its asyncio tasks awaits (SIGUSR1, see
+        agents/diagnostics.py) and return that part of its log."""
+        if self.proc is None or self.proc.poll() is not None:
+            return f"(worker not running; log:\n{tail(self.log_file)})"
+        before = self.log_file.stat().st_size if self.log_file.exists() else 0
+        self.proc.send_signal(signal.SIGUSR1)
+        time.sleep(wait)
+        with open(self.log_file, "rb") as log:
+            log.seek(before)
+            return log.read().decode(errors="replace")
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else 0

@@ -54,14 +54,14 @@ def main() -> None:
         start = time.perf_counter()
         worker.start()
         started = time.perf_counter() - start
-        lag = asyncio.run(wait_until_processed(
+        behind = asyncio.run(wait_until_processed(
             base.kafka_bootstrap, f"bench-{tag}",
             [f"bench{tag}.{t}" for t in ("events", "customer-events", "profiles", "tag-changes")], timeout=1800))
         total = time.perf_counter() - start
     finally:
         worker.stop()
-    if lag:
-        raise SystemExit(f"worker did not catch up (lag {lag}); see {data_dir / 'worker.log'}")
+    if behind:
+        raise SystemExit(f"worker did not catch up (behind: {behind}); see {data_dir / 'worker.log'}")
     print(f"pipeline benchmark: {args.events} events, {args.customers} customers, one worker, "
           f"{base.partitions} partitions")
     print(f"  produce                {args.events / produced:>10,.0f} events/s")

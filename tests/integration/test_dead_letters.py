@@ -141,6 +141,8 @@ def test_bad_input_is_dead_lettered_and_every_record_is_accounted_for(isolated: 
         assert Counter({k.removeprefix("ingest.rejected."): v for k, v in counters.items()
                         if k.startswith("ingest.rejected.")}) == Counter(r for _, _, r in BAD)
         assert worker.proc is not None and worker.proc.poll() is None, "the worker must stay up"
-        assert worker.get("/health/") == {"status": "ok", "app_id": settings.app_id}
+        health = worker.get("/health/")
+        assert (health["status"], health["app_id"]) == ("ok", settings.app_id)
+        assert health["partitions"] == list(range(settings.partitions))  # the only worker owns all
     finally:
         worker.stop()

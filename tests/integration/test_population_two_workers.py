@@ -40,11 +40,22 @@ def test_two_workers_score_against_the_merged_population(isolated: Isolated) -> 
                            second_port).start()
     workers = (first, second)
     try:
-        # both hold partitions before the events arrive
-        wait_for(lambda: all(w.get("/rfm/")["mode"] == "population" for w in workers), 60, "both workers up")
+        # Both hold partitions before the events arrive: the subject here is scoring against
+        # the merged population, not a rebalance under load (see test_restart_recovery.py).
+        def shared_out() -> bool:
+            answers = [w.get("/health/") for w in workers]
+            if not all(a and not a["rebalancing"] for a in answers):
+                return False
+            owned = [set(a["partitions"]) for a in answers]
+            return bool(owned[0] and owned[1] and not owned[0] & owned[1]
+                        and len(owned[0] | owned[1]) == isolated.settings.partitions)
+
+        wait_for(shared_out, 120, "both workers holding their share of the partitions")
         done = subprocess.run([sys.executable, "-m", "stream.cli", "replay", str(path), "--wait", "--timeout", "600"],
                               env=env, capture_output=True, text=True, timeout=900)
-        assert done.returncode == 0, done.stdout + done.stderr
+        if done.returncode != 0:
+            dumps = "\n".join(f"worker {n} tasks:\n{w.dump_tasks()}" for n, w in enumerate(workers, 1))
+            raise AssertionError(f"{done.stdout}{done.stderr}\n{dumps}")
 
         def merged_everywhere() -> bool:
             answers = [w.get("/rfm/") for w in workers]
