@@ -56,6 +56,7 @@ class CustomerState(BaseModel):
     churn_model: str | None = None
     churn_reasons: str | None = None
     churn_as_of: AwareDatetime | None = None
+    churn_threshold: float | None = None  # the alert threshold of the scorer behind churn_probability
     alerted: dict[str, AwareDatetime] = {}
     # Page-Hinkley on the log gap between active days: count, mean, cumulative excess, its minimum
     activity_detector: tuple[int, float, float, float] = (0, 0.0, 0.0, 0.0)

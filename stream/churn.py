@@ -234,7 +234,24 @@ class Scorer(Protocol):
     @property
     def ready(self) -> bool: ...
 
+    @property
+    def threshold(self) -> float | None:
+        """Its own alert threshold, chosen on labels (None: the configured one)."""
+        ...
+
     def score(self, features: Mapping[str, float]) -> ChurnScore: ...
+
+
+def alert_threshold(config: ChurnConfig, model: Scorer | None) -> float:
+    """The threshold a churn_risk alert needs: the ready model's own (its probabilities are
+    calibrated to the base rate, so the heuristic's would silence it), else the configured one.
+
+    >>> alert_threshold(ChurnConfig(threshold=0.7), None)
+    0.7
+    """
+    if model is not None and model.ready and model.threshold is not None:
+        return model.threshold
+    return config.threshold
 
 
 def assess(before: CustomerState, after: CustomerState, now: datetime, config: ChurnConfig,
@@ -247,15 +264,19 @@ def assess(before: CustomerState, after: CustomerState, now: datetime, config: C
     predictions keep the heuristic's score, so the trainer can compare the two."""
     heuristic = heuristic_score(after, now, config)
     score = heuristic
+    limit = config.threshold
     if heuristic is not None and model is not None and model.ready:
         score = model.score(features(after, now, config))
+        limit = alert_threshold(config, model)
     previous_p = before.churn_probability
+    previous_limit = before.churn_threshold or config.threshold
     previous_at = before.churn_as_of
     candidates: list[tuple[str, str, str]] = []  # kind, severity, reason
     p = score.probability if score else None
-    if p is not None and p >= config.threshold and (previous_p is None or previous_p < config.threshold):
-        candidates.append(("churn_risk", "high" if p >= 0.9 else "medium",
-                           f"churn probability {p:.2f} reached the {config.threshold:.2f} threshold"))
+    # upward crossing, each against the threshold of the scorer that produced the score
+    if p is not None and p >= limit and (previous_p is None or previous_p < previous_limit):
+        candidates.append(("churn_risk", "high" if p >= limit + 2 * (1 - limit) / 3 else "medium",
+                           f"churn probability {p:.2f} reached the {limit:.2f} threshold"))
         if after.tags.value_tier in HIGH_VALUE_TIERS:
             candidates.append(("high_value_at_risk", "high",
                                f"a {after.tags.value_tier} customer's churn probability is {p:.2f}"))
@@ -303,7 +324,7 @@ def assess(before: CustomerState, after: CustomerState, now: datetime, config: C
         # (a customer already silent for H days has churned by definition: nothing to predict)
         pending = _with_prediction(pending, now, heuristic.probability, after, config)
     updated = after.model_copy(update={
-        "churn_probability": p, "churn_model": score.model_version if score else None,
+        "churn_probability": p, "churn_model": score.model_version if score else None, "churn_threshold": limit,
         "churn_reasons": score.reasons() if score else None, "churn_as_of": now, "alerted": alerted,
         "pending": pending, "activity_detector": detector,
     })
@@ -322,7 +343,8 @@ def model_crossing(state: CustomerState, now: datetime, config: ChurnConfig, mod
     if state.orders == 0 or state.last_purchase_at is None:
         return None
     base = features(state, now, config)
-    if model.score(base).probability >= config.threshold:
+    limit = alert_threshold(config, model)
+    if model.score(base).probability >= limit:
         return None
     gap = typical_gap_days(state, config)
     for ahead in PROJECTION_DAYS:
@@ -332,7 +354,7 @@ def model_crossing(state: CustomerState, now: datetime, config: ChurnConfig, mod
         projected = {**base, "recency_days": recency, "recency_ratio": recency / gap,
                      "tenure_days": base["tenure_days"] + ahead,
                      "activity_trend": base["activity_trend"] if ahead < 7 else 0.0}
-        if model.score(projected).probability >= config.threshold:
+        if model.score(projected).probability >= limit:
             return now + timedelta(days=ahead)
     return None
 

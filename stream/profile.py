@@ -165,6 +165,6 @@ def to_profile(state: CustomerState, computed_at: datetime, churn_threshold: flo
         rules_version=tags.rules_version or "-",
         model_version=state.churn_model or HEURISTIC_MODEL,
         churn_probability=state.churn_probability,
-        churn_risk=risk_band(state.churn_probability, churn_threshold),
+        churn_risk=risk_band(state.churn_probability, state.churn_threshold or churn_threshold),
         churn_reasons=state.churn_reasons,
     )

@@ -191,3 +191,39 @@ def test_active_days_drifting_apart_raise_one_activity_drop_and_steady_visits_no
         slowing.append(slowing[-1] + gap)
     drops = [(d, kind) for d, kind in _visits(slowing) if kind == "activity_drop"]
     assert len(drops) == 1 and drops[0][0] > steady[59]
+
+
+class _FixedModel:
+    """A ready model whose score grows with silence, with its own threshold of 0.3."""
+
+    ready = True
+    threshold = 0.3
+    version = "logreg-test"
+
+    def score(self, vector):  # type: ignore[no-untyped-def]
+        from stream.churn import ChurnScore
+
+        p = min(0.99, vector["recency_ratio"] / 10)
+        return ChurnScore(p, self.version, (("recency_ratio", p),))
+
+
+def test_a_ready_model_alerts_at_its_own_threshold_and_its_crossing_is_the_next_boundary() -> None:
+    from stream.churn import model_crossing
+
+    model = _FixedModel()
+    state = _buyer(gap_days=10, orders=4)
+    last = state.last_purchase_at
+    assert last is not None
+    # the model's probability passes 0.3 (far below the configured 0.7) at 3 x the gap
+    crossing = model_crossing(state, last, CONFIG, model)
+    assert crossing is not None and timedelta(days=30) <= crossing - last <= timedelta(days=31)
+    before = assess(state, state, last, CONFIG, model).state
+    assert before.churn_threshold == 0.3 and before.churn_model == "logreg-test"
+    at = assess(before, before, crossing, CONFIG, model)
+    risk = [a for a in at.alerts if a.kind == "churn_risk"]
+    assert len(risk) == 1 and risk[0].model_version == "logreg-test"
+    assert risk[0].score is not None and 0.3 <= risk[0].score < CONFIG.threshold
+    assert "0.30 threshold" in risk[0].reason
+    # and once there, no second alert for the same crossing
+    assert [a for a in assess(at.state, at.state, crossing + timedelta(days=1), CONFIG, model).alerts
+            if a.kind == "churn_risk"] == []
