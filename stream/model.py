@@ -90,7 +90,8 @@ def matched_threshold(recent: Iterable[tuple[float, float | None, bool]],
     return threshold, {
         "alert_threshold": round(threshold, 4),
         "heuristic_recall": round(recall, 4), "model_recall": round(model_hits / len(positives), 4),
-        "heuristic_precision": precision(warned, heuristic_alerts), "model_precision": precision(model_hits, model_alerts),
+        "heuristic_precision": precision(warned, heuristic_alerts),
+        "model_precision": precision(model_hits, model_alerts),
     }
 
 
