@@ -67,6 +67,7 @@ class Alert(BaseModel):
                   "complaint_spike"]
     severity: Literal["low", "medium", "high"]
     score: float | None
+    threshold: float | None = None  # the churn_risk threshold of the scorer behind ``score``
     reason: str
     explanation: tuple[Contribution, ...] = ()
     event_time: AwareDatetime

@@ -313,7 +313,7 @@ def assess(before: CustomerState, after: CustomerState, now: datetime, config: C
         alerted[kind] = now
         alerts.append(Alert(
             alert_id=f"{after.customer_id}:{kind}:{after.revision}", customer_id=after.customer_id, kind=kind,
-            severity=severity, score=p, reason=reason,
+            severity=severity, score=p, threshold=limit, reason=reason,
             explanation=tuple(Contribution(feature=f, contribution=c) for f, c in (score.explanation if score else ())),
             event_time=now, model_version=score.model_version if score else HEURISTIC_VERSION,
             rules_version=after.tags.rules_version, segment=new_segment, value_tier=after.tags.value_tier,
