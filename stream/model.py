@@ -134,7 +134,8 @@ def in_time_reach(params: ModelParams, points: list[Point], horizon_days: float,
         logit = logit + params.weights.get(name, 0.0) * scaled(name, values)
     inside = ahead < windows[:, None]
     inside[:, 0] = True  # the score at the point itself
-    reach = 1 / (1 + np.exp(-np.clip(np.where(inside, logit, -30.0), -30.0, 30.0))).max(axis=1)
+    best = np.clip(np.where(inside, logit, -30.0), -30.0, 30.0).max(axis=1)  # the sigmoid is increasing
+    reach = 1 / (1 + np.exp(-best))
     # the heuristic only grows with silence: its highest score is at the end of the window
     silence = np.maximum(r0[:, 0] + np.maximum(0.0, windows - 1e-6), 1e-6)
     heuristic_logit = (RECENCY_WEIGHT * np.log(np.maximum(silence / gaps, 1e-6))

@@ -5,8 +5,8 @@ detectors fire on a seeded jump in the churn rate but not on a stationary stream
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,8 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas import ChurnLabel
-from stream.churn import FEATURES, features, model_crossing
-from stream.churn import PROJECTION_DAYS
+from stream.churn import FEATURES, PROJECTION_DAYS, features, model_crossing
 from stream.model import Point, SegmentMixMonitor, SnapshotError, Trainer, in_time_reach, transform
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -176,7 +175,8 @@ def test_a_points_reach_is_the_projected_score_at_the_end_of_its_silence() -> No
     for n in range(600):
         trainer.learn(_label(n, rng))
     params = trainer.params()
-    vector = {name: 1.0 for name in FEATURES} | {"recency_days": 10.0, "frequency": 3.0, "interval_mean_days": 20.0}
+    vector = {name: 1.0 for name in FEATURES} | {"recency_days": 10.0, "frequency": 3.0, "interval_mean_days": 20.0,
+                                                 "recency_ratio": 0.5}
     churner = Point(tuple(vector[name] for name in FEATURES), True, 80.0)  # silent until H = 90 days
     buyer = Point(churner.vector, False, 12.5)  # bought again 12.5 days later
     reach, _ = in_time_reach(params, [churner, buyer], 90, 0.7)
