@@ -268,13 +268,16 @@ def assess(before: CustomerState, after: CustomerState, now: datetime, config: C
     if heuristic is not None and model is not None and model.ready:
         score = model.score(features(after, now, config))
         limit = alert_threshold(config, model)
-    previous_p = before.churn_probability
-    previous_limit = before.churn_threshold or config.threshold
     previous_at = before.churn_as_of
     candidates: list[tuple[str, str, str]] = []  # kind, severity, reason
     p = score.probability if score else None
-    # upward crossing, each against the threshold of the scorer that produced the score
-    if p is not None and p >= limit and (previous_p is None or previous_p < previous_limit):
+    # One churn_risk per silence: at or above the threshold of the scorer behind the score,
+    # and none yet since the last purchase. (The heuristic falls to ~0 at a purchase, so this
+    # is its upward crossing; a model's score may stay above through a purchase, and the new
+    # silence is still a new risk to warn of. A cooldown only defers it to the next scoring.)
+    last_risk = after.alerted.get("churn_risk")
+    warned = last_risk is not None and after.last_purchase_at is not None and last_risk >= after.last_purchase_at
+    if p is not None and p >= limit and not warned:
         candidates.append(("churn_risk", "high" if p >= limit + 2 * (1 - limit) / 3 else "medium",
                            f"churn probability {p:.2f} reached the {limit:.2f} threshold"))
         if after.tags.value_tier in HIGH_VALUE_TIERS:
@@ -384,5 +387,10 @@ def churn_boundary(state: CustomerState, now: datetime, config: ChurnConfig,
     expiries = [predicted_at + horizon for predicted_at, _, _ in state.pending]
     crossing = model_crossing(state, now, config, model) if model is not None and model.ready \
         else threshold_crossing(state, now, config)
-    moments = [m for m in (crossing, inactivity_moment(state, config), *expiries) if m is not None and m > now]
+    # a churn_risk of this silence deferred by the cooldown is due when the cooldown ends
+    last_risk = state.alerted.get("churn_risk")
+    deferred = last_risk + timedelta(days=config.cooldown_days) \
+        if last_risk is not None and state.last_purchase_at is not None and last_risk < state.last_purchase_at else None
+    candidates = (crossing, inactivity_moment(state, config), deferred, *expiries)
+    moments = [m for m in candidates if m is not None and m > now]
     return min(moments) if moments else None

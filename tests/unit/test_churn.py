@@ -227,3 +227,38 @@ def test_a_ready_model_alerts_at_its_own_threshold_and_its_crossing_is_the_next_
     # and once there, no second alert for the same crossing
     assert [a for a in assess(at.state, at.state, crossing + timedelta(days=1), CONFIG, model).alerts
             if a.kind == "churn_risk"] == []
+
+
+class _SteadyModel(_FixedModel):
+    """A ready model whose score stays at 0.5 (above its 0.3 threshold) through purchases."""
+
+    def score(self, vector):  # type: ignore[no-untyped-def]
+        from stream.churn import ChurnScore
+
+        return ChurnScore(0.5, self.version, (("frequency", 0.5),))
+
+
+def test_each_silence_gets_one_churn_risk_even_when_the_score_stays_above_through_a_purchase() -> None:
+    model = _SteadyModel()
+    state, when = CustomerState(customer_id="c"), T0
+
+    def buy(state: CustomerState, when: datetime, n: int) -> tuple[CustomerState, list[str]]:
+        after = _apply(state, {"type": "purchase", "event_id": f"q{n}", "customer_id": "c", "order_id": f"q{n}",
+                               "event_time": when.isoformat(), "total": "20.00"})
+        assessed = assess(state, after, when, CONFIG, model)
+        return assessed.state, [a.kind for a in assessed.alerts if a.kind == "churn_risk"]
+
+    state, kinds = buy(state, when, 0)
+    assert kinds == ["churn_risk"]
+    state, kinds = buy(state, when + timedelta(days=40), 1)  # a new silence, past the cooldown
+    assert kinds == ["churn_risk"]
+    # the next silence starts within the cooldown: deferred to its end, which is a boundary
+    state, kinds = buy(state, when + timedelta(days=50), 2)
+    assert kinds == []
+    due = when + timedelta(days=40 + CONFIG.cooldown_days)
+    assert churn_boundary(state, when + timedelta(days=50), CONFIG, model) == due
+    again = assess(state, state, due, CONFIG, model)
+    assert [a.kind for a in again.alerts if a.kind == "churn_risk"] == ["churn_risk"]
+    # and nothing more in that silence
+    later = assess(again.state, again.state, due + timedelta(days=31), CONFIG, model)
+    assert [a.kind for a in later.alerts if a.kind == "churn_risk"] == []
