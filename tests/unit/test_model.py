@@ -31,6 +31,14 @@ def _label(n: int, rng: random.Random, churn_rate: float | None = None) -> Churn
                       score=min(0.99, ratio / 8 + rng.random() / 2), model_version="heuristic-1")  # a noisy heuristic
 
 
+
+def _trained(seed: int, count: int, min_labels: int = 500, churn_rate: float | None = None) -> Trainer:
+    rng = random.Random(seed)
+    trainer = Trainer(min_labels=min_labels)
+    for n in range(count):
+        trainer.learn(_label(n, rng, churn_rate))
+    return trainer
+
 @settings(max_examples=25, deadline=None)
 @given(st.integers(0, 10_000), st.integers(1, 300))
 def test_the_published_params_score_exactly_as_the_river_pipeline(seed: int, count: int) -> None:
@@ -125,10 +133,7 @@ def test_a_shift_in_the_segment_mix_raises_population_drift_naming_the_segment(s
 def test_the_models_threshold_crossing_is_found_ahead_and_holds_when_reached() -> None:
     from tests.unit.test_churn import CONFIG, _buyer
 
-    rng = random.Random(3)
-    trainer = Trainer(min_labels=100)
-    for n in range(3000):
-        trainer.learn(_label(n, rng))
+    trainer = _trained(3, 3000, min_labels=100)
     params = trainer.params()
     assert params.ready
     state = _buyer(gap_days=20, orders=6)
@@ -149,10 +154,7 @@ def test_the_models_threshold_crossing_is_found_ahead_and_holds_when_reached() -
 
 
 def test_the_models_threshold_warns_in_time_as_many_churned_points_as_the_heuristic() -> None:
-    rng = random.Random(11)
-    trainer = Trainer(min_labels=100)
-    for n in range(4000):
-        trainer.learn(_label(n, rng))
+    trainer = _trained(11, 4000, min_labels=100)
     params = trainer.params()
     assert params.ready and params.threshold is not None
     points = list(trainer.recent_points)
@@ -170,10 +172,7 @@ def test_the_models_threshold_warns_in_time_as_many_churned_points_as_the_heuris
 def test_a_points_reach_is_the_projected_score_at_the_end_of_its_silence() -> None:
     from stream.churn import ChurnScore, projected
 
-    rng = random.Random(5)
-    trainer = Trainer(min_labels=10)
-    for n in range(600):
-        trainer.learn(_label(n, rng))
+    trainer = _trained(5, 600, min_labels=10)
     params = trainer.params()
     vector = {name: 1.0 for name in FEATURES} | {"recency_days": 10.0, "frequency": 3.0, "interval_mean_days": 20.0,
                                                  "recency_ratio": 0.5}
@@ -191,8 +190,5 @@ def test_a_points_reach_is_the_projected_score_at_the_end_of_its_silence() -> No
 
 
 def test_no_threshold_is_chosen_from_too_few_churned_points() -> None:
-    rng = random.Random(2)
-    trainer = Trainer(min_labels=1)
-    for n in range(200):
-        trainer.learn(_label(n, rng, churn_rate=0.05))  # about 10 churned points
+    trainer = _trained(2, 200, min_labels=1, churn_rate=0.05)  # about 10 churned points
     assert trainer.matched() == (None, {}) and not trainer.ready
