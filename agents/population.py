@@ -16,15 +16,14 @@ old and a new cut; no customer outside those ranges can change score.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
+from agents.follow import follow
 from schemas import CustomerState
 from stream.rfm import Cuts, PartitionIndex, Population
 from stream.tagging import raw_values
@@ -161,25 +160,9 @@ def register(pulse: Pulse, book: PopulationBook) -> None:
 
     @app.task
     async def read_population() -> None:
-        # Every worker reads every partition's share: a plain consumer, no group.
-        consumer = AIOKafkaConsumer(bootstrap_servers=pulse.settings.kafka_bootstrap, enable_auto_commit=False,
-                                    group_id=None)
-        await consumer.start()
-        try:
-            tp = TopicPartition(topic, 0)
-            consumer.assign([tp])
-            # an explicit offset: seek_to_beginning right after assign() left the position at the end
-            consumer.seek(tp, (await consumer.beginning_offsets([tp]))[tp])
-            while True:
-                batches = await consumer.getmany(timeout_ms=1000)
-                for records in batches.values():
-                    for record in records:
-                        try:
-                            data = json.loads(record.value)
-                            book.on_remote(int(data["partition"]), Population.from_json(data["population"]))
-                        except (ValueError, KeyError, TypeError) as exc:
-                            log.warning("rfm population: unreadable record at offset %s: %s", record.offset, exc)
-        except asyncio.CancelledError:
-            raise
-        finally:
-            await consumer.stop()
+        # Every worker reads every partition's share.
+        def on_share(record: Any) -> None:
+            data = json.loads(record.value)
+            book.on_remote(int(data["partition"]), Population.from_json(data["population"]))
+
+        await follow(pulse.settings.kafka_bootstrap, topic, on_share, start="beginning", what="rfm population")

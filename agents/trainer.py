@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from agents.follow import follow
 from schemas import ChurnLabel, TagChange
 from stream.model import ModelParams, SegmentMixMonitor, SnapshotError, Trainer
 
@@ -134,23 +135,7 @@ def register(pulse: Pulse) -> None:
     @app.task
     async def follow_model() -> None:
         # Every worker scores with the newest published parameters.
-        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
-                                    group_id=None)
-        await consumer.start()
-        try:
-            tp = TopicPartition(topic, 0)
-            consumer.assign([tp])
-            end = (await consumer.end_offsets([tp]))[tp]
-            consumer.seek(tp, max(0, end - 1))
-            while True:
-                batches = await consumer.getmany(timeout_ms=1000)
-                for records in batches.values():
-                    for record in records:
-                        try:
-                            params = ModelParams.from_json(json.loads(record.value)["params"])
-                        except (ValueError, KeyError, TypeError) as exc:
-                            log.warning("model reader: unreadable snapshot at offset %s: %s", record.offset, exc)
-                            continue
-                        pulse.model = params
-        finally:
-            await consumer.stop()
+        def on_snapshot(record: Any) -> None:
+            pulse.model = ModelParams.from_json(json.loads(record.value)["params"])
+
+        await follow(settings.kafka_bootstrap, topic, on_snapshot, start="last", what="model reader")
