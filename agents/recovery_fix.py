@@ -10,6 +10,13 @@ the recovery path; 3-4 records per partition were lost each time).
 
 The fixed order clears the queues first, then seeks, then resumes the partitions, so
 nothing can be fetched for them between the seek and the clear.
+
+A second hole, seen when a worker joined a group in the middle of a replay
+(``tests/integration/test_population_two_workers.py`` in CI): for a partition the group has
+never committed, "seek to committed" does not move the fetcher, so records fetched and then
+cleared from the queue above were skipped, the acks had a gap at the start, and the offset
+was never committed -- the whole partition looked unprocessed for ever. Such partitions are
+now sought to their earliest offset (what ``consumer_auto_offset_reset="earliest"`` promises).
 """
 
 from __future__ import annotations
@@ -47,6 +54,9 @@ async def _on_recovery_completed(self: Any, generation_id: int = 0) -> None:
         # 2. ... seek the still-paused stream partitions to their committed offsets ...
         self.log.info("Seek stream partitions to committed offsets.")
         await self._wait(consumer.perform_seek(), timeout=self.app.conf.broker_request_timeout)
+        # 2b. ... and those this group never committed to their earliest offset: the seek to
+        # committed offsets leaves them where the fetcher was, past records dropped in step 1.
+        await _seek_uncommitted_to_earliest(self, consumer, assignment)
     self.completed.set()
     # 3. ... and only now let records of those partitions be fetched.
     consumer.resume_partitions({tp for tp in assignment if not self._is_changelog_tp(tp)})
@@ -57,6 +67,17 @@ async def _on_recovery_completed(self: Any, generation_id: int = 0) -> None:
         self.tables.on_standbys_ready()
     self.app.on_rebalance_end()
     self.log.info("Worker ready")
+
+
+async def _seek_uncommitted_to_earliest(self: Any, consumer: Any, assignment: set[Any]) -> None:
+    uncommitted = sorted(tp for tp in assignment
+                         if not self._is_changelog_tp(tp) and not consumer._committed_offset.get(tp))
+    if not uncommitted:
+        return
+    earliest = await consumer.earliest_offsets(*uncommitted)
+    for tp in uncommitted:
+        await consumer.seek(tp, earliest[tp])
+    self.log.info(f"Seek {len(uncommitted)} stream partitions without a committed offset to their earliest offset")
 
 
 def apply() -> None:
