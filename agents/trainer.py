@@ -54,18 +54,20 @@ def register(pulse: Pulse) -> None:
     topic = settings.topic("churn-model")
     held: dict[str, Any] = {"trainer": None, "unsaved": 0}
 
+    def new_trainer() -> Trainer:
+        return Trainer(min_labels=settings.model_min_labels, heuristic_threshold=settings.churn_threshold,
+                       horizon_days=settings.churn_horizon_days)
+
     async def restore() -> Trainer:
         record = await latest_snapshot(settings.kafka_bootstrap, topic)
         if record is None:
             log.info("trainer: no snapshot yet, starting a new model")
-            return Trainer(min_labels=settings.model_min_labels, heuristic_threshold=settings.churn_threshold,
-                           horizon_days=settings.churn_horizon_days)
+            return new_trainer()
         try:
             trainer = Trainer.restore(record)
         except SnapshotError as exc:
             log.warning("trainer: not restoring the latest snapshot (%s); starting a new model", exc)
-            return Trainer(min_labels=settings.model_min_labels, heuristic_threshold=settings.churn_threshold,
-                           horizon_days=settings.churn_horizon_days)
+            return new_trainer()
         log.info("trainer: restored model v%d (%d labels, %s)", trainer.version, trainer.labels_seen,
                  trainer.metrics())
         return trainer

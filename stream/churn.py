@@ -60,9 +60,11 @@ def typical_gap_days(state: CustomerState, config: ChurnConfig) -> float:
     >>> typical_gap_days(CustomerState(customer_id="c", orders=1), ChurnConfig())
     45.0
     """
-    if state.interval_count >= 1:
-        return max(MIN_TYPICAL_DAYS, state.interval_mean_days)
-    return config.horizon_days / 2
+    return _usual_gap(state.interval_count >= 1, state.interval_mean_days, config)
+
+
+def _usual_gap(has_interval: bool, interval_mean_days: float, config: ChurnConfig) -> float:
+    return max(MIN_TYPICAL_DAYS, interval_mean_days) if has_interval else config.horizon_days / 2
 
 
 def _days(later: datetime, earlier: datetime | None) -> float:
@@ -118,14 +120,23 @@ def risk_band(probability: float | None, threshold: float) -> str | None:
     return "high" if probability >= threshold else "medium" if probability >= threshold / 2 else "low"
 
 
+def heuristic_terms(recency_ratio: float, complaints: float, refunds: float) -> dict[str, float]:
+    """The heuristic's logit, term by term (its explanation).
+
+    >>> round(sum(heuristic_terms(1.0, 1, 0).values()), 2)
+    0.4
+    """
+    return {"recency_ratio": RECENCY_WEIGHT * math.log(max(recency_ratio, 1e-6)),
+            "complaints": COMPLAINT_WEIGHT * complaints,
+            "refunds": REFUND_WEIGHT * refunds}
+
+
 def heuristic_score(state: CustomerState, now: datetime, config: ChurnConfig) -> ChurnScore | None:
     """None before the first purchase (there is nothing to churn from)."""
     if state.orders == 0 or state.last_purchase_at is None:
         return None
-    ratio = max(_days(now, state.last_purchase_at) / typical_gap_days(state, config), 1e-6)
-    terms = {"recency_ratio": RECENCY_WEIGHT * math.log(ratio),
-             "complaints": COMPLAINT_WEIGHT * state.complaints,
-             "refunds": REFUND_WEIGHT * state.refunds}
+    terms = heuristic_terms(_days(now, state.last_purchase_at) / typical_gap_days(state, config),
+                            state.complaints, state.refunds)
     logit = sum(terms.values())
     probability = 1 / (1 + math.exp(-max(-30.0, min(30.0, logit))))
     explanation = tuple(sorted(((k, round(v, 4)) for k, v in terms.items() if v), key=lambda kv: -kv[1]))
@@ -353,9 +364,7 @@ def gap_of(vector: Mapping[str, float], config: ChurnConfig) -> float:
     >>> gap_of({"frequency": 1.0, "interval_mean_days": 0.0}, ChurnConfig())
     45.0
     """
-    if vector["frequency"] >= 2:
-        return max(MIN_TYPICAL_DAYS, vector["interval_mean_days"])
-    return config.horizon_days / 2
+    return _usual_gap(vector["frequency"] >= 2, vector["interval_mean_days"], config)
 
 
 def model_crossing(state: CustomerState, now: datetime, config: ChurnConfig, model: Scorer) -> datetime | None:

@@ -139,8 +139,7 @@ def replay(path: Path, fmt: str, until: datetime | None, speed: float | None, wa
         behind = asyncio.run(wait_until_processed(settings.kafka_bootstrap, settings.app_id, topics,
                                                   timeout, settle=settings.sweep_seconds + 2.0))
         if behind:
-            raise click.ClickException(f"the worker still had {sum(behind.values())} records to process after "
-                                       f"{timeout:.0f}s ({_lagging(behind)}); is `pulse worker` running?")
+            raise _not_caught_up(behind, timeout)
         click.echo("processed: the worker has consumed every record and flushed Redis")
 
 
@@ -225,16 +224,17 @@ def resync(wait: bool, timeout: float) -> None:
         topics = [settings.topic(t) for t in ("customer-events", "profiles")]
         behind = asyncio.run(wait_until_processed(settings.kafka_bootstrap, settings.app_id, topics, timeout))
         if behind:
-            raise click.ClickException(f"the workers still had {sum(behind.values())} records to process after "
-                                       f"{timeout:.0f}s ({_lagging(behind)}); is `pulse worker` running?")
+            raise _not_caught_up(behind, timeout)
         click.echo("resynced: Redis holds every profile in the tables")
 
 
-def _lagging(behind: dict[str, int]) -> str:
-    """``topic[partition]: records`` for the partitions furthest behind."""
+def _not_caught_up(behind: dict[str, int], timeout: float) -> click.ClickException:
+    """The error of a --wait that gave up, naming the partitions furthest behind."""
     worst = sorted(behind.items(), key=lambda item: -item[1])
     shown = ", ".join(f"{name}: {lag}" for name, lag in worst[:8])
-    return shown + (f", and {len(worst) - 8} more partitions" if len(worst) > 8 else "")
+    shown += f", and {len(worst) - 8} more partitions" if len(worst) > 8 else ""
+    return click.ClickException(f"the workers still had {sum(behind.values())} records to process after "
+                                f"{timeout:.0f}s ({shown}); is `pulse worker` running?")
 
 
 EXPORT_INTS = ("orders", "events", "r", "f", "m", "version")

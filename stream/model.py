@@ -56,20 +56,13 @@ import river
 from river import compose, drift, linear_model, metrics, optim, preprocessing
 
 from schemas import ChurnLabel
-from stream.churn import (
-    COMPLAINT_WEIGHT,
-    FEATURES,
-    PROJECTION_DAYS,
-    RECENCY_WEIGHT,
-    REFUND_WEIGHT,
-    ChurnConfig,
-    ChurnScore,
-    gap_of,
-)
+from stream.churn import FEATURES, PROJECTION_DAYS, ChurnConfig, ChurnScore, gap_of, heuristic_terms
 
 LOG_FEATURES = frozenset({"recency_days", "frequency", "monetary", "avg_order_value", "interval_mean_days",
                           "interval_std_days", "recency_ratio", "complaints", "refunds", "tenure_days"})
 MODEL_PREFIX = "logreg"
+
+
 def transform(features: Mapping[str, float]) -> dict[str, float]:
     """The model's inputs: log1p of the skewed features, the others as they are.
 
@@ -137,10 +130,11 @@ def in_time_reach(params: ModelParams, points: list[Point], horizon_days: float,
     best = np.clip(np.where(inside, logit, -30.0), -30.0, 30.0).max(axis=1)  # the sigmoid is increasing
     reach = 1 / (1 + np.exp(-best))
     # the heuristic only grows with silence: its highest score is at the end of the window
-    silence = np.maximum(r0[:, 0] + np.maximum(0.0, windows - 1e-6), 1e-6)
-    heuristic_logit = (RECENCY_WEIGHT * np.log(np.maximum(silence / gaps, 1e-6))
-                       + COMPLAINT_WEIGHT * raw[:, index["complaints"]] + REFUND_WEIGHT * raw[:, index["refunds"]])
-    heuristic_warns = heuristic_logit >= math.log(heuristic_threshold / (1 - heuristic_threshold))
+    target = math.log(heuristic_threshold / (1 - heuristic_threshold))
+    heuristic_warns = np.array([
+        sum(heuristic_terms((p.vector[index["recency_days"]] + max(0.0, p.window_days - 1e-6)) / gap,
+                            p.vector[index["complaints"]], p.vector[index["refunds"]]).values()) >= target
+        for p, gap in zip(points, gaps, strict=True)], dtype=bool)
     return reach, heuristic_warns
 
 
