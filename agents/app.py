@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -41,12 +42,12 @@ class Pulse:
     model: ModelParams | None = None  # the newest published churn model (agents/trainer.py)
 
 
-async def send_to_dlq(pulse: Pulse, event: Any, rejection: Rejection, *, stage: str) -> None:
+async def send_to_dlq(pulse: Pulse, event: Any, rejection: Rejection, *, stage: str) -> Awaitable[Any]:
     """Dead-letter the record behind a Faust event: its key and bytes, the reason, where from."""
     message = event.message
     letter = dead_letter(event.value, event.key, rejection, stage=stage, now=datetime.now(UTC),
                          topic=message.topic, partition=message.partition, offset=message.offset)
-    await pulse.dead_letters.send(key=event.key, value=letter.model_dump_json().encode())
+    return await pulse.dead_letters.send(key=event.key, value=letter.model_dump_json().encode())
 
 
 def create_app(settings: Settings) -> Pulse:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from aiokafka.partitioner import DefaultPartitioner
@@ -94,9 +95,11 @@ class PopulationBook:
         self.index(partition)
         return self.applied[partition]
 
-    def set_applied(self, partition: int, cuts: Cuts) -> None:
+    def set_applied(self, partition: int, cuts: Cuts, index: MutableMapping[str, bytes]) -> None:
+        """Record the cuts a partition's scores now use, in ``index`` (the batch's view of the
+        sweep-index table, so they are stored after the states rescored with them)."""
         self.applied[partition] = cuts
-        self.pulse.sweep_index[applied_key(partition)] = json.dumps(cuts.to_json()).encode()
+        index[applied_key(partition)] = json.dumps(cuts.to_json()).encode()
         self.last_rescore[partition] = time.monotonic()
 
     def due(self, partition: int, every: float) -> bool:

@@ -1,0 +1,297 @@
+"""The per-event and per-tick logic of a worker, as a plain class: a batch of records in, the
+effects out (tables updated through :class:`stream.work.Work`, and the records to publish).
+
+No Faust, Kafka or Redis here: the agent in ``agents/process.py`` takes batches from the
+stream, calls :meth:`Processor.process`, sends the outputs, and only then lets the batch's
+offsets be committed. Unit tests drive it directly with dicts as tables.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from schemas import EVENT_ADAPTER, Alert, ChurnLabel, CustomerState, Event, TagChange
+from stream.churn import ChurnConfig, Scorer, assess
+from stream.dedup import Admission, DedupPolicy
+from stream.profile import apply_event, to_profile
+from stream.rfm import Cuts, PartitionIndex
+from stream.sweep import (
+    RESYNC_KEY,
+    TICK_KEY,
+    bucket_key,
+    cursor_key,
+    decode_members,
+    encode_members,
+    filing_bucket,
+    hour_bucket,
+    with_member,
+)
+from stream.tagging import compute_tags, next_boundary, tag_changes
+from stream.tags import Rules
+from stream.validate import Rejection, dead_letter
+from stream.work import Tables, Work
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One input record: where it came from, its key and its bytes."""
+
+    partition: int
+    key: bytes | None
+    value: bytes | None
+    topic: str = ""
+    offset: int = -1
+
+
+@dataclass
+class Effects:
+    """What a batch publishes. Profiles hold each customer's newest state of the batch (the
+    Redis projection keeps the highest version, so the intermediate ones add nothing)."""
+
+    profiles: dict[str, CustomerState] = field(default_factory=dict)
+    tag_changes: list[TagChange] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    labels: list[ChurnLabel] = field(default_factory=list)
+    dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)  # key, DeadLetter JSON
+
+    def publish(self, state: CustomerState, changes: Iterable[TagChange] = (), alerts: Iterable[Alert] = (),
+                labels: Iterable[ChurnLabel] = ()) -> None:
+        self.profiles[state.customer_id] = state
+        self.tag_changes.extend(changes)
+        self.alerts.extend(alerts)
+        self.labels.extend(labels)
+
+    def publish_all(self, later: Effects) -> None:
+        """Add a later batch's effects (its profiles replace this one's)."""
+        self.profiles.update(later.profiles)
+        self.tag_changes += later.tag_changes
+        self.alerts += later.alerts
+        self.labels += later.labels
+        self.dead_letters += later.dead_letters
+
+
+class Population(Protocol):
+    """The population-relative scoring book (``agents/population.py``)."""
+
+    def index(self, partition: int) -> PartitionIndex: ...
+    def update(self, partition: int, customer_id: str, old: CustomerState, new: CustomerState) -> None: ...
+    def cuts_for(self, partition: int) -> Cuts: ...
+    def merged_cuts(self) -> Cuts: ...
+    def set_applied(self, partition: int, cuts: Cuts, index: MutableMapping[str, bytes]) -> None: ...
+    def due(self, partition: int, every: float) -> bool: ...
+
+
+@dataclass
+class Processor:
+    """Folds batches of ``customer-events`` records (events, sweep ticks, resync requests)."""
+
+    rules: Rules
+    policy: DedupPolicy
+    churn: ChurnConfig
+    scorer: Callable[[], Scorer | None] = lambda: None
+    population: Population | None = None  # set when ``scoring.mode: population``
+    rescore_seconds: float = 60.0
+    owns: Callable[[str, int], bool] = lambda customer_id, partition: True  # resync: is it this partition's?
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    def process(self, records: Sequence[Record], tables: Tables) -> Effects:
+        """Apply a batch in order and store its table writes; return what to publish."""
+        work, effects = Work(tables), Effects()
+        if self.population is not None:
+            for partition in sorted({record.partition for record in records}):
+                self.population.index(partition)  # built from the stored table, before this batch's writes
+        for record in records:
+            try:
+                if record.key == TICK_KEY:
+                    self._on_tick(record, work, effects)
+                elif record.key == RESYNC_KEY:
+                    self._on_resync(record, work, effects)
+                else:
+                    self._on_event(record, work, effects)
+            except Exception as exc:  # noqa: BLE001 - a bug or unreadable state must not stop the worker
+                log.exception("processor: record at %s[%s]@%s failed", record.topic, record.partition,
+                              record.offset)
+                work.count("profile.failed", record.partition)
+                self._dead_letter(record, Rejection("processing_error", f"{type(exc).__name__}: {exc}"[:2000]),
+                                  effects)
+        work.flush()
+        return effects
+
+    def profile_json(self, state: CustomerState) -> bytes:
+        return to_profile(state, self.clock(), self.churn.threshold).model_dump_json().encode()
+
+    # -- records ------------------------------------------------------------------------
+    def _dead_letter(self, record: Record, rejection: Rejection, effects: Effects) -> None:
+        letter = dead_letter(record.value, record.key, rejection, stage="profile", now=self.clock(),
+                             topic=record.topic, partition=record.partition, offset=record.offset)
+        effects.dead_letters.append((record.key, letter.model_dump_json().encode()))
+
+    def _cuts(self, partition: int) -> Cuts | None:
+        return self.population.cuts_for(partition) if self.population is not None else None
+
+    def _on_event(self, record: Record, work: Work, effects: Effects) -> None:
+        partition = record.partition
+        event: Event = EVENT_ADAPTER.validate_json(record.value or b"")
+        state = work.state(event.customer_id)
+        new_state, admission = apply_event(state, event, self.policy)
+        work.count(f"profile.{admission.value}", partition)
+        work.saw_event_time(partition, event.event_time)
+        if admission is not Admission.APPLIED:
+            work.put(new_state)
+            if admission is Admission.TOO_LATE:
+                newest = state.last_event_at.isoformat() if state.last_event_at else "-"
+                self._dead_letter(record, Rejection(
+                    "too_late", f"event_time: {event.event_time.isoformat()} is more than "
+                    f"{self.policy.lateness} before the customer's newest event ({newest})"), effects)
+            return
+        if self.population is not None:
+            self.population.update(partition, event.customer_id, state, new_state)
+        now = max(t for t in (new_state.last_event_at, state.tags.as_of) if t is not None)
+        tags = compute_tags(new_state, now, self.rules, self._cuts(partition))
+        changes = tag_changes(new_state.customer_id, state.tags, tags, reason=f"event:{event.type}",
+                              event_time=event.event_time, version=new_state.revision)
+        scorer = self.scorer()
+        assessed = assess(state, new_state.model_copy(update={"tags": tags}), now, self.churn, scorer)
+        boundary = next_boundary(assessed.state, now, self.rules, self.churn, scorer)
+        new_state = assessed.state.model_copy(update={"next_boundary_at": boundary})
+        work.put(new_state)
+        if boundary != state.next_boundary_at:
+            self._file_boundary(new_state, partition, work, old=state.next_boundary_at)
+        effects.publish(new_state, changes, assessed.alerts, assessed.labels)
+        if assessed.alerts:
+            work.count("alerts.raised", partition, by=len(assessed.alerts))
+        if self.population is not None and self.population.due(partition, self.rescore_seconds):
+            self._rescore(partition, work, effects)
+
+    def _on_tick(self, record: Record, work: Work, effects: Effects) -> None:
+        partition = record.partition
+        if self.population is not None:
+            self._rescore(partition, work, effects)
+        due = datetime.fromisoformat(json.loads(record.value or b"{}")["now"]) - self.policy.lateness
+        index = work.index
+        stored_cursor = index.get(cursor_key(partition))
+        if not stored_cursor:
+            return  # nothing filed yet
+        cursor, due_bucket = int(stored_cursor), hour_bucket(due)
+        for bucket in range(cursor + 1, due_bucket + 1):
+            key = bucket_key(bucket, partition)
+            members = decode_members(index.get(key))
+            if not members:
+                continue
+            waiting = []
+            for customer_id in members:
+                work.count("sweeper.index_reads", partition)
+                state = work.state(customer_id)
+                boundary = state.next_boundary_at
+                if boundary is None or filing_bucket(boundary, cursor) != bucket:
+                    continue  # moved on since it was filed here
+                if boundary > due:
+                    waiting.append(customer_id)  # same hour, not yet due
+                    continue
+                work.count("sweeper.visited", partition)
+                swept = self._sweep_customer(state, due, partition, work, effects)
+                if swept.next_boundary_at is not None and filing_bucket(swept.next_boundary_at, cursor) == bucket:
+                    waiting.append(customer_id)  # its next boundary is later in this same hour
+            if waiting:
+                index[key] = encode_members(waiting)
+            elif key in index:
+                del index[key]
+        # the due hour may still receive boundaries: sweep it again next time
+        index[cursor_key(partition)] = str(max(cursor, due_bucket - 1)).encode()
+
+    def _on_resync(self, record: Record, work: Work, effects: Effects) -> None:
+        # Requested by an operator (`pulse resync`): re-publish every profile of this
+        # partition. Redis keeps newer versions and fills in missing ones.
+        partition, published = record.partition, 0
+        for customer_id in list(work.tables.state.keys()):
+            if self.owns(customer_id, partition):
+                effects.publish(work.state(customer_id))
+                published += 1
+        work.count("resync.published", partition, by=published)
+        log.info("resync: re-published %d profiles of partition %d", published, partition)
+
+    # -- time and population ---------------------------------------------------------------
+    def _file_boundary(self, state: CustomerState, partition: int, work: Work,
+                       old: datetime | None = None) -> None:
+        index = work.index
+        stored_cursor = index.get(cursor_key(partition))
+        cursor = int(stored_cursor) if stored_cursor else None
+        if old is not None:
+            # Unfile from the old hour, so sweeps read only due customers.
+            old_key = bucket_key(filing_bucket(old, cursor), partition)
+            remaining = [m for m in decode_members(index.get(old_key)) if m != state.customer_id]
+            if remaining:
+                index[old_key] = encode_members(remaining)
+            elif old_key in index:
+                del index[old_key]
+        if state.next_boundary_at is None:
+            return
+        bucket = filing_bucket(state.next_boundary_at, cursor)
+        if cursor is None:
+            index[cursor_key(partition)] = str(bucket - 1).encode()
+        key = bucket_key(bucket, partition)
+        index[key] = with_member(index.get(key), state.customer_id)
+
+    def _sweep_customer(self, state: CustomerState, due: datetime, partition: int, work: Work,
+                        effects: Effects) -> CustomerState:
+        changes: list[TagChange] = []
+        alerts: list[Alert] = []
+        labels: list[ChurnLabel] = []
+        scorer = self.scorer()
+        current, boundary = state, state.next_boundary_at
+        while boundary is not None and boundary <= due:
+            new_tags = compute_tags(current, boundary, self.rules, self._cuts(partition))
+            changes += tag_changes(current.customer_id, current.tags, new_tags, reason="time", event_time=boundary,
+                                   version=current.revision + 1)
+            stepped = current.model_copy(update={"tags": new_tags, "revision": current.revision + 1})
+            assessed = assess(current, stepped, boundary, self.churn, scorer)
+            alerts += assessed.alerts
+            labels += assessed.labels
+            current = assessed.state
+            boundary = next_boundary(current, boundary, self.rules, self.churn, scorer)
+        work.count("sweeper.transitions", partition, by=len(changes))
+        work.count("alerts.raised", partition, by=len(alerts))
+        swept = current.model_copy(update={"next_boundary_at": boundary})
+        work.put(swept)
+        self._file_boundary(swept, partition, work)
+        effects.publish(swept, changes, alerts, labels)
+        return swept
+
+    def _rescore(self, partition: int, work: Work, effects: Effects) -> None:
+        # Move this partition to the merged population's cut points: only the customers
+        # between an old and a new cut can change score (see agents/population.py).
+        book = self.population
+        assert book is not None
+        old, new = book.cuts_for(partition), book.merged_cuts()
+        if old == new:
+            book.set_applied(partition, new, work.index)
+            return
+        moved = book.index(partition).members_between(old.moved(new))
+        work.count("rfm.rescore_visits", partition, by=len(moved))
+        rescored = 0
+        scorer = self.scorer()
+        for customer_id in sorted(moved):
+            state = work.state(customer_id)
+            as_of = state.tags.as_of or state.last_event_at
+            assert as_of is not None  # indexed customers have purchased, so they have been tagged
+            tags = compute_tags(state, as_of, self.rules, new)
+            if tags.tag_values() == state.tags.tag_values():
+                continue
+            revision = state.revision + 1
+            changes = tag_changes(customer_id, state.tags, tags, reason="population", event_time=as_of,
+                                  version=revision)
+            moved_state = state.model_copy(update={"tags": tags, "revision": revision})
+            assessed = assess(state, moved_state, as_of, self.churn, scorer)
+            work.put(assessed.state)
+            effects.publish(assessed.state, changes, assessed.alerts, assessed.labels)
+            rescored += 1
+        work.count("rfm.rescored", partition, by=rescored)
+        book.set_applied(partition, new, work.index)
+

@@ -1,0 +1,133 @@
+"""One batch's view of the processor's tables: each customer's state is decoded once, every
+write is kept here, and :meth:`Work.flush` stores each changed key once.
+
+Counters are aggregated per batch (one table write per counter and batch, not per event),
+event-time maxima likewise; the sweep index is read through the batch's own writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from schemas import CustomerState
+from stream.counters import counter_key
+from stream.watermark import advance
+
+Store = MutableMapping[str, bytes]
+_DELETED = b""  # marks an index key deleted in this batch (the index never stores empty values)
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The processor's tables: any ``MutableMapping[str, bytes]`` (Faust tables, or dicts in tests)."""
+
+    state: Store
+    counters: Store
+    maxima: Store
+    index: Store
+
+
+class IndexView(MutableMapping[str, bytes]):
+    """The sweep-index table seen through the batch's pending writes."""
+
+    def __init__(self, table: Store) -> None:
+        self.table = table
+        self.pending: dict[str, bytes] = {}
+
+    def __getitem__(self, key: str) -> bytes:
+        value = self.pending.get(key)
+        if value is None:
+            return self.table[key]
+        if value is _DELETED:
+            raise KeyError(key)
+        return value
+
+    def __setitem__(self, key: str, value: bytes) -> None:
+        if not value:
+            raise ValueError(f"sweep index {key!r}: empty values are not stored")
+        self.pending[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self:
+            raise KeyError(key)
+        self.pending[key] = _DELETED
+
+    def __contains__(self, key: object) -> bool:
+        value = self.pending.get(key)  # type: ignore[call-overload]
+        if value is None:
+            return key in self.table
+        return value is not _DELETED
+
+    def __iter__(self) -> Iterator[str]:
+        for key in self.table:
+            if key not in self.pending:
+                yield key
+        yield from (key for key, value in self.pending.items() if value is not _DELETED)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def flush(self) -> None:
+        for key, value in self.pending.items():
+            if value is _DELETED:
+                self.table.pop(key, None)
+            else:
+                self.table[key] = value
+        self.pending.clear()
+
+
+@dataclass
+class Work:
+    """The pending writes of one batch over :class:`Tables`."""
+
+    tables: Tables
+    states: dict[str, CustomerState] = field(default_factory=dict)
+    changed: set[str] = field(default_factory=set)
+    counts: dict[str, int] = field(default_factory=dict)
+    maxima: dict[str, int | None] = field(default_factory=dict)
+    index: IndexView = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.index = IndexView(self.tables.index)
+
+    def state(self, customer_id: str) -> CustomerState:
+        state = self.states.get(customer_id)
+        if state is None:
+            stored = self.tables.state.get(customer_id)
+            state = (CustomerState.model_validate_json(stored) if stored
+                     else CustomerState(customer_id=customer_id))
+            self.states[customer_id] = state
+        return state
+
+    def put(self, state: CustomerState) -> None:
+        self.states[state.customer_id] = state
+        self.changed.add(state.customer_id)
+
+    def count(self, name: str, partition: int, by: int = 1) -> None:
+        key = counter_key(name, partition)
+        self.counts[key] = self.counts.get(key, 0) + by
+
+    def saw_event_time(self, partition: int, event_time: datetime) -> None:
+        key = f"p{partition}"
+        if key not in self.maxima:
+            stored = self.tables.maxima.get(key)
+            self.maxima[key] = int(stored) if stored else None
+        self.maxima[key] = advance(self.maxima[key], event_time) or self.maxima[key]
+
+    def flush(self) -> None:
+        """Store every change once: states first, then the index that files them, then counters."""
+        state_table = self.tables.state
+        for customer_id in self.changed:
+            state_table[customer_id] = self.states[customer_id].model_dump_json().encode()
+        self.changed.clear()
+        self.index.flush()
+        for key, newest in self.maxima.items():
+            if newest is not None and self.tables.maxima.get(key) != (encoded := str(newest).encode()):
+                self.tables.maxima[key] = encoded
+        self.maxima.clear()
+        counters = self.tables.counters
+        for key, by in self.counts.items():
+            counters[key] = str(int(counters.get(key) or b"0") + by).encode()
+        self.counts.clear()

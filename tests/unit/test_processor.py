@@ -1,0 +1,114 @@
+"""The batched processor, driven directly with dicts as tables (no Kafka, no Faust)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas import CustomerState
+from schemas.deadletter import DeadLetter
+from stream.batch import batch_raw_rfm
+from stream.churn import ChurnConfig
+from stream.dedup import DedupPolicy
+from stream.processor import Effects, Processor, Record
+from stream.sample import sample_events
+from stream.sweep import TICK_KEY
+from stream.tags import load_rules
+from stream.work import Tables
+
+POLICY = DedupPolicy(lateness=timedelta(days=3), horizon=timedelta(days=30), max_ids=256)
+FIXED_NOW = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def _processor() -> Processor:
+    return Processor(rules=load_rules().with_scoring_mode("fixed"), policy=POLICY, churn=ChurnConfig(),
+                     clock=lambda: FIXED_NOW)
+
+
+def _tables() -> Tables:
+    return Tables(state={}, counters={}, maxima={}, index={})
+
+
+def _records(events: list[dict], partition: int = 0) -> list[Record]:
+    return [Record(partition, str(e["customer_id"]).encode(), json.dumps(e).encode(), "t", offset)
+            for offset, e in enumerate(events)]
+
+
+def _state(tables: Tables, customer_id: str) -> CustomerState:
+    return CustomerState.model_validate_json(tables.state[customer_id])
+
+
+def test_a_batch_folds_each_customer_and_publishes_the_newest_profile_once() -> None:
+    events = sample_events(5, 200, seed=3, prefix="p")
+    tables = _tables()
+    effects = _processor().process(_records(events), tables)
+
+    for customer_id, want in batch_raw_rfm(events).items():
+        state = _state(tables, customer_id)
+        assert state.orders == want.orders
+        assert Decimal(state.monetary_cents) / 100 == want.monetary
+        assert effects.profiles[customer_id] == state  # the batch's newest state, once
+    assert set(effects.profiles) == {e["customer_id"] for e in events}
+    assert int(tables.counters["profile.applied@0"]) == len(events)  # one counter write per batch
+    assert effects.tag_changes, "first purchases tag customers"
+    assert not effects.dead_letters
+
+
+def test_bad_records_are_dead_lettered_with_the_reason_and_the_rest_is_processed() -> None:
+    base = {"type": "purchase", "customer_id": "c1", "order_id": "o", "total": "10.00"}
+    newest = {**base, "event_id": "e1", "event_time": "2024-03-10T00:00:00+00:00"}
+    late = {**base, "event_id": "e2", "event_time": "2024-03-01T00:00:00+00:00"}  # 9 days older
+    records = [*_records([newest, newest, late]), Record(0, b"c2", b"{not json", "t", 9)]
+    tables = _tables()
+    effects = _processor().process(records, tables)
+
+    letters = [DeadLetter.model_validate_json(raw) for _, raw in effects.dead_letters]
+    assert [(letter.reason, letter.source_offset) for letter in letters] == [("too_late", 2),
+                                                                          ("processing_error", 9)]
+    assert "more than 3 days" in letters[0].message
+    state = _state(tables, "c1")
+    assert (state.orders, state.duplicates, state.too_late) == (1, 1, 1)
+    assert tables.counters == {"profile.applied@0": b"1", "profile.duplicate@0": b"1",
+                               "profile.too_late@0": b"1", "profile.failed@0": b"1"}
+
+
+def test_a_sweep_tick_moves_silent_customers_on_without_an_event() -> None:
+    purchase = {"type": "purchase", "event_id": "e1", "customer_id": "c1", "order_id": "o", "total": "50.00",
+                "event_time": "2024-01-01T00:00:00+00:00"}
+    tables, processor = _tables(), _processor()
+    processor.process(_records([purchase]), tables)
+    before = _state(tables, "c1")
+    assert before.next_boundary_at is not None
+
+    tick = json.dumps({"now": (before.next_boundary_at + timedelta(days=400)).isoformat()}).encode()
+    effects = processor.process([Record(0, TICK_KEY, tick, "t", 1)], tables)
+    after = _state(tables, "c1")
+    assert after.revision > before.revision
+    assert {change.reason for change in effects.tag_changes} == {"time"}
+    assert effects.profiles["c1"] == after
+    assert int(tables.counters["sweeper.visited@0"]) == 1
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), cuts=st.lists(st.integers(1, 119), max_size=8, unique=True))
+def test_any_batching_gives_the_result_of_one_record_at_a_time(seed: int, cuts: list[int]) -> None:
+    events = sample_events(6, 120, seed=seed, prefix="b")
+    events += events[:10]  # redeliveries
+    records = _records(events)
+    boundaries = [0, *sorted(cuts), len(records)]
+
+    def run(batches: list[list[Record]]) -> tuple[Tables, Effects]:
+        tables, processor, published = _tables(), _processor(), Effects()
+        for batch in batches:
+            effects = processor.process(batch, tables)
+            published.publish_all(effects)
+        return tables, published
+
+    one_by_one = run([[record] for record in records])
+    batched = run([records[a:b] for a, b in zip(boundaries, boundaries[1:], strict=False) if b > a])
+    assert batched[0] == one_by_one[0]
+    assert batched[1] == one_by_one[1]
