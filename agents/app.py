@@ -10,7 +10,7 @@ from typing import Any
 import faust
 
 from agents.population import PopulationBook
-from stream.model import ModelParams
+from stream.model import ModelParams, SegmentMixMonitor
 from stream.settings import Settings
 from stream.tags import Rules, load_rules
 from stream.validate import Rejection, dead_letter
@@ -25,7 +25,6 @@ class Pulse:
     events: Any
     dead_letters: Any
     customer_events: Any
-    profiles: Any
     customer_state: Any
     ingest_counters: Any
     profile_counters: Any
@@ -39,6 +38,7 @@ class Pulse:
     monitoring: Any
     rules: Rules
     population: PopulationBook = field(init=False)
+    segment_mix: SegmentMixMonitor = field(default_factory=SegmentMixMonitor)  # fed by the profile agent
     model: ModelParams | None = None  # the newest published churn model (agents/trainer.py)
 
 
@@ -81,8 +81,6 @@ def create_app(settings: Settings) -> Pulse:
         dead_letters=app.topic(settings.topic("events.dlq"), **raw),
         customer_events=app.topic(settings.topic("customer-events"), internal=True,
                                   partitions=settings.partitions, **raw),
-        profiles=app.topic(settings.topic("profiles"), internal=True, partitions=settings.partitions,
-                           config={"cleanup.policy": "compact"}, **raw),
         customer_state=app.Table(
             # raw bytes (the app default): values are CustomerState JSON, decoded by pydantic
             "customer-state", key_type=str, value_type=bytes, partitions=settings.partitions,
@@ -108,7 +106,7 @@ def create_app(settings: Settings) -> Pulse:
         rules=rules,
     )
     pulse.population = PopulationBook(pulse)
-    from agents import ingest, population, profile, sink, sweeper, trainer, views
+    from agents import ingest, population, profile, sweeper, trainer, views
 
     if rules.scoring.mode == "population":
         population.register(pulse, pulse.population)
@@ -116,6 +114,5 @@ def create_app(settings: Settings) -> Pulse:
     profile.register(pulse)
     sweeper.register(pulse)
     trainer.register(pulse)
-    sink.register(pulse)
     views.register(pulse)
     return pulse

@@ -1,7 +1,8 @@
 """The profile agent: takes batches of ``customer-events`` records (events, sweep ticks, resync
-requests), hands each partition's records to :class:`stream.processor.Processor`, publishes
-the effects, and lets the batch be acknowledged only once its table writes and outputs are
-acknowledged by the broker (see ``agents/batching.py``)."""
+requests), hands each partition's records to :class:`stream.processor.Processor`, sends the
+tag changes, alerts, labels and dead letters to Kafka, and once its table writes and those
+records are acknowledged by the broker (``agents/batching.py``) queues the batch's Redis
+projection (``agents/projection.py``), which acknowledges the batch when it is written."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ from typing import TYPE_CHECKING, Any
 from aiokafka.partitioner import DefaultPartitioner
 
 from agents.batching import by_partition, durable, gather_sends, held
+from agents.projection import Pending, Projection
+from agents.trainer import watch_segment_mix
 from stream.model import ModelParams
 from stream.processor import Effects, Processor, Record
+from stream.sinks import RedisSink
 from stream.work import Tables
 
 if TYPE_CHECKING:
@@ -43,11 +47,9 @@ def build_processor(pulse: Pulse) -> Processor:
                      population=pulse.population if pulse.rules.scoring.mode == "population" else None)
 
 
-async def send_effects(pulse: Pulse, processor: Processor, effects: Effects) -> list[Awaitable[Any]]:
+async def send_effects(pulse: Pulse, effects: Effects) -> list[Awaitable[Any]]:
     """Queue every output record; the caller awaits the returned acknowledgements."""
     sends = []
-    for customer_id, state in effects.profiles.items():
-        sends.append(await pulse.profiles.send(key=customer_id.encode(), value=processor.profile_json(state)))
     for change in effects.tag_changes:
         sends.append(await pulse.tag_changes.send(key=change.customer_id.encode(),
                                                   value=change.model_dump_json().encode()))
@@ -65,16 +67,25 @@ def register(pulse: Pulse) -> None:
     processor = build_processor(pulse)
     tables = Tables(state=pulse.customer_state, counters=pulse.profile_counters,
                     maxima=pulse.event_time_maxima, index=pulse.sweep_index)
+    sink = RedisSink.from_url(pulse.settings.redis_url)
 
     # concurrency=1: faust may commit past an in-flight message with more (faust #606).
     @pulse.app.agent(pulse.customer_events, name="profile", concurrency=1)
     async def profile(stream):  # type: ignore[no-untyped-def]
+        projection = Projection(sink, stream)
         async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_SECONDS):
             with held(events):
                 sends: list[Awaitable[Any]] = []
+                redis_writes = Pending(events)
                 for _, group in by_partition(events):
                     records = [Record(e.message.partition, e.key, e.value, e.message.topic, e.message.offset)
                                for e in group]
-                    sends += await send_effects(pulse, processor, processor.process(records, tables))
+                    effects = processor.process(records, tables)
+                    sends += await send_effects(pulse, effects)
+                    redis_writes.profiles += [processor.profile(state) for state in effects.profiles.values()]
+                    redis_writes.tag_changes += effects.tag_changes
+                    redis_writes.alerts += effects.alerts
+                    sends += await watch_segment_mix(pulse, effects.tag_changes)
                 await gather_sends(sends)
                 await durable(pulse.app)
+                await projection.submit(redis_writes)

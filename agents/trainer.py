@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.follow import follow
 from schemas import ChurnLabel, TagChange
-from stream.model import ModelParams, SegmentMixMonitor, SnapshotError, Trainer
+from stream.model import ModelParams, SnapshotError, Trainer
 
 if TYPE_CHECKING:
     from agents.app import Pulse
@@ -46,6 +47,25 @@ async def latest_snapshot(bootstrap: str, topic: str) -> dict[str, Any] | None:
         return json.loads(record.value)  # type: ignore[no-any-return]
     finally:
         await consumer.stop()
+
+
+async def watch_segment_mix(pulse: Pulse, changes: Sequence[TagChange]) -> list[Awaitable[Any]]:
+    """Feed a batch's segment changes to this worker's segment-mix monitor (its partitions are a
+    sample of the whole); drift records go to the monitoring topic. Returns their sends."""
+    sends = []
+    for change in changes:
+        if change.tag != "segment":
+            continue
+        try:
+            records = pulse.segment_mix.observe(change.new, change.event_time)
+        except Exception:  # noqa: BLE001 - monitoring must never stop the worker
+            log.exception("monitor: segment mix failed")
+            continue
+        for record in records:
+            log.warning("monitor: segment mix drift (%s)", record.details)
+            sends.append(await pulse.monitoring.send(key=record.kind.encode(),
+                                                     value=json.dumps(record.to_json()).encode(), partition=0))
+    return sends
 
 
 def register(pulse: Pulse) -> None:
@@ -114,25 +134,6 @@ def register(pulse: Pulse) -> None:
                 await save(held["trainer"])
             except Exception:  # noqa: BLE001 - a failed snapshot is retried at the next tick
                 log.exception("trainer: snapshot failed")
-
-    mix = SegmentMixMonitor()
-
-    @app.agent(pulse.tag_changes, name="segment-mix-monitor", concurrency=1)
-    async def watch_segment_mix(stream):  # type: ignore[no-untyped-def]
-        # Each worker watches the segment changes of its partitions (a sample of the whole).
-        async for raw in stream:
-            change = TagChange.model_validate_json(raw)
-            if change.tag != "segment":
-                continue
-            try:
-                records = mix.observe(change.new, change.event_time)
-            except Exception:  # noqa: BLE001 - monitoring must never stop the worker
-                log.exception("monitor: segment mix failed")
-                continue
-            for record in records:
-                log.warning("monitor: segment mix drift (%s)", record.details)
-                await pulse.monitoring.send(key=record.kind.encode(), value=json.dumps(record.to_json()).encode(),
-                                            partition=0)
 
     @app.task
     async def follow_model() -> None:

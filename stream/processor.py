@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from schemas import EVENT_ADAPTER, Alert, ChurnLabel, CustomerState, Event, TagChange
+from schemas import EVENT_ADAPTER, Alert, ChurnLabel, CustomerState, Event, Profile, TagChange
 from stream.churn import ChurnConfig, Scorer, assess
 from stream.dedup import Admission, DedupPolicy
 from stream.profile import apply_event, to_profile
@@ -124,8 +124,9 @@ class Processor:
         work.flush()
         return effects
 
-    def profile_json(self, state: CustomerState) -> bytes:
-        return to_profile(state, self.clock(), self.churn.threshold).model_dump_json().encode()
+    def profile(self, state: CustomerState) -> Profile:
+        """The Redis projection of a state, computed now."""
+        return to_profile(state, self.clock(), self.churn.threshold)
 
     # -- records ------------------------------------------------------------------------
     def _dead_letter(self, record: Record, rejection: Rejection, effects: Effects) -> None:

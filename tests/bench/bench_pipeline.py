@@ -56,7 +56,7 @@ def main() -> None:
         started = time.perf_counter() - start
         behind = asyncio.run(wait_until_processed(
             base.kafka_bootstrap, f"bench-{tag}",
-            [f"bench{tag}.{t}" for t in ("events", "customer-events", "profiles", "tag-changes")], timeout=1800))
+            [f"bench{tag}.{t}" for t in ("events", "customer-events")], timeout=1800))
         total = time.perf_counter() - start
     finally:
         worker.stop()
