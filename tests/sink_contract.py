@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -35,6 +37,18 @@ class SinkContract:
         assert row is not None
         assert (row["orders"], row["monetary"], row["version"]) == ("1", "9.99", "1")
         assert row["last_purchase_at"] == "2024-01-01T00:00:00+00:00"
+
+    async def test_each_written_version_carries_the_write_time(self, sink: ProfileSink) -> None:
+        cid = self.cid()
+        before = int(time.time() * 1000)
+        await sink.write_profiles([make_profile(cid, 1, 1)])
+        row = await sink.read_profile(cid)
+        assert row is not None and before - 1000 <= int(row["written_at"]) <= int(time.time() * 1000) + 1000
+        first = row["written_at"]
+        await asyncio.sleep(0.01)
+        await sink.write_profiles([make_profile(cid, 1, 1)])  # the same version: not written again
+        row = await sink.read_profile(cid)
+        assert row is not None and row["written_at"] == first
 
     async def test_replaying_the_same_version_writes_nothing(self, sink: ProfileSink) -> None:
         cid = self.cid()

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 from schemas import Profile, TagChange
 from stream.sinks.base import profile_fields
 
 
 class MemorySink:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
         self.hashes: dict[str, dict[str, str]] = {}
         self.segments: dict[str, set[str]] = {}
         self.stream: list[dict[str, str]] = []
@@ -22,7 +24,8 @@ class MemorySink:
             if current is not None and int(current["version"]) >= profile.version:
                 continue
             old_segment = (current or {}).get("segment")
-            self.hashes[profile.customer_id] = {**(current or {}), **profile_fields(profile)}
+            self.hashes[profile.customer_id] = {**(current or {}), **profile_fields(profile),
+                                                "written_at": str(int(self.clock() * 1000))}
             if old_segment and old_segment != (profile.segment or ""):
                 self.segments.get(old_segment, set()).discard(profile.customer_id)
             if profile.segment:

@@ -1,6 +1,7 @@
 """The Redis projection, written in pipelined batches, idempotently:
 
-- ``pulse:cust:{customer_id}`` hashes, versioned (an older or equal version is ignored);
+- ``pulse:cust:{customer_id}`` hashes, versioned (an older or equal version is ignored), with
+  ``written_at``: the server's clock (epoch milliseconds) when this version was written;
 - ``pulse:seg:{segment}`` sets, moved in the same script as the hash, so they agree with it;
 - ``pulse:tags``, a capped stream of tag changes, each added once (by its change id);
 - ``pulse:alerts``, a capped stream of churn-warning alerts, each added once (by its alert
@@ -28,7 +29,8 @@ _PROFILE = """
 local current = redis.call('HGET', KEYS[1], 'version')
 if current and tonumber(current) >= tonumber(ARGV[1]) then return 0 end
 local old_segment = redis.call('HGET', KEYS[1], 'segment')
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+local now = redis.call('TIME')
+redis.call('HSET', KEYS[1], 'written_at', now[1] * 1000 + math.floor(now[2] / 1000), unpack(ARGV, 4))
 if old_segment and old_segment ~= ARGV[2] then redis.call('SREM', KEYS[2] .. old_segment, ARGV[3]) end
 if ARGV[2] ~= '' then redis.call('SADD', KEYS[2] .. ARGV[2], ARGV[3]) end
 return 1

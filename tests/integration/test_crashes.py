@@ -1,0 +1,102 @@
+"""Crashes mid-stream end with exactly the batch result, in the table and in Redis: a worker
+killed with SIGKILL twice and restarted, and the Kafka broker stopped and started again
+under a running worker."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import redis
+
+from stream.batch import batch_raw_rfm
+from stream.infra import process
+from stream.infra.kafka import start_kafka
+from stream.infra.worker import WorkerProcess, worker_env
+from stream.produce import event_records, produce
+from stream.sample import sample_events
+from stream.sinks.redis import customer_key
+from tests.integration.conftest import Isolated, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _events_in_redis(client: redis.Redis, customer_ids: list[str]) -> Callable[[], int]:
+    def applied() -> int:
+        try:
+            pipe = client.pipeline(transaction=False)
+            for cid in customer_ids:
+                pipe.hget(customer_key(cid), "events")
+            return sum(int(v or 0) for v in pipe.execute())
+        except redis.RedisError:
+            return -1
+
+    return applied
+
+
+def _assert_equals_batch(worker: WorkerProcess, client: redis.Redis, events: list[dict]) -> None:
+    for cid, want in batch_raw_rfm(events).items():
+        table = worker.get(f"/customers/{cid}/")
+        assert table is not None, f"{cid} missing from the table"
+        row = client.hgetall(customer_key(cid))
+        assert table["events"] == int(row["events"]) == want.events, cid
+        assert table["orders"] == int(row["orders"]) == want.orders, cid
+        assert Decimal(table["monetary_cents"]) / 100 == Decimal(row["monetary"]) == want.monetary, cid
+        assert int(row["version"]) == table["revision"], cid
+        assert row["last_purchase_at"] == want.last_purchase_at.isoformat(), cid
+
+
+def test_sigkill_twice_mid_stream_then_restart_equals_batch(isolated: Isolated) -> None:
+    settings = isolated.settings
+    events = sample_events(60, 3000, seed=17, prefix=f"k{isolated.tag}")
+    customer_ids = sorted({e["customer_id"] for e in events})
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    applied = _events_in_redis(client, customer_ids)
+    log = isolated.data_dir / "worker.log"
+
+    asyncio.run(produce(settings.kafka_bootstrap, settings.topic("events"), event_records(events)))
+    for progress in (len(events) // 5, len(events) // 2):
+        worker = WorkerProcess(worker_env(isolated.env), log, settings.web_port).start()
+        try:
+            wait_for(lambda p=progress: applied() >= p, 120, f"{progress} events in Redis")  # type: ignore[misc]
+        finally:
+            worker.stop(signal.SIGKILL)
+    worker = WorkerProcess(worker_env(isolated.env), log, settings.web_port).start()
+    try:
+        wait_for(lambda: applied() >= len(events), 180, "every event in Redis after two kills")
+        _assert_equals_batch(worker, client, events)
+    finally:
+        worker.stop()
+
+
+def test_broker_stopped_mid_stream_then_started_equals_batch(isolated: Isolated, tmp_path: Path) -> None:
+    # The test's own broker: stopping the session's would disturb the other tests.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    bootstrap, kafka_dir = f"127.0.0.1:{port}", tmp_path / "own-kafka"
+    start_kafka(bootstrap, kafka_dir, 4, say=lambda _: None)
+    env = {**isolated.env, "PULSE_KAFKA_BOOTSTRAP": bootstrap}
+    settings = isolated.settings
+    events = sample_events(40, 1200, seed=23, prefix=f"b{isolated.tag}")
+    records = event_records(events)
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    applied = _events_in_redis(client, sorted({e["customer_id"] for e in events}))
+    worker = WorkerProcess(worker_env(env), isolated.data_dir / "worker.log", settings.web_port).start()
+    try:
+        asyncio.run(produce(bootstrap, settings.topic("events"), records[:600]))
+        wait_for(lambda: applied() >= 300, 120, "the first events in Redis")
+        process.stop(kafka_dir, "kafka")  # the broker goes away under the running worker
+        start_kafka(bootstrap, kafka_dir, 4, say=lambda _: None)
+        asyncio.run(produce(bootstrap, settings.topic("events"), records[600:]))
+        wait_for(lambda: applied() >= len(events), 240, "every event in Redis after the broker restart")
+        _assert_equals_batch(worker, client, events)
+        assert worker.proc is not None and worker.proc.poll() is None, "the worker must ride out the outage"
+    finally:
+        worker.stop()
+        process.stop(kafka_dir, "kafka")
