@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import faust
@@ -13,7 +11,6 @@ from agents.population import PopulationBook
 from stream.model import ModelParams, SegmentMixMonitor
 from stream.settings import Settings
 from stream.tags import Rules, load_rules
-from stream.validate import Rejection, dead_letter
 
 
 @dataclass
@@ -25,6 +22,7 @@ class Pulse:
     events: Any
     dead_letters: Any
     customer_events: Any
+    inputs: Any
     customer_state: Any
     ingest_counters: Any
     profile_counters: Any
@@ -40,14 +38,6 @@ class Pulse:
     population: PopulationBook = field(init=False)
     segment_mix: SegmentMixMonitor = field(default_factory=SegmentMixMonitor)  # fed by the profile agent
     model: ModelParams | None = None  # the newest published churn model (agents/trainer.py)
-
-
-async def send_to_dlq(pulse: Pulse, event: Any, rejection: Rejection, *, stage: str) -> Awaitable[Any]:
-    """Dead-letter the record behind a Faust event: its key and bytes, the reason, where from."""
-    message = event.message
-    letter = dead_letter(event.value, event.key, rejection, stage=stage, now=datetime.now(UTC),
-                         topic=message.topic, partition=message.partition, offset=message.offset)
-    return await pulse.dead_letters.send(key=event.key, value=letter.model_dump_json().encode())
 
 
 def create_app(settings: Settings) -> Pulse:
@@ -81,11 +71,14 @@ def create_app(settings: Settings) -> Pulse:
         dead_letters=app.topic(settings.topic("events.dlq"), **raw),
         customer_events=app.topic(settings.topic("customer-events"), internal=True,
                                   partitions=settings.partitions, **raw),
+        # what the profile agent reads: raw events (validated there; those keyed by another
+        # customer's partition forwarded to customer-events) and customer-events
+        inputs=app.topic(settings.topic("events"), settings.topic("customer-events"), **raw),
         customer_state=app.Table(
             # raw bytes (the app default): values are CustomerState JSON, decoded by pydantic
             "customer-state", key_type=str, value_type=bytes, partitions=settings.partitions,
         ),
-        # one counter table per agent: each is co-partitioned with the topic its agent reads
+        # counters written before validation moved into the profile agent (read, never written)
         ingest_counters=app.Table("ingest-counters", key_type=str, value_type=bytes,
                                   partitions=settings.partitions),
         profile_counters=app.Table("profile-counters", key_type=str, value_type=bytes,
@@ -106,11 +99,10 @@ def create_app(settings: Settings) -> Pulse:
         rules=rules,
     )
     pulse.population = PopulationBook(pulse)
-    from agents import ingest, population, profile, sweeper, trainer, views
+    from agents import population, profile, sweeper, trainer, views
 
     if rules.scoring.mode == "population":
         population.register(pulse, pulse.population)
-    ingest.register(pulse)
     profile.register(pulse)
     sweeper.register(pulse)
     trainer.register(pulse)

@@ -1,13 +1,15 @@
-"""The profile agent: takes batches of ``customer-events`` records (events, sweep ticks, resync
-requests), hands each partition's records to :class:`stream.processor.Processor`, sends the
-tag changes, alerts, labels and dead letters to Kafka, and once its table writes and those
-records are acknowledged by the broker (``agents/batching.py``) queues the batch's Redis
-projection (``agents/projection.py``), which acknowledges the batch when it is written."""
+"""The profile agent: takes batches of ``events`` and ``customer-events`` records (raw events;
+forwarded events, sweep ticks, resync requests), hands each partition's records to
+:class:`stream.processor.Processor`, sends the tag changes, alerts, labels, dead letters and
+forwarded events to Kafka, and once its table writes and those records are acknowledged by
+the broker (``agents/batching.py``) queues the batch's Redis projection
+(``agents/projection.py``), which acknowledges the batch when it is written."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from aiokafka.partitioner import DefaultPartitioner
@@ -18,6 +20,7 @@ from agents.trainer import watch_segment_mix
 from stream.model import ModelParams
 from stream.processor import Effects, Processor, Record
 from stream.sinks import RedisSink
+from stream.validate import Rules as ValidationRules
 from stream.work import Tables
 
 if TYPE_CHECKING:
@@ -42,24 +45,34 @@ def build_processor(pulse: Pulse) -> Processor:
     def owns(customer_id: str, partition: int) -> bool:
         return bool(partitioner(customer_id.encode(), every, every) == partition)
 
+    validation = ValidationRules(max_bytes=settings.max_event_bytes, total_tolerance=settings.total_tolerance,
+                                 max_future=timedelta(seconds=settings.max_future_seconds))
     return Processor(rules=pulse.rules, policy=settings.dedup_policy(), churn=settings.churn_config(),
                      scorer=scorer, owns=owns, rescore_seconds=settings.rescore_seconds,
+                     raw_topic=settings.topic("events"), validation=validation,
                      population=pulse.population if pulse.rules.scoring.mode == "population" else None)
 
 
 async def send_effects(pulse: Pulse, effects: Effects) -> list[Awaitable[Any]]:
-    """Queue every output record; the caller awaits the returned acknowledgements."""
+    """Queue every output record; the caller awaits the returned acknowledgements. (Straight to
+    the producer: Faust's ``Topic.send`` costs several times more per record, and these topics
+    are declared at start-up.)"""
+    producer, topic = pulse.app.producer, pulse.settings.topic
+
+    async def send(name: str, key: bytes | None, value: bytes, partition: int | None = None) -> Awaitable[Any]:
+        return await producer.send(topic(name), key, value, partition, None, None)
+
     sends = []
     for change in effects.tag_changes:
-        sends.append(await pulse.tag_changes.send(key=change.customer_id.encode(),
-                                                  value=change.model_dump_json().encode()))
+        sends.append(await send("tag-changes", change.customer_id.encode(), change.model_dump_json().encode()))
     for alert in effects.alerts:
-        sends.append(await pulse.alerts.send(key=alert.customer_id.encode(), value=alert.model_dump_json().encode()))
+        sends.append(await send("alerts", alert.customer_id.encode(), alert.model_dump_json().encode()))
     for label in effects.labels:  # one partition: the single trainer reads them in order
-        sends.append(await pulse.churn_labels.send(key=label.customer_id.encode(),
-                                                   value=label.model_dump_json().encode(), partition=0))
+        sends.append(await send("churn-labels", label.customer_id.encode(), label.model_dump_json().encode(), 0))
     for key, letter in effects.dead_letters:
-        sends.append(await pulse.dead_letters.send(key=key, value=letter))
+        sends.append(await send("events.dlq", key, letter))
+    for key, event in effects.forwards:
+        sends.append(await send("customer-events", key, event))
     return sends
 
 
@@ -70,7 +83,7 @@ def register(pulse: Pulse) -> None:
     sink = RedisSink.from_url(pulse.settings.redis_url)
 
     # concurrency=1: faust may commit past an in-flight message with more (faust #606).
-    @pulse.app.agent(pulse.customer_events, name="profile", concurrency=1)
+    @pulse.app.agent(pulse.inputs, name="profile", concurrency=1)
     async def profile(stream):  # type: ignore[no-untyped-def]
         projection = Projection(sink, stream)
         async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_SECONDS):

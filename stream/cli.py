@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -141,6 +142,38 @@ def replay(path: Path, fmt: str, until: datetime | None, speed: float | None, wa
         if behind:
             raise _not_caught_up(behind, timeout)
         click.echo("processed: the worker has consumed every record and flushed Redis")
+
+
+@main.command(help="Measure the pipeline on the configured Kafka and Redis: raw consume rate, events/s, "
+                    "event->Redis latency at half load, RSS (own topics, group and Redis db; removed after).")
+@click.option("--events", default=50_000, show_default=True, type=click.IntRange(100, 10_000_000))
+@click.option("--customers", default=5_000, show_default=True, type=click.IntRange(1, 1_000_000))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 16))
+@click.option("--redis-db", default=13, show_default=True, type=click.IntRange(0, 15),
+              help="An empty Redis database to write to (emptied afterwards).")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the results as JSON to this file.")
+def bench(events: int, customers: int, workers: int, redis_db: int, json_file: Path | None) -> None:
+    from stream.bench import Bench, BenchError
+
+    settings = _settings()
+    if customers > events:
+        raise click.BadParameter(f"{customers} customers need at least as many events", param_hint="--customers")
+    run = Bench(settings, redis_db, say=click.echo)
+    try:
+        run.check_redis_db_empty()  # before anything is created: a busy database is never emptied
+    except BenchError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        result = run.run(events, customers, workers)
+    except BenchError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        run.clean_up()
+    click.echo("\n".join(result.lines()))
+    if json_file is not None:
+        json_file.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+        click.echo(f"results written to {json_file}")
 
 
 @main.command(help="Generate a realistic synthetic population (seeded) with a hidden churn process.")

@@ -33,7 +33,8 @@ from stream.sweep import (
 )
 from stream.tagging import compute_tags, next_boundary, tag_changes
 from stream.tags import Rules
-from stream.validate import Rejection, dead_letter
+from stream.validate import DEFAULT_RULES, Rejection, dead_letter, validate
+from stream.validate import Rules as ValidationRules
 from stream.work import Tables, Work
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class Effects:
     alerts: list[Alert] = field(default_factory=list)
     labels: list[ChurnLabel] = field(default_factory=list)
     dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)  # key, DeadLetter JSON
+    forwards: list[tuple[bytes, bytes]] = field(default_factory=list)  # customer id, event JSON: its owner's
 
     def publish(self, state: CustomerState, changes: Iterable[TagChange] = (), alerts: Iterable[Alert] = (),
                 labels: Iterable[ChurnLabel] = ()) -> None:
@@ -75,6 +77,7 @@ class Effects:
         self.alerts += later.alerts
         self.labels += later.labels
         self.dead_letters += later.dead_letters
+        self.forwards += later.forwards
 
 
 class Population(Protocol):
@@ -90,7 +93,9 @@ class Population(Protocol):
 
 @dataclass
 class Processor:
-    """Folds batches of ``customer-events`` records (events, sweep ticks, resync requests)."""
+    """Folds batches of input records: raw events of ``raw_topic`` (validated here, and those
+    keyed to another customer's partition forwarded to their owner's partition), and
+    ``customer-events`` records (forwarded events, sweep ticks, resync requests)."""
 
     rules: Rules
     policy: DedupPolicy
@@ -98,7 +103,9 @@ class Processor:
     scorer: Callable[[], Scorer | None] = lambda: None
     population: Population | None = None  # set when ``scoring.mode: population``
     rescore_seconds: float = 60.0
-    owns: Callable[[str, int], bool] = lambda customer_id, partition: True  # resync: is it this partition's?
+    owns: Callable[[str, int], bool] = lambda customer_id, partition: True  # is the customer this partition's?
+    raw_topic: str | None = None  # its records are validated first (None: every record is validated already)
+    validation: ValidationRules = DEFAULT_RULES
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def process(self, records: Sequence[Record], tables: Tables) -> Effects:
@@ -109,7 +116,9 @@ class Processor:
                 self.population.index(partition)  # built from the stored table, before this batch's writes
         for record in records:
             try:
-                if record.key == TICK_KEY:
+                if record.topic == self.raw_topic:
+                    self._on_raw(record, work, effects)
+                elif record.key == TICK_KEY:
                     self._on_tick(record, work, effects)
                 elif record.key == RESYNC_KEY:
                     self._on_resync(record, work, effects)
@@ -129,17 +138,37 @@ class Processor:
         return to_profile(state, self.clock(), self.churn.threshold)
 
     # -- records ------------------------------------------------------------------------
-    def _dead_letter(self, record: Record, rejection: Rejection, effects: Effects) -> None:
-        letter = dead_letter(record.value, record.key, rejection, stage="profile", now=self.clock(),
+    def _dead_letter(self, record: Record, rejection: Rejection, effects: Effects, stage: str = "profile") -> None:
+        letter = dead_letter(record.value, record.key, rejection, stage=stage, now=self.clock(),
                              topic=record.topic, partition=record.partition, offset=record.offset)
         effects.dead_letters.append((record.key, letter.model_dump_json().encode()))
 
     def _cuts(self, partition: int) -> Cuts | None:
         return self.population.cuts_for(partition) if self.population is not None else None
 
-    def _on_event(self, record: Record, work: Work, effects: Effects) -> None:
+    def _on_raw(self, record: Record, work: Work, effects: Effects) -> None:
         partition = record.partition
-        event: Event = EVENT_ADAPTER.validate_json(record.value or b"")
+        work.count("ingest.received", partition)
+        try:
+            result = validate(record.value, rules=self.validation, now=self.clock())
+        except Exception as exc:  # noqa: BLE001 - a validator bug must not stop the worker
+            log.exception("validate: record at %s[%s]@%s failed", record.topic, partition, record.offset)
+            result = Rejection("processing_error", f"{type(exc).__name__}: {exc}"[:2000])
+        if isinstance(result, Rejection):
+            work.count(f"ingest.rejected.{result.reason}", partition)
+            self._dead_letter(record, result, effects, stage="validate")
+            return
+        work.count("ingest.accepted", partition)
+        if self.owns(result.customer_id, partition):
+            self._apply(record, result, work, effects)
+        else:  # keyed by something else than the customer: to the partition that holds them
+            effects.forwards.append((result.customer_id.encode(), EVENT_ADAPTER.dump_json(result)))
+
+    def _on_event(self, record: Record, work: Work, effects: Effects) -> None:
+        self._apply(record, EVENT_ADAPTER.validate_json(record.value or b""), work, effects)
+
+    def _apply(self, record: Record, event: Event, work: Work, effects: Effects) -> None:
+        partition = record.partition
         state = work.state(event.customer_id)
         new_state, admission = apply_event(state, event, self.policy)
         work.count(f"profile.{admission.value}", partition)

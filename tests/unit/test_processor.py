@@ -112,3 +112,23 @@ def test_any_batching_gives_the_result_of_one_record_at_a_time(seed: int, cuts: 
     batched = run([records[a:b] for a, b in zip(boundaries, boundaries[1:], strict=False) if b > a])
     assert batched[0] == one_by_one[0]
     assert batched[1] == one_by_one[1]
+
+
+def test_raw_events_are_validated_and_those_of_another_partition_forwarded() -> None:
+    processor = Processor(rules=load_rules().with_scoring_mode("fixed"), policy=POLICY, churn=ChurnConfig(),
+                          clock=lambda: FIXED_NOW, raw_topic="raw", owns=lambda cid, partition: cid != "away")
+    here = {"type": "page_view", "event_id": "e1", "customer_id": "c1", "event_time": "2024-01-01T00:00:00Z"}
+    away = {**here, "event_id": "e2", "customer_id": "away"}
+    future = {**here, "event_id": "e3", "event_time": "2031-01-01T00:00:00Z"}
+    records = [Record(2, b"k", json.dumps(e).encode(), "raw", i) for i, e in enumerate((here, away, future))]
+    records.append(Record(2, b"k", b"\xff", "raw", 3))
+    tables = _tables()
+    effects = processor.process(records, tables)
+
+    assert _state(tables, "c1").events == 1 and "away" not in tables.state
+    assert [(key, json.loads(value)["event_id"]) for key, value in effects.forwards] == [(b"away", "e2")]
+    letters = [DeadLetter.model_validate_json(raw) for _, raw in effects.dead_letters]
+    assert [(letter.reason, letter.stage, letter.source_offset) for letter in letters] == [
+        ("future_event_time", "validate", 2), ("not_utf8", "validate", 3)]
+    assert tables.counters == {"ingest.received@2": b"4", "ingest.accepted@2": b"2", "profile.applied@2": b"1",
+                               "ingest.rejected.future_event_time@2": b"1", "ingest.rejected.not_utf8@2": b"1"}

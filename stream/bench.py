@@ -1,0 +1,311 @@
+"""``pulse bench``: throughput and latency of the whole pipeline against the configured Kafka
+and Redis, in a topic prefix, consumer group and Redis database of its own.
+
+One run measures: the raw consume + JSON decode rate of the input topic (the upper bound),
+the pipeline's events/s from worker start to caught up (Redis written and offsets committed),
+their ratio, event→Redis latency p50/p99 at a fixed offered load of half the measured rate
+(produce time to the hash's ``written_at``), worker RSS, and state bytes per customer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import shutil
+import socket
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from stream.infra.worker import WorkerProcess, worker_env
+from stream.produce import event_records, produce
+from stream.sample import sample_events
+from stream.settings import Settings
+
+WAIT_TIMEOUT_SECONDS = 1800.0
+LATENCY_SECONDS = 10.0
+
+
+@dataclass
+class BenchResult:
+    events: int
+    customers: int
+    workers: int
+    partitions: int
+    raw_events_per_s: float = 0.0
+    pipeline_events_per_s: float = 0.0
+    pipeline_seconds: float = 0.0
+    offered_events_per_s: float = 0.0
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    rss_mb: list[float] = field(default_factory=list)
+    state_bytes_per_customer: float = 0.0
+
+    @property
+    def ratio(self) -> float:
+        return self.pipeline_events_per_s / self.raw_events_per_s if self.raw_events_per_s else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "ratio": round(self.ratio, 4)}
+
+    def lines(self) -> list[str]:
+        latency = self.latency_ms
+        return [
+            f"pulse bench: {self.events} events, {self.customers} customers, {self.workers} worker(s), "
+            f"{self.partitions} partitions",
+            f"  raw consume + decode     {self.raw_events_per_s:>12,.0f} events/s   (upper bound)",
+            f"  pipeline                 {self.pipeline_events_per_s:>12,.0f} events/s   "
+            f"({self.pipeline_seconds:.1f} s from worker start to caught up)",
+            f"  pipeline / raw           {self.ratio:>12.4f}",
+            f"  latency at {self.offered_events_per_s:,.0f} events/s   p50 {latency.get('p50', math.nan):,.0f} ms   "
+            f"p99 {latency.get('p99', math.nan):,.0f} ms   ({latency.get('count', 0):.0f} events)",
+            f"  worker RSS               {', '.join(f'{mb:,.0f} MB' for mb in self.rss_mb)}",
+            f"  state per customer       {self.state_bytes_per_customer:>12,.0f} bytes (JSON in the table)",
+        ]
+
+
+def percentiles(values: Sequence[float]) -> dict[str, float]:
+    """p50, p99 and max by the nearest-rank method.
+
+    >>> percentiles([float(v) for v in range(1, 101)])
+    {'p50': 50.0, 'p99': 99.0, 'max': 100.0, 'count': 100.0}
+    >>> percentiles([])
+    {}
+    """
+    if not values:
+        return {}
+    ordered = sorted(values)
+
+    def rank(p: float) -> float:
+        return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+    return {"p50": rank(50), "p99": rank(99), "max": ordered[-1], "count": float(len(ordered))}
+
+
+def recent_events(customers: int, events: int, prefix: str, now: datetime) -> list[dict[str, Any]]:
+    """The sample stream, moved in time so that its newest event is a minute old (events from
+    the future are rejected, and the latency probes that follow must be the newest)."""
+    sample = sample_events(customers, events, seed=5, prefix=prefix)
+    shift = now - timedelta(minutes=1) - datetime.fromisoformat(sample[-1]["event_time"])
+    for event in sample:
+        event["event_time"] = (datetime.fromisoformat(event["event_time"]) + shift).isoformat()
+    return sample
+
+
+def probe(customer_id: str, index: int, prefix: str, now: datetime) -> dict[str, Any]:
+    """One latency probe: a page view of a known customer, stamped now."""
+    return {"type": "page_view", "event_id": f"{prefix}-probe-{index}", "customer_id": customer_id,
+            "event_time": now.isoformat(), "url": "/bench"}
+
+
+def latencies_ms(sent_at: dict[str, float], written_at: dict[str, str | None]) -> list[float]:
+    """Produce time (epoch s) to the hash's ``written_at`` (epoch ms), per probed customer.
+
+    >>> latencies_ms({"a": 10.0, "b": 11.0}, {"a": "10050", "b": None})
+    [50.0]
+    """
+    return [int(written) - sent_at[cid] * 1000 for cid, written in written_at.items() if written is not None]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def raw_consume_rate(bootstrap: str, topic: str, expected: int) -> float:
+    """Events/s of a bare aiokafka consumer reading the topic from the start and decoding each value."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=None, fetch_max_bytes=64 * 1024 * 1024,
+                                max_partition_fetch_bytes=16 * 1024 * 1024)
+    await consumer.start()
+    try:
+        seen, started = 0, time.perf_counter()
+        while seen < expected:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            for records in batches.values():
+                for record in records:
+                    json.loads(record.value)
+                seen += sum(len(records) for records in batches.values())
+        return seen / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+class Bench:
+    """One benchmark run; everything it creates is named ``bench-<id>`` and removed afterwards."""
+
+    def __init__(self, settings: Settings, redis_db: int, say: Callable[[str], None] = print) -> None:
+        self.settings = settings
+        self.say = say
+        self.tag = uuid.uuid4().hex[:8]
+        self.prefix = f"bench-{self.tag}."
+        self.app_id = f"bench-{self.tag}"
+        self.redis_url = settings.redis_url.rsplit("/", 1)[0] + f"/{redis_db}"
+        self.data_dir = Path(tempfile.mkdtemp(prefix="pulse-bench-"))
+        self.workers: list[WorkerProcess] = []
+
+    def env(self, port: int) -> dict[str, str]:
+        return worker_env({"PULSE_TOPIC_PREFIX": self.prefix, "PULSE_APP_ID": self.app_id,
+                           "PULSE_DATA_DIR": str(self.data_dir), "PULSE_WEB_PORT": str(port),
+                           "PULSE_REDIS_URL": self.redis_url, "PULSE_LOG_LEVEL": "warning",
+                           "PULSE_KAFKA_BOOTSTRAP": self.settings.kafka_bootstrap,
+                           "PULSE_PARTITIONS": str(self.settings.partitions)})
+
+    def topic(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    def run(self, events: int, customers: int, workers: int) -> BenchResult:
+        from stream.replay import wait_until_processed
+
+        bootstrap = self.settings.kafka_bootstrap
+        result = BenchResult(events=events, customers=customers, workers=workers,
+                             partitions=self.settings.partitions)
+        stream = recent_events(customers, events, self.prefix.rstrip("."), datetime.now(UTC))
+        self.say(f"producing {events:,} events for {customers:,} customers to {self.topic('events')} ...")
+        asyncio.run(produce(bootstrap, self.topic("events"), event_records(stream)))
+        result.raw_events_per_s = asyncio.run(raw_consume_rate(bootstrap, self.topic("events"), events))
+        self.say(f"raw consume + decode: {result.raw_events_per_s:,.0f} events/s")
+
+        started = time.perf_counter()
+        for _ in range(workers):
+            port = _free_port()
+            self.workers.append(WorkerProcess(self.env(port), self.data_dir / f"worker-{port}.log", port).start())
+        progress = Progress(self.say, "pipeline", 2 * events)  # records: events, then customer-events
+        behind = asyncio.run(wait_until_processed(bootstrap, self.app_id, [self.topic("events"),
+                                                  self.topic("customer-events")], WAIT_TIMEOUT_SECONDS,
+                                                  progress=progress.lag))
+        if behind:
+            raise BenchError(f"the workers did not catch up in {WAIT_TIMEOUT_SECONDS:.0f}s: {behind}; "
+                             f"see the logs in {self.data_dir}")
+        result.pipeline_seconds = time.perf_counter() - started
+        result.pipeline_events_per_s = events / result.pipeline_seconds
+        progress.done(f"{result.pipeline_events_per_s:,.0f} events/s")
+
+        result.offered_events_per_s, result.latency_ms = self.latency(
+            sorted({e["customer_id"] for e in stream}), result.pipeline_events_per_s / 2)
+        result.rss_mb = [round(rss_mb(worker.proc.pid), 1) for worker in self.workers if worker.proc]
+        result.state_bytes_per_customer = self.state_bytes(sorted({e["customer_id"] for e in stream})[:200])
+        return result
+
+    def latency(self, customer_ids: list[str], rate: float) -> tuple[float, dict[str, float]]:
+        """Probe events at ``rate`` per second, one per customer, for up to LATENCY_SECONDS."""
+        from stream.replay import wait_until_processed
+
+        count = max(1, min(len(customer_ids), int(rate * LATENCY_SECONDS)))
+        self.say(f"latency: {count} probe events at {rate:,.0f} events/s ...")
+        sent_at = asyncio.run(self._send_probes(customer_ids[:count], rate))
+        asyncio.run(wait_until_processed(self.settings.kafka_bootstrap, self.app_id, [self.topic("events"),
+                                         self.topic("customer-events")], WAIT_TIMEOUT_SECONDS))
+        import redis
+
+        client = redis.Redis.from_url(self.redis_url, decode_responses=True)
+        pipe = client.pipeline(transaction=False)
+        for cid in sent_at:
+            pipe.hget(f"pulse:cust:{cid}", "written_at")
+        written = dict(zip(sent_at, pipe.execute(), strict=True))
+        client.close()
+        return rate, percentiles(latencies_ms(sent_at, written))
+
+    async def _send_probes(self, customer_ids: list[str], rate: float) -> dict[str, float]:
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all", linger_ms=0)
+        await producer.start()
+        sent_at: dict[str, float] = {}
+        try:
+            started = time.perf_counter()
+            for index, cid in enumerate(customer_ids):
+                delay = started + index / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                sent_at[cid] = time.time()
+                event = probe(cid, index, self.prefix.rstrip("."), datetime.now(UTC))
+                await producer.send(self.topic("events"), json.dumps(event).encode(), key=cid.encode())
+            await producer.flush()
+        finally:
+            await producer.stop()
+        return sent_at
+
+    def state_bytes(self, customer_ids: list[str]) -> float:
+        sizes = [len(json.dumps(self.workers[0].get(f"/customers/{cid}/"))) for cid in customer_ids]
+        return sum(sizes) / len(sizes) if sizes else 0.0
+
+    def check_redis_db_empty(self) -> None:
+        import redis
+
+        client = redis.Redis.from_url(self.redis_url)
+        try:
+            if client.dbsize():
+                raise BenchError(f"Redis database {self.redis_url} is not empty; the benchmark writes there and "
+                                 "empties it afterwards: choose an unused one with --redis-db")
+        finally:
+            client.close()
+
+    def clean_up(self) -> None:
+        """Stop the workers, delete the run's topics and Redis keys, remove its data directory."""
+        import redis
+
+        for worker in self.workers:
+            worker.stop()
+        asyncio.run(self._delete_topics())
+        client = redis.Redis.from_url(self.redis_url)
+        client.flushdb()
+        client.close()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    async def _delete_topics(self) -> None:
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            ours = [t for t in await admin.list_topics() if t.startswith((self.prefix, f"{self.app_id}-"))]
+            if ours:
+                await admin.delete_topics(ours)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and set(ours) & set(await admin.list_topics()):
+                await asyncio.sleep(0.5)  # deletion completes asynchronously on the broker
+        finally:
+            await admin.close()
+
+
+class BenchError(RuntimeError):
+    """The benchmark could not run or finish; the message says why."""
+
+
+class Progress:
+    """A progress line every two seconds from the consumer lag (records still to process)."""
+
+    def __init__(self, say: Callable[[str], None], what: str, total: int) -> None:
+        self.say, self.what, self.total = say, what, total
+        self.started = time.perf_counter()
+        self.last_shown = 0.0
+        self.best = 0.0  # the lag can grow while topics appear: the bar never goes back
+
+    def lag(self, behind: int) -> None:
+        now = time.perf_counter()
+        if now - self.last_shown < 2.0:
+            return
+        self.last_shown = now
+        share = max(0.0, min(1.0, 1 - behind / self.total)) if self.total else 1.0
+        self.best = share = max(self.best, share)
+        self.say(f"  {self.what} [{'#' * int(30 * share):<30}] {share:4.0%}, {behind:,} records to go "
+                 f"({now - self.started:.0f} s)")
+
+    def done(self, summary: str) -> None:
+        self.say(f"  {self.what} done in {time.perf_counter() - self.started:.1f} s: {summary}")

@@ -1,0 +1,65 @@
+"""`pulse bench` runs end to end on the real services, reports every figure, and leaves no
+topic, consumer data or Redis key behind."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import redis
+from aiokafka.admin import AIOKafkaAdminClient
+
+from tests.integration.conftest import Isolated
+
+pytestmark = pytest.mark.integration
+
+BENCH_DB = 14
+
+
+async def _topics(bootstrap: str) -> set[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return set(await admin.list_topics())
+    finally:
+        await admin.close()
+
+
+def test_bench_reports_every_figure_and_cleans_up(isolated: Isolated, tmp_path: Path) -> None:
+    bootstrap = isolated.settings.kafka_bootstrap
+    before = {t for t in asyncio.run(_topics(bootstrap)) if t.startswith("bench-")}
+    out = tmp_path / "bench.json"
+    env = {**os.environ, **isolated.env}
+    done = subprocess.run([sys.executable, "-m", "stream.cli", "bench", "--events", "1500", "--customers", "150",
+                           "--redis-db", str(BENCH_DB), "--json", str(out)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "raw consume + decode" in done.stdout and "pipeline" in done.stdout and "latency at" in done.stdout
+    result = json.loads(out.read_text())
+    assert result["events"] == 1500 and result["workers"] == 1
+    assert result["raw_events_per_s"] > result["pipeline_events_per_s"] > 0
+    assert 0 < result["ratio"] < 1
+    assert result["latency_ms"]["count"] > 0 and result["latency_ms"]["p99"] >= result["latency_ms"]["p50"] > 0
+    assert result["rss_mb"][0] > 50 and result["state_bytes_per_customer"] > 100
+
+    after = {t for t in asyncio.run(_topics(bootstrap)) if t.startswith("bench-")}
+    assert after <= before, f"topics left behind: {sorted(after - before)}"
+    assert redis.Redis.from_url(isolated.settings.redis_url.rsplit("/", 1)[0] + f"/{BENCH_DB}").dbsize() == 0
+
+
+def test_bench_refuses_a_database_in_use(isolated: Isolated) -> None:
+    client = redis.Redis.from_url(isolated.settings.redis_url.rsplit("/", 1)[0] + f"/{BENCH_DB}")
+    client.set("someone-elses-key", "1")
+    try:
+        env = {**os.environ, **isolated.env}
+        done = subprocess.run([sys.executable, "-m", "stream.cli", "bench", "--events", "100", "--customers", "10",
+                               "--redis-db", str(BENCH_DB)], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode != 0 and "not empty" in done.stderr and "--redis-db" in done.stderr
+        assert client.get("someone-elses-key") == b"1"
+    finally:
+        client.delete("someone-elses-key")

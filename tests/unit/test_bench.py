@@ -1,0 +1,53 @@
+"""The benchmark's own arithmetic: the shifted sample stream, latencies and the report."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from stream.bench import BenchResult, Progress, latencies_ms, percentiles, probe, recent_events
+
+
+def test_the_sample_stream_ends_a_minute_ago_in_its_own_order() -> None:
+    now = datetime(2030, 6, 1, tzinfo=UTC)
+    events = recent_events(20, 500, "bench-x", now)
+    times = [datetime.fromisoformat(e["event_time"]) for e in events]
+    assert times == sorted(times)
+    assert times[-1] == now - timedelta(minutes=1)
+    assert len({e["customer_id"] for e in events}) == 20
+
+
+def test_a_probe_is_a_valid_event_of_that_customer_at_now() -> None:
+    from schemas import parse_event
+
+    now = datetime(2030, 6, 1, tzinfo=UTC)
+    event = parse_event(json.dumps(probe("c1", 3, "bench-x", now)))
+    assert (event.customer_id, event.event_time, event.event_id) == ("c1", now, "bench-x-probe-3")
+
+
+def test_latencies_skip_customers_never_written_and_percentiles_use_nearest_rank() -> None:
+    sent = {f"c{i}": 100.0 + i for i in range(10)}
+    written: dict[str, str | None] = {f"c{i}": str(int((100.0 + i) * 1000 + 10 * (i + 1))) for i in range(9)}
+    written["c9"] = None
+    values = latencies_ms(sent, written)
+    assert sorted(values) == [10.0 * k for k in range(1, 10)]
+    assert percentiles(values) == {"p50": 50.0, "p99": 90.0, "max": 90.0, "count": 9.0}
+
+
+def test_the_report_and_its_json_carry_the_ratio() -> None:
+    result = BenchResult(events=1000, customers=100, workers=1, partitions=4, raw_events_per_s=100_000.0,
+                         pipeline_events_per_s=2_000.0, pipeline_seconds=0.5, offered_events_per_s=1_000.0,
+                         latency_ms={"p50": 40.0, "p99": 90.0, "count": 100.0}, rss_mb=[180.0],
+                         state_bytes_per_customer=2100.0)
+    text = "\n".join(result.lines())
+    assert "2,000 events/s" in text and "0.0200" in text and "p99 90 ms" in text and "180 MB" in text
+    assert result.to_json()["ratio"] == 0.02
+
+
+def test_progress_never_goes_back() -> None:
+    shown: list[str] = []
+    progress = Progress(shown.append, "pipeline", 100)
+    for behind in (40, 100):
+        progress.last_shown = 0.0  # show every call
+        progress.lag(behind)
+    assert "60%" in shown[0] and "60%" in shown[1]
