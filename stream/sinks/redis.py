@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -23,34 +24,63 @@ TAG_STREAM_MAXLEN = 100_000
 ALERT_STREAM_MAXLEN = 100_000
 SEEN_CHANGE_TTL_SECONDS = 7 * 86_400
 
-# KEYS[1] hash, KEYS[2] segment-set prefix; ARGV[1] version, ARGV[2] segment ('' if none),
-# ARGV[3] customer id, ARGV[4..] field/value pairs.
-_PROFILE = """
-local current = redis.call('HGET', KEYS[1], 'version')
-if current and tonumber(current) >= tonumber(ARGV[1]) then return 0 end
-local old_segment = redis.call('HGET', KEYS[1], 'segment')
+CHUNK = 500  # records per script call: one round trip each, and Redis is never blocked for long
+
+# KEYS[1] the key prefix; ARGV: one JSON object per profile: id (customer), v (version),
+# s (segment, '' if none), f (field/value pairs). An older or equal version is skipped.
+_PROFILES = """
+local prefix, written = KEYS[1], 0
 local now = redis.call('TIME')
-redis.call('HSET', KEYS[1], 'written_at', now[1] * 1000 + math.floor(now[2] / 1000), unpack(ARGV, 4))
-if old_segment and old_segment ~= ARGV[2] then redis.call('SREM', KEYS[2] .. old_segment, ARGV[3]) end
-if ARGV[2] ~= '' then redis.call('SADD', KEYS[2] .. ARGV[2], ARGV[3]) end
-return 1
+local at = now[1] * 1000 + math.floor(now[2] / 1000)
+for i = 1, #ARGV do
+  local p = cjson.decode(ARGV[i])
+  local key = prefix .. 'cust:' .. p.id
+  local current = redis.call('HMGET', key, 'version', 'segment')
+  if not current[1] or tonumber(current[1]) < p.v then
+    redis.call('HSET', key, 'written_at', at, unpack(p.f))
+    if current[2] and current[2] ~= p.s then redis.call('SREM', prefix .. 'seg:' .. current[2], p.id) end
+    if p.s ~= '' then redis.call('SADD', prefix .. 'seg:' .. p.s, p.id) end
+    written = written + 1
+  end
+end
+return written
 """
 
-# KEYS[1] seen-marker of this change, KEYS[2] the stream; ARGV[1] ttl, ARGV[2] maxlen, ARGV[3..] fields.
-_TAG_CHANGE = """
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
-return 1
+# KEYS[1] the key prefix; ARGV[1] ttl of the seen-markers, ARGV[2] stream maxlen, ARGV[3..]
+# one JSON object per tag change: id (change id), f (stream fields).
+_TAG_CHANGES = """
+local prefix, written = KEYS[1], 0
+for i = 3, #ARGV do
+  local c = cjson.decode(ARGV[i])
+  if redis.call('SET', prefix .. 'tags:seen:' .. c.id, '1', 'NX', 'EX', ARGV[1]) then
+    redis.call('XADD', prefix .. 'tags', 'MAXLEN', '~', ARGV[2], '*', unpack(c.f))
+    written = written + 1
+  end
+end
+return written
 """
 
-# KEYS[1] seen-marker, KEYS[2] the stream, KEYS[3] the channel; ARGV[1] ttl, ARGV[2] maxlen,
-# ARGV[3] the JSON message, ARGV[4..] stream fields.
-_ALERT = """
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 4))
-redis.call('PUBLISH', KEYS[3], ARGV[3])
-return 1
+# As above, per alert: id (alert id), m (the JSON published on the channel), f (stream fields).
+_ALERTS = """
+local prefix, written = KEYS[1], 0
+for i = 3, #ARGV do
+  local a = cjson.decode(ARGV[i])
+  if redis.call('SET', prefix .. 'alerts:seen:' .. a.id, '1', 'NX', 'EX', ARGV[1]) then
+    redis.call('XADD', prefix .. 'alerts', 'MAXLEN', '~', ARGV[2], '*', unpack(a.f))
+    redis.call('PUBLISH', prefix .. 'alerts', a.m)
+    written = written + 1
+  end
+end
+return written
 """
+
+
+def _flat(fields: dict[str, str]) -> list[str]:
+    return [item for pair in fields.items() for item in pair]
+
+
+def _chunks(items: list[str]) -> list[list[str]]:
+    return [items[start:start + CHUNK] for start in range(0, len(items), CHUNK)]
 
 
 def customer_key(customer_id: str, prefix: str = KEY_PREFIX) -> str:
@@ -75,60 +105,48 @@ class RedisSink:
     def __init__(self, client: aioredis.Redis, *, prefix: str = KEY_PREFIX) -> None:
         self._client = client
         self._prefix = prefix
-        self._profile = client.register_script(_PROFILE)
-        self._tag_change = client.register_script(_TAG_CHANGE)
-        self._alert = client.register_script(_ALERT)
+        self._profiles = client.register_script(_PROFILES)
+        self._tag_changes = client.register_script(_TAG_CHANGES)
+        self._alerts = client.register_script(_ALERTS)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: object) -> RedisSink:
         return cls(aioredis.Redis.from_url(url, decode_responses=True), **kwargs)  # type: ignore[arg-type]
 
-    async def write_profiles(self, profiles: Sequence[Profile]) -> int:
-        if not profiles:
+    async def _run(self, script: Any, records: list[str], head: list[str] | None = None) -> int:
+        """One pipelined round: a script call per chunk of records; the number written."""
+        if not records:
             return 0
         async with self._client.pipeline(transaction=False) as pipe:
-            for profile in profiles:
-                fields = profile_fields(profile)
-                args: list[str] = [fields["version"], profile.segment or "", profile.customer_id]
-                for name, value in fields.items():
-                    args += [name, value]
-                keys = [customer_key(profile.customer_id, self._prefix), f"{self._prefix}seg:"]
-                await self._profile(keys=keys, args=args, client=pipe)
+            for chunk in _chunks(records):
+                await script(keys=[self._prefix], args=[*(head or []), *chunk], client=pipe)
             results = await pipe.execute()
         return sum(int(r) for r in results)
 
+    async def write_profiles(self, profiles: Sequence[Profile]) -> int:
+        return await self._run(self._profiles, [
+            json.dumps({"id": p.customer_id, "v": p.version, "s": p.segment or "", "f": _flat(profile_fields(p))})
+            for p in profiles])
+
     async def write_tag_changes(self, changes: Sequence[TagChange]) -> int:
-        if not changes:
-            return 0
-        async with self._client.pipeline(transaction=False) as pipe:
-            for change in changes:
-                args: list[str] = [str(SEEN_CHANGE_TTL_SECONDS), str(TAG_STREAM_MAXLEN)]
-                for name, value in change.model_dump(mode="json").items():
-                    args += [name, "" if value is None else str(value)]
-                keys = [f"{self._prefix}tags:seen:{change.change_id}", f"{self._prefix}tags"]
-                await self._tag_change(keys=keys, args=args, client=pipe)
-            results = await pipe.execute()
-        return sum(int(r) for r in results)
+        head = [str(SEEN_CHANGE_TTL_SECONDS), str(TAG_STREAM_MAXLEN)]
+        return await self._run(self._tag_changes, [
+            json.dumps({"id": change.change_id, "f": _flat({
+                name: "" if value is None else str(value) for name, value in change.model_dump(mode="json").items()})})
+            for change in changes], head)
 
     async def write_alerts(self, alerts: Sequence[Alert]) -> int:
         """Add each alert to the stream and publish it on the channel, once per alert id.
 
         Stream fields are flat strings; ``explanation`` is JSON. The channel carries the
         whole alert as JSON."""
-        if not alerts:
-            return 0
-        async with self._client.pipeline(transaction=False) as pipe:
-            for alert in alerts:
-                message = alert.model_dump_json()
-                args: list[str] = [str(SEEN_CHANGE_TTL_SECONDS), str(ALERT_STREAM_MAXLEN), message]
-                for name, value in alert.model_dump(mode="json").items():
-                    text = json.dumps(value) if isinstance(value, list | dict) else "" if value is None else str(value)
-                    args += [name, text]
-                channel = f"{self._prefix}alerts"
-                keys = [f"{self._prefix}alerts:seen:{alert.alert_id}", channel, channel]
-                await self._alert(keys=keys, args=args, client=pipe)
-            results = await pipe.execute()
-        return sum(int(r) for r in results)
+        head = [str(SEEN_CHANGE_TTL_SECONDS), str(ALERT_STREAM_MAXLEN)]
+        records = []
+        for alert in alerts:
+            fields = {name: json.dumps(value) if isinstance(value, list | dict) else "" if value is None else str(value)
+                      for name, value in alert.model_dump(mode="json").items()}
+            records.append(json.dumps({"id": alert.alert_id, "m": alert.model_dump_json(), "f": _flat(fields)}))
+        return await self._run(self._alerts, records, head)
 
     async def alerts(self) -> list[dict[str, str]]:
         entries = await self._client.xrange(f"{self._prefix}alerts") or []
