@@ -7,6 +7,7 @@ from typing import Any
 
 import faust
 
+from agents.batching import quiet_producer_buffer_logs
 from agents.population import PopulationBook
 from stream.model import ModelParams, SegmentMixMonitor
 from stream.settings import Settings
@@ -23,6 +24,7 @@ class Pulse:
     dead_letters: Any
     customer_events: Any
     inputs: Any
+    profiles: Any
     customer_state: Any
     ingest_counters: Any
     profile_counters: Any
@@ -44,6 +46,7 @@ def create_app(settings: Settings) -> Pulse:
     from agents import recovery_fix
 
     recovery_fix.apply()
+    quiet_producer_buffer_logs()
     rules = load_rules(settings.rules_file)  # validated at start-up: RulesError names the problem
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     app = faust.App(
@@ -74,6 +77,8 @@ def create_app(settings: Settings) -> Pulse:
         # what the profile agent reads: raw events (validated there; those keyed by another
         # customer's partition forwarded to customer-events) and customer-events
         inputs=app.topic(settings.topic("events"), settings.topic("customer-events"), **raw),
+        profiles=app.topic(settings.topic("profiles"), internal=True, partitions=settings.partitions,
+                           config={"cleanup.policy": "compact"}, **raw),
         customer_state=app.Table(
             # raw bytes (the app default): values are CustomerState JSON, decoded by pydantic
             "customer-state", key_type=str, value_type=bytes, partitions=settings.partitions,
@@ -99,12 +104,13 @@ def create_app(settings: Settings) -> Pulse:
         rules=rules,
     )
     pulse.population = PopulationBook(pulse)
-    from agents import population, profile, sweeper, trainer, views
+    from agents import population, profile, sink, sweeper, trainer, views
 
     if rules.scoring.mode == "population":
         population.register(pulse, pulse.population)
     profile.register(pulse)
     sweeper.register(pulse)
+    sink.register(pulse)
     trainer.register(pulse)
     views.register(pulse)
     return pulse

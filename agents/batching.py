@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import weakref
 from collections.abc import Awaitable, Iterator, Sequence
@@ -74,3 +75,14 @@ async def durable(app: Any, timeout: float = DURABLE_TIMEOUT_SECONDS) -> None:
             continue
     if producer._producer is not None:
         await asyncio.wait_for(producer._producer.flush(), timeout=max(deadline - time.monotonic(), 1.0))
+
+
+def _not_buffer_chatter(record: logging.LogRecord) -> bool:
+    message = str(record.msg)
+    return not message.startswith(("producer buffer full size", "producer flush took"))
+
+
+def quiet_producer_buffer_logs() -> None:
+    """A batch's table writes fill Faust's producer buffer (100 records) by design, and Faust
+    logs a warning each time; :func:`durable` waits for the buffer anyway."""
+    logging.getLogger("faust.transport.producer").addFilter(_not_buffer_chatter)

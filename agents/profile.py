@@ -1,25 +1,25 @@
 """The profile agent: takes batches of ``events`` and ``customer-events`` records (raw events;
 forwarded events, sweep ticks, resync requests), hands each partition's records to
-:class:`stream.processor.Processor`, sends the tag changes, alerts, labels, dead letters and
-forwarded events to Kafka, and once its table writes and those records are acknowledged by
-the broker (``agents/batching.py``) queues the batch's Redis projection
-(``agents/projection.py``), which acknowledges the batch when it is written."""
+:class:`stream.processor.Processor`, and sends the profiles, tag changes, alerts, labels,
+dead letters and forwarded events to Kafka. A batch is acknowledged only once its table
+writes and those records are acknowledged by the broker (``agents/batching.py``); the Redis
+sinks (``agents/sink.py``) mirror the topics, so a crash at any point loses nothing: the
+outputs of a batch whose state is already stored are already in Kafka."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from aiokafka.partitioner import DefaultPartitioner
 
 from agents.batching import by_partition, durable, gather_sends, held
-from agents.projection import Pending, Projection
 from agents.trainer import watch_segment_mix
+from schemas import CustomerState
 from stream.model import ModelParams
 from stream.processor import Effects, Processor, Record
-from stream.sinks import RedisSink
 from stream.validate import Rules as ValidationRules
 from stream.work import Tables
 
@@ -53,7 +53,8 @@ def build_processor(pulse: Pulse) -> Processor:
                      population=pulse.population if pulse.rules.scoring.mode == "population" else None)
 
 
-async def send_effects(pulse: Pulse, effects: Effects) -> list[Awaitable[Any]]:
+async def send_effects(pulse: Pulse, effects: Effects,
+                       profile_json: Callable[[CustomerState], bytes]) -> list[Awaitable[Any]]:
     """Queue every output record; the caller awaits the returned acknowledgements. (Straight to
     the producer: Faust's ``Topic.send`` costs several times more per record, and these topics
     are declared at start-up.)"""
@@ -63,6 +64,8 @@ async def send_effects(pulse: Pulse, effects: Effects) -> list[Awaitable[Any]]:
         return await producer.send(topic(name), key, value, partition, None, None)
 
     sends = []
+    for state in effects.profiles.values():
+        sends.append(await send("profiles", state.customer_id.encode(), profile_json(state)))
     for change in effects.tag_changes:
         sends.append(await send("tag-changes", change.customer_id.encode(), change.model_dump_json().encode()))
     for alert in effects.alerts:
@@ -80,25 +83,21 @@ def register(pulse: Pulse) -> None:
     processor = build_processor(pulse)
     tables = Tables(state=pulse.customer_state, counters=pulse.profile_counters,
                     maxima=pulse.event_time_maxima, index=pulse.sweep_index)
-    sink = RedisSink.from_url(pulse.settings.redis_url)
+
+    def profile_json(state: CustomerState) -> bytes:
+        return processor.profile(state).model_dump_json().encode()
 
     # concurrency=1: faust may commit past an in-flight message with more (faust #606).
     @pulse.app.agent(pulse.inputs, name="profile", concurrency=1)
     async def profile(stream):  # type: ignore[no-untyped-def]
-        projection = Projection(sink, stream)
         async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_SECONDS):
             with held(events):
                 sends: list[Awaitable[Any]] = []
-                redis_writes = Pending(events)
                 for _, group in by_partition(events):
                     records = [Record(e.message.partition, e.key, e.value, e.message.topic, e.message.offset)
                                for e in group]
                     effects = processor.process(records, tables)
-                    sends += await send_effects(pulse, effects)
-                    redis_writes.profiles += [processor.profile(state) for state in effects.profiles.values()]
-                    redis_writes.tag_changes += effects.tag_changes
-                    redis_writes.alerts += effects.alerts
+                    sends += await send_effects(pulse, effects, profile_json)
                     sends += await watch_segment_mix(pulse, effects.tag_changes)
                 await gather_sends(sends)
                 await durable(pulse.app)
-                await projection.submit(redis_writes)

@@ -169,6 +169,10 @@ class Bench:
     def topic(self, name: str) -> str:
         return f"{self.prefix}{name}"
 
+    def consumed_topics(self) -> list[str]:
+        """Caught up on these means processed and written to Redis (the sinks commit after writing)."""
+        return [self.topic(name) for name in ("events", "customer-events", "profiles", "tag-changes", "alerts")]
+
     def run(self, events: int, customers: int, workers: int) -> BenchResult:
         from stream.replay import wait_until_processed
 
@@ -185,9 +189,8 @@ class Bench:
         for _ in range(workers):
             port = _free_port()
             self.workers.append(WorkerProcess(self.env(port), self.data_dir / f"worker-{port}.log", port).start())
-        progress = Progress(self.say, "pipeline", 2 * events)  # records: events, then customer-events
-        behind = asyncio.run(wait_until_processed(bootstrap, self.app_id, [self.topic("events"),
-                                                  self.topic("customer-events")], WAIT_TIMEOUT_SECONDS,
+        progress = Progress(self.say, "pipeline")
+        behind = asyncio.run(wait_until_processed(bootstrap, self.app_id, self.consumed_topics(), WAIT_TIMEOUT_SECONDS,
                                                   progress=progress.lag))
         if behind:
             raise BenchError(f"the workers did not catch up in {WAIT_TIMEOUT_SECONDS:.0f}s: {behind}; "
@@ -209,8 +212,8 @@ class Bench:
         count = max(1, min(len(customer_ids), int(rate * LATENCY_SECONDS)))
         self.say(f"latency: {count} probe events at {rate:,.0f} events/s ...")
         sent_at = asyncio.run(self._send_probes(customer_ids[:count], rate))
-        asyncio.run(wait_until_processed(self.settings.kafka_bootstrap, self.app_id, [self.topic("events"),
-                                         self.topic("customer-events")], WAIT_TIMEOUT_SECONDS))
+        asyncio.run(wait_until_processed(self.settings.kafka_bootstrap, self.app_id, self.consumed_topics(),
+                                         WAIT_TIMEOUT_SECONDS))
         import redis
 
         client = redis.Redis.from_url(self.redis_url, decode_responses=True)
@@ -289,10 +292,11 @@ class BenchError(RuntimeError):
 
 
 class Progress:
-    """A progress line every two seconds from the consumer lag (records still to process)."""
+    """A progress line every two seconds from the consumer lag (records still to process, over
+    every topic of the pipeline: the most seen so far stands for the whole)."""
 
-    def __init__(self, say: Callable[[str], None], what: str, total: int) -> None:
-        self.say, self.what, self.total = say, what, total
+    def __init__(self, say: Callable[[str], None], what: str) -> None:
+        self.say, self.what, self.total = say, what, 0
         self.started = time.perf_counter()
         self.last_shown = 0.0
         self.best = 0.0  # the lag can grow while topics appear: the bar never goes back
@@ -302,7 +306,8 @@ class Progress:
         if now - self.last_shown < 2.0:
             return
         self.last_shown = now
-        share = max(0.0, min(1.0, 1 - behind / self.total)) if self.total else 1.0
+        self.total = max(self.total, behind)
+        share = max(0.0, min(1.0, 1 - behind / self.total)) if self.total else 0.0
         self.best = share = max(self.best, share)
         self.say(f"  {self.what} [{'#' * int(30 * share):<30}] {share:4.0%}, {behind:,} records to go "
                  f"({now - self.started:.0f} s)")

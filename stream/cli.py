@@ -135,7 +135,7 @@ def replay(path: Path, fmt: str, until: datetime | None, speed: float | None, wa
     customers = len({str(e.get("customer_id")) for e in events})
     click.echo(f"produced {sent} events for {customers} customers")
     if wait:
-        topics = [settings.topic(t) for t in ("events", "customer-events")]
+        topics = [settings.topic(t) for t in ("events", "customer-events", "profiles", "tag-changes", "alerts")]
         click.echo(f"waiting for worker group {settings.app_id} to catch up ...")
         behind = asyncio.run(wait_until_processed(settings.kafka_bootstrap, settings.app_id, topics,
                                                   timeout, settle=settings.sweep_seconds + 2.0))
@@ -254,7 +254,7 @@ def resync(wait: bool, timeout: float) -> None:
     count = asyncio.run(request())
     click.echo(f"asked the workers of {settings.app_id} to re-publish the profiles of {count} partitions")
     if wait:
-        topics = [settings.topic("customer-events")]
+        topics = [settings.topic(t) for t in ("customer-events", "profiles")]
         behind = asyncio.run(wait_until_processed(settings.kafka_bootstrap, settings.app_id, topics, timeout))
         if behind:
             raise _not_caught_up(behind, timeout)

@@ -132,8 +132,8 @@ async def wait_until_processed(bootstrap: str, group: str, topics: list[str], ti
     ``settle`` seconds apart (longer than a sweep interval: the sweep tick after the last
     event applies the population rescoring that the last events made due).
 
-    The profile agent commits a batch only after its Redis projection is written, so caught-up
-    offsets on ``customer-events`` mean Redis is flushed. Returns the partitions still behind, as
+    The Redis sinks commit a batch only after it is written, so caught-up offsets on the
+    profiles, tag-changes and alerts topics mean Redis is flushed. Returns the partitions still behind, as
     ``{"topic[partition]": records}`` (empty = done).
     """
     from aiokafka import AIOKafkaConsumer, TopicPartition

@@ -39,6 +39,7 @@ def required_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic("events"), n),
         TopicSpec(settings.topic("events.dlq"), n),
         TopicSpec(settings.topic("customer-events"), n),
+        TopicSpec(settings.topic("profiles"), n, COMPACTED),
         TopicSpec(settings.topic("tag-changes"), n),
         TopicSpec(settings.topic("alerts"), n),
         TopicSpec(settings.topic("churn-labels"), 1),  # one partition: one trainer, in order

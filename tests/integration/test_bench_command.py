@@ -18,7 +18,6 @@ from tests.integration.conftest import Isolated
 
 pytestmark = pytest.mark.integration
 
-BENCH_DB = 14
 
 
 async def _topics(bootstrap: str) -> set[str]:
@@ -30,13 +29,21 @@ async def _topics(bootstrap: str) -> set[str]:
         await admin.close()
 
 
+def _empty_database(redis_url: str) -> int:
+    for db in range(15, 9, -1):
+        if not redis.Redis.from_url(f"{redis_url.rsplit('/', 1)[0]}/{db}").dbsize():
+            return db
+    raise AssertionError("no empty Redis database among 10-15 for the benchmark")
+
+
 def test_bench_reports_every_figure_and_cleans_up(isolated: Isolated, tmp_path: Path) -> None:
+    bench_db = _empty_database(isolated.settings.redis_url)
     bootstrap = isolated.settings.kafka_bootstrap
     before = {t for t in asyncio.run(_topics(bootstrap)) if t.startswith("bench-")}
     out = tmp_path / "bench.json"
     env = {**os.environ, **isolated.env}
     done = subprocess.run([sys.executable, "-m", "stream.cli", "bench", "--events", "1500", "--customers", "150",
-                           "--redis-db", str(BENCH_DB), "--json", str(out)],
+                           "--redis-db", str(bench_db), "--json", str(out)],
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "raw consume + decode" in done.stdout and "pipeline" in done.stdout and "latency at" in done.stdout
@@ -49,16 +56,17 @@ def test_bench_reports_every_figure_and_cleans_up(isolated: Isolated, tmp_path: 
 
     after = {t for t in asyncio.run(_topics(bootstrap)) if t.startswith("bench-")}
     assert after <= before, f"topics left behind: {sorted(after - before)}"
-    assert redis.Redis.from_url(isolated.settings.redis_url.rsplit("/", 1)[0] + f"/{BENCH_DB}").dbsize() == 0
+    assert redis.Redis.from_url(isolated.settings.redis_url.rsplit("/", 1)[0] + f"/{bench_db}").dbsize() == 0
 
 
 def test_bench_refuses_a_database_in_use(isolated: Isolated) -> None:
-    client = redis.Redis.from_url(isolated.settings.redis_url.rsplit("/", 1)[0] + f"/{BENCH_DB}")
+    bench_db = _empty_database(isolated.settings.redis_url)
+    client = redis.Redis.from_url(isolated.settings.redis_url.rsplit("/", 1)[0] + f"/{bench_db}")
     client.set("someone-elses-key", "1")
     try:
         env = {**os.environ, **isolated.env}
         done = subprocess.run([sys.executable, "-m", "stream.cli", "bench", "--events", "100", "--customers", "10",
-                               "--redis-db", str(BENCH_DB)], env=env, capture_output=True, text=True, timeout=120)
+                               "--redis-db", str(bench_db)], env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode != 0 and "not empty" in done.stderr and "--redis-db" in done.stderr
         assert client.get("someone-elses-key") == b"1"
     finally:

@@ -46,8 +46,8 @@ def test_the_report_and_its_json_carry_the_ratio() -> None:
 
 def test_progress_never_goes_back() -> None:
     shown: list[str] = []
-    progress = Progress(shown.append, "pipeline", 100)
-    for behind in (40, 100):
+    progress = Progress(shown.append, "pipeline")
+    for behind in (100, 40, 100):
         progress.last_shown = 0.0  # show every call
         progress.lag(behind)
-    assert "60%" in shown[0] and "60%" in shown[1]
+    assert "0%" in shown[0] and "60%" in shown[1] and "60%" in shown[2]
