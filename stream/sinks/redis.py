@@ -46,28 +46,16 @@ end
 return written
 """
 
-# KEYS[1] the key prefix; ARGV[1] ttl of the seen-markers, ARGV[2] stream maxlen, ARGV[3..]
-# one JSON object per tag change: id (change id), f (stream fields).
-_TAG_CHANGES = """
-local prefix, written = KEYS[1], 0
+# KEYS[1] the key prefix, KEYS[2] the stream ('tags' or 'alerts'); ARGV[1] ttl of the
+# seen-markers, ARGV[2] stream maxlen, ARGV[3..] one JSON object per record: id (change or
+# alert id), f (stream fields), and m (for alerts: the JSON published on the channel).
+_ONCE_TO_STREAM = """
+local prefix, name, written = KEYS[1], KEYS[2], 0
 for i = 3, #ARGV do
-  local c = cjson.decode(ARGV[i])
-  if redis.call('SET', prefix .. 'tags:seen:' .. c.id, '1', 'NX', 'EX', ARGV[1]) then
-    redis.call('XADD', prefix .. 'tags', 'MAXLEN', '~', ARGV[2], '*', unpack(c.f))
-    written = written + 1
-  end
-end
-return written
-"""
-
-# As above, per alert: id (alert id), m (the JSON published on the channel), f (stream fields).
-_ALERTS = """
-local prefix, written = KEYS[1], 0
-for i = 3, #ARGV do
-  local a = cjson.decode(ARGV[i])
-  if redis.call('SET', prefix .. 'alerts:seen:' .. a.id, '1', 'NX', 'EX', ARGV[1]) then
-    redis.call('XADD', prefix .. 'alerts', 'MAXLEN', '~', ARGV[2], '*', unpack(a.f))
-    redis.call('PUBLISH', prefix .. 'alerts', a.m)
+  local r = cjson.decode(ARGV[i])
+  if redis.call('SET', prefix .. name .. ':seen:' .. r.id, '1', 'NX', 'EX', ARGV[1]) then
+    redis.call('XADD', prefix .. name, 'MAXLEN', '~', ARGV[2], '*', unpack(r.f))
+    if r.m then redis.call('PUBLISH', prefix .. name, r.m) end
     written = written + 1
   end
 end
@@ -106,20 +94,21 @@ class RedisSink:
         self._client = client
         self._prefix = prefix
         self._profiles = client.register_script(_PROFILES)
-        self._tag_changes = client.register_script(_TAG_CHANGES)
-        self._alerts = client.register_script(_ALERTS)
+        self._once_to_stream = client.register_script(_ONCE_TO_STREAM)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: object) -> RedisSink:
         return cls(aioredis.Redis.from_url(url, decode_responses=True), **kwargs)  # type: ignore[arg-type]
 
-    async def _run(self, script: Any, records: list[str], head: list[str] | None = None) -> int:
+    async def _run(self, script: Any, records: list[str], head: list[str] | None = None,
+                   stream: str | None = None) -> int:
         """One pipelined round: a script call per chunk of records; the number written."""
         if not records:
             return 0
+        keys = [self._prefix] if stream is None else [self._prefix, stream]
         async with self._client.pipeline(transaction=False) as pipe:
             for chunk in _chunks(records):
-                await script(keys=[self._prefix], args=[*(head or []), *chunk], client=pipe)
+                await script(keys=keys, args=[*(head or []), *chunk], client=pipe)
             results = await pipe.execute()
         return sum(int(r) for r in results)
 
@@ -130,10 +119,10 @@ class RedisSink:
 
     async def write_tag_changes(self, changes: Sequence[TagChange]) -> int:
         head = [str(SEEN_CHANGE_TTL_SECONDS), str(TAG_STREAM_MAXLEN)]
-        return await self._run(self._tag_changes, [
+        return await self._run(self._once_to_stream, [
             json.dumps({"id": change.change_id, "f": _flat({
                 name: "" if value is None else str(value) for name, value in change.model_dump(mode="json").items()})})
-            for change in changes], head)
+            for change in changes], head, stream="tags")
 
     async def write_alerts(self, alerts: Sequence[Alert]) -> int:
         """Add each alert to the stream and publish it on the channel, once per alert id.
@@ -146,7 +135,7 @@ class RedisSink:
             fields = {name: json.dumps(value) if isinstance(value, list | dict) else "" if value is None else str(value)
                       for name, value in alert.model_dump(mode="json").items()}
             records.append(json.dumps({"id": alert.alert_id, "m": alert.model_dump_json(), "f": _flat(fields)}))
-        return await self._run(self._alerts, records, head)
+        return await self._run(self._once_to_stream, records, head, stream="alerts")
 
     async def alerts(self) -> list[dict[str, str]]:
         entries = await self._client.xrange(f"{self._prefix}alerts") or []
