@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from aiokafka.partitioner import DefaultPartitioner
@@ -20,7 +19,6 @@ from agents.trainer import watch_segment_mix
 from schemas import CustomerState
 from stream.model import ModelParams
 from stream.processor import Effects, Processor, Record
-from stream.validate import Rules as ValidationRules
 from stream.work import Tables
 
 if TYPE_CHECKING:
@@ -45,11 +43,9 @@ def build_processor(pulse: Pulse) -> Processor:
     def owns(customer_id: str, partition: int) -> bool:
         return bool(partitioner(customer_id.encode(), every, every) == partition)
 
-    validation = ValidationRules(max_bytes=settings.max_event_bytes, total_tolerance=settings.total_tolerance,
-                                 max_future=timedelta(seconds=settings.max_future_seconds))
     return Processor(rules=pulse.rules, policy=settings.dedup_policy(), churn=settings.churn_config(),
                      scorer=scorer, owns=owns, rescore_seconds=settings.rescore_seconds,
-                     raw_topic=settings.topic("events"), validation=validation,
+                     raw_topic=settings.topic("events"), validation=settings.validation_rules(),
                      population=pulse.population if pulse.rules.scoring.mode == "population" else None)
 
 

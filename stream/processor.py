@@ -70,15 +70,6 @@ class Effects:
         self.alerts.extend(alerts)
         self.labels.extend(labels)
 
-    def publish_all(self, later: Effects) -> None:
-        """Add a later batch's effects (its profiles replace this one's)."""
-        self.profiles.update(later.profiles)
-        self.tag_changes += later.tag_changes
-        self.alerts += later.alerts
-        self.labels += later.labels
-        self.dead_letters += later.dead_letters
-        self.forwards += later.forwards
-
 
 class Population(Protocol):
     """The population-relative scoring book (``agents/population.py``)."""

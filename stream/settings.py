@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stream.churn import ChurnConfig
 from stream.dedup import DedupPolicy
+from stream.validate import Rules as ValidationRules
 
 ENV_PREFIX = "PULSE_"
 
@@ -286,6 +287,10 @@ class Settings(BaseSettings):
         return DedupPolicy(lateness=timedelta(seconds=self.allowed_lateness_seconds),
                            horizon=timedelta(seconds=self.dedup_horizon_seconds),
                            max_ids=self.dedup_max_ids)
+
+    def validation_rules(self) -> ValidationRules:
+        return ValidationRules(max_bytes=self.max_event_bytes, total_tolerance=self.total_tolerance,
+                               max_future=timedelta(seconds=self.max_future_seconds))
 
     def churn_config(self) -> ChurnConfig:
         return ChurnConfig(horizon_days=self.churn_horizon_days, threshold=self.churn_threshold,
