@@ -10,15 +10,17 @@ from __future__ import annotations
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import redis
 
 from stream.infra import services
 from stream.infra.process import InfraError
 from stream.settings import Settings, load_settings
+from stream.sinks.redis import customer_key
 
 
 @pytest.fixture(scope="session")
@@ -83,3 +85,19 @@ def isolated(infra: Settings, tmp_path: Path) -> Isolated:
         web_port=port, partitions=4,
     )
     return Isolated(settings=settings, env=env, tag=tag, data_dir=tmp_path / "data")
+
+
+def events_in_redis(client: redis.Redis, customer_ids: Iterable[str]) -> Callable[[], int]:
+    """A probe of how many events the Redis hashes of these customers count (-1: Redis is down)."""
+    ids = list(customer_ids)
+
+    def applied() -> int:
+        try:
+            pipe = client.pipeline(transaction=False)
+            for cid in ids:
+                pipe.hget(customer_key(cid), "events")
+            return sum(int(v or 0) for v in pipe.execute())
+        except redis.RedisError:
+            return -1
+
+    return applied

@@ -9,7 +9,6 @@ import signal
 import socket
 import time
 import urllib.error
-from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -25,22 +24,9 @@ from stream.infra.worker import WorkerProcess, worker_env
 from stream.produce import event_records, produce
 from stream.sample import sample_events
 from stream.sinks.redis import customer_key
-from tests.integration.conftest import Isolated, wait_for
+from tests.integration.conftest import Isolated, events_in_redis, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def _events_in_redis(client: redis.Redis, customer_ids: list[str]) -> Callable[[], int]:
-    def applied() -> int:
-        try:
-            pipe = client.pipeline(transaction=False)
-            for cid in customer_ids:
-                pipe.hget(customer_key(cid), "events")
-            return sum(int(v or 0) for v in pipe.execute())
-        except redis.RedisError:
-            return -1
-
-    return applied
 
 
 def _produce_once_leaders_are_back(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
@@ -94,7 +80,7 @@ def test_sigkill_twice_mid_stream_then_restart_equals_batch(isolated: Isolated) 
     events = sample_events(60, 3000, seed=17, prefix=f"k{isolated.tag}")
     customer_ids = sorted({e["customer_id"] for e in events})
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    applied = _events_in_redis(client, customer_ids)
+    applied = events_in_redis(client, customer_ids)
     log = isolated.data_dir / "worker.log"
 
     asyncio.run(produce(settings.kafka_bootstrap, settings.topic("events"), event_records(events)))
@@ -124,7 +110,7 @@ def test_broker_stopped_mid_stream_then_started_equals_batch(isolated: Isolated,
     events = sample_events(40, 1200, seed=23, prefix=f"b{isolated.tag}")
     records = event_records(events)
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    applied = _events_in_redis(client, sorted({e["customer_id"] for e in events}))
+    applied = events_in_redis(client, sorted({e["customer_id"] for e in events}))
     worker = WorkerProcess(worker_env(env), isolated.data_dir / "worker.log", settings.web_port).start()
     try:
         asyncio.run(produce(bootstrap, settings.topic("events"), records[:600]))

@@ -18,7 +18,7 @@ from stream.infra.worker import WorkerProcess, worker_env
 from stream.produce import event_records, produce
 from stream.sample import sample_events
 from stream.sinks.redis import customer_key
-from tests.integration.conftest import Isolated, free_port, wait_for
+from tests.integration.conftest import Isolated, events_in_redis, free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -33,14 +33,7 @@ def test_redis_down_mid_stream_then_back_ends_equal_to_the_tables(isolated: Isol
     records = event_records(events)
     client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=2)
 
-    def applied() -> int:
-        try:
-            pipe = client.pipeline(transaction=False)
-            for cid in expected:
-                pipe.hget(customer_key(cid), "events")
-            return sum(int(v or 0) for v in pipe.execute())
-        except redis.RedisError:
-            return -1
+    applied = events_in_redis(client, expected)
 
     worker = WorkerProcess(worker_env(env), isolated.data_dir / "w.log", isolated.settings.web_port).start()
     try:
