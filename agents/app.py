@@ -24,7 +24,7 @@ class Pulse:
     dead_letters: Any
     customer_events: Any
     inputs: Any
-    profiles: Any
+    redis_outbox: Any
     customer_state: Any
     ingest_counters: Any
     profile_counters: Any
@@ -77,8 +77,8 @@ def create_app(settings: Settings) -> Pulse:
         # what the profile agent reads: raw events (validated there; those keyed by another
         # customer's partition forwarded to customer-events) and customer-events
         inputs=app.topic(settings.topic("events"), settings.topic("customer-events"), **raw),
-        profiles=app.topic(settings.topic("profiles"), internal=True, partitions=settings.partitions,
-                           config={"cleanup.policy": "compact"}, **raw),
+        # the Redis writes of each batch (stream/sinks/outbox.py), which the Redis sink applies
+        redis_outbox=app.topic(settings.topic("redis-outbox"), internal=True, partitions=settings.partitions, **raw),
         customer_state=app.Table(
             # raw bytes (the app default): values are CustomerState JSON, decoded by pydantic
             "customer-state", key_type=str, value_type=bytes, partitions=settings.partitions,

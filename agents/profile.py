@@ -1,10 +1,11 @@
 """The profile agent: takes batches of ``events`` and ``customer-events`` records (raw events;
 forwarded events, sweep ticks, resync requests), hands each partition's records to
-:class:`stream.processor.Processor`, and sends the profiles, tag changes, alerts, labels,
-dead letters and forwarded events to Kafka. A batch is acknowledged only once its table
-writes and those records are acknowledged by the broker (``agents/batching.py``); the Redis
-sinks (``agents/sink.py``) mirror the topics, so a crash at any point loses nothing: the
-outputs of a batch whose state is already stored are already in Kafka."""
+:class:`stream.processor.Processor`, and sends the tag changes, alerts, labels, dead letters
+and forwarded events to Kafka, and the batch's Redis writes (profiles, tag changes, alerts)
+to the Redis outbox (``stream/sinks/outbox.py``). A batch is acknowledged only once its table writes and those
+records are acknowledged by the broker (``agents/batching.py``); the Redis sink
+(``agents/sink.py``) applies the outbox, so a crash at any point loses nothing: the outputs
+of a batch whose state is already stored are already in Kafka."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from agents.batching import by_partition, durable, gather_sends, held
 from agents.trainer import watch_segment_mix
-from schemas import CustomerState
+from schemas import CustomerState, Profile
 from stream.model import ModelParams
 from stream.processor import Effects, Processor, Record
+from stream.sinks.outbox import RedisWrites
+from stream.sinks.redis import encode_alert, encode_profile, encode_tag_change
 from stream.work import Tables
 
 if TYPE_CHECKING:
@@ -49,23 +52,30 @@ def build_processor(pulse: Pulse) -> Processor:
                      population=pulse.population if pulse.rules.scoring.mode == "population" else None)
 
 
-async def send_effects(pulse: Pulse, effects: Effects,
-                       profile_json: Callable[[CustomerState], bytes]) -> list[Awaitable[Any]]:
-    """Queue every output record; the caller awaits the returned acknowledgements. (Straight to
-    the producer: Faust's ``Topic.send`` costs several times more per record, and these topics
-    are declared at start-up.)"""
+async def send_effects(pulse: Pulse, effects: Effects, partition: int,
+                       profile: Callable[[CustomerState], Profile]) -> list[Awaitable[Any]]:
+    """Queue every output record of one partition's batch; the caller awaits the returned
+    acknowledgements. (Straight to the producer: Faust's ``Topic.send`` costs several times
+    more per record, and these topics are declared at start-up.)
+
+    The Redis writes go to the outbox, a few hundred per record, in the batch's partition;
+    tag changes and alerts also go, one record each, to their public topics."""
     producer, topic = pulse.app.producer, pulse.settings.topic
 
-    async def send(name: str, key: bytes | None, value: bytes, partition: int | None = None) -> Awaitable[Any]:
-        return await producer.send(topic(name), key, value, partition, None, None)
+    async def send(name: str, key: bytes | None, value: bytes, to: int | None = None) -> Awaitable[Any]:
+        return await producer.send(topic(name), key, value, to, None, None)
 
     sends = []
-    for state in effects.profiles.values():
-        sends.append(await send("profiles", state.customer_id.encode(), profile_json(state)))
+    writes = RedisWrites(profiles=[encode_profile(profile(state)) for state in effects.profiles.values()],
+                         tag_changes=[encode_tag_change(change) for change in effects.tag_changes])
     for change in effects.tag_changes:
         sends.append(await send("tag-changes", change.customer_id.encode(), change.model_dump_json().encode()))
     for alert in effects.alerts:
-        sends.append(await send("alerts", alert.customer_id.encode(), alert.model_dump_json().encode()))
+        alert_json = alert.model_dump_json()
+        writes.alerts.append(encode_alert(alert, alert_json))
+        sends.append(await send("alerts", alert.customer_id.encode(), alert_json.encode()))
+    for record in writes.to_records():
+        sends.append(await send("redis-outbox", None, record, partition))
     for label in effects.labels:  # one partition: the single trainer reads them in order
         sends.append(await send("churn-labels", label.customer_id.encode(), label.model_dump_json().encode(), 0))
     for key, letter in effects.dead_letters:
@@ -80,20 +90,17 @@ def register(pulse: Pulse) -> None:
     tables = Tables(state=pulse.customer_state, counters=pulse.profile_counters,
                     maxima=pulse.event_time_maxima, index=pulse.sweep_index)
 
-    def profile_json(state: CustomerState) -> bytes:
-        return processor.profile(state).model_dump_json().encode()
-
     # concurrency=1: faust may commit past an in-flight message with more (faust #606).
     @pulse.app.agent(pulse.inputs, name="profile", concurrency=1)
     async def profile(stream):  # type: ignore[no-untyped-def]
         async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_SECONDS):
             with held(events):
                 sends: list[Awaitable[Any]] = []
-                for _, group in by_partition(events):
+                for partition, group in by_partition(events):
                     records = [Record(e.message.partition, e.key, e.value, e.message.topic, e.message.offset)
                                for e in group]
                     effects = processor.process(records, tables)
-                    sends += await send_effects(pulse, effects, profile_json)
+                    sends += await send_effects(pulse, effects, partition, processor.profile)
                     sends += await watch_segment_mix(pulse, effects.tag_changes)
                 await gather_sends(sends)
                 await durable(pulse.app)

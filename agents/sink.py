@@ -1,57 +1,77 @@
-"""The Redis sink agents: mirror ``profiles`` (hashes and segment sets), ``tag-changes`` (the
-capped tag stream) and ``alerts`` (the alert stream and pub/sub channel) into Redis in
-pipelined, idempotent batches."""
+"""The Redis sink: applies the Redis outbox (``stream/sinks/outbox.py``) to Redis — profile
+hashes and segment sets, the capped tag stream, the alert stream and pub/sub channel — in
+pipelined, idempotent rounds.
+
+It is a plain consumer of a group of its own (``{app_id}-redis-sink``), not a Faust agent:
+Faust feeds every agent of a worker from one fetch loop that waits while any agent's queue is
+full, so during a backlog of events the sink got nothing until the events were done (Redis
+was minutes behind), and a Redis outage stopped the event processing too. Its offsets are
+committed only after Redis has the records' writes; anything not committed is applied again
+after a restart or a rebalance, which the versioned, once-only writes make harmless.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
 
-from agents.batching import held
-from schemas import Alert, Profile, TagChange
 from stream.sinks import RedisSink, write_with_retry
+from stream.sinks.outbox import OutboxError, RedisWrites
+from stream.topics import redis_sink_group
 
 if TYPE_CHECKING:
     from agents.app import Pulse
 
-BATCH_SIZE = 500
-BATCH_WITHIN_SECONDS = 0.05
+log = logging.getLogger(__name__)
+
+MAX_RECORDS = 20  # outbox records per round, each up to a few hundred writes
 RETRYABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, OSError)
+LOST_COMMIT = (CommitFailedError, IllegalStateError, RebalanceInProgressError)
+
+
+def decode(records: Iterable[Any]) -> RedisWrites:
+    """The writes of outbox records; a record that is not one is logged and skipped (only the
+    profile agent writes this internal topic)."""
+    parts = []
+    for record in records:
+        try:
+            parts.append(RedisWrites.from_record(record.value))
+        except OutboxError as exc:
+            log.error("redis sink: skipped %s[%s]@%s: %s", record.topic, record.partition, record.offset, exc)
+    return RedisWrites.merge(parts)
+
+
+async def apply_outbox(bootstrap: str, topic: str, group: str, sink: RedisSink) -> None:
+    """Apply the outbox topic to Redis for ever (until cancelled)."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        while True:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=MAX_RECORDS)
+            if not batches:
+                continue
+            writes = decode(record for records in batches.values() for record in records)
+            await write_with_retry(partial(sink.write, writes), retry_on=RETRYABLE)
+            try:
+                await consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+            except LOST_COMMIT as exc:  # rebalanced meanwhile: the new owner applies them again
+                log.warning("redis sink: offsets not committed (%s); those records are applied again", exc)
+    finally:
+        await consumer.stop()
 
 
 def register(pulse: Pulse) -> None:
-    sink = RedisSink.from_url(pulse.settings.redis_url)
+    settings = pulse.settings
+    sink = RedisSink.from_url(settings.redis_url)
 
-    # A batch is acknowledged only after the loop body has written it; a failure or a stop
-    # in the middle (a Redis outage at shutdown) leaves it unacknowledged (agents/batching.py).
-    def newest_profiles(batch: list[bytes]) -> list[Profile]:
-        latest: dict[str, Profile] = {}
-        for raw in batch:
-            profile = Profile.model_validate_json(raw)
-            seen = latest.get(profile.customer_id)
-            if seen is None or profile.version > seen.version:
-                latest[profile.customer_id] = profile
-        return list(latest.values())
-
-    @pulse.app.agent(pulse.profiles, name="redis-sink", concurrency=1)
-    async def redis_sink(stream):  # type: ignore[no-untyped-def]
-        async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_SECONDS):
-            with held(events):
-                profiles = newest_profiles([event.value for event in events])
-                await write_with_retry(partial(sink.write_profiles, profiles), retry_on=RETRYABLE)
-
-    @pulse.app.agent(pulse.tag_changes, name="redis-tag-sink", concurrency=1)
-    async def redis_tag_sink(stream):  # type: ignore[no-untyped-def]
-        async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_SECONDS):
-            with held(events):
-                changes = [TagChange.model_validate_json(event.value) for event in events]
-                await write_with_retry(partial(sink.write_tag_changes, changes), retry_on=RETRYABLE)
-
-    @pulse.app.agent(pulse.alerts, name="redis-alert-sink", concurrency=1)
-    async def redis_alert_sink(stream):  # type: ignore[no-untyped-def]
-        async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_SECONDS):
-            with held(events):
-                alerts = [Alert.model_validate_json(event.value) for event in events]
-                await write_with_retry(partial(sink.write_alerts, alerts), retry_on=RETRYABLE)
+    @pulse.app.task
+    async def redis_sink() -> None:
+        await apply_outbox(settings.kafka_bootstrap, settings.topic("redis-outbox"),
+                           redis_sink_group(settings.app_id), sink)

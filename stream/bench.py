@@ -27,6 +27,7 @@ from stream.infra.worker import WorkerProcess, worker_env
 from stream.produce import event_records, produce
 from stream.sample import sample_events
 from stream.settings import Settings
+from stream.topics import processing_groups
 
 WAIT_TIMEOUT_SECONDS = 1800.0
 LATENCY_SECONDS = 10.0
@@ -169,9 +170,9 @@ class Bench:
     def topic(self, name: str) -> str:
         return f"{self.prefix}{name}"
 
-    def consumed_topics(self) -> list[str]:
-        """Caught up on these means processed and written to Redis (the sinks commit after writing)."""
-        return [self.topic(name) for name in ("events", "customer-events", "profiles", "tag-changes", "alerts")]
+    def groups(self) -> dict[str, list[str]]:
+        """Caught up on these means processed and written to Redis (the sink commits after writing)."""
+        return processing_groups(Settings(topic_prefix=self.prefix, app_id=self.app_id))
 
     def run(self, events: int, customers: int, workers: int) -> BenchResult:
         from stream.replay import wait_until_processed
@@ -190,7 +191,7 @@ class Bench:
             port = _free_port()
             self.workers.append(WorkerProcess(self.env(port), self.data_dir / f"worker-{port}.log", port).start())
         progress = Progress(self.say, "pipeline")
-        behind = asyncio.run(wait_until_processed(bootstrap, self.app_id, self.consumed_topics(), WAIT_TIMEOUT_SECONDS,
+        behind = asyncio.run(wait_until_processed(bootstrap, self.groups(), WAIT_TIMEOUT_SECONDS,
                                                   progress=progress.lag))
         if behind:
             raise BenchError(f"the workers did not catch up in {WAIT_TIMEOUT_SECONDS:.0f}s: {behind}; "
@@ -212,7 +213,7 @@ class Bench:
         count = max(1, min(len(customer_ids), int(rate * LATENCY_SECONDS)))
         self.say(f"latency: {count} probe events at {rate:,.0f} events/s ...")
         sent_at = asyncio.run(self._send_probes(customer_ids[:count], rate))
-        asyncio.run(wait_until_processed(self.settings.kafka_bootstrap, self.app_id, self.consumed_topics(),
+        asyncio.run(wait_until_processed(self.settings.kafka_bootstrap, self.groups(),
                                          WAIT_TIMEOUT_SECONDS))
         import redis
 

@@ -118,6 +118,7 @@ def replay(path: Path, fmt: str, until: datetime | None, speed: float | None, wa
     import asyncio
 
     from stream.replay import ReplayError, paced, read_events, select, wait_until_processed
+    from stream.topics import processing_groups
 
     settings = _settings()
     if speed is not None and speed <= 0:
@@ -135,9 +136,8 @@ def replay(path: Path, fmt: str, until: datetime | None, speed: float | None, wa
     customers = len({str(e.get("customer_id")) for e in events})
     click.echo(f"produced {sent} events for {customers} customers")
     if wait:
-        topics = [settings.topic(t) for t in ("events", "customer-events", "profiles", "tag-changes", "alerts")]
         click.echo(f"waiting for worker group {settings.app_id} to catch up ...")
-        behind = asyncio.run(wait_until_processed(settings.kafka_bootstrap, settings.app_id, topics,
+        behind = asyncio.run(wait_until_processed(settings.kafka_bootstrap, processing_groups(settings),
                                                   timeout, settle=settings.sweep_seconds + 2.0))
         if behind:
             raise _not_caught_up(behind, timeout)
@@ -235,6 +235,7 @@ def resync(wait: bool, timeout: float) -> None:
 
     from stream.replay import wait_until_processed
     from stream.sweep import RESYNC_KEY
+    from stream.topics import processing_groups
 
     settings = _settings()
     topic = settings.topic("customer-events")
@@ -254,8 +255,8 @@ def resync(wait: bool, timeout: float) -> None:
     count = asyncio.run(request())
     click.echo(f"asked the workers of {settings.app_id} to re-publish the profiles of {count} partitions")
     if wait:
-        topics = [settings.topic(t) for t in ("customer-events", "profiles")]
-        behind = asyncio.run(wait_until_processed(settings.kafka_bootstrap, settings.app_id, topics, timeout))
+        groups = processing_groups(settings, inputs=("customer-events",))
+        behind = asyncio.run(wait_until_processed(settings.kafka_bootstrap, groups, timeout))
         if behind:
             raise _not_caught_up(behind, timeout)
         click.echo("resynced: Redis holds every profile in the tables")

@@ -6,7 +6,7 @@ import asyncio
 import csv
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -125,16 +125,17 @@ def paced(events: list[dict[str, Any]], speed: float | None,
         yield event
 
 
-async def wait_until_processed(bootstrap: str, group: str, topics: list[str], timeout: float,
+async def wait_until_processed(bootstrap: str, groups: Mapping[str, Sequence[str]], timeout: float,
                                progress: Callable[[int], None] | None = None,
                                settle: float = 0.5) -> dict[str, int]:
-    """Wait until the worker group's committed offsets reach the end of every topic, twice,
-    ``settle`` seconds apart (longer than a sweep interval: the sweep tick after the last
-    event applies the population rescoring that the last events made due).
+    """Wait until each consumer group's committed offsets reach the end of its topics
+    (``{group: [topic, ...]}``, see :func:`stream.topics.processing_groups`), twice, ``settle``
+    seconds apart (longer than a sweep interval: the sweep tick after the last event applies
+    the population rescoring that the last events made due).
 
-    The Redis sinks commit a batch only after it is written, so caught-up offsets on the
-    profiles, tag-changes and alerts topics mean Redis is flushed. Returns the partitions still behind, as
-    ``{"topic[partition]": records}`` (empty = done).
+    The Redis sink commits the outbox only after writing it, so a caught-up outbox means
+    Redis is flushed. Returns the partitions still behind, as ``{"topic[partition]": records}``
+    (empty = done).
     """
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient
@@ -148,17 +149,22 @@ async def wait_until_processed(bootstrap: str, group: str, topics: list[str], ti
         behind: dict[str, int] = {"(no partitions found)": 0}
         caught_up_since: float | None = None
         while time.monotonic() < deadline:
-            described = await admin.describe_topics(topics)
-            partitions = [TopicPartition(d["topic"], p["partition"]) for d in described
-                          for p in d.get("partitions", [])]
-            if not partitions:
+            lags: dict[str, int] = {}
+            for group, topics in groups.items():
+                described = await admin.describe_topics(list(topics))
+                partitions = [TopicPartition(d["topic"], p["partition"]) for d in described
+                              for p in d.get("partitions", [])]
+                if not partitions:
+                    lags = {}
+                    break
+                ends = await consumer.end_offsets(partitions)
+                committed = await admin.list_consumer_group_offsets(group)
+                lags.update({f"{tp.topic}[{tp.partition}]": ends[tp] - (committed[tp].offset if tp in committed else 0)
+                             for tp in partitions})
+            if not lags:
                 await asyncio.sleep(0.5)
                 continue
-            ends = await consumer.end_offsets(partitions)
-            committed = await admin.list_consumer_group_offsets(group)
-            behind = {f"{tp.topic}[{tp.partition}]": ends[tp] - (committed[tp].offset if tp in committed else 0)
-                      for tp in partitions}
-            behind = {name: lag for name, lag in behind.items() if lag > 0}
+            behind = {name: lag for name, lag in lags.items() if lag > 0}
             lag = sum(behind.values())
             if progress:
                 progress(lag)

@@ -28,6 +28,27 @@ def changelog_topic(settings: Settings, table: str) -> str:
     return f"{settings.app_id}-{table}-changelog"
 
 
+def redis_sink_group(app_id: str) -> str:
+    """The consumer group of the Redis sink (it applies the Redis outbox outside Faust's group).
+
+    >>> redis_sink_group("pulse")
+    'pulse-redis-sink'
+    """
+    return f"{app_id}-redis-sink"
+
+
+def processing_groups(settings: Settings, inputs: tuple[str, ...] = ("events", "customer-events")
+                      ) -> dict[str, list[str]]:
+    """The consumer groups of the workers and the topics each must have consumed, for "processed
+    and in Redis" (``stream.replay.wait_until_processed``).
+
+    >>> processing_groups(Settings())
+    {'customer-pulse': ['pulse.events', 'pulse.customer-events'], 'customer-pulse-redis-sink': ['pulse.redis-outbox']}
+    """
+    return {settings.app_id: [settings.topic(name) for name in inputs],
+            redis_sink_group(settings.app_id): [settings.topic("redis-outbox")]}
+
+
 def required_topics(settings: Settings) -> list[TopicSpec]:
     """Every topic a worker reads or writes.
 
@@ -39,7 +60,7 @@ def required_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic("events"), n),
         TopicSpec(settings.topic("events.dlq"), n),
         TopicSpec(settings.topic("customer-events"), n),
-        TopicSpec(settings.topic("profiles"), n, COMPACTED),
+        TopicSpec(settings.topic("redis-outbox"), n),  # each batch's Redis writes, until the sink has them
         TopicSpec(settings.topic("tag-changes"), n),
         TopicSpec(settings.topic("alerts"), n),
         TopicSpec(settings.topic("churn-labels"), 1),  # one partition: one trainer, in order

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
 
 import redis.asyncio as aioredis
 
 from schemas import Alert, Profile, TagChange
 from stream.sinks.base import profile_fields
+from stream.sinks.outbox import RedisWrites
 
 KEY_PREFIX = "pulse:"
 TAG_STREAM_MAXLEN = 100_000
@@ -71,6 +71,26 @@ def _chunks(items: list[str]) -> list[list[str]]:
     return [items[start:start + CHUNK] for start in range(0, len(items), CHUNK)]
 
 
+def encode_profile(profile: Profile) -> str:
+    """A profile as the hash script's argument: id, version, segment and the hash fields."""
+    return json.dumps({"id": profile.customer_id, "v": profile.version, "s": profile.segment or "",
+                       "f": _flat(profile_fields(profile))})
+
+
+def encode_tag_change(change: TagChange) -> str:
+    """A tag change as the stream script's argument: its id and the entry's flat string fields."""
+    fields = {name: "" if value is None else str(value) for name, value in change.model_dump(mode="json").items()}
+    return json.dumps({"id": change.change_id, "f": _flat(fields)})
+
+
+def encode_alert(alert: Alert, alert_json: str | None = None) -> str:
+    """An alert as the stream script's argument: its id, the entry's fields (``explanation`` as
+    JSON) and the whole alert as JSON for the pub/sub channel (``alert_json`` if already made)."""
+    fields = {name: json.dumps(value) if isinstance(value, list | dict) else "" if value is None else str(value)
+              for name, value in alert.model_dump(mode="json").items()}
+    return json.dumps({"id": alert.alert_id, "m": alert_json or alert.model_dump_json(), "f": _flat(fields)})
+
+
 def customer_key(customer_id: str, prefix: str = KEY_PREFIX) -> str:
     """The Redis key of a customer's profile hash.
 
@@ -100,42 +120,31 @@ class RedisSink:
     def from_url(cls, url: str, **kwargs: object) -> RedisSink:
         return cls(aioredis.Redis.from_url(url, decode_responses=True), **kwargs)  # type: ignore[arg-type]
 
-    async def _run(self, script: Any, records: list[str], head: list[str] | None = None,
-                   stream: str | None = None) -> int:
-        """One pipelined round: a script call per chunk of records; the number written."""
-        if not records:
+    async def write(self, writes: RedisWrites) -> int:
+        """Apply encoded writes (``encode_*``) in one pipelined round; the number written."""
+        if not writes:
             return 0
-        keys = [self._prefix] if stream is None else [self._prefix, stream]
+        tags_head = [str(SEEN_CHANGE_TTL_SECONDS), str(TAG_STREAM_MAXLEN)]
+        alerts_head = [str(SEEN_CHANGE_TTL_SECONDS), str(ALERT_STREAM_MAXLEN)]
         async with self._client.pipeline(transaction=False) as pipe:
-            for chunk in _chunks(records):
-                await script(keys=keys, args=[*(head or []), *chunk], client=pipe)
+            for chunk in _chunks(writes.profiles):
+                await self._profiles(keys=[self._prefix], args=chunk, client=pipe)
+            for chunk in _chunks(writes.tag_changes):
+                await self._once_to_stream(keys=[self._prefix, "tags"], args=[*tags_head, *chunk], client=pipe)
+            for chunk in _chunks(writes.alerts):
+                await self._once_to_stream(keys=[self._prefix, "alerts"], args=[*alerts_head, *chunk], client=pipe)
             results = await pipe.execute()
         return sum(int(r) for r in results)
 
     async def write_profiles(self, profiles: Sequence[Profile]) -> int:
-        return await self._run(self._profiles, [
-            json.dumps({"id": p.customer_id, "v": p.version, "s": p.segment or "", "f": _flat(profile_fields(p))})
-            for p in profiles])
+        return await self.write(RedisWrites(profiles=[encode_profile(p) for p in profiles]))
 
     async def write_tag_changes(self, changes: Sequence[TagChange]) -> int:
-        head = [str(SEEN_CHANGE_TTL_SECONDS), str(TAG_STREAM_MAXLEN)]
-        return await self._run(self._once_to_stream, [
-            json.dumps({"id": change.change_id, "f": _flat({
-                name: "" if value is None else str(value) for name, value in change.model_dump(mode="json").items()})})
-            for change in changes], head, stream="tags")
+        return await self.write(RedisWrites(tag_changes=[encode_tag_change(c) for c in changes]))
 
     async def write_alerts(self, alerts: Sequence[Alert]) -> int:
-        """Add each alert to the stream and publish it on the channel, once per alert id.
-
-        Stream fields are flat strings; ``explanation`` is JSON. The channel carries the
-        whole alert as JSON."""
-        head = [str(SEEN_CHANGE_TTL_SECONDS), str(ALERT_STREAM_MAXLEN)]
-        records = []
-        for alert in alerts:
-            fields = {name: json.dumps(value) if isinstance(value, list | dict) else "" if value is None else str(value)
-                      for name, value in alert.model_dump(mode="json").items()}
-            records.append(json.dumps({"id": alert.alert_id, "m": alert.model_dump_json(), "f": _flat(fields)}))
-        return await self._run(self._once_to_stream, records, head, stream="alerts")
+        """Add each alert to the stream and publish it on the channel, once per alert id."""
+        return await self.write(RedisWrites(alerts=[encode_alert(a) for a in alerts]))
 
     async def alerts(self) -> list[dict[str, str]]:
         entries = await self._client.xrange(f"{self._prefix}alerts") or []
