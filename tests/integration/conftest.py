@@ -7,6 +7,7 @@ the reason; nothing here skips.
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 import uuid
@@ -39,6 +40,36 @@ def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         services.down(base, started)
 
 
+TEST_DB_CANDIDATES = range(15, 0, -1)
+
+
+@pytest.fixture(scope="session")
+def test_redis_url(infra: Settings) -> Iterator[str]:
+    """A Redis database of the test session's own: one that is empty when the session starts
+    (or ``PULSE_TEST_REDIS_DB``), emptied after every test and at the end, so the tests
+    leave nothing in the user's databases."""
+    base = infra.redis_url.rsplit("/", 1)[0]
+    wanted = os.environ.get("PULSE_TEST_REDIS_DB")
+    candidates = [int(wanted)] if wanted else list(TEST_DB_CANDIDATES)
+    chosen = next((db for db in candidates if not redis.Redis.from_url(f"{base}/{db}").dbsize()), None)
+    if chosen is None:
+        pytest.fail(f"no empty Redis database among {candidates} at {base} for the tests; empty one or set "
+                    "PULSE_TEST_REDIS_DB to an empty database's number", pytrace=False)
+    url = f"{base}/{chosen}"
+    yield url
+    redis.Redis.from_url(url).flushdb()
+
+
+@pytest.fixture
+def test_redis(test_redis_url: str) -> Iterator[str]:
+    """The session's Redis database, empty at the start and the end of the test."""
+    client = redis.Redis.from_url(test_redis_url)
+    client.flushdb()
+    yield test_redis_url
+    client.flushdb()
+    client.close()
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     """Poll until ``predicate()`` holds; fail naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -66,12 +97,13 @@ class Isolated:
 
 
 @pytest.fixture
-def isolated(infra: Settings, tmp_path: Path) -> Isolated:
+def isolated(infra: Settings, test_redis: str, tmp_path: Path) -> Isolated:
+    """Its Redis database is the session's test database, empty when the test starts."""
     tag = uuid.uuid4().hex[:8]
     port = free_port()
     env = {
         "PULSE_KAFKA_BOOTSTRAP": infra.kafka_bootstrap,
-        "PULSE_REDIS_URL": infra.redis_url,
+        "PULSE_REDIS_URL": test_redis,
         "PULSE_TOPIC_PREFIX": f"t{tag}.",
         "PULSE_APP_ID": f"pulse-test-{tag}",
         "PULSE_DATA_DIR": str(tmp_path / "data"),
@@ -80,7 +112,7 @@ def isolated(infra: Settings, tmp_path: Path) -> Isolated:
         "PULSE_LOG_LEVEL": "info",
     }
     settings = Settings(
-        kafka_bootstrap=infra.kafka_bootstrap, redis_url=infra.redis_url,
+        kafka_bootstrap=infra.kafka_bootstrap, redis_url=test_redis,
         topic_prefix=f"t{tag}.", app_id=f"pulse-test-{tag}", data_dir=tmp_path / "data",
         web_port=port, partitions=4,
     )

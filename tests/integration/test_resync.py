@@ -23,9 +23,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_resync_restores_every_profile_and_segment_set(isolated: Isolated) -> None:
-    redis_url = isolated.settings.redis_url.rsplit("/", 1)[0] + "/6"  # this test flushes its database
+    redis_url = isolated.settings.redis_url  # the session's test database (empty now): this test flushes it
     client = redis.Redis.from_url(redis_url, decode_responses=True)
-    client.flushdb()
     env = {**os.environ, **isolated.env, "PULSE_REDIS_URL": redis_url}
     events = sample_events(40, 800, seed=13, prefix=f"y{isolated.tag}")
     expected = batch_raw_rfm(events)

@@ -4,7 +4,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from stream.settings import Settings
 from stream.sinks import RedisSink
 from tests.sink_contract import SinkContract
 
@@ -13,7 +12,7 @@ pytestmark = pytest.mark.integration
 
 class TestRedisSink(SinkContract):
     @pytest.fixture
-    async def sink(self, infra: Settings) -> AsyncIterator[RedisSink]:
-        sink = RedisSink.from_url(infra.redis_url)
+    async def sink(self, test_redis: str) -> AsyncIterator[RedisSink]:
+        sink = RedisSink.from_url(test_redis)
         yield sink
         await sink.close()
