@@ -43,9 +43,9 @@ class Pulse:
 
 
 def create_app(settings: Settings) -> Pulse:
-    from agents import recovery_fix
+    from agents import faust_patches
 
-    recovery_fix.apply()
+    faust_patches.apply()
     quiet_producer_buffer_logs()
     rules = load_rules(settings.rules_file)  # validated at start-up: RulesError names the problem
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level

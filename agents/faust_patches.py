@@ -1,7 +1,22 @@
-"""A fix for a faust-streaming recovery race that silently skips input records (faust #596).
+"""Every place Customer Pulse relies on faust-streaming internals, checked at start-up.
 
-After table recovery, faust 0.15.3 ``Recovery.on_recovery_completed`` resumes the stream
-partitions, awaits a seek to the committed offsets, and only then calls
+:func:`apply` (called by ``agents.app.create_app``) refuses to start on a faust-streaming
+version these were not verified on, or when the method replaced below is not the source it
+was written against, naming what differs: a silent mismatch would lose records.
+``pyproject.toml`` pins the same range. What depends on Faust's private parts:
+
+1. ``Recovery.on_recovery_completed`` is replaced (below).
+2. ``faust.streams._current_event``: ``agents/batching.by_partition`` sets it per partition.
+3. ``Producer.buffer`` (``size``, ``should_stop``, ``message_sent``) and ``Producer._producer``
+   (the aiokafka producer): ``agents/batching.durable`` waits on them.
+4. ``Message.acked``: ``agents/batching.held`` sets it to keep a failed batch uncommitted.
+5. ``Worker._on_sigusr1`` (``agents/__main__.PulseWorker``), and the worker's ``spinner``
+   attribute (set to ``None``: see ``agents/__main__.py``).
+
+The recovery fix: a faust-streaming recovery race that silently skips input records
+(upstream faust-streaming/faust#596; the same family as #216, fixed for apps without tables
+in #217). After table recovery, faust 0.15.3 ``Recovery.on_recovery_completed`` resumes the
+stream partitions, awaits a seek to the committed offsets, and only then calls
 ``flow_control.resume()`` -- which *clears every stream queue*. Records fetched while the
 seek was awaited are dropped from the queues although the consumer position has moved past
 them: those events are never processed, and their offsets leave a gap in the acks. We saw
@@ -22,11 +37,44 @@ now sought to their earliest offset (what ``consumer_auto_offset_reset="earliest
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import inspect
+from importlib.metadata import version
 from typing import Any
 
+import faust.streams
 from faust.tables.recovery import Recovery
+from faust.transport.producer import ProducerBuffer
+from faust.types import Message
+from faust.worker import Worker
 
+VERIFIED_VERSIONS = ("0.15.3",)
+# sha256 (first 16 hex digits) of the source of the replaced method in the verified versions
+REPLACED_SOURCE = "6ef567acf072e46d"
 _PATCHED = "_pulse_recovery_fix"
+
+
+class FaustPatchError(RuntimeError):
+    """The installed faust-streaming is not the one these patches were verified on."""
+
+
+def problems() -> list[str]:
+    """What differs from the faust-streaming these patches were written for (empty: nothing)."""
+    found = []
+    installed = version("faust-streaming")
+    if installed not in VERIFIED_VERSIONS:
+        found.append(f"faust-streaming {installed} is installed; verified on {', '.join(VERIFIED_VERSIONS)}")
+    original = getattr(Recovery, "_pulse_original", Recovery.on_recovery_completed)
+    digest = hashlib.sha256(inspect.getsource(original).encode()).hexdigest()[:16]
+    if digest != REPLACED_SOURCE:
+        found.append(f"Recovery.on_recovery_completed has changed (source {digest}, written against "
+                     f"{REPLACED_SOURCE})")
+    expected = {faust.streams: ("_current_event",), ProducerBuffer: ("size", "should_stop"),
+                Message: ("acked",), Worker: ("_on_sigusr1",)}
+    for owner, names in expected.items():
+        found += [f"{getattr(owner, '__name__', owner)}.{name} is gone" for name in names
+                  if not hasattr(owner, name) and name not in getattr(owner, "__slots__", ())]
+    return found
 
 
 async def _on_recovery_completed(self: Any, generation_id: int = 0) -> None:
@@ -81,8 +129,15 @@ async def _seek_uncommitted_to_earliest(self: Any, consumer: Any, assignment: se
 
 
 def apply() -> None:
-    """Install the fixed method once (idempotent)."""
+    """Check the installed faust-streaming, then install the fixed method once (idempotent)."""
+    found = problems()
+    if found:
+        raise FaustPatchError(
+            "agents/faust_patches.py was not written for this faust-streaming: " + "; ".join(found)
+            + ". Install the pinned version (pip install -e .) or re-verify the patches and update "
+            "VERIFIED_VERSIONS and REPLACED_SOURCE.")
     if getattr(Recovery, _PATCHED, False):
         return
+    Recovery._pulse_original = Recovery.on_recovery_completed  # type: ignore[attr-defined]
     Recovery.on_recovery_completed = _on_recovery_completed  # type: ignore[method-assign]
     setattr(Recovery, _PATCHED, True)
