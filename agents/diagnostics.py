@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+from types import FrameType
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -32,9 +33,10 @@ def task_stacks() -> str:
     return out.getvalue()
 
 
-def _suspended_at(task: asyncio.Task) -> list[tuple[object, int]]:
+def _suspended_at(task: asyncio.Task[Any]) -> list[tuple[FrameType, int]]:
     """The chain of coroutine frames a task is suspended in, outermost first."""
-    chain, coro = [], task.get_coro()
+    chain: list[tuple[FrameType, int]] = []
+    coro: Any = task.get_coro()
     while coro is not None and len(chain) < 40:
         frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None) or getattr(coro, "gi_frame", None)
         if frame is None:

@@ -1,154 +1,24 @@
-"""Population-relative RFM scoring across workers (``scoring.mode: population``).
-
-Each worker keeps, for each partition it owns, that partition's share of the scored
-population (histograms) and its customers by histogram key (``stream.rfm.PartitionIndex``),
-built from the ``customer-state`` table when the partition is first needed after an
-assignment and then updated as customers change. It publishes each changed share to the
-compacted ``pulse.rfm-population`` topic, and reads every other worker's shares from it, so
-all workers score against the merged population.
-
-Every customer of a partition is scored against that partition's *applied* cut points
-(kept in the ``sweep-index`` table as ``rfm-cuts@p{n}``). Inside the profile agent, at most
-once per ``PULSE_RESCORE_SECONDS`` and on every sweep tick, the partition moves to the
-merged population's cut points and rescores only the customers whose keys lie between an
-old and a new cut; no customer outside those ranges can change score.
-"""
+"""Population-relative RFM scoring across workers: each worker publishes its partitions'
+shares of the population to the compacted ``pulse.rfm-population`` topic and reads every
+other worker's from it (the book itself, and how rescoring works: ``stream/population.py``)."""
 
 from __future__ import annotations
 
 import json
-import logging
-import time
-from collections.abc import MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from aiokafka.partitioner import DefaultPartitioner
-
+from agents.context import Pulse
 from agents.follow import follow
-from schemas import CustomerState
-from stream.rfm import Cuts, PartitionIndex, Population
-from stream.tagging import raw_values
-
-if TYPE_CHECKING:
-    from agents.app import Pulse
-
-log = logging.getLogger(__name__)
-partitioner = DefaultPartitioner()
-
-
-def applied_key(partition: int) -> str:
-    return f"rfm-cuts@p{partition}"
-
-
-class PopulationBook:
-    """This worker's partitions of the population, the others' as last published, and the
-    cut points each owned partition's scores were computed with."""
-
-    def __init__(self, pulse: Pulse) -> None:
-        self.pulse = pulse
-        self.local: dict[int, PartitionIndex] = {}
-        self.applied: dict[int, Cuts] = {}
-        self.remote: dict[int, Population] = {}
-        self.dirty: set[int] = set()
-        self.last_rescore: dict[int, float] = {}
-        self._merged: Cuts | None = None
-
-    # -- owned partitions -------------------------------------------------------------
-    def index(self, partition: int) -> PartitionIndex:
-        """The partition's index, built (with every other owned partition not yet built) from
-        the customer-state table on first use after an assignment."""
-        if partition not in self.local:
-            self._build(partition)
-        return self.local[partition]
-
-    def _build(self, wanted: int) -> None:
-        every = list(range(self.pulse.settings.partitions))
-        fresh: dict[int, PartitionIndex] = {wanted: PartitionIndex()}
-        started, customers = time.monotonic(), 0
-        for customer_id, stored in list(self.pulse.customer_state.items()):
-            partition = partitioner(customer_id.encode(), every, every)
-            if partition in self.local:
-                continue
-            values = raw_values(CustomerState.model_validate_json(stored))
-            if values is not None:
-                fresh.setdefault(partition, PartitionIndex()).replace(customer_id, None, values)
-                customers += 1
-        for partition, index in fresh.items():
-            self.local[partition] = index
-            stored_cuts = self.pulse.sweep_index.get(applied_key(partition))
-            # Nothing applied yet (a new partition, or a switch from fixed scoring): the
-            # empty cuts make the first rescore visit every customer of the partition once.
-            self.applied[partition] = Cuts.from_json(json.loads(stored_cuts)) if stored_cuts else Cuts()
-            self.dirty.add(partition)
-        self._merged = None
-        log.info("rfm population: built partitions %s from %d customers in %.1f s",
-                 sorted(fresh), customers, time.monotonic() - started)
-
-    def update(self, partition: int, customer_id: str, old: CustomerState, new: CustomerState) -> None:
-        before, after = raw_values(old), raw_values(new)
-        if before != after:
-            self.index(partition).replace(customer_id, before, after)
-            self.dirty.add(partition)
-            self._merged = None
-
-    def cuts_for(self, partition: int) -> Cuts:
-        self.index(partition)
-        return self.applied[partition]
-
-    def set_applied(self, partition: int, cuts: Cuts, index: MutableMapping[str, bytes]) -> None:
-        """Record the cuts a partition's scores now use, in ``index`` (the batch's view of the
-        sweep-index table, so they are stored after the states rescored with them)."""
-        self.applied[partition] = cuts
-        index[applied_key(partition)] = json.dumps(cuts.to_json()).encode()
-        self.last_rescore[partition] = time.monotonic()
-
-    def due(self, partition: int, every: float) -> bool:
-        return time.monotonic() - self.last_rescore.get(partition, 0.0) >= every
-
-    def forget_all(self) -> None:
-        """After a rebalance: rebuild from the tables (another worker may have moved them on)."""
-        self.local.clear()
-        self.applied.clear()
-        self.dirty.clear()
-        self._merged = None
-
-    # -- the merged population ------------------------------------------------------
-    def merged(self) -> Population:
-        parts = list(p.population for p in self.local.values())
-        parts += [pop for partition, pop in self.remote.items() if partition not in self.local]
-        return Population.merge(parts)
-
-    def merged_cuts(self) -> Cuts:
-        if self._merged is None:
-            self._merged = self.merged().cuts()
-        return self._merged
-
-    def on_remote(self, partition: int, population: Population) -> None:
-        self.remote[partition] = population
-        if partition not in self.local:
-            self._merged = None
-
-    def status(self) -> dict[str, Any]:
-        merged = self.merged()
-        cuts = merged.cuts()
-        return {
-            "mode": self.pulse.rules.scoring.mode,
-            "population": merged.size,
-            "cuts": cuts.to_json(),
-            "partitions": {str(p): {"customers": index.population.size,
-                                    "applied": self.applied[p].to_json(),
-                                    "settled": self.applied[p] == cuts}
-                           for p, index in sorted(self.local.items())},
-            "remote_partitions": sorted(p for p in self.remote if p not in self.local),
-        }
+from stream.population import PopulationBook
+from stream.rfm import Population
 
 
 def register(pulse: Pulse, book: PopulationBook) -> None:
     app = pulse.app
     topic = pulse.settings.topic("rfm-population")
 
-    @app.on_partitions_revoked.connect
-    async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode types the handler more narrowly than it calls it
+    def on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         book.forget_all()
 
     @app.timer(interval=pulse.settings.rescore_seconds)
@@ -159,7 +29,7 @@ def register(pulse: Pulse, book: PopulationBook) -> None:
             if index is None:
                 continue
             value = {"partition": partition, "population": index.population.to_json()}
-            await pulse.rfm_population.send(key=f"p{partition}".encode(), value=json.dumps(value).encode())
+            await pulse.topic("rfm-population").send(key=f"p{partition}".encode(), value=json.dumps(value).encode())
 
     @app.task
     async def read_population() -> None:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiokafka.partitioner import DefaultPartitioner
 
 from agents.batching import by_partition, durable, gather_sends, held
+from agents.context import Pulse
 from agents.trainer import watch_segment_mix
 from schemas import CustomerState, Profile
 from stream.model import ModelParams
@@ -23,9 +24,6 @@ from stream.processor import Effects, Processor, Record
 from stream.sinks.outbox import RedisWrites
 from stream.sinks.redis import encode_alert, encode_profile, encode_tag_change
 from stream.work import Tables
-
-if TYPE_CHECKING:
-    from agents.app import Pulse
 
 partitioner = DefaultPartitioner()  # the producers' partitioner: which partition owns a customer
 
@@ -87,8 +85,8 @@ async def send_effects(pulse: Pulse, effects: Effects, partition: int,
 
 def register(pulse: Pulse) -> None:
     processor = build_processor(pulse)
-    tables = Tables(state=pulse.customer_state, counters=pulse.profile_counters,
-                    maxima=pulse.event_time_maxima, index=pulse.sweep_index)
+    tables = Tables(state=pulse.table("customer-state"), counters=pulse.table("profile-counters"),
+                    maxima=pulse.table("event-time-maxima"), index=pulse.table("sweep-index"))
 
     # concurrency=1: faust may commit past an in-flight message with more (faust #606).
     @pulse.app.agent(pulse.inputs, name="profile", concurrency=1)

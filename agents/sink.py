@@ -15,18 +15,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
 
+from agents.context import Pulse
 from stream.sinks import RedisSink, write_with_retry
 from stream.sinks.outbox import OutboxError, RedisWrites
-from stream.topics import redis_sink_group
-
-if TYPE_CHECKING:
-    from agents.app import Pulse
+from stream.topology import redis_sink_group
 
 log = logging.getLogger(__name__)
 

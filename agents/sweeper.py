@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
+from agents.context import Pulse
 from stream.sweep import TICK_KEY
-
-if TYPE_CHECKING:
-    from agents.app import Pulse
 
 
 def register(pulse: Pulse) -> None:
@@ -19,11 +16,11 @@ def register(pulse: Pulse) -> None:
 
     @pulse.app.timer(interval=float(pulse.settings.sweep_seconds))
     async def sweep_tick() -> None:
-        maxima = [int(value) for value in pulse.event_time_maxima.values()]
+        maxima = [int(value) for value in pulse.table("event-time-maxima").values()]
         if not maxima:
             return
         now = datetime.fromtimestamp(max(maxima), UTC).isoformat()
         for tp in pulse.app.consumer.assignment():
             if tp.topic == topic_name:
-                await pulse.customer_events.send(key=TICK_KEY, value=json.dumps({"now": now}).encode(),
+                await pulse.topic("customer-events").send(key=TICK_KEY, value=json.dumps({"now": now}).encode(),
                                                  partition=tp.partition)

@@ -14,16 +14,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from agents.context import Pulse
 from agents.follow import follow
 from schemas import ChurnLabel, TagChange
 from stream.model import ModelParams, SnapshotError, Trainer
-
-if TYPE_CHECKING:
-    from agents.app import Pulse
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +61,7 @@ async def watch_segment_mix(pulse: Pulse, changes: Sequence[TagChange]) -> list[
             continue
         for record in records:
             log.warning("monitor: segment mix drift (%s)", record.details)
-            sends.append(await pulse.monitoring.send(key=record.kind.encode(),
+            sends.append(await pulse.topic("monitoring").send(key=record.kind.encode(),
                                                      value=json.dumps(record.to_json()).encode(), partition=0))
     return sends
 
@@ -94,17 +92,17 @@ def register(pulse: Pulse) -> None:
 
     async def save(trainer: Trainer) -> None:
         record = trainer.snapshot()
-        await pulse.churn_model.send(key=MODEL_KEY, value=json.dumps(record).encode(), partition=0)
-        await pulse.monitoring.send(key=b"model_quality", value=json.dumps({
+        await pulse.topic("churn-model").send(key=MODEL_KEY, value=json.dumps(record).encode(), partition=0)
+        await pulse.topic("monitoring").send(key=b"model_quality", value=json.dumps({
             "kind": "model_quality", "model_version": trainer.params().model_version, "ready": trainer.ready,
             "labels_seen": trainer.labels_seen, **trainer.metrics()}).encode(), partition=0)
         held["unsaved"] = 0
 
-    @app.on_partitions_revoked.connect
-    async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode types the handler more narrowly than it calls it
+    def on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         held["trainer"] = None  # another worker may train next: restore from the topic then
 
-    @app.agent(pulse.churn_labels, name="trainer", concurrency=1)
+    @app.agent(pulse.topic("churn-labels"), name="trainer", concurrency=1)
     async def train(stream):  # type: ignore[no-untyped-def]
         async for event in stream.events():
             # A trainer failure must never stop the worker: scoring goes on with the last
@@ -116,14 +114,14 @@ def register(pulse: Pulse) -> None:
                 label = ChurnLabel.model_validate_json(event.value)
                 for record in trainer.learn(label, offset=event.message.offset):
                     log.warning("trainer: %s at %s", record.kind, record.at.isoformat())
-                    await pulse.monitoring.send(key=record.kind.encode(),
+                    await pulse.topic("monitoring").send(key=record.kind.encode(),
                                                 value=json.dumps(record.to_json()).encode(), partition=0)
                 held["unsaved"] += 1
                 if held["unsaved"] >= SNAPSHOT_EVERY:
                     await save(trainer)
             except Exception as exc:  # noqa: BLE001 - see above
                 log.exception("trainer: label at offset %s failed", event.message.offset)
-                await pulse.monitoring.send(key=b"trainer_error", value=json.dumps({
+                await pulse.topic("monitoring").send(key=b"trainer_error", value=json.dumps({
                     "kind": "trainer_error", "offset": event.message.offset,
                     "error": f"{type(exc).__name__}: {exc}"[:2000]}).encode(), partition=0)
 

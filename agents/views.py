@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
+from agents.context import Pulse
 from stream.counters import totals
 from stream.watermark import watermark
-
-if TYPE_CHECKING:
-    from agents.app import Pulse
 
 
 def register(pulse: Pulse) -> None:
     app = pulse.app
-    table = pulse.customer_state
+    table = pulse.table("customer-state")
 
     @app.page("/health/")
     async def health(web, request):  # type: ignore[no-untyped-def]
         # the customer-events partitions (so the customers) this worker owns right now
-        topic = pulse.customer_events.get_topic_name()
+        topic = pulse.topic("customer-events").get_topic_name()
         owned = sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic)
         return web.json({"status": "ok", "app_id": pulse.settings.app_id, "partitions": owned,
                          "rebalancing": bool(app.rebalancing)})
@@ -28,13 +25,13 @@ def register(pulse: Pulse) -> None:
     @app.page("/counters/")
     async def counters(web, request):  # type: ignore[no-untyped-def]
         # This worker's partitions only; with several workers, sum their answers.
-        items = list(pulse.ingest_counters.items()) + list(pulse.profile_counters.items())
+        items = list(pulse.table("ingest-counters").items()) + list(pulse.table("profile-counters").items())
         return web.json(totals(items))
 
     @app.page("/watermark/")
     async def event_time_watermark(web, request):  # type: ignore[no-untyped-def]
         # This worker's partitions; the app's watermark is the minimum over all workers.
-        maxima = {key: int(value) for key, value in pulse.event_time_maxima.items()}
+        maxima = {key: int(value) for key, value in pulse.table("event-time-maxima").items()}
         mark = watermark(maxima.values(), pulse.settings.dedup_policy().lateness)
         newest = {k: datetime.fromtimestamp(v, UTC).isoformat() for k, v in sorted(maxima.items())}
         return web.json({"watermark": mark.isoformat() if mark else None,

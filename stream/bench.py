@@ -27,7 +27,7 @@ from stream.infra.worker import WorkerProcess, worker_env
 from stream.produce import event_records, produce
 from stream.sample import sample_events
 from stream.settings import Settings
-from stream.topics import processing_groups
+from stream.topology import processing_groups
 
 WAIT_TIMEOUT_SECONDS = 1800.0
 LATENCY_SECONDS = 10.0

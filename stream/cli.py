@@ -118,7 +118,7 @@ def replay(path: Path, fmt: str, until: datetime | None, speed: float | None, wa
     import asyncio
 
     from stream.replay import ReplayError, paced, read_events, select, wait_until_processed
-    from stream.topics import processing_groups
+    from stream.topology import processing_groups
 
     settings = _settings()
     if speed is not None and speed <= 0:
@@ -235,7 +235,7 @@ def resync(wait: bool, timeout: float) -> None:
 
     from stream.replay import wait_until_processed
     from stream.sweep import RESYNC_KEY
-    from stream.topics import processing_groups
+    from stream.topology import processing_groups
 
     settings = _settings()
     topic = settings.topic("customer-events")

@@ -129,7 +129,7 @@ async def wait_until_processed(bootstrap: str, groups: Mapping[str, Sequence[str
                                progress: Callable[[int], None] | None = None,
                                settle: float = 0.5) -> dict[str, int]:
     """Wait until each consumer group's committed offsets reach the end of its topics
-    (``{group: [topic, ...]}``, see :func:`stream.topics.processing_groups`), twice, ``settle``
+    (``{group: [topic, ...]}``, see :func:`stream.topology.processing_groups`), twice, ``settle``
     seconds apart (longer than a sweep interval: the sweep tick after the last event applies
     the population rescoring that the last events made due).
 

@@ -1,4 +1,4 @@
-"""The Kafka topics the app needs, and creating the missing ones before a worker subscribes.
+"""Creating the missing topics of the topology (``stream/topology.py``) before a worker subscribes.
 
 Faust declares its internal topics itself, but concurrently with the consumer joining its
 group: on a fresh broker the group can be assigned before a new topic's metadata exists,
@@ -10,74 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
 
 from stream.settings import Settings
-
-COMPACTED = {"cleanup.policy": "compact"}
-
-
-@dataclass(frozen=True)
-class TopicSpec:
-    name: str
-    partitions: int
-    config: dict[str, str] = field(default_factory=dict)
+from stream.topology import KafkaTopic, required_topics
 
 
-def changelog_topic(settings: Settings, table: str) -> str:
-    return f"{settings.app_id}-{table}-changelog"
-
-
-def redis_sink_group(app_id: str) -> str:
-    """The consumer group of the Redis sink (it applies the Redis outbox outside Faust's group).
-
-    >>> redis_sink_group("pulse")
-    'pulse-redis-sink'
-    """
-    return f"{app_id}-redis-sink"
-
-
-def processing_groups(settings: Settings, inputs: tuple[str, ...] = ("events", "customer-events")
-                      ) -> dict[str, list[str]]:
-    """The consumer groups of the workers and the topics each must have consumed, for "processed
-    and in Redis" (``stream.replay.wait_until_processed``).
-
-    >>> processing_groups(Settings())
-    {'customer-pulse': ['pulse.events', 'pulse.customer-events'], 'customer-pulse-redis-sink': ['pulse.redis-outbox']}
-    """
-    return {settings.app_id: [settings.topic(name) for name in inputs],
-            redis_sink_group(settings.app_id): [settings.topic("redis-outbox")]}
-
-
-def required_topics(settings: Settings) -> list[TopicSpec]:
-    """Every topic a worker reads or writes.
-
-    >>> [t.name for t in required_topics(Settings())][:2]
-    ['pulse.events', 'pulse.events.dlq']
-    """
-    n = settings.partitions
-    return [
-        TopicSpec(settings.topic("events"), n),
-        TopicSpec(settings.topic("events.dlq"), n),
-        TopicSpec(settings.topic("customer-events"), n),
-        TopicSpec(settings.topic("redis-outbox"), n),  # each batch's Redis writes, until the sink has them
-        TopicSpec(settings.topic("tag-changes"), n),
-        TopicSpec(settings.topic("alerts"), n),
-        TopicSpec(settings.topic("churn-labels"), 1),  # one partition: one trainer, in order
-        TopicSpec(settings.topic("churn-model"), 1, COMPACTED),  # versioned model snapshots
-        TopicSpec(settings.topic("monitoring"), 1),
-        # each partition's share of the RFM population; every worker reads all of it
-        TopicSpec(settings.topic("rfm-population"), 1, COMPACTED),
-        # changelogs: compacted only, never time/size retention (faust #176, #597, #651)
-        TopicSpec(changelog_topic(settings, "customer-state"), n, COMPACTED),
-        TopicSpec(changelog_topic(settings, "ingest-counters"), n, COMPACTED),
-        TopicSpec(changelog_topic(settings, "profile-counters"), n, COMPACTED),
-        TopicSpec(changelog_topic(settings, "event-time-maxima"), n, COMPACTED),
-        TopicSpec(changelog_topic(settings, "sweep-index"), n, COMPACTED),
-    ]
-
-
-def _check_partition_counts(specs: list[TopicSpec], described: list[dict]) -> None:
+def _check_partition_counts(specs: list[KafkaTopic], described: list[dict]) -> None:
     # Tables are co-partitioned with the topics their agents read: counts must agree.
     wanted = {s.name: s.partitions for s in specs}
     wrong = {d["topic"]: len(d["partitions"]) for d in described

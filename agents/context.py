@@ -1,0 +1,42 @@
+"""What one worker holds, typed: built once by ``agents.app.create_app`` from the topology
+(``stream/topology.py``) and handed to every agent's ``register``. Nothing at module level."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import faust
+from faust.types import TableT, TopicT
+
+from stream.model import ModelParams, SegmentMixMonitor
+from stream.population import PopulationBook
+from stream.settings import Settings
+from stream.tags import Rules
+
+
+@dataclass
+class Pulse:
+    settings: Settings
+    app: faust.App
+    rules: Rules
+    topics: Mapping[str, TopicT]  # by topology name, e.g. "customer-events"
+    tables: Mapping[str, TableT[str, bytes]]  # by topology name, e.g. "customer-state"
+    inputs: TopicT  # what the profile agent reads: events and customer-events
+    population: PopulationBook
+    segment_mix: SegmentMixMonitor = field(default_factory=SegmentMixMonitor)  # fed by the profile agent
+    model: ModelParams | None = None  # the newest published churn model (agents/trainer.py)
+
+    def topic(self, name: str) -> TopicT:
+        """A topic of the topology by its name without the prefix."""
+        try:
+            return self.topics[name]
+        except KeyError:
+            raise KeyError(f"no topic {name!r} in stream/topology.py (known: {sorted(self.topics)})") from None
+
+    def table(self, name: str) -> TableT[str, bytes]:
+        """A table of the topology by its name."""
+        try:
+            return self.tables[name]
+        except KeyError:
+            raise KeyError(f"no table {name!r} in stream/topology.py (known: {sorted(self.tables)})") from None
