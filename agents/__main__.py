@@ -9,9 +9,9 @@ from faust.worker import Worker
 
 from agents.app import create_app
 from agents.diagnostics import log_task_stacks
+from stream.core.rules import RulesError
+from stream.infra.topics import ensure_topics
 from stream.settings import SettingsError, load_settings
-from stream.tags import RulesError
-from stream.topics import ensure_topics
 
 
 class PulseWorker(Worker):

@@ -7,12 +7,12 @@ from typing import Any
 
 import faust
 
-from agents import faust_patches, population, profile, sink, sweeper, trainer, views
+from agents import faust_patches, population_sync, profile, sink, sweeper, trainer, views
 from agents.batching import quiet_producer_buffer_logs
 from agents.context import Pulse
-from stream.population import PopulationBook
+from stream.core.population import PopulationBook
+from stream.core.rules import load_rules
 from stream.settings import Settings
-from stream.tags import load_rules
 from stream.topology import TABLES, TOPICS
 
 
@@ -55,7 +55,7 @@ def create_app(settings: Settings) -> Pulse:
                                   mode=rules.scoring.mode),
     )
     if rules.scoring.mode == "population":
-        population.register(pulse, pulse.population)
+        population_sync.register(pulse, pulse.population)
     profile.register(pulse)
     sweeper.register(pulse)
     sink.register(pulse)

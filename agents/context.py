@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 import faust
 from faust.types import TableT, TopicT
 
+from stream.core.population import PopulationBook
+from stream.core.rules import Rules
 from stream.model import ModelParams, SegmentMixMonitor
-from stream.population import PopulationBook
 from stream.settings import Settings
-from stream.tags import Rules
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """Following a one-partition compacted topic from its start or its last record: how every
-worker reads the population shares (agents/population.py) and the model snapshots
+worker reads the population shares (agents/population_sync.py) and the model snapshots
 (agents/trainer.py). A plain consumer with no group: each worker reads everything."""
 
 from __future__ import annotations

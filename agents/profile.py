@@ -1,6 +1,6 @@
 """The profile agent: takes batches of ``events`` and ``customer-events`` records (raw events;
 forwarded events, sweep ticks, resync requests), hands each partition's records to
-:class:`stream.processor.Processor`, and sends the tag changes, alerts, labels, dead letters
+:class:`stream.core.processor.Processor`, and sends the tag changes, alerts, labels, dead letters
 and forwarded events to Kafka, and the batch's Redis writes (profiles, tag changes, alerts)
 to the Redis outbox (``stream/sinks/outbox.py``). A batch is acknowledged only once its table writes and those
 records are acknowledged by the broker (``agents/batching.py``); the Redis sink
@@ -19,11 +19,11 @@ from agents.batching import by_partition, durable, gather_sends, held
 from agents.context import Pulse
 from agents.trainer import watch_segment_mix
 from schemas import CustomerState, Profile
+from stream.core.processor import Effects, Processor, Record
+from stream.core.work import Tables
 from stream.model import ModelParams
-from stream.processor import Effects, Processor, Record
 from stream.sinks.outbox import RedisWrites
 from stream.sinks.redis import encode_alert, encode_profile, encode_tag_change
-from stream.work import Tables
 
 partitioner = DefaultPartitioner()  # the producers' partitioner: which partition owns a customer
 

@@ -1,6 +1,6 @@
 """The sweeper's clock: a timer that sends a tick into each of this worker's customer-events
 partitions, carrying the newest event time the worker has seen. The profile agent applies
-the time-driven transitions that are due (see agents/profile.py and stream/sweep.py)."""
+the time-driven transitions that are due (see agents/profile.py and stream/core/sweep.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 from datetime import UTC, datetime
 
 from agents.context import Pulse
-from stream.sweep import TICK_KEY
+from stream.core.sweep import TICK_KEY
 
 
 def register(pulse: Pulse) -> None:

@@ -6,8 +6,8 @@ import json
 from datetime import UTC, datetime
 
 from agents.context import Pulse
-from stream.counters import totals
-from stream.watermark import watermark
+from stream.core.counters import totals
+from stream.core.watermark import watermark
 
 
 def register(pulse: Pulse) -> None:

@@ -14,7 +14,7 @@ class CustomerState(BaseModel):
 
     ``monetary_cents`` is an integer so that sums are exact to the cent.
     ``seen_event_ids`` is a compact, bounded record of recent event ids (see
-    ``stream.dedup``) used to drop redeliveries.
+    ``stream.core.dedup``) used to drop redeliveries.
     ``version`` counts the events applied; ``revision`` every change of the projection
     (Redis writes are guarded by it). Unknown stored fields are ignored and new fields have
     defaults, so state written by an older release still loads after an upgrade.
@@ -37,7 +37,7 @@ class CustomerState(BaseModel):
     interval_count: int = 0
     interval_mean_days: float = 0.0
     interval_m2: float = 0.0
-    # rolling windows: [index, orders, spend_cents, sessions, clicks] (see stream.windows)
+    # rolling windows: [index, orders, spend_cents, sessions, clicks] (see stream.core.windows)
     daily: tuple[tuple[int, int, int, int, int], ...] = ()
     weekly: tuple[tuple[int, int, int, int, int], ...] = ()
     sessions: int = 0

@@ -56,7 +56,7 @@ import river
 from river import compose, drift, linear_model, metrics, optim, preprocessing
 
 from schemas import ChurnLabel
-from stream.churn import FEATURES, PROJECTION_DAYS, ChurnConfig, ChurnScore, gap_of, heuristic_terms
+from stream.core.churn import FEATURES, PROJECTION_DAYS, ChurnConfig, ChurnScore, gap_of, heuristic_terms
 
 LOG_FEATURES = frozenset({"recency_days", "frequency", "monetary", "avg_order_value", "interval_mean_days",
                           "interval_std_days", "recency_ratio", "complaints", "refunds", "tenure_days"})
@@ -103,7 +103,7 @@ def in_time_reach(params: ModelParams, points: list[Point], horizon_days: float,
     silence that followed it (the alert an upward crossing would raise in that time), and
     whether the heuristic's score reaches its threshold in the same time.
 
-    The projection is ``stream.churn.projected`` over the ``PROJECTION_DAYS`` grid, vectorised."""
+    The projection is ``stream.core.churn.projected`` over the ``PROJECTION_DAYS`` grid, vectorised."""
     config = ChurnConfig(horizon_days=int(horizon_days), threshold=heuristic_threshold)
     index = {name: i for i, name in enumerate(FEATURES)}
     raw = np.array([p.vector for p in points], dtype=float)

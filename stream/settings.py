@@ -11,9 +11,9 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from stream.churn import ChurnConfig
-from stream.dedup import DedupPolicy
-from stream.validate import Rules as ValidationRules
+from stream.core.churn import ChurnConfig
+from stream.core.dedup import DedupPolicy
+from stream.core.validate import ValidationRules
 
 ENV_PREFIX = "PULSE_"
 

@@ -1,6 +1,6 @@
 """The app's topology, declared once: every topic and table with its partitions, compaction,
 key and value. ``agents/app.py`` declares the Faust topics and tables from it,
-``stream/topics.py`` creates the missing topics from it before a worker subscribes, and the
+``stream/infra/topics.py`` creates the missing topics from it before a worker subscribes, and the
 topic table in docs/contracts.md describes the same entries.
 
 Adding a per-customer output topic is one :class:`TopicSpec` here; the agent that writes it
@@ -68,9 +68,9 @@ TABLES: tuple[TableSpec, ...] = (
     # counters written before validation moved into the profile agent (read, never written)
     TableSpec("ingest-counters", "counter@partition", "a count"),
     TableSpec("profile-counters", "counter@partition", "a count"),
-    # newest event time per customer-events partition (see stream/watermark.py)
+    # newest event time per customer-events partition (see stream/core/watermark.py)
     TableSpec("event-time-maxima", "p{partition}", "epoch seconds"),
-    # customers by the hour of their next time-driven boundary (see stream/sweep.py)
+    # customers by the hour of their next time-driven boundary (see stream/core/sweep.py)
     TableSpec("sweep-index", "bucket, cursor or cuts key", "members or a value"),
 )
 
@@ -116,7 +116,7 @@ def redis_sink_group(app_id: str) -> str:
 def processing_groups(settings: Settings, inputs: tuple[str, ...] = ("events", "customer-events")
                       ) -> dict[str, list[str]]:
     """The consumer groups of the workers and the topics each must have consumed, for "processed
-    and in Redis" (``stream.replay.wait_until_processed``).
+    and in Redis" (``stream.io.replay.wait_until_processed``).
 
     >>> processing_groups(Settings())
     {'customer-pulse': ['pulse.events', 'pulse.customer-events'], 'customer-pulse-redis-sink': ['pulse.redis-outbox']}

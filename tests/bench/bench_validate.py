@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 
 from schemas import EVENT_ADAPTER
-from stream.sample import sample_events
-from stream.validate import Rejection, validate
+from stream.core.validate import Rejection, validate
+from stream.io.sample import sample_events
 
 BAD = [b'{"type": "purchase", "event_id": ', b"\xff\xfe", b'{"type": "teleport"}',
        b'{"type": "purchase", "event_id": "x", "customer_id": "c", "event_time": "2024-01-01T00:00:00Z",'

@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 import pytest
 import redis
 
-from stream.evaluate import churn_report
 from stream.infra.worker import WorkerProcess, worker_env
+from stream.io.evaluate import churn_report
 from stream.sinks.redis import customer_key
 from tests.integration.conftest import Isolated
 

@@ -17,12 +17,12 @@ import pytest
 import redis
 from aiokafka.errors import KafkaError
 
-from stream.batch import batch_raw_rfm
+from stream.core.batch import batch_raw_rfm
 from stream.infra import process
 from stream.infra.kafka import start_kafka
 from stream.infra.worker import WorkerProcess, worker_env
-from stream.produce import event_records, produce
-from stream.sample import sample_events
+from stream.io.produce import event_records, produce
+from stream.io.sample import sample_events
 from stream.sinks.redis import customer_key
 from tests.integration.conftest import Isolated, events_in_redis, wait_for
 

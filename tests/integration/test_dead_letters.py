@@ -16,8 +16,8 @@ import redis
 from aiokafka import AIOKafkaConsumer
 
 from stream.infra.worker import WorkerProcess, worker_env
-from stream.produce import event_records, produce
-from stream.sample import sample_events
+from stream.io.produce import event_records, produce
+from stream.io.sample import sample_events
 from stream.sinks.redis import customer_key
 from tests.integration.conftest import Isolated
 

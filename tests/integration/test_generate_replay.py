@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 import redis
 
-from stream.batch import batch_raw_rfm
+from stream.core.batch import batch_raw_rfm
 from stream.infra.worker import WorkerProcess, worker_env
 from stream.sinks.redis import customer_key
 from tests.integration.conftest import Isolated

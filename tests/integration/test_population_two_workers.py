@@ -13,10 +13,10 @@ import time
 import pytest
 import redis
 
-from stream.batch import batch_raw_rfm
+from stream.core.batch import batch_raw_rfm
+from stream.core.rfm import RawRfmValues, exact_scores
 from stream.infra.worker import WorkerProcess, worker_env
-from stream.rfm import RawRfmValues, exact_scores
-from stream.sample import sample_events
+from stream.io.sample import sample_events
 from stream.sinks.redis import customer_key
 from tests.integration.conftest import Isolated, free_port, wait_for
 

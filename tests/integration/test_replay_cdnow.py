@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from stream.batch import RawRfm, batch_raw_rfm
-from stream.evaluate import roc_auc
+from stream.core.batch import RawRfm, batch_raw_rfm
+from stream.core.rfm import RawRfmValues, exact_scores
 from stream.infra.worker import WorkerProcess, worker_env
-from stream.replay import read_cdnow, select
-from stream.rfm import RawRfmValues, exact_scores
+from stream.io.evaluate import roc_auc
+from stream.io.replay import read_cdnow, select
 from tests.integration.conftest import Isolated
 
 pytestmark = pytest.mark.integration

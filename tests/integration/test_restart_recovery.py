@@ -12,10 +12,10 @@ from decimal import Decimal
 import pytest
 import redis
 
-from stream.batch import batch_raw_rfm
+from stream.core.batch import batch_raw_rfm
 from stream.infra.worker import WorkerProcess, worker_env
-from stream.produce import event_records, produce
-from stream.sample import sample_events
+from stream.io.produce import event_records, produce
+from stream.io.sample import sample_events
 from stream.sinks.redis import customer_key
 from tests.integration.conftest import Isolated, wait_for
 

@@ -13,10 +13,10 @@ import pytest
 import redis
 import yaml
 
+from stream.core.rules import load_rules
 from stream.infra.worker import WorkerProcess, worker_env
-from stream.produce import event_records, produce
+from stream.io.produce import event_records, produce
 from stream.sinks.redis import customer_key, segment_key
-from stream.tags import load_rules
 from tests.integration.conftest import Isolated, wait_for
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas import CustomerState, CustomerTags, parse_event
-from stream.churn import (
+from stream.core.churn import (
     FEATURES,
     ChurnConfig,
     assess,
@@ -18,7 +18,7 @@ from stream.churn import (
     heuristic_score,
     threshold_crossing,
 )
-from stream.profile import apply_event
+from stream.core.fold import apply_event
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 CONFIG = ChurnConfig()
@@ -201,14 +201,14 @@ class _FixedModel:
     version = "logreg-test"
 
     def score(self, vector):  # type: ignore[no-untyped-def]
-        from stream.churn import ChurnScore
+        from stream.core.churn import ChurnScore
 
         p = min(0.99, vector["recency_ratio"] / 10)
         return ChurnScore(p, self.version, (("recency_ratio", p),))
 
 
 def test_a_ready_model_alerts_at_its_own_threshold_and_its_crossing_is_the_next_boundary() -> None:
-    from stream.churn import model_crossing
+    from stream.core.churn import model_crossing
 
     model = _FixedModel()
     state = _buyer(gap_days=10, orders=4)
@@ -233,7 +233,7 @@ class _SteadyModel(_FixedModel):
     """A ready model whose score stays at 0.5 (above its 0.3 threshold) through purchases."""
 
     def score(self, vector):  # type: ignore[no-untyped-def]
-        from stream.churn import ChurnScore
+        from stream.core.churn import ChurnScore
 
         return ChurnScore(0.5, self.version, (("frequency", 0.5),))
 

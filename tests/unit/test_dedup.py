@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from stream.dedup import Admission, DedupPolicy, admit, decode, remember, remembered
+from stream.core.dedup import Admission, DedupPolicy, admit, decode, remember, remembered
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from stream.generate import PopulationSpec, generate
-from stream.validate import Rejection, validate
+from stream.core.validate import Rejection, validate
+from stream.io.generate import PopulationSpec, generate
 
 SPEC = PopulationSpec(customers=400, days=365, seed=7)
 

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas import ChurnLabel
-from stream.churn import FEATURES, PROJECTION_DAYS, features, model_crossing
+from stream.core.churn import FEATURES, PROJECTION_DAYS, features, model_crossing
 from stream.model import Point, SegmentMixMonitor, SnapshotError, Trainer, in_time_reach, transform
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -170,7 +170,7 @@ def test_the_models_threshold_warns_in_time_as_many_churned_points_as_the_heuris
 
 
 def test_a_points_reach_is_the_projected_score_at_the_end_of_its_silence() -> None:
-    from stream.churn import ChurnScore, projected
+    from stream.core.churn import ChurnScore, projected
 
     trainer = _trained(5, 600, min_labels=10)
     params = trainer.params()

@@ -11,14 +11,14 @@ from hypothesis import strategies as st
 
 from schemas import CustomerState
 from schemas.deadletter import DeadLetter
-from stream.batch import batch_raw_rfm
-from stream.churn import ChurnConfig
-from stream.dedup import DedupPolicy
-from stream.processor import Effects, Processor, Record
-from stream.sample import sample_events
-from stream.sweep import TICK_KEY
-from stream.tags import load_rules
-from stream.work import Tables
+from stream.core.batch import batch_raw_rfm
+from stream.core.churn import ChurnConfig
+from stream.core.dedup import DedupPolicy
+from stream.core.processor import Effects, Processor, Record
+from stream.core.rules import load_rules
+from stream.core.sweep import TICK_KEY
+from stream.core.work import Tables
+from stream.io.sample import sample_events
 
 POLICY = DedupPolicy(lateness=timedelta(days=3), horizon=timedelta(days=30), max_ids=256)
 FIXED_NOW = datetime(2030, 1, 1, tzinfo=UTC)

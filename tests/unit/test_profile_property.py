@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas import CustomerState, parse_event
-from stream.batch import batch_raw_rfm
-from stream.dedup import Admission, DedupPolicy
-from stream.profile import apply_event, format_cents
+from stream.core.batch import batch_raw_rfm
+from stream.core.dedup import Admission, DedupPolicy
+from stream.core.fold import apply_event, format_cents
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 

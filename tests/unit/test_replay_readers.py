@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from schemas import Purchase, parse_event
-from stream.replay import ReplayError, paced, read_cdnow, read_events, select
+from stream.io.replay import ReplayError, paced, read_cdnow, read_events, select
 
 
 def test_cdnow_lines_become_valid_purchases_with_stable_ids(tmp_path: Path) -> None:

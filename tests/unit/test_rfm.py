@@ -7,7 +7,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.rfm import Cuts, PartitionIndex, Population, RawRfmValues, exact_scores
+from stream.core.rfm import Cuts, PartitionIndex, Population, RawRfmValues, exact_scores
 
 values = st.builds(RawRfmValues, last_purchase_day=st.integers(9000, 9800),
                    orders=st.integers(1, 60), monetary_cents=st.integers(0, 5_000_000))

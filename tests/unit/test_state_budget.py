@@ -7,12 +7,12 @@ import random
 from datetime import UTC, datetime, timedelta
 
 from schemas import CustomerState, parse_event
-from stream.churn import ChurnConfig, assess
-from stream.profile import apply_event
-from stream.rfm import Cuts
-from stream.tagging import compute_tags, next_boundary
-from stream.tags import load_rules
-from stream.windows import window
+from stream.core.churn import ChurnConfig, assess
+from stream.core.fold import apply_event
+from stream.core.rfm import Cuts
+from stream.core.rules import load_rules
+from stream.core.tagging import compute_tags, next_boundary
+from stream.core.windows import window
 
 STATE_BYTE_BUDGET = 6 * 1024  # serialised JSON, as stored in the table and its changelog
 

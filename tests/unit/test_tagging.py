@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas import CustomerState, parse_event
-from stream.profile import apply_event
-from stream.tagging import compute_tags, next_boundary, tag_changes
-from stream.tags import load_rules
+from stream.core.fold import apply_event
+from stream.core.rules import load_rules
+from stream.core.tagging import compute_tags, next_boundary, tag_changes
 
 RULES = load_rules().with_scoring_mode("fixed")  # recency moves with time alone
 T0 = datetime(2024, 1, 1, tzinfo=UTC)

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.rfm import RfmScore
-from stream.tags import (
+from stream.core.rfm import RfmScore
+from stream.core.rules import (
     Lifecycle,
     LifecycleRules,
     RulesError,

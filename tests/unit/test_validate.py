@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from schemas import Purchase
-from stream.validate import MAX_EVENT_BYTES, Rejection, Rules, dead_letter, validate
+from stream.core.validate import MAX_EVENT_BYTES, Rejection, ValidationRules, dead_letter, validate
 
 VALID = {"type": "purchase", "event_id": "e1", "customer_id": "c1",
          "event_time": "2024-03-01T12:00:00+01:00", "order_id": "o1", "total": "10.50"}
@@ -66,7 +66,7 @@ def test_an_event_far_in_the_future_is_rejected() -> None:
     assert isinstance(validate(_bytes(), now=now), Purchase)  # exactly now
     result = validate(_bytes(event_time="2024-03-01T13:00:00+01:00"), now=now)  # +1h
     assert isinstance(result, Rejection) and result.reason == "future_event_time"
-    relaxed = Rules(max_future=timedelta(hours=2))
+    relaxed = ValidationRules(max_future=timedelta(hours=2))
     assert isinstance(validate(_bytes(event_time="2024-03-01T13:00:00+01:00"), rules=relaxed, now=now),
                       Purchase)
 
@@ -81,4 +81,4 @@ def test_a_total_inconsistent_with_its_lines_is_rejected_beyond_the_tolerance() 
     assert isinstance(result, Rejection) and result.reason == "inconsistent_total"
     assert "total" in result.message
     assert isinstance(validate(_bytes(items=items, total="12.00"), now=now,
-                               rules=Rules(total_tolerance=Decimal("1"))), Purchase)
+                               rules=ValidationRules(total_tolerance=Decimal("1"))), Purchase)

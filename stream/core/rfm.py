@@ -121,8 +121,8 @@ class Population:
         return cls(days=_unpairs(data["days"]), orders=_unpairs(data["orders"]),
                    monetary=_unpairs(data["monetary"]), size=int(data["size"]))  # type: ignore[call-overload]
 
-    def scorer(self) -> Scorer:
-        return Scorer(self)
+    def scorer(self) -> HistogramScorer:
+        return HistogramScorer(self)
 
     def histogram(self, dimension: Dimension) -> dict[int, int]:
         return {"days": self.days, "orders": self.orders, "monetary": self.monetary}[dimension]
@@ -247,7 +247,7 @@ def _unpairs(pairs: object) -> dict[int, int]:
     return {int(k): int(v) for k, v in pairs}  # type: ignore[attr-defined]
 
 
-class Scorer:
+class HistogramScorer:
     """Scores against a fixed population snapshot (cumulative counts, O(log n) per score)."""
 
     def __init__(self, population: Population) -> None:

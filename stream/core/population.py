@@ -1,9 +1,9 @@
 """Population-relative RFM scoring across workers (``scoring.mode: population``): the book.
 
 Each worker keeps, for each partition it owns, that partition's share of the scored
-population (histograms) and its customers by histogram key (``stream.rfm.PartitionIndex``),
+population (histograms) and its customers by histogram key (``stream.core.rfm.PartitionIndex``),
 built from the ``customer-state`` table when the partition is first needed after an
-assignment and then updated as customers change. ``agents/population.py`` publishes each
+assignment and then updated as customers change. ``agents/population_sync.py`` publishes each
 changed share to the compacted ``pulse.rfm-population`` topic and reads every other worker's
 shares from it, so all workers score against the merged population.
 
@@ -25,8 +25,8 @@ from typing import Any
 from aiokafka.partitioner import DefaultPartitioner
 
 from schemas import CustomerState
-from stream.rfm import Cuts, PartitionIndex, Population
-from stream.tagging import raw_values
+from stream.core.rfm import Cuts, PartitionIndex, Population
+from stream.core.tagging import raw_values
 
 log = logging.getLogger(__name__)
 partitioner = DefaultPartitioner()  # the producers' partitioner: which partition owns a customer

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from stream.infra.worker import WorkerProcess, worker_env
-from stream.produce import event_records, produce
-from stream.sample import sample_events
+from stream.io.produce import event_records, produce
+from stream.io.sample import sample_events
 from stream.settings import Settings
 from stream.topology import processing_groups
 
@@ -175,7 +175,7 @@ class Bench:
         return processing_groups(Settings(topic_prefix=self.prefix, app_id=self.app_id))
 
     def run(self, events: int, customers: int, workers: int) -> BenchResult:
-        from stream.replay import wait_until_processed
+        from stream.io.replay import wait_until_processed
 
         bootstrap = self.settings.kafka_bootstrap
         result = BenchResult(events=events, customers=customers, workers=workers,
@@ -208,7 +208,7 @@ class Bench:
 
     def latency(self, customer_ids: list[str], rate: float) -> tuple[float, dict[str, float]]:
         """Probe events at ``rate`` per second, one per customer, for up to LATENCY_SECONDS."""
-        from stream.replay import wait_until_processed
+        from stream.io.replay import wait_until_processed
 
         count = max(1, min(len(customer_ids), int(rate * LATENCY_SECONDS)))
         self.say(f"latency: {count} probe events at {rate:,.0f} events/s ...")

@@ -23,7 +23,7 @@ class Rejection:
 
 
 @dataclass(frozen=True)
-class Rules:
+class ValidationRules:
     """Business rules beyond the schema (all configurable through ``Settings``)."""
 
     max_bytes: int = MAX_EVENT_BYTES
@@ -31,10 +31,10 @@ class Rules:
     max_future: timedelta = timedelta(minutes=5)
 
 
-DEFAULT_RULES = Rules()
+DEFAULT_RULES = ValidationRules()
 
 
-def validate(raw: bytes | None, *, rules: Rules = DEFAULT_RULES,
+def validate(raw: bytes | None, *, rules: ValidationRules = DEFAULT_RULES,
              now: datetime | None = None) -> Event | Rejection:
     """Decode and check one record from ``pulse.events``.
 
@@ -61,7 +61,7 @@ def validate(raw: bytes | None, *, rules: Rules = DEFAULT_RULES,
     return _check_rules(event, rules, now or datetime.now(UTC))
 
 
-def _check_rules(event: Event, rules: Rules, now: datetime) -> Event | Rejection:
+def _check_rules(event: Event, rules: ValidationRules, now: datetime) -> Event | Rejection:
     if event.event_time > now + rules.max_future:
         return Rejection("future_event_time",
                          f"event_time: {event.event_time.isoformat()} is more than "

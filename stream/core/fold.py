@@ -6,10 +6,10 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 from schemas import CLICK_TYPES, CustomerState, Event, Profile, Purchase, Refund, SupportContact
-from stream.churn import risk_band
-from stream.dedup import DEFAULT_POLICY, Admission, DedupPolicy, admit, remember
-from stream.preferences import WEIGHTS, add_interest, preferred_channel, top_categories
-from stream.windows import add
+from stream.core.churn import risk_band
+from stream.core.dedup import DEFAULT_POLICY, Admission, DedupPolicy, admit, remember
+from stream.core.preferences import WEIGHTS, add_interest, preferred_channel, top_categories
+from stream.core.windows import add
 
 HEURISTIC_MODEL = "none"  # no churn score yet (no purchase)
 

@@ -1,6 +1,6 @@
 """Population-relative RFM scoring across workers: each worker publishes its partitions'
 shares of the population to the compacted ``pulse.rfm-population`` topic and reads every
-other worker's from it (the book itself, and how rescoring works: ``stream/population.py``)."""
+other worker's from it (the book itself, and how rescoring works: ``stream/core/population.py``)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 from agents.context import Pulse
 from agents.follow import follow
-from stream.population import PopulationBook
-from stream.rfm import Population
+from stream.core.population import PopulationBook
+from stream.core.rfm import Population
 
 
 def register(pulse: Pulse, book: PopulationBook) -> None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from schemas import CustomerState, CustomerTags, TagChange
-from stream.churn import ChurnConfig, Scorer, churn_boundary
-from stream.rfm import Cuts, RawRfmValues, RfmScore
-from stream.tags import Rules, behaviour_type, lifecycle_stage, next_lifecycle_boundary
+from stream.core.churn import ChurnConfig, Scorer, churn_boundary
+from stream.core.rfm import Cuts, RawRfmValues, RfmScore
+from stream.core.rules import Rules, behaviour_type, lifecycle_stage, next_lifecycle_boundary
 
 
 def raw_values(state: CustomerState) -> RawRfmValues | None:

@@ -1,6 +1,6 @@
 """The batch reference: raw RFM values computed over a whole event list at once.
 
-Used to check the streaming result (it shares no code with :mod:`stream.profile`).
+Used to check the streaming result (it shares no code with :mod:`stream.core.fold`).
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ def _produce_events(settings: Settings, events: Iterator[dict[str, Any]], total:
     import asyncio
     import json
 
-    from stream.produce import produce
+    from stream.io.produce import produce
 
     with click.progressbar(length=total, label="producing", show_pos=True) as bar:
         done = 0
@@ -92,7 +92,7 @@ def worker() -> None:
 @click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for the worker.")
 @click.option("--keep-worker/--stop-worker", default=False, help="Leave the worker running.")
 def demo(customers: int, events: int, seed: int, timeout: float, keep_worker: bool) -> None:
-    from stream.demo import run_demo
+    from stream.cli.demo import run_demo
 
     try:
         ok = run_demo(_settings(), customers=customers, events=events, seed=seed,
@@ -117,7 +117,7 @@ def replay(path: Path, fmt: str, until: datetime | None, speed: float | None, wa
            timeout: float) -> None:
     import asyncio
 
-    from stream.replay import ReplayError, paced, read_events, select, wait_until_processed
+    from stream.io.replay import ReplayError, paced, read_events, select, wait_until_processed
     from stream.topology import processing_groups
 
     settings = _settings()
@@ -154,7 +154,7 @@ def replay(path: Path, fmt: str, until: datetime | None, speed: float | None, wa
 @click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the results as JSON to this file.")
 def bench(events: int, customers: int, workers: int, redis_db: int, json_file: Path | None) -> None:
-    from stream.bench import Bench, BenchError
+    from stream.cli.bench import Bench, BenchError
 
     settings = _settings()
     if customers > events:
@@ -194,8 +194,8 @@ def generate(customers: int, days: int, start: datetime, seed: int, churn_share:
              prefix: str, out: Path | None, truth: Path | None, to_kafka: bool) -> None:
     import json
 
-    from stream.generate import PopulationSpec, truth_rows
-    from stream.generate import generate as make_population
+    from stream.io.generate import PopulationSpec, truth_rows
+    from stream.io.generate import generate as make_population
 
     if out is None and not to_kafka:
         raise click.UsageError("say where the events go: --out FILE and/or --produce")
@@ -233,8 +233,8 @@ def resync(wait: bool, timeout: float) -> None:
 
     from aiokafka import AIOKafkaProducer
 
-    from stream.replay import wait_until_processed
-    from stream.sweep import RESYNC_KEY
+    from stream.core.sweep import RESYNC_KEY
+    from stream.io.replay import wait_until_processed
     from stream.topology import processing_groups
 
     settings = _settings()
@@ -287,7 +287,7 @@ def churn_report(events_file: Path, truth_file: Path) -> None:
 
     import redis
 
-    from stream.evaluate import churn_report as report
+    from stream.io.evaluate import churn_report as report
     from stream.sinks.redis import KEY_PREFIX
 
     settings = _settings()

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from schemas import CustomerState
-from stream.counters import counter_key
-from stream.watermark import advance
+from stream.core.counters import counter_key
+from stream.core.watermark import advance
 
 Store = MutableMapping[str, bytes]
 _DELETED = b""  # marks an index key deleted in this batch (the index never stores empty values)

@@ -11,7 +11,7 @@ so a customer silent for their usual gap scores 0.5 (with no complaints or refun
 silent for twice their usual gap about 0.74 (past the default 0.7 threshold at 1.76 gaps). Each term is reported as its
 contribution, so every score carries its explanation. Because p only grows while a
 customer is silent, the event time at which it will cross the alert threshold is known in
-advance and becomes a time-driven boundary (see ``stream.tagging.next_boundary``).
+advance and becomes a time-driven boundary (see ``stream.core.tagging.next_boundary``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from schemas import Alert, ChurnLabel, Contribution, CustomerState
-from stream.windows import window
+from stream.core.windows import window
 
 HEURISTIC_VERSION = "heuristic-1"
 RECENCY_WEIGHT = 1.5

@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from stream.rfm import RfmScore
+from stream.core.rfm import RfmScore
 
 Score = Annotated[int, Field(ge=1, le=5)]
 

@@ -1,5 +1,5 @@
 """The per-event and per-tick logic of a worker, as a plain class: a batch of records in, the
-effects out (tables updated through :class:`stream.work.Work`, and the records to publish).
+effects out (tables updated through :class:`stream.core.work.Work`, and the records to publish).
 
 No Faust, Kafka or Redis here: the agent in ``agents/process.py`` takes batches from the
 stream, calls :meth:`Processor.process`, sends the outputs, and only then lets the batch's
@@ -16,11 +16,12 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from schemas import EVENT_ADAPTER, Alert, ChurnLabel, CustomerState, Event, Profile, TagChange
-from stream.churn import ChurnConfig, Scorer, assess
-from stream.dedup import Admission, DedupPolicy
-from stream.profile import apply_event, to_profile
-from stream.rfm import Cuts, PartitionIndex
-from stream.sweep import (
+from stream.core.churn import ChurnConfig, Scorer, assess
+from stream.core.dedup import Admission, DedupPolicy
+from stream.core.fold import apply_event, to_profile
+from stream.core.rfm import Cuts, PartitionIndex
+from stream.core.rules import Rules
+from stream.core.sweep import (
     RESYNC_KEY,
     TICK_KEY,
     bucket_key,
@@ -31,11 +32,9 @@ from stream.sweep import (
     hour_bucket,
     with_member,
 )
-from stream.tagging import compute_tags, next_boundary, tag_changes
-from stream.tags import Rules
-from stream.validate import DEFAULT_RULES, Rejection, dead_letter, validate
-from stream.validate import Rules as ValidationRules
-from stream.work import Tables, Work
+from stream.core.tagging import compute_tags, next_boundary, tag_changes
+from stream.core.validate import DEFAULT_RULES, Rejection, ValidationRules, dead_letter, validate
+from stream.core.work import Tables, Work
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +71,7 @@ class Effects:
 
 
 class Population(Protocol):
-    """The population-relative scoring book (``agents/population.py``)."""
+    """The population-relative scoring book (``agents/population_sync.py``)."""
 
     def index(self, partition: int) -> PartitionIndex: ...
     def update(self, partition: int, customer_id: str, old: CustomerState, new: CustomerState) -> None: ...
@@ -287,7 +286,7 @@ class Processor:
 
     def _rescore(self, partition: int, work: Work, effects: Effects) -> None:
         # Move this partition to the merged population's cut points: only the customers
-        # between an old and a new cut can change score (see agents/population.py).
+        # between an old and a new cut can change score (see agents/population_sync.py).
         book = self.population
         assert book is not None
         old, new = book.cuts_for(partition), book.merged_cuts()

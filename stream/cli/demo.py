@@ -9,11 +9,11 @@ from decimal import Decimal
 
 import redis
 
-from stream.batch import batch_raw_rfm
+from stream.core.batch import batch_raw_rfm
 from stream.infra import services
 from stream.infra.worker import WorkerProcess, worker_env
-from stream.produce import event_records, produce
-from stream.sample import sample_events
+from stream.io.produce import event_records, produce
+from stream.io.sample import sample_events
 from stream.settings import Settings
 from stream.sinks.redis import customer_key
 
