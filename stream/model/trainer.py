@@ -38,189 +38,22 @@ record, and the documented response: the workers fall back to the heuristic scor
 the model has learnt ``min_labels`` more labels (it keeps learning throughout). ADWIN on
 the churn base rate of the labels: a ``population_drift`` record when it shifts.
 """
-
 from __future__ import annotations
 
 import base64
 import hashlib
-import math
 import pickle
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from dataclasses import replace
 from typing import Any
 
-import numpy as np
 import river
 from river import compose, drift, linear_model, metrics, optim, preprocessing
 
 from schemas import ChurnLabel
-from stream.core.churn import FEATURES, PROJECTION_DAYS, ChurnConfig, ChurnScore, gap_of, heuristic_terms
-
-LOG_FEATURES = frozenset({"recency_days", "frequency", "monetary", "avg_order_value", "interval_mean_days",
-                          "interval_std_days", "recency_ratio", "complaints", "refunds", "tenure_days"})
-MODEL_PREFIX = "logreg"
-
-
-def transform(features: Mapping[str, float]) -> dict[str, float]:
-    """The model's inputs: log1p of the skewed features, the others as they are.
-
-    >>> transform({"frequency": 0.0, "activity_trend": 0.5})
-    {'frequency': 0.0, 'activity_trend': 0.5}
-    """
-    return {name: math.log1p(max(0.0, value)) if name in LOG_FEATURES else float(value)
-            for name, value in features.items() if name in FEATURES}
-
-
-THRESHOLD_WINDOW = 1_500  # recent labelled prediction points the alert threshold is chosen on
-THRESHOLD_MIN_POSITIVES = 30  # churned points needed before a threshold is chosen
-
-
-@dataclass(frozen=True)
-class Point:
-    """A labelled prediction point as the threshold needs it: its features, whether the
-    customer churned, and the days of silence that followed it (to the purchase that
-    labelled it 0, or, for a churner, until the silence reached H days)."""
-
-    vector: tuple[float, ...]  # in FEATURES order
-    churned: bool
-    window_days: float
-
-    @classmethod
-    def of(cls, label: ChurnLabel, horizon_days: float) -> Point:
-        vector = tuple(float(label.features.get(name, 0.0)) for name in FEATURES)
-        if label.label:
-            window = horizon_days - vector[FEATURES.index("recency_days")]
-        else:
-            window = (label.resolved_at - label.predicted_at).total_seconds() / 86_400
-        return cls(vector, bool(label.label), max(0.0, window))
-
-
-def in_time_reach(params: ModelParams, points: list[Point], horizon_days: float,
-                  heuristic_threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """For each point, the highest model probability its projected features reach during the
-    silence that followed it (the alert an upward crossing would raise in that time), and
-    whether the heuristic's score reaches its threshold in the same time.
-
-    The projection is ``stream.core.churn.projected`` over the ``PROJECTION_DAYS`` grid, vectorised."""
-    config = ChurnConfig(horizon_days=int(horizon_days), threshold=heuristic_threshold)
-    index = {name: i for i, name in enumerate(FEATURES)}
-    raw = np.array([p.vector for p in points], dtype=float)
-    windows = np.array([p.window_days for p in points])
-    gaps = np.array([gap_of(dict(zip(FEATURES, p.vector, strict=True)), config) for p in points])
-    grid = np.array((0.0, *PROJECTION_DAYS))
-    ahead = grid[None, :]  # points x grid
-    r0, t0 = raw[:, index["recency_days"], None], raw[:, index["tenure_days"], None]
-
-    def scaled(name: str, values: np.ndarray) -> np.ndarray:
-        x = np.log1p(np.maximum(0.0, values)) if name in LOG_FEATURES else values
-        variance = params.variances.get(name, 0.0)
-        return (x - params.means.get(name, 0.0)) / math.sqrt(variance) if variance else np.zeros_like(x)
-
-    moving = {"recency_days": r0 + ahead, "recency_ratio": (r0 + ahead) / gaps[:, None],
-              "tenure_days": t0 + ahead,
-              "activity_trend": np.where(ahead < 7, raw[:, index["activity_trend"], None], 0.0)}
-    logit = np.full((len(points), len(grid)), params.intercept)
-    for name in FEATURES:
-        values = moving[name] if name in moving else np.broadcast_to(raw[:, index[name], None], logit.shape)
-        logit = logit + params.weights.get(name, 0.0) * scaled(name, values)
-    inside = ahead < windows[:, None]
-    inside[:, 0] = True  # the score at the point itself
-    best = np.clip(np.where(inside, logit, -30.0), -30.0, 30.0).max(axis=1)  # the sigmoid is increasing
-    reach = 1 / (1 + np.exp(-best))
-    # the heuristic only grows with silence: its highest score is at the end of the window
-    target = math.log(heuristic_threshold / (1 - heuristic_threshold))
-    heuristic_warns = np.array([
-        sum(heuristic_terms((p.vector[index["recency_days"]] + max(0.0, p.window_days - 1e-6)) / gap,
-                            p.vector[index["complaints"]], p.vector[index["refunds"]]).values()) >= target
-        for p, gap in zip(points, gaps, strict=True)], dtype=bool)
-    return reach, heuristic_warns
-
-
-def matched_threshold(params: ModelParams, points: list[Point], horizon_days: float,
-                      heuristic_threshold: float) -> tuple[float | None, dict[str, float]]:
-    """The model's alert threshold: the highest that warns, within the silence that followed
-    each churned point, as many churned points as the heuristic warns at its threshold.
-    Returns it (None with too few churned points) and both recalls and precisions (an alert
-    on a point followed by a purchase is a false alarm)."""
-    churned = np.array([p.churned for p in points], dtype=bool)
-    if int(churned.sum()) < THRESHOLD_MIN_POSITIVES:
-        return None, {}
-    reach, heuristic_warns = in_time_reach(params, points, horizon_days, heuristic_threshold)
-    positives = int(churned.sum())
-    recall = float((heuristic_warns & churned).sum()) / positives
-    ranked = np.sort(reach[churned])[::-1]
-    threshold = float(ranked[max(1, math.ceil(recall * positives - 1e-9)) - 1])
-    model_warns = reach >= threshold
-
-    def precision(warns: np.ndarray) -> float:
-        return round(float((warns & churned).sum()) / float(warns.sum()), 4) if warns.any() else 0.0
-
-    return threshold, {
-        "alert_threshold": round(threshold, 4),
-        "heuristic_recall": round(recall, 4),
-        "model_recall": round(float((model_warns & churned).sum()) / positives, 4),
-        "heuristic_precision": precision(heuristic_warns), "model_precision": precision(model_warns),
-    }
-
-
-@dataclass(frozen=True)
-class ModelParams:
-    """What scorers need: plain numbers, safe to publish and to load anywhere."""
-
-    version: int
-    ready: bool
-    means: dict[str, float]
-    variances: dict[str, float]
-    weights: dict[str, float]
-    intercept: float
-    labels_seen: int
-    river_version: str = river.__version__
-    metrics: dict[str, float] = field(default_factory=dict)
-    threshold: float | None = None  # the model's own alert threshold (see the module docstring)
-
-    @property
-    def model_version(self) -> str:
-        return f"{MODEL_PREFIX}-v{self.version}"
-
-    def score(self, features: Mapping[str, float]) -> ChurnScore:
-        x = transform(features)
-        contributions = {}
-        for name, value in x.items():
-            variance = self.variances.get(name, 0.0)
-            scaled = (value - self.means.get(name, 0.0)) / math.sqrt(variance) if variance else 0.0
-            contributions[name] = self.weights.get(name, 0.0) * scaled
-        logit = self.intercept + sum(contributions.values())
-        probability = 1 / (1 + math.exp(-max(-30.0, min(30.0, logit))))
-        explanation = tuple(sorted(((k, round(v, 4)) for k, v in contributions.items() if v),
-                                   key=lambda kv: -abs(kv[1])))
-        return ChurnScore(probability, self.model_version, explanation)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"version": self.version, "ready": self.ready, "means": self.means, "variances": self.variances,
-                "weights": self.weights, "intercept": self.intercept, "labels_seen": self.labels_seen,
-                "river_version": self.river_version, "metrics": self.metrics, "threshold": self.threshold}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> ModelParams:
-        return cls(version=int(data["version"]), ready=bool(data["ready"]), means=dict(data["means"]),
-                   variances=dict(data["variances"]), weights=dict(data["weights"]),
-                   intercept=float(data["intercept"]), labels_seen=int(data["labels_seen"]),
-                   river_version=str(data["river_version"]), metrics=dict(data.get("metrics", {})),
-                   threshold=None if data.get("threshold") is None else float(data["threshold"]))
-
-
-@dataclass(frozen=True)
-class Monitoring:
-    """A record for ``pulse.monitoring``."""
-
-    kind: str
-    at: datetime
-    details: dict[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "at": self.at.isoformat(), **self.details}
+from stream.model.params import ModelParams, Monitoring, transform
+from stream.model.threshold import THRESHOLD_WINDOW, Point, matched_threshold
 
 
 class SnapshotError(ValueError):
@@ -356,32 +189,3 @@ class Trainer:
         if not isinstance(trainer, Trainer):
             raise SnapshotError("snapshot does not hold a Trainer")
         return trainer
-
-
-class SegmentMixMonitor:
-    """Population drift in the segment mix: for each segment, ADWIN on whether a segment
-    change moves a customer into it. A shift in where customers move raises a
-    ``population_drift`` record naming the segment and its share before and now."""
-
-    def __init__(self, delta: float = 0.002, min_changes: int = 200) -> None:
-        self.delta = delta
-        self.min_changes = min_changes
-        self.detectors: dict[str, drift.ADWIN] = {}
-        self.changes = 0
-
-    def observe(self, new_segment: str | None, at: datetime) -> list[Monitoring]:
-        if new_segment is None:
-            return []
-        self.changes += 1
-        if new_segment not in self.detectors:
-            # a segment seen late starts from zeros for the changes before it
-            self.detectors[new_segment] = drift.ADWIN(delta=self.delta)
-        records = []
-        for segment, detector in self.detectors.items():
-            before = detector.estimation
-            detector.update(1.0 if segment == new_segment else 0.0)
-            if detector.drift_detected and self.changes > self.min_changes:
-                records.append(Monitoring("population_drift", at, {
-                    "signal": "segment_mix", "segment": segment, "share_before": round(float(before), 4),
-                    "share_now": round(float(detector.estimation), 4), "changes_seen": self.changes}))
-        return records

@@ -1,0 +1,105 @@
+"""The model's own alert threshold, chosen on recent labelled prediction points so that it
+warns, within the silence that followed each churned point, as many churners as the
+heuristic does at its threshold (see ``stream/model/trainer.py``)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from schemas import ChurnLabel
+from stream.core.churn import FEATURES, PROJECTION_DAYS, ChurnConfig, gap_of, heuristic_terms
+from stream.model.params import LOG_FEATURES, ModelParams
+
+THRESHOLD_WINDOW = 1_500  # recent labelled prediction points the alert threshold is chosen on
+THRESHOLD_MIN_POSITIVES = 30  # churned points needed before a threshold is chosen
+
+
+@dataclass(frozen=True)
+class Point:
+    """A labelled prediction point as the threshold needs it: its features, whether the
+    customer churned, and the days of silence that followed it (to the purchase that
+    labelled it 0, or, for a churner, until the silence reached H days)."""
+
+    vector: tuple[float, ...]  # in FEATURES order
+    churned: bool
+    window_days: float
+
+    @classmethod
+    def of(cls, label: ChurnLabel, horizon_days: float) -> Point:
+        vector = tuple(float(label.features.get(name, 0.0)) for name in FEATURES)
+        if label.label:
+            window = horizon_days - vector[FEATURES.index("recency_days")]
+        else:
+            window = (label.resolved_at - label.predicted_at).total_seconds() / 86_400
+        return cls(vector, bool(label.label), max(0.0, window))
+
+
+def in_time_reach(params: ModelParams, points: list[Point], horizon_days: float,
+                  heuristic_threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """For each point, the highest model probability its projected features reach during the
+    silence that followed it (the alert an upward crossing would raise in that time), and
+    whether the heuristic's score reaches its threshold in the same time.
+
+    The projection is ``stream.core.churn.projected`` over the ``PROJECTION_DAYS`` grid, vectorised."""
+    config = ChurnConfig(horizon_days=int(horizon_days), threshold=heuristic_threshold)
+    index = {name: i for i, name in enumerate(FEATURES)}
+    raw = np.array([p.vector for p in points], dtype=float)
+    windows = np.array([p.window_days for p in points])
+    gaps = np.array([gap_of(dict(zip(FEATURES, p.vector, strict=True)), config) for p in points])
+    grid = np.array((0.0, *PROJECTION_DAYS))
+    ahead = grid[None, :]  # points x grid
+    r0, t0 = raw[:, index["recency_days"], None], raw[:, index["tenure_days"], None]
+
+    def scaled(name: str, values: np.ndarray) -> np.ndarray:
+        x = np.log1p(np.maximum(0.0, values)) if name in LOG_FEATURES else values
+        variance = params.variances.get(name, 0.0)
+        return (x - params.means.get(name, 0.0)) / math.sqrt(variance) if variance else np.zeros_like(x)
+
+    moving = {"recency_days": r0 + ahead, "recency_ratio": (r0 + ahead) / gaps[:, None],
+              "tenure_days": t0 + ahead,
+              "activity_trend": np.where(ahead < 7, raw[:, index["activity_trend"], None], 0.0)}
+    logit = np.full((len(points), len(grid)), params.intercept)
+    for name in FEATURES:
+        values = moving[name] if name in moving else np.broadcast_to(raw[:, index[name], None], logit.shape)
+        logit = logit + params.weights.get(name, 0.0) * scaled(name, values)
+    inside = ahead < windows[:, None]
+    inside[:, 0] = True  # the score at the point itself
+    best = np.clip(np.where(inside, logit, -30.0), -30.0, 30.0).max(axis=1)  # the sigmoid is increasing
+    reach = 1 / (1 + np.exp(-best))
+    # the heuristic only grows with silence: its highest score is at the end of the window
+    target = math.log(heuristic_threshold / (1 - heuristic_threshold))
+    heuristic_warns = np.array([
+        sum(heuristic_terms((p.vector[index["recency_days"]] + max(0.0, p.window_days - 1e-6)) / gap,
+                            p.vector[index["complaints"]], p.vector[index["refunds"]]).values()) >= target
+        for p, gap in zip(points, gaps, strict=True)], dtype=bool)
+    return reach, heuristic_warns
+
+
+def matched_threshold(params: ModelParams, points: list[Point], horizon_days: float,
+                      heuristic_threshold: float) -> tuple[float | None, dict[str, float]]:
+    """The model's alert threshold: the highest that warns, within the silence that followed
+    each churned point, as many churned points as the heuristic warns at its threshold.
+    Returns it (None with too few churned points) and both recalls and precisions (an alert
+    on a point followed by a purchase is a false alarm)."""
+    churned = np.array([p.churned for p in points], dtype=bool)
+    if int(churned.sum()) < THRESHOLD_MIN_POSITIVES:
+        return None, {}
+    reach, heuristic_warns = in_time_reach(params, points, horizon_days, heuristic_threshold)
+    positives = int(churned.sum())
+    recall = float((heuristic_warns & churned).sum()) / positives
+    ranked = np.sort(reach[churned])[::-1]
+    threshold = float(ranked[max(1, math.ceil(recall * positives - 1e-9)) - 1])
+    model_warns = reach >= threshold
+
+    def precision(warns: np.ndarray) -> float:
+        return round(float((warns & churned).sum()) / float(warns.sum()), 4) if warns.any() else 0.0
+
+    return threshold, {
+        "alert_threshold": round(threshold, 4),
+        "heuristic_recall": round(recall, 4),
+        "model_recall": round(float((model_warns & churned).sum()) / positives, 4),
+        "heuristic_precision": precision(heuristic_warns), "model_precision": precision(model_warns),
+    }
