@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from schemas import EVENT_ADAPTER, Alert, ChurnLabel, CustomerState, Event, Profile, TagChange
-from stream.core.churn import ChurnConfig, Scorer, assess
+from stream.core.alerts import assess
+from stream.core.churn import ChurnConfig, Scorer
 from stream.core.dedup import Admission, DedupPolicy
 from stream.core.fold import apply_event, to_profile
 from stream.core.rfm import Cuts, PartitionIndex

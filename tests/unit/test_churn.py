@@ -9,15 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas import CustomerState, CustomerTags, parse_event
-from stream.core.churn import (
-    FEATURES,
-    ChurnConfig,
-    assess,
-    churn_boundary,
-    features,
-    heuristic_score,
-    threshold_crossing,
-)
+from stream.core.alerts import assess
+from stream.core.churn import FEATURES, ChurnConfig, churn_boundary, features, heuristic_score, threshold_crossing
 from stream.core.fold import apply_event
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)

@@ -7,7 +7,8 @@ import random
 from datetime import UTC, datetime, timedelta
 
 from schemas import CustomerState, parse_event
-from stream.core.churn import ChurnConfig, assess
+from stream.core.alerts import assess
+from stream.core.churn import ChurnConfig
 from stream.core.fold import apply_event
 from stream.core.rfm import Cuts
 from stream.core.rules import load_rules

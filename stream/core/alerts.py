@@ -1,0 +1,184 @@
+"""Churn-warning alerts and delayed labels: :func:`assess` scores a customer's new state,
+raises the alerts its change calls for (churn risk, high value at risk, inactivity, activity
+drop by a per-customer Page-Hinkley detector, segment downgrade, complaint spike), resolves
+open prediction points into labels and opens new ones."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from schemas import Alert, ChurnLabel, Contribution, CustomerState
+from stream.core.churn import (
+    HEURISTIC_VERSION,
+    ChurnConfig,
+    Scorer,
+    alert_threshold,
+    days_between,
+    features,
+    heuristic_score,
+    inactivity_moment,
+    typical_gap_days,
+)
+
+DOWNGRADE_FROM = frozenset({"Champions", "Loyal"})
+DOWNGRADE_TO = frozenset({"At Risk", "Can't Lose Them", "Hibernating", "Lost"})
+HIGH_VALUE_TIERS = frozenset({"diamond", "gold"})
+
+PH_DELTA = 0.1  # tolerated increase of the mean log gap before it counts
+PH_LAMBDA = 2.5  # cumulative excess (in log days) that signals a drop in activity
+PH_MIN_DAYS = 8  # active days seen before the detector may fire
+
+
+def page_hinkley(detector: tuple[int, float, float, float], x: float) -> tuple[tuple[int, float, float, float], bool]:
+    """One Page-Hinkley step for an increase in the mean of ``x`` (here: the log of the days
+    between a customer's active days, so an increase is a drop in activity). The state is four
+    numbers — count, mean, cumulative excess, its minimum — and resets after a detection.
+
+    >>> state, fired = (0, 0.0, 0.0, 0.0), []
+    >>> for gap in [1, 2, 1, 1, 2, 1, 1, 2, 1, 1, 9, 14, 20]:
+    ...     state, drift = page_hinkley(state, math.log1p(gap)); fired.append(drift)
+    >>> fired.index(True)
+    11
+    """
+    n, mean, cumulative, minimum = detector
+    n += 1
+    mean += (x - mean) / n
+    cumulative += x - mean - PH_DELTA
+    minimum = min(minimum, cumulative)
+    if n >= PH_MIN_DAYS and cumulative - minimum > PH_LAMBDA:
+        return (0, 0.0, 0.0, 0.0), True
+    return (n, mean, cumulative, minimum), False
+
+
+def _active_day_gap(before: CustomerState, after: CustomerState) -> float | None:
+    """Days between the customer's previous active day and a new one (None: same day, or first)."""
+    if before.last_event_at is None or after.last_event_at is None:
+        return None
+    gap = int(after.last_event_at.timestamp() // 86_400) - int(before.last_event_at.timestamp() // 86_400)
+    return float(gap) if gap > 0 else None
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """A customer's churn score at an event time, the alerts it raised, and the delayed
+    labels it resolved."""
+
+    state: CustomerState
+    alerts: tuple[Alert, ...]
+    labels: tuple[ChurnLabel, ...] = ()
+
+
+def resolve_labels(state: CustomerState, now: datetime, purchased_at: datetime | None,
+                   config: ChurnConfig) -> tuple[tuple[ChurnLabel, ...], tuple]:
+    """Resolve open predictions: a purchase within H days of one labels it 0; event time
+    passing H days after it with no purchase labels it 1. Returns (labels, still open)."""
+    horizon = timedelta(days=config.horizon_days)
+    labels, still_open = [], []
+    for predicted_at, score, vector in state.pending:
+        if purchased_at is not None and predicted_at < purchased_at <= predicted_at + horizon:
+            label, resolved_at = 0, purchased_at
+        elif predicted_at + horizon <= now:
+            label, resolved_at = 1, predicted_at + horizon
+        else:
+            still_open.append((predicted_at, score, vector))
+            continue
+        labels.append(ChurnLabel(label_id=f"{state.customer_id}:{predicted_at.isoformat()}",
+                                 customer_id=state.customer_id, predicted_at=predicted_at, resolved_at=resolved_at,
+                                 label=label, features=vector, score=score, model_version=HEURISTIC_VERSION))
+    return tuple(labels), tuple(still_open)
+
+
+def _with_prediction(pending: tuple, now: datetime, score: float | None, state: CustomerState,
+                     config: ChurnConfig) -> tuple:
+    """Open a prediction point at ``now`` unless one is recent or the customer has enough open
+    (the features are computed only then: most events open none)."""
+    if len(pending) >= config.max_pending:
+        return pending
+    if pending and now - pending[-1][0] < timedelta(days=config.prediction_spacing_days):
+        return pending
+    return (*pending, (now, score, {k: round(v, 4) for k, v in features(state, now, config).items()}))
+
+
+def assess(before: CustomerState, after: CustomerState, now: datetime, config: ChurnConfig,
+           model: Scorer | None = None) -> Assessment:
+    """Score ``after`` at ``now`` and raise the alerts that its change from ``before`` calls
+    for, each at most once per ``cooldown_days`` per kind (event time). ``after`` carries its
+    new tags and revision; the alert ids use that revision, so they are deterministic.
+
+    The score is the online model's once it is ``ready``, else the heuristic's; open
+    predictions keep the heuristic's score, so the trainer can compare the two."""
+    heuristic = heuristic_score(after, now, config)
+    score = heuristic
+    limit = config.threshold
+    if heuristic is not None and model is not None and model.ready:
+        score = model.score(features(after, now, config))
+        limit = alert_threshold(config, model)
+    previous_at = before.churn_as_of
+    candidates: list[tuple[str, str, str]] = []  # kind, severity, reason
+    p = score.probability if score else None
+    # One churn_risk per silence: at or above the threshold of the scorer behind the score,
+    # and none yet since the last purchase. (The heuristic falls to ~0 at a purchase, so this
+    # is its upward crossing; a model's score may stay above through a purchase, and the new
+    # silence is still a new risk to warn of. A cooldown only defers it to the next scoring.)
+    last_risk = after.alerted.get("churn_risk")
+    warned = last_risk is not None and after.last_purchase_at is not None and last_risk >= after.last_purchase_at
+    if p is not None and p >= limit and not warned:
+        candidates.append(("churn_risk", "high" if p >= limit + 2 * (1 - limit) / 3 else "medium",
+                           f"churn probability {p:.2f} reached the {limit:.2f} threshold"))
+        if after.tags.value_tier in HIGH_VALUE_TIERS:
+            candidates.append(("high_value_at_risk", "high",
+                               f"a {after.tags.value_tier} customer's churn probability is {p:.2f}"))
+    silent_since = inactivity_moment(after, config)
+    if silent_since is not None and silent_since <= now and (previous_at is None or previous_at < silent_since) \
+            and after.last_purchase_at == before.last_purchase_at:
+        gap = typical_gap_days(after, config)
+        candidates.append(("inactivity", "medium",
+                           f"no purchase for {days_between(now, after.last_purchase_at):.0f} days, more than "
+                           f"{config.inactivity_factor:g} x the usual {gap:.0f}-day gap"))
+    old_segment, new_segment = before.tags.segment, after.tags.segment
+    if old_segment in DOWNGRADE_FROM and new_segment in DOWNGRADE_TO:
+        candidates.append(("segment_downgrade", "high" if after.tags.value_tier in HIGH_VALUE_TIERS else "medium",
+                           f"segment moved from {old_segment} to {new_segment}"))
+    if after.complaints > before.complaints and before.last_complaint_at is not None \
+            and after.last_complaint_at is not None \
+            and after.last_complaint_at - before.last_complaint_at <= timedelta(days=30):
+        candidates.append(("complaint_spike", "high", "a second complaint within 30 days"))
+
+    detector = after.activity_detector
+    if (active_gap := _active_day_gap(before, after)) is not None:
+        detector, dropped = page_hinkley(detector, math.log1p(active_gap))
+        if dropped:
+            candidates.append(("activity_drop", "medium",
+                               f"active days are getting further apart (latest gap {active_gap:.0f} days)"))
+
+    alerted = dict(after.alerted)
+    alerts = []
+    cooldown = timedelta(days=config.cooldown_days)
+    for kind, severity, reason in candidates:
+        last = alerted.get(kind)
+        if last is not None and now - last < cooldown:
+            continue
+        alerted[kind] = now
+        alerts.append(Alert(
+            alert_id=f"{after.customer_id}:{kind}:{after.revision}", customer_id=after.customer_id, kind=kind,
+            severity=severity, score=p, threshold=limit, reason=reason,
+            explanation=tuple(Contribution(feature=f, contribution=c) for f, c in (score.explanation if score else ())),
+            event_time=now, model_version=score.model_version if score else HEURISTIC_VERSION,
+            rules_version=after.tags.rules_version, segment=new_segment, value_tier=after.tags.value_tier,
+        ))
+    purchased_at = after.last_purchase_at if after.orders > before.orders else None
+    labels, pending = resolve_labels(after, now, purchased_at, config)
+    if heuristic is not None and days_between(now, after.last_purchase_at) < config.horizon_days:
+        # (a customer already silent for H days has churned by definition: nothing to predict)
+        pending = _with_prediction(pending, now, heuristic.probability, after, config)
+    updated = after.model_copy(update={
+        "churn_probability": p, "churn_model": score.model_version if score else None, "churn_threshold": limit,
+        "churn_reasons": score.reasons() if score else None, "churn_as_of": now, "alerted": alerted,
+        "pending": pending, "activity_detector": detector,
+    })
+    return Assessment(updated, tuple(alerts), labels)
+
+
+# days ahead at which a model's score is projected, looking for its threshold crossing
