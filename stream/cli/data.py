@@ -1,0 +1,219 @@
+"""Data commands: replay, generate, export, churn-report, profile."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from stream.cli.base import load_or_exit, main, not_caught_up, produce_events
+
+
+@main.command(help="Produce the events of a file to the events topic, keeping their event time.")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "cdnow"]), default="jsonl",
+              show_default=True, help="jsonl/csv: one event per line or row; cdnow: the CDNOW master log.")
+@click.option("--until", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="Only events on or before this date (UTC, inclusive).")
+@click.option("--speed", type=float, default=None,
+              help="Replay at this multiple of real time (default: as fast as possible).")
+@click.option("--wait/--no-wait", default=False,
+              help="Return only when the worker has processed everything and flushed Redis.")
+@click.option("--timeout", default=900.0, show_default=True, help="Seconds --wait waits at most.")
+def replay(path: Path, fmt: str, until: datetime | None, speed: float | None, wait: bool,
+           timeout: float) -> None:
+    import asyncio
+
+    from stream.io.replay import ReplayError, paced, read_events, select, wait_until_processed
+    from stream.topology import processing_groups
+
+    settings = load_or_exit()
+    if speed is not None and speed <= 0:
+        raise click.BadParameter("must be a positive number, e.g. 60 for one hour per minute",
+                                 param_hint="--speed")
+    limit = until.replace(hour=23, minute=59, second=59, tzinfo=UTC) if until else None
+    try:
+        events = select(read_events(path, fmt), limit)
+    except ReplayError as exc:
+        raise click.ClickException(str(exc)) from None
+    topic = settings.topic("events")
+    click.echo(f"replaying {len(events)} events from {path} to {topic}"
+               + (f" (until {limit.date()})" if limit else ""))
+    sent = produce_events(settings, paced(events, speed), len(events))
+    customers = len({str(e.get("customer_id")) for e in events})
+    click.echo(f"produced {sent} events for {customers} customers")
+    if wait:
+        click.echo(f"waiting for worker group {settings.app_id} to catch up ...")
+        behind = asyncio.run(wait_until_processed(settings.kafka_bootstrap, processing_groups(settings),
+                                                  timeout, settle=settings.sweep_seconds + 2.0))
+        if behind:
+            raise not_caught_up(behind, timeout)
+        click.echo("processed: the worker has consumed every record and flushed Redis")
+
+
+@main.command(help="Generate a realistic synthetic population (seeded) with a hidden churn process.")
+@click.option("--customers", default=1000, show_default=True, type=click.IntRange(1, 10_000_000))
+@click.option("--days", default=365, show_default=True, type=click.IntRange(1, 3650))
+@click.option("--start", type=click.DateTime(formats=["%Y-%m-%d"]), default="2024-01-01",
+              show_default=True, help="First day (UTC).")
+@click.option("--seed", default=42, show_default=True)
+@click.option("--churn-share", default=0.3, show_default=True, type=click.FloatRange(0, 1),
+              help="Share of customers whose activity decays and stops.")
+@click.option("--prefix", default="gen", show_default=True, help="Customer ids are PREFIX-000001, ...")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write events as JSONL here.")
+@click.option("--truth", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the hidden ground truth (one JSON line per customer) here.")
+@click.option("--produce", "to_kafka", is_flag=True, help="Produce the events to the events topic.")
+def generate(customers: int, days: int, start: datetime, seed: int, churn_share: float,
+             prefix: str, out: Path | None, truth: Path | None, to_kafka: bool) -> None:
+
+    from stream.io.generate import PopulationSpec, truth_rows
+    from stream.io.generate import generate as make_population
+
+    if out is None and not to_kafka:
+        raise click.UsageError("say where the events go: --out FILE and/or --produce")
+    spec = PopulationSpec(customers=customers, days=days, start=start.replace(tzinfo=UTC),
+                          seed=seed, churn_share=churn_share, prefix=prefix)
+    events, hidden = make_population(spec)
+    churners = sum(t.churns for t in hidden)
+    click.echo(f"generated {len(events)} events for {customers} customers over {days} days "
+               f"({churners} churn)")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("w", encoding="utf-8") as handle:
+            for event in events:
+                handle.write(json.dumps(event) + "\n")
+        click.echo(f"events -> {out}")
+    if truth is not None:
+        truth.parent.mkdir(parents=True, exist_ok=True)
+        with truth.open("w", encoding="utf-8") as handle:
+            for row in truth_rows(hidden):
+                handle.write(json.dumps(row) + "\n")
+        click.echo(f"ground truth -> {truth}")
+    if to_kafka:
+        settings = load_or_exit()
+        produce_events(settings, iter(events), len(events))
+        click.echo(f"produced {len(events)} events to {settings.topic('events')}")
+
+
+EXPORT_INTS = ("orders", "events", "r", "f", "m", "version")
+EXPORT_FLOATS = ("churn_probability",)
+
+
+@main.command(name="churn-report",
+              help="Score the churn alerts in Redis against a generated population's ground truth.")
+@click.option("--events", "events_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The events file `pulse generate --out` wrote (and `pulse replay` sent).")
+@click.option("--truth", "truth_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The ground truth `pulse generate --truth` wrote.")
+def churn_report(events_file: Path, truth_file: Path) -> None:
+    from datetime import timedelta
+
+    import redis
+
+    from stream.io.evaluate import churn_report as report
+    from stream.sinks.redis import KEY_PREFIX
+
+    settings = load_or_exit()
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        entries = client.xrange(f"{KEY_PREFIX}alerts") or []
+        alerts = [{str(k): v for k, v in (fields or {}).items()} for _, fields in entries]
+    except redis.RedisError as exc:
+        raise click.ClickException(f"cannot read alerts from {settings.redis_url}: {exc}") from None
+
+    def lines(path: Path) -> Iterator[dict[str, Any]]:
+        with path.open(encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    yield json.loads(line)
+
+    result = report(lines(events_file), lines(truth_file), alerts, horizon_days=settings.churn_horizon_days,
+                    lateness=timedelta(seconds=settings.allowed_lateness_seconds))
+    click.echo(f"H = {settings.churn_horizon_days} days, threshold {settings.churn_threshold}, "
+               f"{len(alerts)} alerts in Redis")
+    for line in result.lines():
+        click.echo(line)
+
+
+@main.command(help="Write every customer's profile from Redis as JSON lines.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Output file ('-' for stdout).")
+def export(out: Path) -> None:
+
+    import redis
+
+    from stream.sinks.redis import KEY_PREFIX
+
+    settings = load_or_exit()
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    pattern = f"{KEY_PREFIX}cust:*"
+    written = 0
+    if str(out) != "-":
+        out.parent.mkdir(parents=True, exist_ok=True)
+    handle = sys.stdout if str(out) == "-" else out.open("w", encoding="utf-8")
+    try:
+        batch: list[str] = []
+
+        def flush() -> None:
+            nonlocal written
+            pipe = client.pipeline(transaction=False)
+            for key in batch:
+                pipe.hgetall(key)
+            for row in pipe.execute():
+                if not row:
+                    continue
+                record: dict[str, object] = dict(row)
+                for name in EXPORT_INTS:
+                    if name in record:
+                        record[name] = int(str(record[name]))
+                for name in EXPORT_FLOATS:
+                    if name in record:
+                        record[name] = float(str(record[name]))
+                handle.write(json.dumps(record, sort_keys=True) + "\n")
+                written += 1
+            batch.clear()
+
+        for key in client.scan_iter(match=pattern, count=1000):
+            batch.append(str(key))
+            if len(batch) >= 1000:
+                flush()
+        flush()
+    except redis.RedisError as exc:
+        raise click.ClickException(f"cannot read profiles from {settings.redis_url}: {exc}") from None
+    finally:
+        if handle is not sys.stdout:
+            handle.close()
+    click.echo(f"exported {written} customers to {out}", err=True)
+
+
+@main.command(help="Show one customer's profile as stored in Redis.")
+@click.argument("customer_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the hash as JSON.")
+def profile(customer_id: str, as_json: bool) -> None:
+
+    import redis
+
+    from stream.sinks.redis import customer_key
+
+    settings = load_or_exit()
+    key = customer_key(customer_id.strip())
+    try:
+        client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+        row: dict[str, str] = client.hgetall(key)  # type: ignore[assignment]
+    except redis.RedisError as exc:
+        raise click.ClickException(f"cannot read {key} from {settings.redis_url}: {exc}") from None
+    if not row:
+        raise click.ClickException(f"no profile for customer {customer_id!r} ({key} is absent)")
+    if as_json:
+        click.echo(json.dumps(row, indent=2, sort_keys=True))
+        return
+    click.echo(key)
+    for field in sorted(row):
+        click.echo(f"  {field:<20} {row[field]}")

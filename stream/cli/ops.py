@@ -1,0 +1,140 @@
+"""Operating commands: local services, the worker, the demo, the benchmark, resync."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from stream.cli.base import load_or_exit, main, not_caught_up
+from stream.infra.process import InfraError
+
+
+@main.command(help="Start a local Kafka (KRaft) and Redis unless the configured ones answer.")
+def up() -> None:
+    from stream.infra import services
+
+    settings = load_or_exit()
+    try:
+        rows = services.up(settings, say=click.echo)
+    except InfraError as exc:
+        raise click.ClickException(str(exc)) from None
+    for row in rows:
+        click.echo(row.line())
+
+
+@main.command(help="Show each service, its address, and whether pulse started it.")
+def status() -> None:
+    from stream.infra import services
+
+    rows = services.status(load_or_exit())
+    for row in rows:
+        click.echo(row.line())
+    if not all(r.running for r in rows):
+        sys.exit(1)
+
+
+@main.command(help="Stop the services `pulse up` started (by recorded pid; never external ones).")
+def down() -> None:
+    from stream.infra import services
+
+    for name, outcome in services.down(load_or_exit()).items():
+        click.echo(f"{name:<6} {outcome}")
+
+
+@main.command(help="Run a stream-processing worker (Faust) in the foreground.")
+def worker() -> None:
+    load_or_exit()  # fail fast with a clear message
+    os.execvp(sys.executable, [sys.executable, "-m", "agents"])
+
+
+@main.command(help="Run the whole pipeline locally on a sample stream and show what reached Redis.")
+@click.option("--customers", default=20, show_default=True, help="Customers in the sample.")
+@click.option("--events", default=600, show_default=True, help="Events in the sample.")
+@click.option("--seed", default=7, show_default=True, help="Seed of the sample stream.")
+@click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for the worker.")
+@click.option("--keep-worker/--stop-worker", default=False, help="Leave the worker running.")
+def demo(customers: int, events: int, seed: int, timeout: float, keep_worker: bool) -> None:
+    from stream.cli.demo import run_demo
+
+    try:
+        ok = run_demo(load_or_exit(), customers=customers, events=events, seed=seed,
+                      timeout=timeout, keep_worker=keep_worker, say=click.echo)
+    except InfraError as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(0 if ok else 1)
+
+
+@main.command(help="Measure the pipeline on the configured Kafka and Redis: raw consume rate, events/s, "
+                    "event->Redis latency at half load, RSS (own topics, group and Redis db; removed after).")
+@click.option("--events", default=50_000, show_default=True, type=click.IntRange(100, 10_000_000))
+@click.option("--customers", default=5_000, show_default=True, type=click.IntRange(1, 1_000_000))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 16))
+@click.option("--redis-db", default=13, show_default=True, type=click.IntRange(0, 15),
+              help="An empty Redis database to write to (emptied afterwards).")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the results as JSON to this file.")
+def bench(events: int, customers: int, workers: int, redis_db: int, json_file: Path | None) -> None:
+    from stream.cli.bench import Bench, BenchError
+
+    settings = load_or_exit()
+    if customers > events:
+        raise click.BadParameter(f"{customers} customers need at least as many events", param_hint="--customers")
+    run = Bench(settings, redis_db, say=click.echo)
+    try:
+        run.check_redis_db_empty()  # before anything is created: a busy database is never emptied
+    except BenchError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        result = run.run(events, customers, workers)
+    except BenchError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        run.clean_up()
+    click.echo("\n".join(result.lines()))
+    if json_file is not None:
+        json_file.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+        click.echo(f"results written to {json_file}")
+
+
+@main.command(help="Rebuild Redis from the workers' tables (after Redis lost data).")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Return when the workers have re-published everything.")
+@click.option("--timeout", default=900.0, show_default=True, help="Seconds --wait waits at most.")
+def resync(wait: bool, timeout: float) -> None:
+    import asyncio
+    import json
+
+    from aiokafka import AIOKafkaProducer
+
+    from stream.core.sweep import RESYNC_KEY
+    from stream.io.replay import wait_until_processed
+    from stream.topology import processing_groups
+
+    settings = load_or_exit()
+    topic = settings.topic("customer-events")
+
+    async def request() -> int:
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
+            partitions = sorted(await producer.partitions_for(topic))
+            payload = json.dumps({"requested_at": datetime.now(UTC).isoformat()}).encode()
+            for partition in partitions:
+                await producer.send_and_wait(topic, payload, key=RESYNC_KEY, partition=partition)
+            return len(partitions)
+        finally:
+            await producer.stop()
+
+    count = asyncio.run(request())
+    click.echo(f"asked the workers of {settings.app_id} to re-publish the profiles of {count} partitions")
+    if wait:
+        groups = processing_groups(settings, inputs=("customer-events",))
+        behind = asyncio.run(wait_until_processed(settings.kafka_bootstrap, groups, timeout))
+        if behind:
+            raise not_caught_up(behind, timeout)
+        click.echo("resynced: Redis holds every profile in the tables")
