@@ -35,7 +35,7 @@ def create_app(settings: Settings) -> Pulse:
         producer_acks=-1,
         key_serializer="raw",
         value_serializer="raw",
-        # at-least-once on purpose: effects are idempotent (see shared/design.md)
+        # at-least-once on purpose: every effect is idempotent (docs/operations.md, "Guarantees")
         processing_guarantee="at_least_once",
     )
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",

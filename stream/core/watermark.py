@@ -1,9 +1,14 @@
-"""The event-time watermark: the newest event time seen, minus the allowed lateness.
+"""Per-partition event-time maxima, and the watermark reported by ``GET /watermark/``.
 
 Each partition keeps its newest event time, floored to ``GRANULARITY_SECONDS`` so the
-changelog-backed table is written at most once per granule of event time. The app's
-watermark is the minimum over partitions: no partition can still hold an event that counts
-and is older than it. The sweeper and the churn labeler are driven by it.
+changelog-backed table is written at most once per granule of event time.
+
+What drives time (the one statement, also in docs/operations.md, "Time semantics"): the
+sweeper ticks each of a worker's partitions with the newest event time *of that worker*
+(the maximum over its partitions), and a tick applies the transitions due up to that time
+minus the allowed lateness. :func:`watermark` -- the minimum over partitions minus the
+lateness, the time before which no partition can still receive an event that counts -- is
+reported for monitoring; it does not drive the sweeps.
 """
 
 from __future__ import annotations
