@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from datetime import UTC, datetime
 
-from schemas import Profile, TagChange
+from schemas import Alert, Contribution, Profile, TagChange
 from stream.sinks import ProfileSink
 
 
@@ -100,6 +101,18 @@ class SinkContract:
         assert await sink.write_tag_changes([change, change]) == 0
         mine = [c for c in await sink.tag_changes() if c["customer_id"] == cid]
         assert len(mine) == 1 and (mine[0]["old"], mine[0]["new"], mine[0]["reason"]) == ("Loyal", "At Risk", "time")
+
+    async def test_alerts_are_appended_once_with_their_explanation(self, sink: ProfileSink) -> None:
+        cid = self.cid()
+        alert = Alert(alert_id=f"{cid}:churn_risk:7", customer_id=cid, kind="churn_risk", severity="high",
+                      score=0.81, threshold=0.7, reason="silent for 3 usual gaps",
+                      explanation=(Contribution(feature="recency_ratio", contribution=1.2),),
+                      event_time=datetime(2024, 3, 1, tzinfo=UTC), model_version="heuristic-1", rules_version="r1")
+        assert await sink.write_alerts([alert]) == 1
+        assert await sink.write_alerts([alert, alert]) == 0
+        mine = [a for a in await sink.alerts() if a["customer_id"] == cid]
+        assert len(mine) == 1 and (mine[0]["kind"], mine[0]["score"]) == ("churn_risk", "0.81")
+        assert json.loads(mine[0]["explanation"]) == [{"feature": "recency_ratio", "contribution": 1.2}]
 
     async def test_unknown_customer_reads_none(self, sink: ProfileSink) -> None:
         assert await sink.read_profile(self.cid()) is None

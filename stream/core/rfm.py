@@ -235,9 +235,6 @@ class PartitionIndex:
                     found |= customers
         return found
 
-    def customers(self) -> set[str]:
-        return {cid for bucket in self.members["orders"].values() for cid in bucket}
-
 
 def _pairs(histogram: dict[int, int]) -> list[list[int]]:
     return [[k, v] for k, v in sorted(histogram.items())]

@@ -14,7 +14,6 @@ from datetime import datetime
 
 DAILY_SPAN = 30
 WEEKLY_SPAN = 53
-WINDOWS = (7, 30, 90, 365)
 
 Bucket = tuple[int, int, int, int, int]
 

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from schemas import Profile, TagChange
+from schemas import Alert, Profile, TagChange
 
 log = logging.getLogger(__name__)
 
@@ -22,11 +22,17 @@ class ProfileSink(Protocol):
         """Append each change once (by ``change_id``) to the tag stream; return how many were new."""
         ...
 
+    async def write_alerts(self, alerts: Sequence[Alert]) -> int:
+        """Append each alert once (by ``alert_id``) to the alert stream; return how many were new."""
+        ...
+
     async def read_profile(self, customer_id: str) -> dict[str, str] | None: ...
 
     async def segment_members(self, segment: str) -> set[str]: ...
 
     async def tag_changes(self) -> list[dict[str, str]]: ...
+
+    async def alerts(self) -> list[dict[str, str]]: ...
 
 
 def profile_fields(profile: Profile) -> dict[str, str]:

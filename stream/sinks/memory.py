@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 
-from schemas import Profile, TagChange
+from schemas import Alert, Profile, TagChange
 from stream.sinks.base import profile_fields
 
 
@@ -16,6 +17,8 @@ class MemorySink:
         self.segments: dict[str, set[str]] = {}
         self.stream: list[dict[str, str]] = []
         self._seen_changes: set[str] = set()
+        self.alert_stream: list[dict[str, str]] = []
+        self._seen_alerts: set[str] = set()
 
     async def write_profiles(self, profiles: Sequence[Profile]) -> int:
         written = 0
@@ -43,6 +46,17 @@ class MemorySink:
             written += 1
         return written
 
+    async def write_alerts(self, alerts: Sequence[Alert]) -> int:
+        written = 0
+        for alert in alerts:
+            if alert.alert_id in self._seen_alerts:
+                continue
+            self._seen_alerts.add(alert.alert_id)
+            self.alert_stream.append({k: json.dumps(v) if isinstance(v, list | dict) else "" if v is None else str(v)
+                                      for k, v in alert.model_dump(mode="json").items()})
+            written += 1
+        return written
+
     async def read_profile(self, customer_id: str) -> dict[str, str] | None:
         found = self.hashes.get(customer_id)
         return dict(found) if found is not None else None
@@ -52,3 +66,6 @@ class MemorySink:
 
     async def tag_changes(self) -> list[dict[str, str]]:
         return list(self.stream)
+
+    async def alerts(self) -> list[dict[str, str]]:
+        return list(self.alert_stream)
