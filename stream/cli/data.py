@@ -102,10 +102,6 @@ def generate(customers: int, days: int, start: datetime, seed: int, churn_share:
         click.echo(f"produced {len(events)} events to {settings.topic('events')}")
 
 
-EXPORT_INTS = ("orders", "events", "r", "f", "m", "version")
-EXPORT_FLOATS = ("churn_probability",)
-
-
 @main.command(name="churn-report",
               help="Score the churn alerts in Redis against a generated population's ground truth.")
 @click.option("--events", "events_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -113,18 +109,25 @@ EXPORT_FLOATS = ("churn_probability",)
 @click.option("--truth", "truth_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The ground truth `pulse generate --truth` wrote.")
 def churn_report(events_file: Path, truth_file: Path) -> None:
+    import asyncio
     from datetime import timedelta
 
     import redis
 
     from stream.io.evaluate import churn_report as report
-    from stream.sinks.redis import KEY_PREFIX
+    from stream.sinks.redis import RedisSink
 
     settings = load_or_exit()
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+
+    async def read_alerts() -> list[dict[str, str]]:
+        sink = RedisSink.from_url(settings.redis_url)
+        try:
+            return await sink.alerts()
+        finally:
+            await sink.close()
+
     try:
-        entries = client.xrange(f"{KEY_PREFIX}alerts") or []
-        alerts = [{str(k): v for k, v in (fields or {}).items()} for _, fields in entries]
+        alerts = asyncio.run(read_alerts())
     except redis.RedisError as exc:
         raise click.ClickException(f"cannot read alerts from {settings.redis_url}: {exc}") from None
 
@@ -149,6 +152,7 @@ def export(out: Path) -> None:
 
     import redis
 
+    from stream.sinks.base import typed_fields
     from stream.sinks.redis import KEY_PREFIX
 
     settings = load_or_exit()
@@ -169,14 +173,7 @@ def export(out: Path) -> None:
             for row in pipe.execute():
                 if not row:
                     continue
-                record: dict[str, object] = dict(row)
-                for name in EXPORT_INTS:
-                    if name in record:
-                        record[name] = int(str(record[name]))
-                for name in EXPORT_FLOATS:
-                    if name in record:
-                        record[name] = float(str(record[name]))
-                handle.write(json.dumps(record, sort_keys=True) + "\n")
+                handle.write(json.dumps(typed_fields(row), sort_keys=True) + "\n")
                 written += 1
             batch.clear()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -52,6 +52,28 @@ def profile_fields(profile: Profile) -> dict[str, str]:
             continue
         fields[name] = value.isoformat() if isinstance(value, datetime) else str(value)
     return fields
+
+
+def _number_kind(annotation: object) -> type | None:
+    for kind in (int, float):
+        if annotation in (kind, kind | None):
+            return kind
+    return None
+
+
+_NUMBERS = {name: kind for name, info in Profile.model_fields.items()
+            if (kind := _number_kind(info.annotation)) is not None}
+
+
+def typed_fields(fields: Mapping[str, str]) -> dict[str, object]:
+    """A ``pulse:cust`` hash with the :class:`Profile` model's numeric fields as numbers (what
+    ``pulse export`` writes); the other fields stay the hash's strings.
+
+    >>> typed_fields({"orders": "3", "churn_probability": "0.25", "monetary": "9.90", "segment": "Loyal"})
+    {'orders': 3, 'churn_probability': 0.25, 'monetary': '9.90', 'segment': 'Loyal'}
+    """
+    return {name: _NUMBERS[name](value) if name in _NUMBERS and value != "" else value
+            for name, value in fields.items()}
 
 
 async def write_with_retry(
