@@ -102,6 +102,22 @@ class SinkContract:
         mine = [c for c in await sink.tag_changes() if c["customer_id"] == cid]
         assert len(mine) == 1 and (mine[0]["old"], mine[0]["new"], mine[0]["reason"]) == ("Loyal", "At Risk", "time")
 
+    async def test_a_tag_change_before_the_newest_added_is_a_redelivery(self, sink: ProfileSink) -> None:
+        cid = self.cid()
+
+        def change(tag: str, version: int) -> TagChange:
+            return TagChange(change_id=f"{cid}:{tag}:{version}", customer_id=cid, tag=tag, old=None, new="x",
+                             reason="event:purchase", event_time=datetime(2024, 3, 1, tzinfo=UTC), version=version,
+                             rules_version="r1")
+
+        assert await sink.write_tag_changes([change("segment", 5), change("rfm", 5)]) == 2
+        # the same batch again (a redelivery), and an older version: nothing added
+        assert await sink.write_tag_changes([change("segment", 5), change("rfm", 5), change("rfm", 4)]) == 0
+        # newer versions: added, in order
+        assert await sink.write_tag_changes([change("segment", 6), change("lifecycle", 6)]) == 2
+        mine = [(c["tag"], c["version"]) for c in await sink.tag_changes() if c["customer_id"] == cid]
+        assert mine == [("segment", "5"), ("rfm", "5"), ("segment", "6"), ("lifecycle", "6")]
+
     async def test_alerts_are_appended_once_with_their_explanation(self, sink: ProfileSink) -> None:
         cid = self.cid()
         alert = Alert(alert_id=f"{cid}:churn_risk:7", customer_id=cid, kind="churn_risk", severity="high",

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 
 from schemas import Alert, Profile, TagChange
 from stream.sinks.base import profile_fields
+from stream.sinks.redis import tag_order
 
 
 class MemorySink:
@@ -16,7 +17,7 @@ class MemorySink:
         self.hashes: dict[str, dict[str, str]] = {}
         self.segments: dict[str, set[str]] = {}
         self.stream: list[dict[str, str]] = []
-        self._seen_changes: set[str] = set()
+        self._tags_applied: dict[str, int] = {}
         self.alert_stream: list[dict[str, str]] = []
         self._seen_alerts: set[str] = set()
 
@@ -39,9 +40,10 @@ class MemorySink:
     async def write_tag_changes(self, changes: Sequence[TagChange]) -> int:
         written = 0
         for change in changes:
-            if change.change_id in self._seen_changes:
-                continue
-            self._seen_changes.add(change.change_id)
+            order = tag_order(change)
+            if order <= self._tags_applied.get(change.customer_id, -1):
+                continue  # at or before the newest change added for the customer: a redelivery
+            self._tags_applied[change.customer_id] = order
             self.stream.append({k: "" if v is None else str(v) for k, v in change.model_dump(mode="json").items()})
             written += 1
         return written

@@ -3,7 +3,10 @@
 - ``pulse:cust:{customer_id}`` hashes, versioned (an older or equal version is ignored), with
   ``written_at``: the server's clock (epoch milliseconds) when this version was written;
 - ``pulse:seg:{segment}`` sets, moved in the same script as the hash, so they agree with it;
-- ``pulse:tags``, a capped stream of tag changes, each added once (by its change id);
+- ``pulse:tags``, a capped stream of tag changes, each added once: ``pulse:tags:applied``
+  holds, per customer, the newest (version, tag) added, and a change at or before it is a
+  redelivery (a customer's changes reach the sink in order: one outbox partition, one
+  consumer), so the guard is one hash field per customer, not one key per change;
 - ``pulse:alerts``, a capped stream of churn-warning alerts, each added once (by its alert
   id) and published once on the ``pulse:alerts`` pub/sub channel.
 """
@@ -15,7 +18,7 @@ from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 
-from schemas import Alert, Profile, TagChange
+from schemas import Alert, CustomerTags, Profile, TagChange
 from stream.sinks.base import profile_fields
 from stream.sinks.outbox import RedisWrites
 
@@ -46,7 +49,24 @@ end
 return written
 """
 
-# KEYS[1] the key prefix, KEYS[2] the stream ('tags' or 'alerts'); ARGV[1] ttl of the
+# KEYS[1] the key prefix; ARGV[1] stream maxlen; ARGV[2..] one JSON object per tag change:
+# c (customer), n (its order: version x 16 + the tag's rank), f (stream fields).
+_TAGS = """
+local prefix, written = KEYS[1], 0
+local applied = prefix .. 'tags:applied'
+for i = 2, #ARGV do
+  local r = cjson.decode(ARGV[i])
+  local newest = tonumber(redis.call('HGET', applied, r.c) or '-1')
+  if r.n > newest then
+    redis.call('XADD', prefix .. 'tags', 'MAXLEN', '~', ARGV[1], '*', unpack(r.f))
+    redis.call('HSET', applied, r.c, r.n)
+    written = written + 1
+  end
+end
+return written
+"""
+
+# KEYS[1] the key prefix, KEYS[2] the stream ('alerts'); ARGV[1] ttl of the
 # seen-markers, ARGV[2] stream maxlen, ARGV[3..] one JSON object per record: id (change or
 # alert id), f (stream fields), and m (for alerts: the JSON published on the channel).
 _ONCE_TO_STREAM = """
@@ -77,10 +97,25 @@ def encode_profile(profile: Profile) -> str:
                        "f": _flat(profile_fields(profile))})
 
 
+TAG_RANK = {tag: rank for rank, tag in enumerate(CustomerTags().tag_values())}  # the order tag_changes emits
+
+
+def tag_order(change: TagChange) -> int:
+    """Where a change stands among its customer's changes: by state version, then tag.
+
+    >>> from datetime import datetime, UTC
+    >>> c = TagChange(change_id="c:rfm:3", customer_id="c", tag="rfm", old=None, new="555", reason="r",
+    ...               event_time=datetime(2024, 1, 1, tzinfo=UTC), version=3, rules_version="v")
+    >>> tag_order(c) > tag_order(c.model_copy(update={"tag": "segment"})), tag_order(c) < 4 * 16
+    (True, True)
+    """
+    return change.version * 16 + TAG_RANK[change.tag]
+
+
 def encode_tag_change(change: TagChange) -> str:
-    """A tag change as the stream script's argument: its id and the entry's flat string fields."""
+    """A tag change as the tag script's argument: its customer, its order and the entry's fields."""
     fields = {name: "" if value is None else str(value) for name, value in change.model_dump(mode="json").items()}
-    return json.dumps({"id": change.change_id, "f": _flat(fields)})
+    return json.dumps({"c": change.customer_id, "n": tag_order(change), "f": _flat(fields)})
 
 
 def encode_alert(alert: Alert, alert_json: str | None = None) -> str:
@@ -114,6 +149,7 @@ class RedisSink:
         self._client = client
         self._prefix = prefix
         self._profiles = client.register_script(_PROFILES)
+        self._tags = client.register_script(_TAGS)
         self._once_to_stream = client.register_script(_ONCE_TO_STREAM)
 
     @classmethod
@@ -124,13 +160,12 @@ class RedisSink:
         """Apply encoded writes (``encode_*``) in one pipelined round; the number written."""
         if not writes:
             return 0
-        tags_head = [str(SEEN_CHANGE_TTL_SECONDS), str(TAG_STREAM_MAXLEN)]
         alerts_head = [str(SEEN_CHANGE_TTL_SECONDS), str(ALERT_STREAM_MAXLEN)]
         async with self._client.pipeline(transaction=False) as pipe:
             for chunk in _chunks(writes.profiles):
                 await self._profiles(keys=[self._prefix], args=chunk, client=pipe)
             for chunk in _chunks(writes.tag_changes):
-                await self._once_to_stream(keys=[self._prefix, "tags"], args=[*tags_head, *chunk], client=pipe)
+                await self._tags(keys=[self._prefix], args=[str(TAG_STREAM_MAXLEN), *chunk], client=pipe)
             for chunk in _chunks(writes.alerts):
                 await self._once_to_stream(keys=[self._prefix, "alerts"], args=[*alerts_head, *chunk], client=pipe)
             results = await pipe.execute()
