@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import faust
 from faust.types import TableT, TopicT
@@ -13,6 +14,8 @@ from stream.core.population import PopulationBook
 from stream.core.rules import Rules
 from stream.model import ModelParams, SegmentMixMonitor
 from stream.settings import Settings
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -29,14 +32,15 @@ class Pulse:
 
     def topic(self, name: str) -> TopicT:
         """A topic of the topology by its name without the prefix."""
-        try:
-            return self.topics[name]
-        except KeyError:
-            raise KeyError(f"no topic {name!r} in stream/topology.py (known: {sorted(self.topics)})") from None
+        return _named(self.topics, "topic", name)
 
     def table(self, name: str) -> TableT[str, bytes]:
         """A table of the topology by its name."""
-        try:
-            return self.tables[name]
-        except KeyError:
-            raise KeyError(f"no table {name!r} in stream/topology.py (known: {sorted(self.tables)})") from None
+        return _named(self.tables, "table", name)
+
+
+def _named(declared: Mapping[str, T], kind: str, name: str) -> T:
+    try:
+        return declared[name]
+    except KeyError:
+        raise KeyError(f"no {kind} {name!r} in stream/topology.py (known: {sorted(declared)})") from None

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from schemas import Alert, Profile, TagChange
+from pydantic import BaseModel
+
+from schemas import Alert, CustomerTags, Profile, TagChange
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,35 @@ def profile_fields(profile: Profile) -> dict[str, str]:
             continue
         fields[name] = value.isoformat() if isinstance(value, datetime) else str(value)
     return fields
+
+
+def stream_fields(record: BaseModel) -> dict[str, str]:
+    """The flat string fields of a Redis stream entry (tag change or alert): lists and objects
+    as JSON, absent values as ``""``.
+
+    >>> from datetime import datetime, UTC
+    >>> stream_fields(TagChange(change_id="c:rfm:3", customer_id="c", tag="rfm", old=None, new="555", reason="r",
+    ...                         event_time=datetime(2024, 1, 1, tzinfo=UTC), version=3, rules_version="v"))["old"]
+    ''
+    """
+    return {name: json.dumps(value) if isinstance(value, list | dict) else "" if value is None else str(value)
+            for name, value in record.model_dump(mode="json").items()}
+
+
+TAG_RANK = {tag: rank for rank, tag in enumerate(CustomerTags().tag_values())}  # the order tag_changes emits
+
+
+def tag_order(change: TagChange) -> int:
+    """Where a change stands among its customer's changes: by state version, then tag (the tag
+    stream's once-guard in both sinks).
+
+    >>> from datetime import datetime, UTC
+    >>> c = TagChange(change_id="c:rfm:3", customer_id="c", tag="rfm", old=None, new="555", reason="r",
+    ...               event_time=datetime(2024, 1, 1, tzinfo=UTC), version=3, rules_version="v")
+    >>> tag_order(c) > tag_order(c.model_copy(update={"tag": "segment"})), tag_order(c) < 4 * 16
+    (True, True)
+    """
+    return change.version * 16 + TAG_RANK[change.tag]
 
 
 def _number_kind(annotation: object) -> type | None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 
 from schemas import Alert, Profile, TagChange
-from stream.sinks.base import profile_fields
-from stream.sinks.redis import tag_order
+from stream.sinks.base import profile_fields, stream_fields, tag_order
 
 
 class MemorySink:
@@ -44,7 +42,7 @@ class MemorySink:
             if order <= self._tags_applied.get(change.customer_id, -1):
                 continue  # at or before the newest change added for the customer: a redelivery
             self._tags_applied[change.customer_id] = order
-            self.stream.append({k: "" if v is None else str(v) for k, v in change.model_dump(mode="json").items()})
+            self.stream.append(stream_fields(change))
             written += 1
         return written
 
@@ -54,8 +52,7 @@ class MemorySink:
             if alert.alert_id in self._seen_alerts:
                 continue
             self._seen_alerts.add(alert.alert_id)
-            self.alert_stream.append({k: json.dumps(v) if isinstance(v, list | dict) else "" if v is None else str(v)
-                                      for k, v in alert.model_dump(mode="json").items()})
+            self.alert_stream.append(stream_fields(alert))
             written += 1
         return written
 

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 
-from schemas import Alert, CustomerTags, Profile, TagChange
-from stream.sinks.base import profile_fields
+from schemas import Alert, Profile, TagChange
+from stream.sinks.base import profile_fields, stream_fields, tag_order
 from stream.sinks.outbox import RedisWrites
 
 KEY_PREFIX = "pulse:"
@@ -67,8 +67,8 @@ return written
 """
 
 # KEYS[1] the key prefix, KEYS[2] the stream ('alerts'); ARGV[1] ttl of the
-# seen-markers, ARGV[2] stream maxlen, ARGV[3..] one JSON object per record: id (change or
-# alert id), f (stream fields), and m (for alerts: the JSON published on the channel).
+# seen-markers, ARGV[2] stream maxlen, ARGV[3..] one JSON object per alert: id (alert id),
+# f (stream fields), and m (the JSON published on the channel).
 _ONCE_TO_STREAM = """
 local prefix, name, written = KEYS[1], KEYS[2], 0
 for i = 3, #ARGV do
@@ -97,33 +97,16 @@ def encode_profile(profile: Profile) -> str:
                        "f": _flat(profile_fields(profile))})
 
 
-TAG_RANK = {tag: rank for rank, tag in enumerate(CustomerTags().tag_values())}  # the order tag_changes emits
-
-
-def tag_order(change: TagChange) -> int:
-    """Where a change stands among its customer's changes: by state version, then tag.
-
-    >>> from datetime import datetime, UTC
-    >>> c = TagChange(change_id="c:rfm:3", customer_id="c", tag="rfm", old=None, new="555", reason="r",
-    ...               event_time=datetime(2024, 1, 1, tzinfo=UTC), version=3, rules_version="v")
-    >>> tag_order(c) > tag_order(c.model_copy(update={"tag": "segment"})), tag_order(c) < 4 * 16
-    (True, True)
-    """
-    return change.version * 16 + TAG_RANK[change.tag]
-
-
 def encode_tag_change(change: TagChange) -> str:
     """A tag change as the tag script's argument: its customer, its order and the entry's fields."""
-    fields = {name: "" if value is None else str(value) for name, value in change.model_dump(mode="json").items()}
-    return json.dumps({"c": change.customer_id, "n": tag_order(change), "f": _flat(fields)})
+    return json.dumps({"c": change.customer_id, "n": tag_order(change), "f": _flat(stream_fields(change))})
 
 
 def encode_alert(alert: Alert, alert_json: str | None = None) -> str:
     """An alert as the stream script's argument: its id, the entry's fields (``explanation`` as
     JSON) and the whole alert as JSON for the pub/sub channel (``alert_json`` if already made)."""
-    fields = {name: json.dumps(value) if isinstance(value, list | dict) else "" if value is None else str(value)
-              for name, value in alert.model_dump(mode="json").items()}
-    return json.dumps({"id": alert.alert_id, "m": alert_json or alert.model_dump_json(), "f": _flat(fields)})
+    return json.dumps({"id": alert.alert_id, "m": alert_json or alert.model_dump_json(),
+                       "f": _flat(stream_fields(alert))})
 
 
 def customer_key(customer_id: str, prefix: str = KEY_PREFIX) -> str:
