@@ -19,8 +19,8 @@ from agents.batching import by_partition, durable, gather_sends, held
 from agents.context import Pulse
 from agents.trainer import watch_segment_mix
 from schemas import CustomerState, Profile
-from stream.core.processor import Effects, Processor, Record
-from stream.core.work import Tables
+from stream.core.processor import Processor
+from stream.core.work import Effects, Record, Tables
 from stream.model import ModelParams
 from stream.sinks.outbox import RedisWrites
 from stream.sinks.redis import encode_alert, encode_profile, encode_tag_change

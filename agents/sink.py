@@ -33,7 +33,7 @@ RETRYABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, 
 LOST_COMMIT = (CommitFailedError, IllegalStateError, RebalanceInProgressError)
 
 
-def decode(records: Iterable[Any]) -> RedisWrites:
+def decode_outbox(records: Iterable[Any]) -> RedisWrites:
     """The writes of outbox records; a record that is not one is logged and skipped (only the
     profile agent writes this internal topic)."""
     parts = []
@@ -55,7 +55,7 @@ async def apply_outbox(bootstrap: str, topic: str, group: str, sink: RedisSink) 
             batches = await consumer.getmany(timeout_ms=1000, max_records=MAX_RECORDS)
             if not batches:
                 continue
-            writes = decode(record for records in batches.values() for record in records)
+            writes = decode_outbox(record for records in batches.values() for record in records)
             await write_with_retry(partial(sink.write, writes), retry_on=RETRYABLE)
             try:
                 await consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})

@@ -6,6 +6,7 @@ import re
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -20,6 +21,13 @@ ENV_PREFIX = "PULSE_"
 _HOST_PORT = re.compile(r"^[A-Za-z0-9.\-]+:\d{1,5}$|^\[[0-9A-Fa-f:]+\]:\d{1,5}$")
 _TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9._\-]{0,100}$")
 _APP_ID = re.compile(r"^[A-Za-z0-9._\-]{1,100}$")
+
+
+def _bounded(default: float, lo: float, hi: float, *, description: str, unit: str = "", also: str = "") -> Any:
+    """A numeric setting from ``lo`` to ``hi``, whose accepted form (shown in errors) says so."""
+    kind = "an integer" if isinstance(default, int) else "a number"
+    form = f"{kind} from {lo} to {hi}" + (f" ({unit})" if unit else "") + (f", {also}" if also else "")
+    return Field(default, ge=lo, le=hi, description=description, json_schema_extra={"form": form})
 
 
 class SettingsError(ValueError):
@@ -63,97 +71,52 @@ class Settings(BaseSettings):
         description="Where the worker keeps RocksDB tables and `pulse up` keeps Kafka/Redis data.",
         json_schema_extra={"form": "a directory path"},
     )
-    partitions: int = Field(
-        4,
-        ge=1,
-        le=1024,
-        description="Partitions of the topics the app creates (events, tables, outputs).",
-        json_schema_extra={"form": "an integer from 1 to 1024"},
-    )
-    web_port: int = Field(
-        6066,
-        ge=1,
-        le=65535,
-        description="Port of the worker's HTTP views (health, customer lookups).",
-        json_schema_extra={"form": "an integer from 1 to 65535"},
-    )
-    standby_replicas: int = Field(
-        0,
-        ge=0,
-        le=10,
-        description="Standby replicas of each table kept by other workers for fast failover.",
-        json_schema_extra={"form": "an integer from 0 to 10"},
-    )
-    dedup_max_ids: int = Field(
-        256,
-        ge=1,
-        le=10000,
-        description="Most recent event ids remembered per customer to drop redelivered events.",
-        json_schema_extra={"form": "an integer from 1 to 10000"},
-    )
-    allowed_lateness_seconds: int = Field(
-        3 * 86_400,
-        ge=0,
-        le=31536000,
+    partitions: int = _bounded(
+        4, 1, 1024,
+        description="Partitions of the topics the app creates (events, tables, outputs).")
+    web_port: int = _bounded(
+        6066, 1, 65535,
+        description="Port of the worker's HTTP views (health, customer lookups).")
+    standby_replicas: int = _bounded(
+        0, 0, 10,
+        description="Standby replicas of each table kept by other workers for fast failover.")
+    dedup_max_ids: int = _bounded(
+        256, 1, 10000,
+        description="Most recent event ids remembered per customer to drop redelivered events.")
+    allowed_lateness_seconds: int = _bounded(
+        3 * 86_400, 0, 31536000, unit="seconds",
         description="How far behind a customer's newest event time an event may arrive and still "
-                    "count; older ones go to the DLQ as too_late.",
-        json_schema_extra={"form": "an integer from 0 to 31536000 (seconds)"},
-    )
-    dedup_horizon_seconds: int = Field(
-        7 * 86_400,
-        ge=0,
-        le=31536000,
+                    "count; older ones go to the DLQ as too_late.")
+    dedup_horizon_seconds: int = _bounded(
+        7 * 86_400, 0, 31536000, unit="seconds", also=">= PULSE_ALLOWED_LATENESS_SECONDS",
         description="How long (in event time) an event id is remembered to drop redeliveries; "
-                    "at least the allowed lateness.",
-        json_schema_extra={
-            "form": "an integer from 0 to 31536000 (seconds), >= PULSE_ALLOWED_LATENESS_SECONDS"},
-    )
-    max_event_bytes: int = Field(
-        64 * 1024,
-        ge=256,
-        le=900000,
-        description="Largest accepted event payload; larger records go to the DLQ as too_large.",
-        json_schema_extra={"form": "an integer from 256 to 900000 (bytes)"},
-    )
+                    "at least the allowed lateness.")
+    max_event_bytes: int = _bounded(
+        64 * 1024, 256, 900000, unit="bytes",
+        description="Largest accepted event payload; larger records go to the DLQ as too_large.")
     total_tolerance: Decimal = Field(
         Decimal("0.01"),
         description="Allowed difference between a purchase total and its lines minus discount.",
         json_schema_extra={"form": "a non-negative decimal amount, e.g. 0.01"},
     )
-    max_future_seconds: int = Field(
-        300,
-        ge=0,
-        le=604800,
-        description="How far an event time may be ahead of the processing clock.",
-        json_schema_extra={"form": "an integer from 0 to 604800 (seconds)"},
-    )
+    max_future_seconds: int = _bounded(
+        300, 0, 604800, unit="seconds",
+        description="How far an event time may be ahead of the processing clock.")
     rules_file: Path | None = Field(
         None,
         description="Tagging rules (YAML); the packaged stream/rules/default.yaml when unset.",
         json_schema_extra={"form": "a path to a YAML rules file"},
     )
-    sweep_seconds: int = Field(
-        5,
-        ge=1,
-        le=3600,
-        description="How often (wall clock) the sweeper applies time-driven tag transitions.",
-        json_schema_extra={"form": "an integer from 1 to 3600 (seconds)"},
-    )
-    rescore_seconds: float = Field(
-        1.0,
-        ge=0.1,
-        le=3600,
+    sweep_seconds: int = _bounded(
+        5, 1, 3600, unit="seconds",
+        description="How often (wall clock) the sweeper applies time-driven tag transitions.")
+    rescore_seconds: float = _bounded(
+        1.0, 0.1, 3600, unit="seconds",
         description="Population RFM scoring: how often (at most) a partition moves to the merged "
-                    "population's cut points and rescores the customers between old and new cuts.",
-        json_schema_extra={"form": "a number from 0.1 to 3600 (seconds)"},
-    )
-    churn_horizon_days: int = Field(
-        90,
-        ge=1,
-        le=3650,
-        description="Churn means no purchase within this many days (H); one-time buyers' usual gap is H/2.",
-        json_schema_extra={"form": "an integer from 1 to 3650 (days)"},
-    )
+                    "population's cut points and rescores the customers between old and new cuts.")
+    churn_horizon_days: int = _bounded(
+        90, 1, 3650, unit="days",
+        description="Churn means no purchase within this many days (H); one-time buyers' usual gap is H/2.")
     churn_threshold: float = Field(
         0.7,
         gt=0,
@@ -161,27 +124,15 @@ class Settings(BaseSettings):
         description="A churn_risk alert fires when the churn probability rises to this value.",
         json_schema_extra={"form": "a number strictly between 0 and 1"},
     )
-    inactivity_factor: float = Field(
-        2.0,
-        ge=1,
-        le=20,
-        description="An inactivity alert fires when the silence passes this many times the usual gap.",
-        json_schema_extra={"form": "a number from 1 to 20"},
-    )
-    alert_cooldown_days: int = Field(
-        30,
-        ge=0,
-        le=365,
-        description="At most one alert of each kind per customer within this many days (event time).",
-        json_schema_extra={"form": "an integer from 0 to 365 (days)"},
-    )
-    model_min_labels: int = Field(
-        500,
-        ge=1,
-        le=10_000_000,
-        description="Labels the online churn model learns before (and again after a drift) it replaces the heuristic.",
-        json_schema_extra={"form": "an integer from 1 to 10000000"},
-    )
+    inactivity_factor: float = _bounded(
+        2.0, 1, 20,
+        description="An inactivity alert fires when the silence passes this many times the usual gap.")
+    alert_cooldown_days: int = _bounded(
+        30, 0, 365, unit="days",
+        description="At most one alert of each kind per customer within this many days (event time).")
+    model_min_labels: int = _bounded(
+        500, 1, 10_000_000,
+        description="Labels the online churn model learns before (and again after a drift) it replaces the heuristic.")
     churn_model: str = Field(
         "shadow",
         description="shadow: the River model learns and reports its quality, scores stay the heuristic's; "
@@ -229,11 +180,6 @@ class Settings(BaseSettings):
             raise ValueError("only letters, digits, '.', '_' and '-' are allowed, 1-100 of them")
         return value
 
-
-
-
-
-
     @model_validator(mode="after")
     def _horizon_covers_lateness(self) -> Settings:
         if self.dedup_horizon_seconds < self.allowed_lateness_seconds:
@@ -242,15 +188,12 @@ class Settings(BaseSettings):
                 {"lateness": self.allowed_lateness_seconds, "value": self.dedup_horizon_seconds})
         return self
 
-
     @field_validator("total_tolerance")
     @classmethod
     def _check_tolerance(cls, value: Decimal) -> Decimal:
         if not value.is_finite() or value < 0:
             raise ValueError("must be a non-negative finite amount")
         return value
-
-
 
     @field_validator("rules_file")
     @classmethod

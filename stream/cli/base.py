@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
@@ -48,3 +49,33 @@ def not_caught_up(behind: dict[str, int], timeout: float) -> click.ClickExceptio
     shown += f", and {len(worst) - 8} more partitions" if len(worst) > 8 else ""
     return click.ClickException(f"the workers still had {sum(behind.values())} records to process after "
                                 f"{timeout:.0f}s ({shown}); is `pulse worker` running?")
+
+
+def echo_err(line: str) -> None:
+    """Progress and notes go to stderr, so stdout stays the command's result."""
+    click.echo(line, err=True)
+
+
+class Progress:
+    """A progress line every two seconds from the consumer lag (records still to process, over
+    every topic of the pipeline: the most seen so far stands for the whole)."""
+
+    def __init__(self, say: Callable[[str], None], what: str) -> None:
+        self.say, self.what, self.total = say, what, 0
+        self.started = time.perf_counter()
+        self.last_shown = 0.0
+        self.best = 0.0  # the lag can grow while topics appear: the bar never goes back
+
+    def lag(self, behind: int) -> None:
+        now = time.perf_counter()
+        if now - self.last_shown < 2.0:
+            return
+        self.last_shown = now
+        self.total = max(self.total, behind)
+        share = max(0.0, min(1.0, 1 - behind / self.total)) if self.total else 0.0
+        self.best = share = max(self.best, share)
+        self.say(f"  {self.what} [{'#' * int(30 * share):<30}] {share:4.0%}, {behind:,} records to go "
+                 f"({now - self.started:.0f} s)")
+
+    def done(self, summary: str) -> None:
+        self.say(f"  {self.what} done in {time.perf_counter() - self.started:.1f} s: {summary}")

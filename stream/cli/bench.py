@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from stream.cli.base import Progress
 from stream.infra.worker import WorkerProcess, worker_env
 from stream.io.produce import event_records, produce
 from stream.io.sample import sample_events
@@ -291,28 +292,3 @@ class Bench:
 
 class BenchError(RuntimeError):
     """The benchmark could not run or finish; the message says why."""
-
-
-class Progress:
-    """A progress line every two seconds from the consumer lag (records still to process, over
-    every topic of the pipeline: the most seen so far stands for the whole)."""
-
-    def __init__(self, say: Callable[[str], None], what: str) -> None:
-        self.say, self.what, self.total = say, what, 0
-        self.started = time.perf_counter()
-        self.last_shown = 0.0
-        self.best = 0.0  # the lag can grow while topics appear: the bar never goes back
-
-    def lag(self, behind: int) -> None:
-        now = time.perf_counter()
-        if now - self.last_shown < 2.0:
-            return
-        self.last_shown = now
-        self.total = max(self.total, behind)
-        share = max(0.0, min(1.0, 1 - behind / self.total)) if self.total else 0.0
-        self.best = share = max(self.best, share)
-        self.say(f"  {self.what} [{'#' * int(30 * share):<30}] {share:4.0%}, {behind:,} records to go "
-                 f"({now - self.started:.0f} s)")
-
-    def done(self, summary: str) -> None:
-        self.say(f"  {self.what} done in {time.perf_counter() - self.started:.1f} s: {summary}")

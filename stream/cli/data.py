@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from stream.cli.base import load_or_exit, main, not_caught_up, produce_events
+from stream.cli.base import Progress, echo_err, load_or_exit, main, not_caught_up, produce_events
 
 
 @main.command(help="Produce the events of a file to the events topic, keeping their event time.")
@@ -49,8 +49,9 @@ def replay(path: Path, fmt: str, until: datetime | None, speed: float | None, wa
     click.echo(f"produced {sent} events for {customers} customers")
     if wait:
         click.echo(f"waiting for worker group {settings.app_id} to catch up ...")
-        behind = asyncio.run(wait_until_processed(settings.kafka_bootstrap, processing_groups(settings),
-                                                  timeout, settle=settings.sweep_seconds + 2.0))
+        progress = Progress(echo_err, "processing")
+        behind = asyncio.run(wait_until_processed(settings.kafka_bootstrap, processing_groups(settings), timeout,
+                                                  progress=progress.lag, settle=settings.sweep_seconds + 2.0))
         if behind:
             raise not_caught_up(behind, timeout)
         click.echo("processed: the worker has consumed every record and flushed Redis")

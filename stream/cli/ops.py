@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
-from stream.cli.base import load_or_exit, main, not_caught_up
+from stream.cli.base import Progress, echo_err, load_or_exit, main, not_caught_up
 from stream.infra.process import InfraError
 
 
@@ -107,34 +106,19 @@ def bench(events: int, customers: int, workers: int, redis_db: int, json_file: P
 @click.option("--timeout", default=900.0, show_default=True, help="Seconds --wait waits at most.")
 def resync(wait: bool, timeout: float) -> None:
     import asyncio
-    import json
-
-    from aiokafka import AIOKafkaProducer
 
     from stream.core.sweep import RESYNC_KEY
+    from stream.io.produce import request_resync
     from stream.io.replay import wait_until_processed
     from stream.topology import processing_groups
 
     settings = load_or_exit()
-    topic = settings.topic("customer-events")
-
-    async def request() -> int:
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
-        await producer.start()
-        try:
-            partitions = sorted(await producer.partitions_for(topic))
-            payload = json.dumps({"requested_at": datetime.now(UTC).isoformat()}).encode()
-            for partition in partitions:
-                await producer.send_and_wait(topic, payload, key=RESYNC_KEY, partition=partition)
-            return len(partitions)
-        finally:
-            await producer.stop()
-
-    count = asyncio.run(request())
+    count = asyncio.run(request_resync(settings.kafka_bootstrap, settings.topic("customer-events"), RESYNC_KEY))
     click.echo(f"asked the workers of {settings.app_id} to re-publish the profiles of {count} partitions")
     if wait:
         groups = processing_groups(settings, inputs=("customer-events",))
-        behind = asyncio.run(wait_until_processed(settings.kafka_bootstrap, groups, timeout))
+        progress = Progress(echo_err, "resync")
+        behind = asyncio.run(wait_until_processed(settings.kafka_bootstrap, groups, timeout, progress=progress.lag))
         if behind:
             raise not_caught_up(behind, timeout)
         click.echo("resynced: Redis holds every profile in the tables")

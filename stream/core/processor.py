@@ -1,7 +1,7 @@
 """The per-event and per-tick logic of a worker, as a plain class: a batch of records in, the
 effects out (tables updated through :class:`stream.core.work.Work`, and the records to publish).
 
-No Faust, Kafka or Redis here: the agent in ``agents/process.py`` takes batches from the
+No Faust, Kafka or Redis here: the agent in ``agents/profile.py`` takes batches from the
 stream, calls :meth:`Processor.process`, sends the outputs, and only then lets the batch's
 offsets be committed. Unit tests drive it directly with dicts as tables.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, MutableMapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, MutableMapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -35,43 +35,12 @@ from stream.core.sweep import (
 )
 from stream.core.tagging import compute_tags, next_boundary, tag_changes
 from stream.core.validate import DEFAULT_RULES, Rejection, ValidationRules, dead_letter, validate
-from stream.core.work import Tables, Work
+from stream.core.work import Effects, Record, Tables, Work
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Record:
-    """One input record: where it came from, its key and its bytes."""
-
-    partition: int
-    key: bytes | None
-    value: bytes | None
-    topic: str = ""
-    offset: int = -1
-
-
-@dataclass
-class Effects:
-    """What a batch publishes. Profiles hold each customer's newest state of the batch (the
-    Redis projection keeps the highest version, so the intermediate ones add nothing)."""
-
-    profiles: dict[str, CustomerState] = field(default_factory=dict)
-    tag_changes: list[TagChange] = field(default_factory=list)
-    alerts: list[Alert] = field(default_factory=list)
-    labels: list[ChurnLabel] = field(default_factory=list)
-    dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)  # key, DeadLetter JSON
-    forwards: list[tuple[bytes, bytes]] = field(default_factory=list)  # customer id, event JSON: its owner's
-
-    def publish(self, state: CustomerState, changes: Iterable[TagChange] = (), alerts: Iterable[Alert] = (),
-                labels: Iterable[ChurnLabel] = ()) -> None:
-        self.profiles[state.customer_id] = state
-        self.tag_changes.extend(changes)
-        self.alerts.extend(alerts)
-        self.labels.extend(labels)
-
-
-class Population(Protocol):
+class ScoringBook(Protocol):
     """The population-relative scoring book (``agents/population_sync.py``)."""
 
     def index(self, partition: int) -> PartitionIndex: ...
@@ -92,7 +61,7 @@ class Processor:
     policy: DedupPolicy
     churn: ChurnConfig
     scorer: Callable[[], Scorer | None] = lambda: None
-    population: Population | None = None  # set when ``scoring.mode: population``
+    population: ScoringBook | None = None  # set when ``scoring.mode: population``
     rescore_seconds: float = 60.0
     owns: Callable[[str, int], bool] = lambda customer_id, partition: True  # is the customer this partition's?
     raw_topic: str | None = None  # its records are validated first (None: every record is validated already)

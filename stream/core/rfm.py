@@ -121,9 +121,6 @@ class Population:
         return cls(days=_unpairs(data["days"]), orders=_unpairs(data["orders"]),
                    monetary=_unpairs(data["monetary"]), size=int(data["size"]))  # type: ignore[call-overload]
 
-    def scorer(self) -> HistogramScorer:
-        return HistogramScorer(self)
-
     def histogram(self, dimension: Dimension) -> dict[int, int]:
         return {"days": self.days, "orders": self.orders, "monetary": self.monetary}[dimension]
 
@@ -242,44 +239,6 @@ def _pairs(histogram: dict[int, int]) -> list[list[int]]:
 
 def _unpairs(pairs: object) -> dict[int, int]:
     return {int(k): int(v) for k, v in pairs}  # type: ignore[attr-defined]
-
-
-class HistogramScorer:
-    """Scores against a fixed population snapshot (cumulative counts, O(log n) per score)."""
-
-    def __init__(self, population: Population) -> None:
-        self._size = population.size
-        self._days = _cumulative(population.days)
-        self._orders = _cumulative(population.orders)
-        self._monetary = _cumulative(population.monetary)
-
-    def score(self, values: RawRfmValues) -> RfmScore:
-        return RfmScore(
-            r=score_from_share(self._days.count_below(values.last_purchase_day), self._size),
-            f=score_from_share(self._orders.count_below(values.orders), self._size),
-            m=score_from_share(self._monetary.count_below(monetary_bucket(values.monetary_cents)),
-                               self._size),
-        )
-
-
-@dataclass(frozen=True)
-class _Cumulative:
-    keys: list[int]
-    below: list[int]  # below[i]: how many values have a key smaller than keys[i]
-    total: int
-
-    def count_below(self, key: int) -> int:
-        i = bisect_left(self.keys, key)
-        return self.below[i] if i < len(self.keys) else self.total
-
-
-def _cumulative(histogram: dict[int, int]) -> _Cumulative:
-    keys = sorted(histogram)
-    below, running = [], 0
-    for key in keys:
-        below.append(running)
-        running += histogram[key]
-    return _Cumulative(keys, below, running)
 
 
 def exact_scores(population: Mapping[str, RawRfmValues]) -> dict[str, RfmScore]:

@@ -1,5 +1,6 @@
-"""One batch's view of the processor's tables: each customer's state is decoded once, every
-write is kept here, and :meth:`Work.flush` stores each changed key once.
+"""A batch's records in (:class:`Record`), its effects out (:class:`Effects`), and its view of
+the processor's tables (:class:`Work`): each customer's state is decoded once, every write is
+kept here, and :meth:`Work.flush` stores each changed key once.
 
 Counters are aggregated per batch (one table write per counter and batch, not per event),
 event-time maxima likewise; the sweep index is read through the batch's own writes.
@@ -7,16 +8,47 @@ event-time maxima likewise; the sweep index is read through the batch's own writ
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from schemas import CustomerState
+from schemas import Alert, ChurnLabel, CustomerState, TagChange
 from stream.core.counters import counter_key
 from stream.core.watermark import advance
 
 Store = MutableMapping[str, bytes]
 _DELETED = b""  # marks an index key deleted in this batch (the index never stores empty values)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One input record: where it came from, its key and its bytes."""
+
+    partition: int
+    key: bytes | None
+    value: bytes | None
+    topic: str = ""
+    offset: int = -1
+
+
+@dataclass
+class Effects:
+    """What a batch publishes. Profiles hold each customer's newest state of the batch (the
+    Redis projection keeps the highest version, so the intermediate ones add nothing)."""
+
+    profiles: dict[str, CustomerState] = field(default_factory=dict)
+    tag_changes: list[TagChange] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    labels: list[ChurnLabel] = field(default_factory=list)
+    dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)  # key, DeadLetter JSON
+    forwards: list[tuple[bytes, bytes]] = field(default_factory=list)  # customer id, event JSON: its owner's
+
+    def publish(self, state: CustomerState, changes: Iterable[TagChange] = (), alerts: Iterable[Alert] = (),
+                labels: Iterable[ChurnLabel] = ()) -> None:
+        self.profiles[state.customer_id] = state
+        self.tag_changes.extend(changes)
+        self.alerts.extend(alerts)
+        self.labels.extend(labels)
 
 
 @dataclass(frozen=True)

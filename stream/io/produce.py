@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -38,3 +39,18 @@ async def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | No
 
 def event_records(events: Iterable[dict[str, Any]]) -> list[tuple[bytes | None, bytes]]:
     return [(str(e["customer_id"]).encode(), json.dumps(e).encode()) for e in events]
+
+
+async def request_resync(bootstrap: str, topic: str, key: bytes) -> int:
+    """Ask every partition's owner to re-publish its profiles: one ``key`` record to each
+    partition of ``topic`` (the workers' control topic). Returns the number of partitions."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        partitions = sorted(await producer.partitions_for(topic))
+        payload = json.dumps({"requested_at": datetime.now(UTC).isoformat()}).encode()
+        for partition in partitions:
+            await producer.send_and_wait(topic, payload, key=key, partition=partition)
+        return len(partitions)
+    finally:
+        await producer.stop()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from stream.cli.bench import BenchResult, Progress, latencies_ms, percentiles, probe, recent_events
+from stream.cli.base import Progress
+from stream.cli.bench import BenchResult, latencies_ms, percentiles, probe, recent_events
 
 
 def test_the_sample_stream_ends_a_minute_ago_in_its_own_order() -> None:

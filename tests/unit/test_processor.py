@@ -14,10 +14,10 @@ from schemas.deadletter import DeadLetter
 from stream.core.batch import batch_raw_rfm
 from stream.core.churn import ChurnConfig
 from stream.core.dedup import DedupPolicy
-from stream.core.processor import Effects, Processor, Record
+from stream.core.processor import Processor
 from stream.core.rules import load_rules
 from stream.core.sweep import TICK_KEY
-from stream.core.work import Tables
+from stream.core.work import Effects, Record, Tables
 from stream.io.sample import sample_events
 
 POLICY = DedupPolicy(lateness=timedelta(days=3), horizon=timedelta(days=30), max_ids=256)
