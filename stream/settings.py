@@ -20,6 +20,7 @@ ENV_PREFIX = "PULSE_"
 
 _HOST_PORT = re.compile(r"^[A-Za-z0-9.\-]+:\d{1,5}$|^\[[0-9A-Fa-f:]+\]:\d{1,5}$")
 _TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9._\-]{0,100}$")
+_TOKEN = re.compile(r"^[A-Za-z0-9\-_.~]{16,200}$")
 _APP_ID = re.compile(r"^[A-Za-z0-9._\-]{1,100}$")
 
 
@@ -139,6 +140,13 @@ class Settings(BaseSettings):
                     "auto: workers switch to the model once it is ready and beats the heuristic.",
         json_schema_extra={"form": "shadow or auto"},
     )
+    api_tokens: str = Field(
+        "",
+        repr=False,
+        description="Bearer tokens accepted by the lookup API (`pulse serve`), comma-separated.",
+        json_schema_extra={"form": "token[,token...], each 16-200 of letters, digits, '-', '_', '.', '~'",
+                           "secret": True},
+    )
     log_level: str = Field(
         "info",
         description="Worker log level.",
@@ -202,6 +210,14 @@ class Settings(BaseSettings):
             raise ValueError(f"no such file: {value}")
         return value
 
+    @field_validator("api_tokens")
+    @classmethod
+    def _check_tokens(cls, value: str) -> str:
+        tokens = [t.strip() for t in value.split(",") if t.strip()]
+        if not all(_TOKEN.match(t) for t in tokens):
+            raise ValueError("a token is shorter than 16 characters, longer than 200, or has other characters")
+        return ",".join(tokens)
+
     @field_validator("churn_model")
     @classmethod
     def _check_churn_model(cls, value: str) -> str:
@@ -239,6 +255,9 @@ class Settings(BaseSettings):
         return ChurnConfig(horizon_days=self.churn_horizon_days, threshold=self.churn_threshold,
                            inactivity_factor=self.inactivity_factor, cooldown_days=self.alert_cooldown_days)
 
+    def api_token_list(self) -> list[str]:
+        return [token for token in self.api_tokens.split(",") if token]
+
     def topic(self, name: str) -> str:
         """The full name of one of our topics, e.g. ``events`` -> ``pulse.events``."""
         return f"{self.topic_prefix}{name}"
@@ -259,11 +278,10 @@ def describe_errors(exc: ValidationError) -> str:
         if not field and error["type"] == "horizon":
             field = "dedup_horizon_seconds"
         info = Settings.model_fields.get(field)
-        form = ""
-        if info is not None and isinstance(info.json_schema_extra, dict):
-            form = str(info.json_schema_extra.get("form", ""))
+        extra = info.json_schema_extra if info is not None and isinstance(info.json_schema_extra, dict) else {}
+        form = str(extra.get("form", ""))
         message = str(error["msg"]).removeprefix("Value error, ")
-        got = error.get("ctx", {}).get("value", error.get("input"))
+        got = "<hidden>" if extra.get("secret") else error.get("ctx", {}).get("value", error.get("input"))
         lines.append(
             f"  {ENV_PREFIX}{field.upper()}={got!r}: {message}"
             + (f" (accepted form: {form})" if form else "")

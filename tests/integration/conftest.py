@@ -7,6 +7,7 @@ the reason; nothing here skips.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import time
@@ -20,8 +21,10 @@ import redis
 
 from stream.infra import services
 from stream.infra.process import InfraError
+from stream.io.replay import wait_until_processed
 from stream.settings import Settings, load_settings
 from stream.sinks.redis import customer_key
+from stream.topology import processing_groups
 
 
 @pytest.fixture(scope="session")
@@ -78,6 +81,14 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
             return
         time.sleep(0.5)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def caught_up(settings: Settings, timeout: float = 120, settle: float = 0.5) -> None:
+    """Wait until the workers have processed every record and the Redis sink has written and
+    committed everything they produced (the committed offsets of every group reach the end)."""
+    behind = asyncio.run(wait_until_processed(settings.kafka_bootstrap, processing_groups(settings), timeout,
+                                              settle=settle))
+    assert not behind, f"still behind after {timeout:.0f}s: {behind}"
 
 
 def free_port() -> int:

@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import redis
 from aiokafka.admin import AIOKafkaAdminClient
 
+from tests.helpers import run_pulse
 from tests.integration.conftest import Isolated
 
 pytestmark = pytest.mark.integration
@@ -41,10 +40,8 @@ def test_bench_reports_every_figure_and_cleans_up(isolated: Isolated, tmp_path: 
     before = {t for t in asyncio.run(_topics(bootstrap)) if t.startswith("bench-")}
     out = tmp_path / "bench.json"
     env = {**os.environ, **isolated.env}
-    done = subprocess.run([sys.executable, "-m", "stream.cli", "bench", "--events", "1500", "--customers", "150",
-                           "--redis-db", str(bench_db), "--json", str(out)],
-                          env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = run_pulse(env, "bench", "--events", "1500", "--customers", "150", "--redis-db", str(bench_db),
+                     "--json", str(out), timeout=600)
     assert "raw consume + decode" in done.stdout and "pipeline" in done.stdout and "latency at" in done.stdout
     result = json.loads(out.read_text())
     assert result["events"] == 1500 and result["workers"] == 1
@@ -64,8 +61,8 @@ def test_bench_refuses_a_database_in_use(isolated: Isolated) -> None:
     client.set("someone-elses-key", "1")
     try:
         env = {**os.environ, **isolated.env}
-        done = subprocess.run([sys.executable, "-m", "stream.cli", "bench", "--events", "100", "--customers", "10",
-                               "--redis-db", str(bench_db)], env=env, capture_output=True, text=True, timeout=120)
+        done = run_pulse(env, "bench", "--events", "100", "--customers", "10", "--redis-db", str(bench_db),
+                         timeout=120, check=False)
         assert done.returncode != 0 and "not empty" in done.stderr and "--redis-db" in done.stderr
         assert client.get("someone-elses-key") == b"1"
     finally:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from collections import defaultdict
 from datetime import datetime, timedelta
@@ -19,16 +17,10 @@ import redis
 from stream.infra.worker import WorkerProcess, worker_env
 from stream.io.evaluate import churn_report
 from stream.sinks.redis import customer_key
+from tests.helpers import run_pulse
 from tests.integration.conftest import Isolated
 
 pytestmark = pytest.mark.integration
-
-
-def _pulse(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "stream.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=900)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done
 
 
 def test_generated_churners_are_warned_in_time_once_each(isolated: Isolated) -> None:
@@ -36,7 +28,7 @@ def test_generated_churners_are_warned_in_time_once_each(isolated: Isolated) -> 
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     env = {**os.environ, **isolated.env, "PULSE_REDIS_URL": redis_url}
     out, truth = isolated.data_dir / "events.jsonl", isolated.data_dir / "truth.jsonl"
-    _pulse(env, "generate", "--customers", "250", "--days", "365", "--seed", "7", "--prefix", f"c{isolated.tag}",
+    run_pulse(env, "generate", "--customers", "250", "--days", "365", "--seed", "7", "--prefix", f"c{isolated.tag}",
            "--out", str(out), "--truth", str(truth))
     events = [json.loads(line) for line in out.read_text().splitlines()]
     hidden = [json.loads(line) for line in truth.read_text().splitlines()]
@@ -47,11 +39,11 @@ def test_generated_churners_are_warned_in_time_once_each(isolated: Isolated) -> 
     listener = pubsub.run_in_thread(sleep_time=0.05, daemon=True)
     worker = WorkerProcess(worker_env(env), isolated.data_dir / "w.log", isolated.settings.web_port).start()
     try:
-        _pulse(env, "replay", str(out), "--wait", "--timeout", "600")
+        run_pulse(env, "replay", str(out), "--wait", "--timeout", "600")
         alerts = [fields for _, fields in client.xrange("pulse:alerts")]
         report = churn_report(events, hidden, alerts, horizon_days=90,
                               lateness=timedelta(seconds=isolated.settings.allowed_lateness_seconds))
-        printed = _pulse(env, "churn-report", "--events", str(out), "--truth", str(truth)).stdout
+        printed = run_pulse(env, "churn-report", "--events", str(out), "--truth", str(truth)).stdout
         print("\n" + printed)
         assert report.judged >= 20, report  # enough churners went silent for 90 days to judge
         assert report.recall >= 0.8, report.lines()
@@ -87,9 +79,9 @@ def test_generated_churners_are_warned_in_time_once_each(isolated: Isolated) -> 
                 assert row["model_version"] == "heuristic-1" or row["model_version"].startswith("logreg-")
 
         # the same events again: nothing new anywhere
-        _pulse(env, "replay", str(out), "--wait", "--timeout", "600")
+        run_pulse(env, "replay", str(out), "--wait", "--timeout", "600")
         assert [fields["alert_id"] for _, fields in client.xrange("pulse:alerts")] == ids
-        time.sleep(1)
+        time.sleep(1)  # a repeated publish would be in Redis already; this is its delivery to the listener thread
         assert len(published) == len(alerts)
     finally:
         worker.stop()

@@ -19,7 +19,7 @@ from stream.infra.worker import WorkerProcess, worker_env
 from stream.io.produce import event_records, produce
 from stream.io.sample import sample_events
 from stream.sinks.redis import customer_key
-from tests.integration.conftest import Isolated
+from tests.integration.conftest import Isolated, caught_up, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -119,15 +119,10 @@ def test_bad_input_is_dead_lettered_and_every_record_is_accounted_for(isolated: 
 
         client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
         want = Counter(e["customer_id"] for e in events)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            got = {c: int(client.hget(customer_key(c), "events") or 0) for c in want}
-            if got == dict(want):
-                break
-            time.sleep(0.5)
-        assert got == dict(want)
+        wait_for(lambda: {c: int(client.hget(customer_key(c), "events") or 0) for c in want} == dict(want), 90,
+                 "every accepted event in Redis")
 
-        time.sleep(1.5)
+        caught_up(settings)
         counters = worker.get("/counters/")
         rejected = sum(v for k, v in counters.items() if k.startswith("ingest.rejected."))
         assert counters["ingest.received"] == len(records)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from decimal import Decimal
 
 import pytest
@@ -15,6 +13,7 @@ import redis
 from stream.core.batch import batch_raw_rfm
 from stream.infra.worker import WorkerProcess, worker_env
 from stream.sinks.redis import customer_key
+from tests.helpers import run_pulse
 from tests.integration.conftest import Isolated
 
 pytestmark = pytest.mark.integration
@@ -24,21 +23,15 @@ def test_generated_population_replays_exactly(isolated: Isolated) -> None:
     env = {**os.environ, **isolated.env}
     out, truth = isolated.data_dir / "events.jsonl", isolated.data_dir / "truth.jsonl"
     isolated.data_dir.mkdir(parents=True, exist_ok=True)
-    gen = subprocess.run([sys.executable, "-m", "stream.cli", "generate", "--customers", "150",
-                          "--days", "120", "--seed", "9", "--prefix", f"g{isolated.tag}",
-                          "--out", str(out), "--truth", str(truth)],
-                         env=env, capture_output=True, text=True, timeout=120)
-    assert gen.returncode == 0, gen.stderr
+    gen = run_pulse(env, "generate", "--customers", "150", "--days", "120", "--seed", "9",
+                    "--prefix", f"g{isolated.tag}", "--out", str(out), "--truth", str(truth), timeout=120)
     events = [json.loads(line) for line in out.read_text().splitlines()]
     hidden = [json.loads(line) for line in truth.read_text().splitlines()]
     assert len(hidden) == 150 and f"generated {len(events)} events" in gen.stdout
 
     worker = WorkerProcess(worker_env(env), isolated.data_dir / "w.log", isolated.settings.web_port).start()
     try:
-        replay = subprocess.run([sys.executable, "-m", "stream.cli", "replay", str(out), "--format", "jsonl",
-                                 "--wait", "--timeout", "300"],
-                                env=env, capture_output=True, text=True, timeout=400)
-        assert replay.returncode == 0, replay.stdout + replay.stderr
+        run_pulse(env, "replay", str(out), "--format", "jsonl", "--wait", "--timeout", "300", timeout=400)
         counters = worker.get("/counters/")
         assert counters["ingest.received"] == len(events)
         assert counters["ingest.accepted"] == len(events)
@@ -55,9 +48,7 @@ def test_generated_population_replays_exactly(isolated: Isolated) -> None:
 
     # `pulse export` writes the same values, one line per customer (ours among others in Redis)
     exported = isolated.data_dir / "export.jsonl"
-    result = subprocess.run([sys.executable, "-m", "stream.cli", "export", "--out", str(exported)],
-                            env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
+    result = run_pulse(env, "export", "--out", str(exported), timeout=300)
     lines = [json.loads(line) for line in exported.read_text().splitlines()]
     mine = {line["customer_id"]: line for line in lines if line["customer_id"].startswith(f"g{isolated.tag}-")}
     expected = batch_raw_rfm(events)

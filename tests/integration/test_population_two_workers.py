@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import time
 
 import pytest
 import redis
@@ -18,7 +15,8 @@ from stream.core.rfm import RawRfmValues, exact_scores
 from stream.infra.worker import WorkerProcess, worker_env
 from stream.io.sample import sample_events
 from stream.sinks.redis import customer_key
-from tests.integration.conftest import Isolated, free_port, wait_for
+from tests.helpers import run_pulse
+from tests.integration.conftest import Isolated, caught_up, free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -51,8 +49,7 @@ def test_two_workers_score_against_the_merged_population(isolated: Isolated) -> 
                         and len(owned[0] | owned[1]) == isolated.settings.partitions)
 
         wait_for(shared_out, 120, "both workers holding their share of the partitions")
-        done = subprocess.run([sys.executable, "-m", "stream.cli", "replay", str(path), "--wait", "--timeout", "600"],
-                              env=env, capture_output=True, text=True, timeout=900)
+        done = run_pulse(env, "replay", str(path), "--wait", "--timeout", "600", check=False)
         if done.returncode != 0:
             dumps = "\n".join(f"worker {n} tasks:\n{w.dump_tasks()}" for n, w in enumerate(workers, 1))
             raise AssertionError(f"{done.stdout}{done.stderr}\n{dumps}")
@@ -67,7 +64,7 @@ def test_two_workers_score_against_the_merged_population(isolated: Isolated) -> 
         owned = [set(a["partitions"]) for a in answers]
         assert owned[0] and owned[1] and not owned[0] & owned[1], owned  # the partitions are shared out
         assert all(a["remote_partitions"] for a in answers)  # each read the other's share
-        time.sleep(2)  # the sink's last batch
+        caught_up(isolated.settings)
         client = redis.Redis.from_url(isolated.settings.redis_url, decode_responses=True)
         rows = {cid: client.hgetall(customer_key(cid)) for cid in exact}
         agree = sum(1 for cid, s in exact.items()

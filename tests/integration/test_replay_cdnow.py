@@ -10,12 +10,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import subprocess
-import sys
 from collections import Counter
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import pytest
 
@@ -24,6 +23,7 @@ from stream.core.rfm import RawRfmValues, exact_scores
 from stream.infra.worker import WorkerProcess, worker_env
 from stream.io.evaluate import roc_auc
 from stream.io.replay import read_cdnow, select
+from tests.helpers import run_pulse
 from tests.integration.conftest import Isolated
 
 pytestmark = pytest.mark.integration
@@ -38,19 +38,12 @@ def cdnow_file() -> Path:
     return Path(spec.origin).parent / "datasets" / "CDNOW_master.txt"
 
 
-def _pulse(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "stream.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=900)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done
-
-
-def _replay(env: dict[str, str], *until: str) -> subprocess.CompletedProcess[str]:
-    return _pulse(env, "replay", str(cdnow_file()), "--format", "cdnow", *until, "--wait", "--timeout", "600")
+def _replay(env: dict[str, str], *until: str) -> CompletedProcess[str]:
+    return run_pulse(env, "replay", str(cdnow_file()), "--format", "cdnow", *until, "--wait", "--timeout", "600")
 
 
 def _export(env: dict[str, str], out: Path) -> dict[str, dict]:
-    _pulse(env, "export", "--out", str(out))
+    run_pulse(env, "export", "--out", str(out))
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     return {row["customer_id"]: row for row in rows}
 

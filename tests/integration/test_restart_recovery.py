@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import signal
-import time
 from decimal import Decimal
 
 import pytest
@@ -17,7 +16,7 @@ from stream.infra.worker import WorkerProcess, worker_env
 from stream.io.produce import event_records, produce
 from stream.io.sample import sample_events
 from stream.sinks.redis import customer_key
-from tests.integration.conftest import Isolated, wait_for
+from tests.integration.conftest import Isolated, caught_up, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +60,7 @@ def test_sigterm_half_way_then_restart_equals_batch(isolated: Isolated, wipe_loc
     worker = WorkerProcess(worker_env(isolated.env), log, settings.web_port).start()
     try:
         wait_for(lambda: applied_events() >= EVENTS, 180, "all events reflected in Redis")
-        time.sleep(2)  # let any redelivered (duplicate) records pass through too
+        caught_up(settings)  # any redelivered (duplicate) records have passed through too
 
         redis_rows = _redis_orders(client, customer_ids)
         for cid in customer_ids:

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
-import time
 from decimal import Decimal
 
 import pytest
@@ -17,7 +14,8 @@ from stream.infra.worker import WorkerProcess, worker_env
 from stream.io.produce import event_records, produce
 from stream.io.sample import sample_events
 from stream.sinks.redis import customer_key, segment_key
-from tests.integration.conftest import Isolated, wait_for
+from tests.helpers import run_pulse
+from tests.integration.conftest import Isolated, caught_up, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -33,22 +31,17 @@ def test_resync_restores_every_profile_and_segment_set(isolated: Isolated) -> No
     try:
         asyncio.run(produce(isolated.settings.kafka_bootstrap, isolated.settings.topic("events"),
                             event_records(events)))
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if all(client.hget(customer_key(c), "events") == str(w.events) for c, w in expected.items()):
-                break
-            time.sleep(0.5)
+        wait_for(lambda: all(client.hget(customer_key(c), "events") == str(w.events) for c, w in expected.items()),
+                 120, "every event in Redis")
         # population scores settle after the last events (each partition moves to the final cuts)
         wait_for(lambda: all(p["settled"] for p in worker.get("/rfm/")["partitions"].values()), 60,
                  "population scores settled")
-        time.sleep(2)  # the sink's last batch
+        caught_up(isolated.settings)
         before = {c: client.hgetall(customer_key(c)) for c in expected}
         segments = {c: row["segment"] for c, row in before.items()}
 
         client.flushdb()  # Redis loses everything
-        result = subprocess.run([sys.executable, "-m", "stream.cli", "resync", "--timeout", "300"],
-                                env=env, capture_output=True, text=True, timeout=400)
-        assert result.returncode == 0, result.stdout + result.stderr
+        result = run_pulse(env, "resync", "--timeout", "300", timeout=400)
         assert "resynced" in result.stdout
 
         for customer_id, want in expected.items():

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -49,13 +48,9 @@ def test_a_customer_who_stops_moves_on_schedule(isolated: Isolated) -> None:
     try:
         asyncio.run(produce(isolated.settings.kafka_bootstrap, isolated.settings.topic("events"),
                             event_records(events)))
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            row = client.hgetall(customer_key(stopper))
-            if row.get("segment") == "Can't Lose Them":
-                break
-            time.sleep(1)
-        assert row.get("segment") == "Can't Lose Them", row
+        wait_for(lambda: client.hget(customer_key(stopper), "segment") == "Can't Lose Them", 180,
+                 "the stopper's move to Can't Lose Them")
+        row = client.hgetall(customer_key(stopper))
         assert (row["lifecycle"], row["r"], row["f"], row["m"], row["value_tier"]) == (
             "churned", "1", "5", "5", "diamond")
         assert stopper in client.smembers(segment_key("Can't Lose Them"))

@@ -8,22 +8,15 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream.infra.worker import WorkerProcess, worker_env
+from tests.helpers import run_pulse
 from tests.integration.conftest import Isolated, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def _pulse(env: dict[str, str], *args: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "stream.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=900)
-    assert done.returncode == 0, done.stdout + done.stderr
 
 
 async def _label_ids(bootstrap: str, topic: str) -> list[str]:
@@ -47,7 +40,7 @@ async def _label_ids(bootstrap: str, topic: str) -> list[str]:
 def test_the_model_continues_from_its_snapshot_after_a_restart(isolated: Isolated) -> None:
     env = {**os.environ, **isolated.env, "PULSE_MODEL_MIN_LABELS": "50"}
     events = isolated.data_dir / "events.jsonl"
-    _pulse(env, "generate", "--customers", "80", "--days", "365", "--seed", "11", "--prefix", f"t{isolated.tag}",
+    run_pulse(env, "generate", "--customers", "80", "--days", "365", "--seed", "11", "--prefix", f"t{isolated.tag}",
            "--out", str(events))
     lines = events.read_text().splitlines()
     first, rest = isolated.data_dir / "first.jsonl", isolated.data_dir / "rest.jsonl"
@@ -58,7 +51,7 @@ def test_the_model_continues_from_its_snapshot_after_a_restart(isolated: Isolate
 
     worker = WorkerProcess(worker_env(env), isolated.data_dir / "w1.log", isolated.settings.web_port).start()
     try:
-        _pulse(env, "replay", str(first), "--wait", "--timeout", "600")
+        run_pulse(env, "replay", str(first), "--wait", "--timeout", "600")
         emitted = len(set(asyncio.run(_label_ids(bootstrap, labels_topic))))
         assert emitted >= 100, emitted
         wait_for(lambda: worker.get("/model/").get("labels_seen") == emitted, 60, "the first half's labels learnt")
@@ -70,7 +63,7 @@ def test_the_model_continues_from_its_snapshot_after_a_restart(isolated: Isolate
     try:
         wait_for(lambda: worker.get("/model/").get("model_version") == before["model_version"], 60,
                  "the restarted worker reads the last snapshot")
-        _pulse(env, "replay", str(rest), "--wait", "--timeout", "600")
+        run_pulse(env, "replay", str(rest), "--wait", "--timeout", "600")
         emitted_all = len(set(asyncio.run(_label_ids(bootstrap, labels_topic))))
         assert emitted_all > emitted
         wait_for(lambda: worker.get("/model/").get("labels_seen") == emitted_all, 60, "every label learnt once")

@@ -1,0 +1,207 @@
+"""Customer lookups straight from Redis, for services that do not want HTTP, and behind
+``pulse serve``: field subsets, batches in one pipelined round trip, segment pages and recent
+alerts, each customer answer with its freshness (:class:`schemas.api.CustomerLookup`).
+
+>>> from stream.api.lookup import LookupClient
+>>> client = LookupClient.from_url("redis://127.0.0.1:6379/0")  # doctest: +SKIP
+>>> client.get("c42", fields=["segment", "churn_risk"], max_age_seconds=60)  # doctest: +SKIP
+CustomerLookup(customer_id='c42', status='fresh', version=7, ..., profile={'segment': 'Loyal', ...})
+
+:class:`LookupClient` uses redis-py's blocking client, :class:`AsyncLookupClient` its asyncio
+client; both build the same commands and read the answers with the same functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+
+from schemas import Profile
+from schemas.api import CustomerLookup, SegmentPage
+from stream.sinks.base import typed_fields
+from stream.sinks.redis import KEY_PREFIX, customer_key, segment_key
+
+PROFILE_FIELDS = tuple(Profile.model_fields)
+FRESHNESS_FIELDS = ("version", "computed_at", "as_of_event_time")
+ALERT_SCAN = 10_000  # the newest alerts looked through when filtering by kind
+TIMEOUT_SECONDS = 0.5  # a lookup that Redis cannot answer in this time fails instead of hanging
+
+Clock = Callable[[], datetime]
+
+
+class UnknownFields(ValueError):
+    """Some asked-for field is not a profile field; the message lists the accepted ones."""
+
+
+def requested_fields(fields: Iterable[str] | None) -> tuple[str, ...] | None:
+    """The asked-for profile fields, checked (None: all of them).
+
+    >>> requested_fields(["segment", " churn_risk", "segment"])
+    ('segment', 'churn_risk')
+    >>> requested_fields(["segmnet"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    stream.api.lookup.UnknownFields: unknown profile field 'segmnet'; accepted: customer_id, version, ...
+    """
+    if fields is None:
+        return None
+    names = tuple(dict.fromkeys(name.strip() for name in fields if name.strip()))
+    for name in names:
+        if name not in PROFILE_FIELDS:
+            raise UnknownFields(f"unknown profile field {name!r}; accepted: {describe_fields()}")
+    return names
+
+
+def describe_fields() -> str:
+    return ", ".join(PROFILE_FIELDS)
+
+
+def _queue_reads(pipe: Any, ids: Sequence[str], names: tuple[str, ...] | None, prefix: str) -> None:
+    for customer_id in ids:
+        if names is None:
+            pipe.hgetall(customer_key(customer_id, prefix))
+        else:
+            pipe.hmget(customer_key(customer_id, prefix), [*FRESHNESS_FIELDS, *names])
+
+
+def _as_mapping(raw: Any, names: tuple[str, ...] | None) -> dict[str, str]:
+    if names is None:
+        return dict(raw or {})
+    return {name: value for name, value in zip((*FRESHNESS_FIELDS, *names), raw, strict=True) if value is not None}
+
+
+def to_lookup(customer_id: str, stored: Mapping[str, str], names: tuple[str, ...] | None, now: datetime,
+              max_age_seconds: float | None) -> CustomerLookup | None:
+    """A stored hash as an answer (None: no profile).
+
+    >>> stored = {"version": "3", "computed_at": "2026-01-01T00:00:00+00:00", "as_of_event_time": "",
+    ...           "orders": "2", "segment": "Loyal", "written_at": "1767225600000"}
+    >>> found = to_lookup("c1", stored, None, datetime(2026, 1, 1, 0, 2, tzinfo=UTC), 60)
+    >>> found.status, found.staleness_seconds, found.profile
+    ('stale', 120.0, {'orders': 2, 'segment': 'Loyal'})
+    """
+    if not stored.get("version") or not stored.get("computed_at"):
+        return None
+    computed_at = datetime.fromisoformat(stored["computed_at"])
+    staleness = max(0.0, (now - computed_at).total_seconds())
+    as_of = stored.get("as_of_event_time")
+    wanted = PROFILE_FIELDS if names is None else names
+    profile = typed_fields({name: stored[name] for name in wanted
+                            if name in stored and name not in FRESHNESS_FIELDS and name != "customer_id"})
+    return CustomerLookup(
+        customer_id=customer_id,
+        status="stale" if max_age_seconds is not None and staleness > max_age_seconds else "fresh",
+        version=int(stored["version"]), as_of_event_time=datetime.fromisoformat(as_of) if as_of else None,
+        computed_at=computed_at, staleness_seconds=round(staleness, 3),
+        profile=profile,  # type: ignore[arg-type]
+    )
+
+
+def _lookups(ids: Sequence[str], raws: Sequence[Any], names: tuple[str, ...] | None, now: datetime,
+             max_age_seconds: float | None) -> dict[str, CustomerLookup | None]:
+    return {cid: to_lookup(cid, _as_mapping(raw, names), names, now, max_age_seconds)
+            for cid, raw in zip(ids, raws, strict=True)}
+
+
+def _page(segment: str, answer: Any) -> SegmentPage:
+    cursor, members = answer
+    return SegmentPage(segment=segment, customers=sorted(str(m) for m in members),
+                       next_cursor=None if str(cursor) == "0" else str(cursor))
+
+
+def _alert_range(since: datetime | None) -> str:
+    return f"{int(since.timestamp() * 1000)}" if since else "-"
+
+
+def _alerts(entries: Any, kind: str | None, limit: int) -> list[dict[str, str]]:
+    found = []
+    for entry_id, fields in entries or []:
+        if kind is None or fields.get("kind") == kind:
+            found.append({"id": str(entry_id), **{str(k): str(v) for k, v in fields.items()}})
+            if len(found) == limit:
+                break
+    return found
+
+
+def _client_options() -> dict[str, Any]:
+    return {"decode_responses": True, "socket_timeout": TIMEOUT_SECONDS,
+            "socket_connect_timeout": TIMEOUT_SECONDS, "retry_on_timeout": False}
+
+
+class LookupClient:
+    """Blocking lookups (redis-py), one round trip per call."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str = KEY_PREFIX,
+                 clock: Clock = lambda: datetime.now(UTC)) -> None:
+        self._client, self._prefix, self._clock = client, prefix, clock
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> LookupClient:
+        return cls(redis.Redis.from_url(url, **_client_options()), **kwargs)
+
+    def get(self, customer_id: str, fields: Iterable[str] | None = None,
+            max_age_seconds: float | None = None) -> CustomerLookup | None:
+        return self.get_many([customer_id], fields, max_age_seconds)[customer_id]
+
+    def get_many(self, ids: Sequence[str], fields: Iterable[str] | None = None,
+                 max_age_seconds: float | None = None) -> dict[str, CustomerLookup | None]:
+        names = requested_fields(fields)
+        pipe = self._client.pipeline(transaction=False)
+        _queue_reads(pipe, ids, names, self._prefix)
+        return _lookups(ids, pipe.execute(), names, self._clock(), max_age_seconds)
+
+    def segment_page(self, segment: str, cursor: str = "0", limit: int = 100) -> SegmentPage:
+        return _page(segment, self._client.sscan(segment_key(segment, self._prefix), int(cursor), count=limit))
+
+    def recent_alerts(self, kind: str | None = None, since: datetime | None = None,
+                      limit: int = 100) -> list[dict[str, str]]:
+        entries = self._client.xrevrange(f"{self._prefix}alerts", "+", _alert_range(since),
+                                         count=limit if kind is None else ALERT_SCAN)
+        return _alerts(entries, kind, limit)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class AsyncLookupClient:
+    """The same lookups on redis-py's asyncio client (what ``pulse serve`` uses)."""
+
+    def __init__(self, client: aioredis.Redis, *, prefix: str = KEY_PREFIX,
+                 clock: Clock = lambda: datetime.now(UTC)) -> None:
+        self._client, self._prefix, self._clock = client, prefix, clock
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> AsyncLookupClient:
+        return cls(aioredis.Redis.from_url(url, **_client_options()), **kwargs)
+
+    async def get_many(self, ids: Sequence[str], fields: Iterable[str] | None = None,
+                       max_age_seconds: float | None = None) -> dict[str, CustomerLookup | None]:
+        names = requested_fields(fields)
+        async with self._client.pipeline(transaction=False) as pipe:
+            _queue_reads(pipe, ids, names, self._prefix)
+            raws = await pipe.execute()
+        return _lookups(ids, raws, names, self._clock(), max_age_seconds)
+
+    async def get(self, customer_id: str, fields: Iterable[str] | None = None,
+                  max_age_seconds: float | None = None) -> CustomerLookup | None:
+        return (await self.get_many([customer_id], fields, max_age_seconds))[customer_id]
+
+    async def segment_page(self, segment: str, cursor: str = "0", limit: int = 100) -> SegmentPage:
+        answer = await self._client.sscan(segment_key(segment, self._prefix), int(cursor), count=limit)
+        return _page(segment, answer)
+
+    async def recent_alerts(self, kind: str | None = None, since: datetime | None = None,
+                            limit: int = 100) -> list[dict[str, str]]:
+        entries = await self._client.xrevrange(f"{self._prefix}alerts", "+", _alert_range(since),
+                                               count=limit if kind is None else ALERT_SCAN)
+        return _alerts(entries, kind, limit)
+
+    async def ping(self) -> bool:
+        return bool(await self._client.ping())  # type: ignore[misc]
+
+    async def close(self) -> None:
+        await self._client.aclose()

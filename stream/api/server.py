@@ -1,0 +1,146 @@
+"""The HTTP lookup API of ``pulse serve`` (FastAPI; OpenAPI at ``/docs``), over Redis through
+:class:`stream.api.lookup.AsyncLookupClient`.
+
+Every ``/v1`` route but ``/v1/health`` needs ``Authorization: Bearer <token>`` with one of
+the configured tokens (compared in constant time). Errors are JSON ``{"error": {"code",
+"message"}}``: 401 without a valid token, 404 for an unknown customer or segment, 422 for bad
+input, 503 with ``Retry-After`` when Redis does not answer within half a second.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import redis
+from fastapi import Depends, FastAPI, Header, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from schemas.api import AlertList, BatchAnswer, BatchRequest, CustomerLookup, ErrorBody, Health, SegmentPage
+from stream.api.lookup import AsyncLookupClient, UnknownFields
+
+RETRY_AFTER_SECONDS = 2
+BEARER = HTTPBearer(auto_error=False)  # module level: the routes' annotations are resolved in this module
+AlertKind = Literal[  # schemas.Alert.kind (a unit test holds them equal)
+    "churn_risk", "activity_drop", "inactivity", "segment_downgrade", "high_value_at_risk",
+                    "complaint_spike"]
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def _json(model: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(model.model_dump_json(), media_type="application/json", headers=headers)
+
+
+def _etag(lookup: CustomerLookup) -> str:
+    return f'W/"{lookup.version}"'
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "No valid bearer token."},
+    422: {"model": ErrorBody, "description": "Bad input."},
+    503: {"model": ErrorBody, "description": "Redis did not answer; retry after Retry-After seconds."},
+}
+
+
+def create_app(client: AsyncLookupClient, tokens: Sequence[str], segments: Sequence[str]) -> FastAPI:
+    """The API over ``client``; ``tokens`` empty means no authentication (``pulse serve --no-auth``)."""
+    app = FastAPI(title="Customer Pulse lookup API", version="1",
+                  description="Customer profiles, segments and churn alerts, each with its freshness.")
+    known_tokens = [token.encode() for token in tokens]
+    known_segments = set(segments)
+
+    def authorized(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]) -> None:
+        if not known_tokens:
+            return
+        given = credentials.credentials.encode() if credentials else b""
+        matched = False
+        for token in known_tokens:  # every token compared, in constant time each
+            matched |= hmac.compare_digest(given, token)
+        if not matched:
+            raise ApiError(401, "unauthorized", "a valid bearer token is required: Authorization: Bearer <token>",
+                           {"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        return _error(422, "invalid_request", problems)
+
+    @app.exception_handler(UnknownFields)
+    async def unknown_fields(_: Request, exc: UnknownFields) -> JSONResponse:
+        return _error(422, "unknown_field", str(exc))
+
+    @app.exception_handler(redis.RedisError)
+    async def redis_down(_: Request, exc: redis.RedisError) -> JSONResponse:
+        return _error(503, "redis_unavailable", f"Redis did not answer: {exc.__class__.__name__}",
+                      {"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+    guarded = [Depends(authorized)]
+
+    @app.get("/v1/health", response_model=Health, responses={503: {"model": Health}}, tags=["operations"])
+    async def health() -> Response:
+        try:
+            up = await client.ping()
+        except redis.RedisError:
+            up = False
+        body = Health(status="ok" if up else "unavailable", redis="up" if up else "down")
+        return _json(body) if up else JSONResponse(body.model_dump(), status_code=503,
+                                                   headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+    @app.get("/v1/customers/{customer_id}", response_model=CustomerLookup, dependencies=guarded, tags=["customers"],
+             responses={**ERRORS, 304: {"description": "Not modified (If-None-Match)."},
+                        404: {"model": ErrorBody, "description": "No profile for this customer."}})
+    async def customer(customer_id: Annotated[str, Path(min_length=1, max_length=200)],
+                       fields: Annotated[str | None, Query(description="Comma-separated profile fields.")] = None,
+                       max_age_seconds: Annotated[float | None, Query(gt=0)] = None,
+                       if_none_match: Annotated[str | None, Header()] = None) -> Response:
+        found = await client.get(customer_id, fields.split(",") if fields is not None else None, max_age_seconds)
+        if found is None:
+            raise ApiError(404, "not_found", f"no profile for customer {customer_id!r}")
+        etag = _etag(found)
+        if if_none_match and etag in (tag.strip() for tag in if_none_match.split(",")):
+            return Response(status_code=304, headers={"ETag": etag})
+        return _json(found, {"ETag": etag})
+
+    @app.post("/v1/customers:batch", response_model=BatchAnswer, dependencies=guarded, tags=["customers"],
+              responses=ERRORS)
+    async def customers(request: BatchRequest) -> Response:
+        found = await client.get_many(list(dict.fromkeys(request.ids)), request.fields, request.max_age_seconds)
+        return _json(BatchAnswer(customers={cid: lookup for cid, lookup in found.items() if lookup is not None},
+                                 missing=[cid for cid, lookup in found.items() if lookup is None]))
+
+    @app.get("/v1/segments/{segment}/customers", response_model=SegmentPage, dependencies=guarded,
+             tags=["segments"], responses={**ERRORS, 404: {"model": ErrorBody, "description": "Unknown segment."}})
+    async def segment_customers(segment: str, cursor: Annotated[str, Query(pattern=r"^\d{1,20}$")] = "0",
+                                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Response:
+        if segment not in known_segments:
+            raise ApiError(404, "unknown_segment",
+                           f"no segment {segment!r} in the rules; known: {', '.join(sorted(known_segments))}")
+        return _json(await client.segment_page(segment, cursor, limit))
+
+    @app.get("/v1/alerts", response_model=AlertList, dependencies=guarded, tags=["alerts"], responses=ERRORS)
+    async def alerts(kind: AlertKind | None = None,
+                     since: Annotated[datetime | None, Query(description="Alerts raised at or after (ISO 8601).")]
+                     = None,
+                     limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Response:
+        if since is not None and since.tzinfo is None:
+            raise ApiError(422, "invalid_request", "since: give a time zone, e.g. 2026-12-01T10:00:00Z")
+        return _json(AlertList(alerts=await client.recent_alerts(kind, since, limit)))
+
+    return app

@@ -1,0 +1,258 @@
+"""The lookup API and the direct client against a real Redis: profiles written by the real
+sink, answers with their freshness, auth, 404/422/503, ETag, segment pages and alerts."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from schemas import Alert, Contribution
+from stream.api.lookup import AsyncLookupClient, LookupClient
+from stream.api.server import create_app
+from stream.sinks import RedisSink
+from tests.helpers import run_pulse
+from tests.integration.conftest import Isolated, free_port, wait_for
+from tests.sink_contract import make_profile
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "test-token-0123456789"
+SEGMENTS = ["Champions", "Loyal", "At Risk"]
+NOW = datetime(2024, 2, 1, 0, 5, tzinfo=UTC)  # five minutes after make_profile's computed_at
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+async def sink(test_redis: str) -> AsyncIterator[RedisSink]:
+    sink = RedisSink.from_url(test_redis)
+    yield sink
+    await sink.close()
+
+
+def _api(url: str, tokens: list[str] | None = None) -> httpx.AsyncClient:
+    client = AsyncLookupClient.from_url(url, clock=lambda: NOW)
+    app = create_app(client, [TOKEN] if tokens is None else tokens, SEGMENTS)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://pulse")
+
+
+@pytest.fixture
+async def api(test_redis: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with _api(test_redis) as client:
+        yield client
+
+
+async def test_every_lookup_route_needs_a_valid_token_and_health_and_docs_do_not(api: httpx.AsyncClient) -> None:
+    routes = [("GET", "/v1/customers/c1"), ("POST", "/v1/customers:batch"), ("GET", "/v1/segments/Loyal/customers"),
+              ("GET", "/v1/alerts")]
+    for method, path in routes:
+        for headers in ({}, {"Authorization": "Bearer wrong-token-0123456789"}, {"Authorization": TOKEN}):
+            answer = await api.request(method, path, headers=headers, json={"ids": ["c1"]})
+            assert answer.status_code == 401, (method, path, headers)
+            assert answer.json()["error"]["code"] == "unauthorized"
+            assert answer.headers["WWW-Authenticate"] == "Bearer"
+    assert (await api.get("/v1/health")).json() == {"status": "ok", "redis": "up"}
+    assert (await api.get("/docs")).status_code == 200
+    assert "/v1/customers/{customer_id}" in (await api.get("/openapi.json")).json()["paths"]
+
+
+async def test_a_profile_comes_with_its_freshness_and_a_field_subset(api: httpx.AsyncClient, sink: RedisSink) -> None:
+    await sink.write_profiles([make_profile("c1", version=3, orders=2, monetary="19.90", segment="Loyal")])
+    answer = await api.get("/v1/customers/c1", headers=AUTH)
+    assert answer.status_code == 200
+    body = answer.json()
+    assert (body["customer_id"], body["status"], body["version"]) == ("c1", "fresh", 3)
+    assert body["computed_at"] == "2024-02-01T00:00:00Z" and body["as_of_event_time"] == "2024-01-03T00:00:00Z"
+    assert body["staleness_seconds"] == 300.0
+    assert body["profile"]["orders"] == 2 and body["profile"]["monetary"] == "19.90"
+    assert body["profile"]["segment"] == "Loyal" and "written_at" not in body["profile"]
+
+    subset = (await api.get("/v1/customers/c1", params={"fields": "segment,orders"}, headers=AUTH)).json()
+    assert subset["profile"] == {"segment": "Loyal", "orders": 2} and subset["version"] == 3
+
+    stale = (await api.get("/v1/customers/c1", params={"max_age_seconds": 60}, headers=AUTH)).json()
+    assert stale["status"] == "stale" and stale["profile"]["orders"] == 2
+    fresh = (await api.get("/v1/customers/c1", params={"max_age_seconds": 600}, headers=AUTH)).json()
+    assert fresh["status"] == "fresh"
+
+
+async def test_etag_round_trip_follows_the_version(api: httpx.AsyncClient, sink: RedisSink) -> None:
+    await sink.write_profiles([make_profile("c1", version=3, orders=2)])
+    first = await api.get("/v1/customers/c1", headers=AUTH)
+    etag = first.headers["ETag"]
+    assert etag == 'W/"3"'
+    unchanged = await api.get("/v1/customers/c1", headers={**AUTH, "If-None-Match": etag})
+    assert unchanged.status_code == 304 and unchanged.headers["ETag"] == etag and not unchanged.content
+    await sink.write_profiles([make_profile("c1", version=4, orders=3)])
+    changed = await api.get("/v1/customers/c1", headers={**AUTH, "If-None-Match": etag})
+    assert changed.status_code == 200 and changed.headers["ETag"] == 'W/"4"'
+    assert changed.json()["profile"]["orders"] == 3
+
+
+async def test_unknown_customer_and_bad_input_get_json_errors(api: httpx.AsyncClient, sink: RedisSink) -> None:
+    missing = await api.get("/v1/customers/nobody", headers=AUTH)
+    assert missing.status_code == 404 and missing.json()["error"] == {
+        "code": "not_found", "message": "no profile for customer 'nobody'"}
+    bad_field = await api.get("/v1/customers/c1", params={"fields": "segmnet"}, headers=AUTH)
+    assert bad_field.status_code == 422 and "segmnet" in bad_field.json()["error"]["message"]
+    assert "churn_probability" in bad_field.json()["error"]["message"]  # the accepted fields are listed
+    for params in ({"max_age_seconds": "-1"}, {"max_age_seconds": "soon"}):
+        answer = await api.get("/v1/customers/c1", params=params, headers=AUTH)
+        assert answer.status_code == 422 and answer.json()["error"]["code"] == "invalid_request"
+    too_many = await api.post("/v1/customers:batch", json={"ids": [f"c{i}" for i in range(1001)]}, headers=AUTH)
+    assert too_many.status_code == 422 and "ids" in too_many.json()["error"]["message"]
+    for body in ({}, {"ids": []}, {"ids": ["c1"], "extra": 1}):
+        assert (await api.post("/v1/customers:batch", json=body, headers=AUTH)).status_code == 422
+    assert (await api.get("/v1/alerts", params={"kind": "nonsense"}, headers=AUTH)).status_code == 422
+    assert (await api.get("/v1/alerts", params={"since": "2024-01-01T00:00:00"}, headers=AUTH)).status_code == 422
+    unknown = await api.get("/v1/segments/Nobodies/customers", headers=AUTH)
+    assert unknown.status_code == 404 and "Loyal" in unknown.json()["error"]["message"]
+
+
+async def test_a_batch_answers_found_and_missing_ids_in_one_call(api: httpx.AsyncClient, sink: RedisSink) -> None:
+    await sink.write_profiles([make_profile(f"c{i}", version=2, orders=i, segment="Loyal") for i in range(1, 6)])
+    ids = [f"c{i}" for i in range(1, 8)]
+    body = (await api.post("/v1/customers:batch", json={"ids": ids, "fields": ["orders"]}, headers=AUTH)).json()
+    assert {cid: c["profile"] for cid, c in body["customers"].items()} == {f"c{i}": {"orders": i} for i in range(1, 6)}
+    assert body["missing"] == ["c6", "c7"]
+
+
+async def test_segment_pages_cover_every_member_once(api: httpx.AsyncClient, sink: RedisSink) -> None:
+    members = {f"s{i:03d}" for i in range(250)}
+    await sink.write_profiles([make_profile(cid, version=1, orders=1, segment="At Risk") for cid in members])
+    await sink.write_profiles([make_profile("other", version=1, orders=1, segment="Loyal")])
+    seen: list[str] = []
+    cursor: str | None = "0"
+    while cursor is not None:
+        page = (await api.get("/v1/segments/At Risk/customers", params={"cursor": cursor, "limit": 100},
+                              headers=AUTH)).json()
+        seen += page["customers"]
+        cursor = page["next_cursor"]
+    assert len(seen) == len(set(seen)) and set(seen) == members
+    empty = (await api.get("/v1/segments/Champions/customers", headers=AUTH)).json()
+    assert empty == {"segment": "Champions", "customers": [], "next_cursor": None}
+
+
+def _alert(cid: str, kind: str) -> Alert:
+    return Alert(alert_id=f"{cid}:{kind}:1", customer_id=cid, kind=kind, severity="high",  # type: ignore[arg-type]
+                 score=0.9, threshold=0.7, reason="silent", event_time=datetime(2024, 3, 1, tzinfo=UTC),
+                 explanation=(Contribution(feature="recency_ratio", contribution=1.0),),
+                 model_version="heuristic-1", rules_version="r1")
+
+
+async def test_recent_alerts_filter_by_kind_and_time(api: httpx.AsyncClient, sink: RedisSink) -> None:
+    await sink.write_alerts([_alert("a1", "churn_risk"), _alert("a2", "inactivity")])
+    cutoff = datetime.now(UTC) + timedelta(milliseconds=5)
+    time.sleep(0.02)
+    await sink.write_alerts([_alert("a3", "churn_risk")])
+    everything = (await api.get("/v1/alerts", headers=AUTH)).json()["alerts"]
+    assert [a["customer_id"] for a in everything] == ["a3", "a2", "a1"]  # newest first
+    churn = (await api.get("/v1/alerts", params={"kind": "churn_risk"}, headers=AUTH)).json()["alerts"]
+    assert [a["customer_id"] for a in churn] == ["a3", "a1"]
+    since = (await api.get("/v1/alerts", params={"since": cutoff.isoformat()}, headers=AUTH)).json()["alerts"]
+    assert [a["customer_id"] for a in since] == ["a3"]
+    one = (await api.get("/v1/alerts", params={"limit": 1}, headers=AUTH)).json()["alerts"]
+    assert [a["alert_id"] for a in one] == ["a3:churn_risk:1"]
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A TCP server that accepts connections and never answers (a hung Redis)."""
+    port = free_port()
+    server = socket.create_server(("127.0.0.1", port))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield port
+    stop.set()
+    thread.join(timeout=2)
+    for conn in held:
+        conn.close()
+    server.close()
+
+
+@pytest.mark.parametrize("hung", [False, True], ids=["refused", "hung"])
+async def test_redis_down_or_hung_answers_503_with_retry_after_never_hanging(hung: bool, silent_server: int) -> None:
+    url = f"redis://127.0.0.1:{silent_server if hung else free_port()}/0"
+    async with _api(url) as api:
+        for method, path in (("GET", "/v1/customers/c1"), ("POST", "/v1/customers:batch"), ("GET", "/v1/alerts"),
+                             ("GET", "/v1/health")):
+            started = time.monotonic()
+            answer = await api.request(method, path, headers=AUTH, json={"ids": ["c1"]})
+            assert time.monotonic() - started < 2.0, path
+            assert answer.status_code == 503, (path, answer.text)
+            assert answer.headers["Retry-After"] == "2"
+        assert answer.json() == {"status": "unavailable", "redis": "down"}
+
+
+def test_the_direct_client_reads_the_same_answers(test_redis: str) -> None:
+    import asyncio
+
+    async def write() -> None:
+        sink = RedisSink.from_url(test_redis)
+        await sink.write_profiles([make_profile("d1", version=5, orders=4, segment="Champions"),
+                                   make_profile("d2", version=1, orders=1)])
+        await sink.close()
+
+    asyncio.run(write())
+    client = LookupClient.from_url(test_redis, clock=lambda: NOW)
+    try:
+        one = client.get("d1", fields=["segment", "orders"])
+        assert one is not None and one.profile == {"segment": "Champions", "orders": 4} and one.version == 5
+        assert one.staleness_seconds == 300.0 and one.status == "fresh"
+        many = client.get_many(["d1", "d2", "d3"], max_age_seconds=10)
+        assert many["d3"] is None and many["d1"] is not None and many["d2"] is not None
+        assert many["d1"].status == many["d2"].status == "stale" and many["d2"].profile["orders"] == 1
+        page = client.segment_page("Champions")
+        assert page.customers == ["d1"] and page.next_cursor is None
+    finally:
+        client.close()
+
+
+def test_pulse_serve_needs_tokens_and_serves_with_them(isolated: Isolated) -> None:
+    import subprocess
+    import sys
+
+    base_env = {**os.environ, **isolated.env}
+    base_env.pop("PULSE_API_TOKENS", None)
+    refused = run_pulse(base_env, "serve", timeout=60, check=False)
+    assert refused.returncode == 2 and "PULSE_API_TOKENS" in refused.stderr
+    remote = run_pulse(base_env, "serve", "--no-auth", "--host", "0.0.0.0", timeout=60, check=False)
+    assert remote.returncode == 2 and "loopback" in remote.stderr
+
+    port = free_port()
+    env = {**base_env, "PULSE_API_TOKENS": TOKEN}
+    server = subprocess.Popen([sys.executable, "-m", "stream.cli", "serve", "--port", str(port)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            try:
+                return httpx.get(f"{base}/v1/health", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(up, 30, "pulse serve answering")
+        assert httpx.get(f"{base}/v1/customers/x", timeout=2).status_code == 401
+        answer = httpx.get(f"{base}/v1/customers/x", headers=AUTH, timeout=2)
+        assert answer.status_code == 404 and answer.json()["error"]["code"] == "not_found"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
