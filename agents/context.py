@@ -12,6 +12,7 @@ from faust.types import TableT, TopicT
 
 from stream.core.population import PopulationBook
 from stream.core.rules import Rules
+from stream.infra.metrics import WorkerMetrics
 from stream.model import ModelParams, SegmentMixMonitor
 from stream.settings import Settings
 
@@ -29,6 +30,7 @@ class Pulse:
     population: PopulationBook
     segment_mix: SegmentMixMonitor = field(default_factory=SegmentMixMonitor)  # fed by the profile agent
     model: ModelParams | None = None  # the newest published churn model (agents/trainer.py)
+    metrics: WorkerMetrics = field(default_factory=WorkerMetrics)  # /metrics (agents/views.py)
 
     def topic(self, name: str) -> TopicT:
         """A topic of the topology by its name without the prefix."""

@@ -10,6 +10,7 @@ of a batch whose state is already stored are already in Kafka."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -51,7 +52,8 @@ def build_processor(pulse: Pulse) -> Processor:
 
 
 async def send_effects(pulse: Pulse, effects: Effects, partition: int,
-                       profile: Callable[[CustomerState], Profile]) -> list[Awaitable[Any]]:
+                       profile: Callable[[CustomerState], Profile], input_ms: int | None = None
+                       ) -> list[Awaitable[Any]]:
     """Queue every output record of one partition's batch; the caller awaits the returned
     acknowledgements. (Straight to the producer: Faust's ``Topic.send`` costs several times
     more per record, and these topics are declared at start-up.)
@@ -65,10 +67,12 @@ async def send_effects(pulse: Pulse, effects: Effects, partition: int,
 
     sends = []
     writes = RedisWrites(profiles=[encode_profile(profile(state)) for state in effects.profiles.values()],
-                         tag_changes=[encode_tag_change(change) for change in effects.tag_changes])
+                         tag_changes=[encode_tag_change(change) for change in effects.tag_changes],
+                         input_ms=input_ms)
     for change in effects.tag_changes:
         sends.append(await send("tag-changes", change.customer_id.encode(), change.model_dump_json().encode()))
     for alert in effects.alerts:
+        pulse.metrics.alerts.labels(alert.kind).inc()
         alert_json = alert.model_dump_json()
         writes.alerts.append(encode_alert(alert, alert_json))
         sends.append(await send("alerts", alert.customer_id.encode(), alert_json.encode()))
@@ -92,13 +96,17 @@ def register(pulse: Pulse) -> None:
     @pulse.app.agent(pulse.inputs, name="profile", concurrency=1)
     async def profile(stream):  # type: ignore[no-untyped-def]
         async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_SECONDS):
+            started = time.perf_counter()
             with held(events):
                 sends: list[Awaitable[Any]] = []
                 for partition, group in by_partition(events):
                     records = [Record(e.message.partition, e.key, e.value, e.message.topic, e.message.offset)
                                for e in group]
                     effects = processor.process(records, tables)
-                    sends += await send_effects(pulse, effects, partition, processor.profile)
+                    input_ms = int(min(e.message.timestamp for e in group) * 1000)
+                    sends += await send_effects(pulse, effects, partition, processor.profile, input_ms)
                     sends += await watch_segment_mix(pulse, effects.tag_changes)
                 await gather_sends(sends)
                 await durable(pulse.app)
+            pulse.metrics.batch_seconds.observe(time.perf_counter() - started)
+            pulse.metrics.batch_records.observe(len(events))

@@ -13,6 +13,7 @@ after a restart or a rebalance, which the versioned, once-only writes make harml
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from functools import partial
 from typing import Any
@@ -22,6 +23,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
 
 from agents.context import Pulse
+from stream.infra.metrics import WorkerMetrics
 from stream.sinks import RedisSink, write_with_retry
 from stream.sinks.outbox import OutboxError, RedisWrites
 from stream.topology import redis_sink_group
@@ -33,7 +35,7 @@ RETRYABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, 
 LOST_COMMIT = (CommitFailedError, IllegalStateError, RebalanceInProgressError)
 
 
-def decode_outbox(records: Iterable[Any]) -> RedisWrites:
+def decode_outbox(records: Iterable[Any]) -> list[RedisWrites]:
     """The writes of outbox records; a record that is not one is logged and skipped (only the
     profile agent writes this internal topic)."""
     parts = []
@@ -42,10 +44,11 @@ def decode_outbox(records: Iterable[Any]) -> RedisWrites:
             parts.append(RedisWrites.from_record(record.value))
         except OutboxError as exc:
             log.error("redis sink: skipped %s[%s]@%s: %s", record.topic, record.partition, record.offset, exc)
-    return RedisWrites.merge(parts)
+    return parts
 
 
-async def apply_outbox(bootstrap: str, topic: str, group: str, sink: RedisSink) -> None:
+async def apply_outbox(bootstrap: str, topic: str, group: str, sink: RedisSink,
+                       metrics: WorkerMetrics | None = None) -> None:
     """Apply the outbox topic to Redis for ever (until cancelled)."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
                                 auto_offset_reset="earliest")
@@ -55,8 +58,16 @@ async def apply_outbox(bootstrap: str, topic: str, group: str, sink: RedisSink) 
             batches = await consumer.getmany(timeout_ms=1000, max_records=MAX_RECORDS)
             if not batches:
                 continue
-            writes = decode_outbox(record for records in batches.values() for record in records)
-            await write_with_retry(partial(sink.write, writes), retry_on=RETRYABLE)
+            parts = decode_outbox(record for records in batches.values() for record in records)
+            writes = RedisWrites.merge(parts)
+            written = await write_with_retry(partial(sink.write, writes), retry_on=RETRYABLE,
+                                             on_retry=metrics.redis_retries.inc if metrics else None)
+            if metrics is not None:
+                metrics.redis_writes.inc(written)
+                now_ms = time.time() * 1000
+                for part in parts:
+                    if part.input_ms is not None:
+                        metrics.event_to_redis.observe(max(0.0, now_ms - part.input_ms) / 1000)
             try:
                 await consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
             except LOST_COMMIT as exc:  # rebalanced meanwhile: the new owner applies them again
@@ -72,4 +83,4 @@ def register(pulse: Pulse) -> None:
     @pulse.app.task
     async def redis_sink() -> None:
         await apply_outbox(settings.kafka_bootstrap, settings.topic("redis-outbox"),
-                           redis_sink_group(settings.app_id), sink)
+                           redis_sink_group(settings.app_id), sink, pulse.metrics)

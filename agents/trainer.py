@@ -61,6 +61,7 @@ async def watch_segment_mix(pulse: Pulse, changes: Sequence[TagChange]) -> list[
             continue
         for record in records:
             log.warning("monitor: segment mix drift (%s)", record.details)
+            pulse.metrics.drift_records.labels(record.kind).inc()
             sends.append(await pulse.topic("monitoring").send(key=record.kind.encode(),
                                                      value=json.dumps(record.to_json()).encode(), partition=0))
     return sends
@@ -114,6 +115,7 @@ def register(pulse: Pulse) -> None:
                 label = ChurnLabel.model_validate_json(event.value)
                 for record in trainer.learn(label, offset=event.message.offset):
                     log.warning("trainer: %s at %s", record.kind, record.at.isoformat())
+                    pulse.metrics.drift_records.labels(record.kind).inc()
                     await pulse.topic("monitoring").send(key=record.kind.encode(),
                                                 value=json.dumps(record.to_json()).encode(), partition=0)
                 held["unsaved"] += 1

@@ -1,13 +1,23 @@
-"""HTTP views of the worker: health, and one customer's table state (routed to the owning worker)."""
+"""HTTP views of the worker: health, counters, watermark, population, model, Prometheus
+``/metrics``, and one customer's table state (routed to the owning worker)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from datetime import UTC, datetime
+from typing import Any
 
 from agents.context import Pulse
 from stream.core.counters import totals
 from stream.core.watermark import watermark
+from stream.infra.metrics import CONTENT_TYPE
+from stream.io.replay import group_lags
+from stream.topology import processing_groups
+
+log = logging.getLogger(__name__)
+LAG_TIMEOUT_SECONDS = 3.0
 
 
 def register(pulse: Pulse) -> None:
@@ -52,6 +62,47 @@ def register(pulse: Pulse) -> None:
         return web.json({"model_version": model.model_version, "ready": model.ready,
                          "labels_seen": model.labels_seen, "river_version": model.river_version,
                          "metrics": model.metrics, "weights": model.weights})
+
+    lag: dict[str, Any] = {"clients": None, "latest": None}
+
+    async def read_lags() -> None:
+        from aiokafka import AIOKafkaConsumer
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        if lag["clients"] is None:
+            admin = AIOKafkaAdminClient(bootstrap_servers=pulse.settings.kafka_bootstrap)
+            consumer = AIOKafkaConsumer(bootstrap_servers=pulse.settings.kafka_bootstrap)
+            await admin.start()
+            await consumer.start()
+            lag["clients"] = (admin, consumer)
+        admin, consumer = lag["clients"]
+        try:
+            lag["latest"] = await asyncio.wait_for(group_lags(admin, consumer, processing_groups(pulse.settings)),
+                                                   LAG_TIMEOUT_SECONDS)
+        except Exception as exc:  # noqa: BLE001 - a scrape must answer even when Kafka does not
+            log.warning("metrics: consumer lag not read (%s: %s)", type(exc).__name__, exc)
+            lag["latest"] = None
+
+    def model_figures() -> dict[str, Any] | None:
+        model = pulse.model
+        return None if model is None else {"metrics": model.metrics, "labels_seen": model.labels_seen,
+                                           "ready": model.ready}
+
+    pulse.metrics.read_at_scrape(
+        counters=lambda: list(pulse.table("ingest-counters").items()) + list(pulse.table("profile-counters").items()),
+        model=model_figures, lags=lambda: lag["latest"])
+
+    @app.page("/metrics")
+    async def metrics(web, request):  # type: ignore[no-untyped-def]
+        await read_lags()
+        return web.bytes(pulse.metrics.render(), headers={"Content-Type": CONTENT_TYPE})  # aiohttp: no charset arg
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode types the handler more narrowly
+    async def close_lag_clients(sender: Any, **kwargs: Any) -> None:
+        if lag["clients"] is not None:
+            admin, consumer = lag["clients"]
+            await consumer.stop()
+            await admin.close()
 
     @app.page("/customers/{customer_id}/")
     @app.table_route(table=table, match_info="customer_id")

@@ -200,6 +200,13 @@ class AsyncLookupClient:
                                                count=limit if kind is None else ALERT_SCAN)
         return _alerts(entries, kind, limit)
 
+    async def segment_sizes(self, segments: Sequence[str]) -> dict[str, int]:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for segment in segments:
+                pipe.scard(segment_key(segment, self._prefix))
+            sizes = await pipe.execute()
+        return {segment: int(size) for segment, size in zip(segments, sizes, strict=True)}
+
     async def ping(self) -> bool:
         return bool(await self._client.ping())  # type: ignore[misc]
 

@@ -10,7 +10,8 @@ input, 503 with ``Retry-After`` when Redis does not answer within half a second.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -19,9 +20,11 @@ from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 
 from schemas.api import AlertList, BatchAnswer, BatchRequest, CustomerLookup, ErrorBody, Health, SegmentPage
 from stream.api.lookup import AsyncLookupClient, UnknownFields
+from stream.infra.metrics import CONTENT_TYPE
 
 RETRY_AFTER_SECONDS = 2
 BEARER = HTTPBearer(auto_error=False)  # module level: the routes' annotations are resolved in this module
@@ -59,6 +62,12 @@ def create_app(client: AsyncLookupClient, tokens: Sequence[str], segments: Seque
     """The API over ``client``; ``tokens`` empty means no authentication (``pulse serve --no-auth``)."""
     app = FastAPI(title="Customer Pulse lookup API", version="1",
                   description="Customer profiles, segments and churn alerts, each with its freshness.")
+    registry = CollectorRegistry()
+    latency = Histogram("pulse_api_request_seconds", "Lookup API request time, by route and status.",
+                        ["method", "route", "status"], registry=registry,
+                        buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0))
+    segment_sizes = Gauge("pulse_segment_customers", "Customers in each segment (Redis set sizes).", ["segment"],
+                          registry=registry)
     known_tokens = [token.encode() for token in tokens]
     known_segments = set(segments)
 
@@ -92,6 +101,24 @@ def create_app(client: AsyncLookupClient, tokens: Sequence[str], segments: Seque
                       {"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     guarded = [Depends(authorized)]
+
+    @app.middleware("http")
+    async def timed(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        latency.labels(request.method, getattr(route, "path", "unmatched"),
+                       str(response.status_code)).observe(time.perf_counter() - started)
+        return response
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        try:
+            for segment, size in (await client.segment_sizes(sorted(known_segments))).items():
+                segment_sizes.labels(segment).set(size)
+        except redis.RedisError:
+            pass  # the sizes stay as last read; the health route says Redis is down
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE)
 
     @app.get("/v1/health", response_model=Health, responses={503: {"model": Health}}, tags=["operations"])
     async def health() -> Response:

@@ -77,10 +77,29 @@ def demo(customers: int, events: int, seed: int, timeout: float, keep_worker: bo
               help="An empty Redis database to write to (emptied afterwards).")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the results as JSON to this file.")
-def bench(events: int, customers: int, workers: int, redis_db: int, json_file: Path | None) -> None:
+@click.option("--lookups", is_flag=True,
+              help="Measure the lookup API and the direct client instead (--customers profiles; no Kafka).")
+@click.option("--rate", default=500.0, show_default=True, type=click.FloatRange(1, 100_000),
+              help="--lookups: requests per second offered.")
+@click.option("--seconds", default=20.0, show_default=True, type=click.FloatRange(1, 3600),
+              help="--lookups: how long each kind of request is offered.")
+def bench(events: int, customers: int, workers: int, redis_db: int, json_file: Path | None, lookups: bool,
+          rate: float, seconds: float) -> None:
     from stream.cli.bench import Bench, BenchError
 
     settings = load_or_exit()
+    if lookups:
+        from stream.api.bench import run_lookup_bench
+
+        try:
+            found = run_lookup_bench(settings.redis_url.rsplit("/", 1)[0] + f"/{redis_db}", customers, rate, seconds,
+                                     say=click.echo)
+        except BenchError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo("\n".join(found.lines()))
+        if json_file is not None:
+            json_file.write_text(json.dumps(found.to_json(), indent=2) + "\n")
+        return
     if customers > events:
         raise click.BadParameter(f"{customers} customers need at least as many events", param_hint="--customers")
     run = Bench(settings, redis_db, say=click.echo)

@@ -125,6 +125,26 @@ def paced(events: list[dict[str, Any]], speed: float | None,
         yield event
 
 
+async def group_lags(admin: Any, consumer: Any, groups: Mapping[str, Sequence[str]]
+                     ) -> dict[tuple[str, str, int], int] | None:
+    """Records each consumer group has still to process, per ``(group, topic, partition)``:
+    the end offset minus the group's committed offset (None while a topic has no partitions
+    yet). ``admin`` is an aiokafka admin client, ``consumer`` a consumer without a group."""
+    from aiokafka import TopicPartition
+
+    lags: dict[tuple[str, str, int], int] = {}
+    for group, topics in groups.items():
+        described = await admin.describe_topics(list(topics))
+        partitions = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d.get("partitions", [])]
+        if not partitions:
+            return None
+        ends = await consumer.end_offsets(partitions)
+        committed = await admin.list_consumer_group_offsets(group)
+        lags.update({(group, tp.topic, tp.partition): ends[tp] - (committed[tp].offset if tp in committed else 0)
+                     for tp in partitions})
+    return lags
+
+
 async def wait_until_processed(bootstrap: str, groups: Mapping[str, Sequence[str]], timeout: float,
                                progress: Callable[[int], None] | None = None,
                                settle: float = 0.5) -> dict[str, int]:
@@ -137,7 +157,7 @@ async def wait_until_processed(bootstrap: str, groups: Mapping[str, Sequence[str
     Redis is flushed. Returns the partitions still behind, as ``{"topic[partition]": records}``
     (empty = done).
     """
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -149,18 +169,8 @@ async def wait_until_processed(bootstrap: str, groups: Mapping[str, Sequence[str
         behind: dict[str, int] = {"(no partitions found)": 0}
         caught_up_since: float | None = None
         while time.monotonic() < deadline:
-            lags: dict[str, int] = {}
-            for group, topics in groups.items():
-                described = await admin.describe_topics(list(topics))
-                partitions = [TopicPartition(d["topic"], p["partition"]) for d in described
-                              for p in d.get("partitions", [])]
-                if not partitions:
-                    lags = {}
-                    break
-                ends = await consumer.end_offsets(partitions)
-                committed = await admin.list_consumer_group_offsets(group)
-                lags.update({f"{tp.topic}[{tp.partition}]": ends[tp] - (committed[tp].offset if tp in committed else 0)
-                             for tp in partitions})
+            found = await group_lags(admin, consumer, groups)
+            lags = {f"{topic}[{partition}]": lag for (_, topic, partition), lag in (found or {}).items()}
             if not lags:
                 await asyncio.sleep(0.5)
                 continue

@@ -115,6 +115,7 @@ async def write_with_retry(
     initial_backoff: float = 0.1,
     max_backoff: float = 5.0,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    on_retry: Callable[[], None] | None = None,
 ) -> int:
     """Call ``write`` until it succeeds, backing off exponentially on ``retry_on`` errors.
 
@@ -128,6 +129,8 @@ async def write_with_retry(
             return await write()
         except retry_on as exc:
             attempt += 1
+            if on_retry is not None:
+                on_retry()
             log.warning("sink write failed (attempt %d, retrying in %.1fs): %s", attempt, backoff, exc)
             await sleep(backoff)
             backoff = min(max_backoff, backoff * 2)

@@ -30,6 +30,7 @@ class RedisWrites:
     profiles: list[str] = field(default_factory=list)
     tag_changes: list[str] = field(default_factory=list)
     alerts: list[str] = field(default_factory=list)
+    input_ms: int | None = None  # Kafka timestamp of the batch's oldest input record (for latency metrics)
 
     def __bool__(self) -> bool:
         return bool(self.profiles or self.tag_changes or self.alerts)
@@ -44,18 +45,22 @@ class RedisWrites:
             merged.profiles += part.profiles
             merged.tag_changes += part.tag_changes
             merged.alerts += part.alerts
+            if part.input_ms is not None:
+                merged.input_ms = min(part.input_ms, merged.input_ms or part.input_ms)
         return merged
 
     def to_records(self, max_bytes: int = MAX_RECORD_BYTES) -> list[bytes]:
         """The writes as outbox record values, each at most about ``max_bytes`` long (an item
         longer than that goes alone in its record).
 
-        >>> writes = RedisWrites(profiles=["a" * 60, "b" * 60], alerts=["c"])
+        >>> writes = RedisWrites(profiles=["a" * 60, "b" * 60], alerts=["c"], input_ms=7)
         >>> [RedisWrites.from_record(record) for record in writes.to_records(100)] == [
-        ...     RedisWrites(profiles=["a" * 60]), RedisWrites(profiles=["b" * 60], alerts=["c"])]
+        ...     RedisWrites(profiles=["a" * 60], input_ms=7),
+        ...     RedisWrites(profiles=["b" * 60], alerts=["c"], input_ms=7)]
         True
         """
-        return [json.dumps(chunk, separators=(",", ":")).encode() for chunk in self._chunks(max_bytes)]
+        stamp = {} if self.input_ms is None else {"t": self.input_ms}
+        return [json.dumps({**chunk, **stamp}, separators=(",", ":")).encode() for chunk in self._chunks(max_bytes)]
 
     def _chunks(self, max_bytes: int) -> Iterator[dict[str, list[str]]]:
         chunk: dict[str, list[str]] = {}
@@ -75,8 +80,8 @@ class RedisWrites:
     def from_record(cls, value: bytes | None) -> RedisWrites:
         """Decode an outbox record value.
 
-        >>> RedisWrites.from_record(b'{"alerts": ["x"]}')
-        RedisWrites(profiles=[], tag_changes=[], alerts=['x'])
+        >>> RedisWrites.from_record(b'{"alerts": ["x"], "t": 1764590400000}')
+        RedisWrites(profiles=[], tag_changes=[], alerts=['x'], input_ms=1764590400000)
         >>> try:
         ...     RedisWrites.from_record(b'[]')
         ... except OutboxError as exc:
@@ -87,7 +92,8 @@ class RedisWrites:
             data = json.loads(value or b"")
         except ValueError as exc:
             raise OutboxError(f"not an outbox record: {exc}") from None
-        if not isinstance(data, dict) or set(data) - set(_KINDS) or not all(
+        input_ms = data.pop("t", None) if isinstance(data, dict) else None
+        if not isinstance(data, dict) or set(data) - set(_KINDS) or not isinstance(input_ms, int | None) or not all(
                 isinstance(items, list) and all(isinstance(item, str) for item in items) for items in data.values()):
             raise OutboxError("not an outbox record: expected a JSON object of string lists")
-        return cls(**data)
+        return cls(**data, input_ms=input_ms)

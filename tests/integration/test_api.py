@@ -256,3 +256,22 @@ def test_pulse_serve_needs_tokens_and_serves_with_them(isolated: Isolated) -> No
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+async def test_metrics_parse_and_count_requests_by_route_and_segment_sizes(api: httpx.AsyncClient,
+                                                                          sink: RedisSink) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    await sink.write_profiles([make_profile(f"m{i}", version=1, orders=1, segment="Loyal") for i in range(7)])
+    for _ in range(3):
+        assert (await api.get("/v1/customers/m1", headers=AUTH)).status_code == 200
+    assert (await api.get("/v1/customers/nobody", headers=AUTH)).status_code == 404
+    answer = await api.get("/metrics")  # open, like /v1/health
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
+    samples = [s for family in text_string_to_metric_families(answer.text) for s in family.samples]
+    counts = {(s.labels["route"], s.labels["status"]): s.value for s in samples
+              if s.name == "pulse_api_request_seconds_count"}
+    assert counts[("/v1/customers/{customer_id}", "200")] == 3
+    assert counts[("/v1/customers/{customer_id}", "404")] == 1
+    sizes = {s.labels["segment"]: s.value for s in samples if s.name == "pulse_segment_customers"}
+    assert sizes == {"Loyal": 7, "Champions": 0, "At Risk": 0}

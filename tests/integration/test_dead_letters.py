@@ -8,12 +8,14 @@ import asyncio
 import base64
 import json
 import time
+import urllib.request
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
 from aiokafka import AIOKafkaConsumer
+from prometheus_client.parser import text_string_to_metric_families
 
 from stream.infra.worker import WorkerProcess, worker_env
 from stream.io.produce import event_records, produce
@@ -135,9 +137,34 @@ def test_bad_input_is_dead_lettered_and_every_record_is_accounted_for(isolated: 
         assert counters["profile.applied"] == len(events)
         assert Counter({k.removeprefix("ingest.rejected."): v for k, v in counters.items()
                         if k.startswith("ingest.rejected.")}) == Counter(r for _, _, r in BAD)
+        _assert_metrics_reconcile(settings.web_port, counters, len(records))
         assert worker.proc is not None and worker.proc.poll() is None, "the worker must stay up"
         health = worker.get("/health/")
         assert (health["status"], health["app_id"]) == ("ok", settings.app_id)
         assert health["partitions"] == list(range(settings.partitions))  # the only worker owns all
     finally:
         worker.stop()
+
+
+def _assert_metrics_reconcile(port: int, counters: dict[str, int], records: int) -> None:
+    """/metrics parses as Prometheus text and its counters reconcile: every record in is
+    accepted or rejected, every accepted event is applied, a duplicate or too late."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    totals: Counter[str] = Counter()
+    rejected: Counter[str] = Counter()
+    lags: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "pulse_events_rejected_total":
+                rejected[sample.labels["reason"]] += int(sample.value)
+            elif sample.name.startswith("pulse_events_") and sample.name.endswith("_total"):
+                totals[sample.name.removeprefix("pulse_events_").removesuffix("_total")] += int(sample.value)
+            elif sample.name == "pulse_consumer_lag":
+                lags[sample.labels["group"], f"{sample.labels['topic']}[{sample.labels['partition']}]"] = sample.value
+            elif sample.name == "pulse_batch_seconds_count":
+                assert sample.value > 0
+    assert totals["received"] == records == totals["accepted"] + sum(rejected.values())
+    assert totals["accepted"] == totals["applied"] + totals["duplicate"] + totals["late"]
+    assert rejected == Counter({k.removeprefix("ingest.rejected."): v for k, v in counters.items()
+                                if k.startswith("ingest.rejected.")})
+    assert lags and not any(lags.values()), lags  # every group of the app, every partition, caught up
