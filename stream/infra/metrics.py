@@ -93,9 +93,8 @@ def counter_families(items: Iterable[tuple[str, bytes]]) -> list[Metric]:
     """The processing counters of a worker's partitions as Prometheus counters, per partition.
 
     >>> families = counter_families([("ingest.received@0", b"5"), ("ingest.rejected.bad_json@0", b"2")])
-    >>> [(f.name, s.labels, s.value) for f in families for s in f.samples]
-    [('pulse_events_received', {'partition': '0'}, 5.0), ('pulse_events_rejected', {'partition': '0', \
-'reason': 'bad_json'}, 2.0)]
+    >>> [(s.name, s.labels["partition"], s.value) for f in families for s in f.samples]
+    [('pulse_events_received_total', '0', 5), ('pulse_events_rejected_total', '0', 2)]
     """
     plain: dict[str, CounterMetricFamily] = {}
     rejected = CounterMetricFamily("pulse_events_rejected", "Raw records rejected (dead-lettered), by reason.",
