@@ -147,6 +147,9 @@ class Settings(BaseSettings):
         json_schema_extra={"form": "token[,token...], each 16-200 of letters, digits, '-', '_', '.', '~'",
                            "secret": True},
     )
+    webhook_secret: str = Field(
+        "", repr=False, description="Shared secret of the alert relay's HMAC signatures (`pulse alerts relay`).",
+        json_schema_extra={"form": "16-200 of letters, digits, '-', '_', '.', '~'", "secret": True})
     log_level: str = Field(
         "info",
         description="Worker log level.",
@@ -210,12 +213,12 @@ class Settings(BaseSettings):
             raise ValueError(f"no such file: {value}")
         return value
 
-    @field_validator("api_tokens")
+    @field_validator("api_tokens", "webhook_secret")
     @classmethod
     def _check_tokens(cls, value: str) -> str:
         tokens = [t.strip() for t in value.split(",") if t.strip()]
         if not all(_TOKEN.match(t) for t in tokens):
-            raise ValueError("a token is shorter than 16 characters, longer than 200, or has other characters")
+            raise ValueError("shorter than 16 characters, longer than 200, or other characters")
         return ",".join(tokens)
 
     @field_validator("churn_model")

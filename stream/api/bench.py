@@ -10,9 +10,11 @@ database is emptied afterwards.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -38,6 +40,8 @@ class LookupBenchResult:
     profiles: int
     rate: float
     seconds: float
+    workers: int = 1
+    batch_rate: float = 50.0
     single_ms: dict[str, float] = field(default_factory=dict)
     batch_ms: dict[str, float] = field(default_factory=dict)
     direct_ms: dict[str, float] = field(default_factory=dict)
@@ -53,10 +57,10 @@ class LookupBenchResult:
                     f"p99 {figures.get('p99', float('nan')):7.2f} ms   max {figures.get('max', float('nan')):7.2f} ms"
                     f"   ({figures.get('count', 0):,.0f})")
 
-        return [f"pulse bench --lookups: {self.profiles:,} profiles in Redis, {self.rate:,.0f} requests/s offered "
-                f"for {self.seconds:.0f} s per kind, {self.errors} failed requests",
-                row("GET /v1/customers/{id}", self.single_ms),
-                row(f"POST /v1/customers:batch ({BATCH} ids)", self.batch_ms),
+        return [f"pulse bench --lookups: {self.profiles:,} profiles in Redis, pulse serve with {self.workers} "
+                f"process(es), {self.seconds:.0f} s per kind, {self.errors} failed requests",
+                row(f"GET /v1/customers/{{id}} at {self.rate:,.0f}/s", self.single_ms),
+                row(f"POST batch of {BATCH} at {self.batch_rate:,.0f}/s", self.batch_ms),
                 row("direct client get()", self.direct_ms),
                 row(f"direct client get_many({BATCH})", self.direct_batch_ms)]
 
@@ -89,35 +93,62 @@ async def _fill(url: str, profiles: list[Profile]) -> None:
         await sink.close()
 
 
-async def _offer(base: str, token: str, rate: float, seconds: float, request: Callable[[httpx.AsyncClient], Any]
-                 ) -> tuple[list[float], int]:
+class _Connection:
+    """One keep-alive HTTP/1.1 connection. The load generator speaks HTTP itself: on a 2-core
+    machine an HTTP client library costs the generator more CPU than the server it measures."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    async def request(self, raw: bytes) -> int:
+        self.writer.write(raw)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        await self.reader.readexactly(length)
+        return int(head[9:12])
+
+
+async def _offer(port: int, rate: float, seconds: float, make: Callable[[], bytes],
+                 connections: int = 32) -> tuple[list[float], int]:
     """Send ``rate`` requests per second for ``seconds``; latencies (ms) from when each was due."""
     latencies: list[float] = []
     errors = 0
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"}, limits=limits,
-                                 timeout=5.0) as client:
-        async def one(due: float) -> None:
-            nonlocal errors
-            try:
-                answer = await request(client)
-                if answer.status_code != 200:
-                    errors += 1
-            except httpx.HTTPError:
-                errors += 1
-            latencies.append((time.perf_counter() - due) * 1000)
+    pool: asyncio.Queue[_Connection] = asyncio.Queue()
+    for _ in range(connections):
+        pool.put_nowait(_Connection(*await asyncio.open_connection("127.0.0.1", port)))
 
-        for _ in range(20):  # warm up the connections
-            await request(client)
-        tasks = []
-        start = time.perf_counter()
-        for n in range(int(rate * seconds)):
-            due = start + n / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(due)))
-        await asyncio.gather(*tasks)
+    async def one(due: float) -> None:
+        nonlocal errors
+        connection = await pool.get()
+        try:
+            if await asyncio.wait_for(connection.request(make()), 5.0) != 200:
+                errors += 1
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError):
+            errors += 1
+            connection.writer.close()
+            connection = _Connection(*await asyncio.open_connection("127.0.0.1", port))
+        finally:
+            pool.put_nowait(connection)
+        latencies.append((time.perf_counter() - due) * 1000)
+
+    for _ in range(2 * connections):  # warm up
+        await one(time.perf_counter())
+    latencies.clear()
+    errors = 0
+    tasks = []
+    start = time.perf_counter()
+    for n in range(int(rate * seconds)):
+        due = start + n / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(due)))
+    await asyncio.gather(*tasks)
+    while not pool.empty():
+        pool.get_nowait().writer.close()
     return latencies, errors
 
 
@@ -141,12 +172,13 @@ def _time_direct(client: LookupClient, ids: list[str], rounds: int, batch: int) 
     return times
 
 
-def run_lookup_bench(redis_url: str, profiles: int, rate: float, seconds: float,
-                     say: Callable[[str], None] = print) -> LookupBenchResult:
+def run_lookup_bench(redis_url: str, profiles: int, rate: float, seconds: float, workers: int = 1,
+                     batch_rate: float = 50.0, say: Callable[[str], None] = print) -> LookupBenchResult:
     if redis.Redis.from_url(redis_url).dbsize():
         raise BenchError(f"Redis database {redis_url} is not empty; the benchmark writes there and empties it "
                          "afterwards: choose an unused one with --redis-db")
-    result = LookupBenchResult(profiles=profiles, rate=rate, seconds=seconds)
+    result = LookupBenchResult(profiles=profiles, rate=rate, seconds=seconds, workers=workers, batch_rate=batch_rate)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped benchmark still empties its database
     token, port = secrets.token_urlsafe(24), _free_port()
     server: subprocess.Popen[bytes] | None = None
     try:
@@ -155,21 +187,27 @@ def run_lookup_bench(redis_url: str, profiles: int, rate: float, seconds: float,
         asyncio.run(_fill(redis_url, made))
         ids = [p.customer_id for p in made]
         env = {**os.environ, "PULSE_REDIS_URL": redis_url, "PULSE_API_TOKENS": token}
-        server = subprocess.Popen([sys.executable, "-m", "stream.cli", "serve", "--port", str(port)], env=env,
+        server = subprocess.Popen([sys.executable, "-m", "stream.cli", "serve", "--port", str(port), "--no-kafka",
+                                   "--workers", str(workers)], env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         base = f"http://127.0.0.1:{port}"
         _wait_for_server(server, base)
         rng = random.Random(7)
 
-        def single(client: httpx.AsyncClient) -> Any:
-            return client.get(f"/v1/customers/{rng.choice(ids)}")
+        auth = f"Host: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
 
-        def batch(client: httpx.AsyncClient) -> Any:
-            return client.post("/v1/customers:batch", json={"ids": rng.sample(ids, BATCH)})
+        def single() -> bytes:
+            return f"GET /v1/customers/{rng.choice(ids)} HTTP/1.1\r\n{auth}\r\n".encode()
 
-        for name, request, key in (("single GETs", single, "single_ms"), (f"{BATCH}-id batches", batch, "batch_ms")):
-            say(f"  offering {name} at {rate:,.0f}/s for {seconds:.0f} s")
-            latencies, errors = asyncio.run(_offer(base, token, rate, seconds, request))
+        def batch() -> bytes:
+            body = json.dumps({"ids": rng.sample(ids, BATCH)}).encode()
+            return (f"POST /v1/customers:batch HTTP/1.1\r\n{auth}Content-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+        for name, request, key, offered in (("single GETs", single, "single_ms", rate),
+                                            (f"{BATCH}-id batches", batch, "batch_ms", batch_rate)):
+            say(f"  offering {name} at {offered:,.0f}/s for {seconds:.0f} s")
+            latencies, errors = asyncio.run(_offer(port, offered, seconds, request))
             setattr(result, key, percentiles(latencies))
             result.errors += errors
         say("  timing the direct client")

@@ -200,6 +200,25 @@ class AsyncLookupClient:
                                                count=limit if kind is None else ALERT_SCAN)
         return _alerts(entries, kind, limit)
 
+    async def recent_tag_changes(self, limit: int) -> list[dict[str, str]]:
+        """The newest ``limit`` entries of the tag-change stream, oldest first."""
+        entries = await self._client.xrevrange(f"{self._prefix}tags", "+", "-", count=limit)
+        return [{str(k): str(v) for k, v in (fields or {}).items()} for _, fields in reversed(entries or [])]
+
+    async def sample_fields(self, fields: Sequence[str], limit: int) -> list[dict[str, str]]:
+        """These fields of up to ``limit`` customers (the first ``SCAN`` finds: a sample, not a
+        ranking)."""
+        keys: list[str] = []
+        async for key in self._client.scan_iter(match=customer_key("*", self._prefix), count=1000):
+            keys.append(str(key))
+            if len(keys) >= limit:
+                break
+        async with self._client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hmget(key, list(fields))
+            rows = await pipe.execute()
+        return [{name: value for name, value in zip(fields, row, strict=True) if value is not None} for row in rows]
+
     async def segment_sizes(self, segments: Sequence[str]) -> dict[str, int]:
         async with self._client.pipeline(transaction=False) as pipe:
             for segment in segments:

@@ -9,24 +9,31 @@ input, 503 with ``Retry-After`` when Redis does not answer within half a second.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager, suppress
 from datetime import datetime
+from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
 import redis
 from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 
 from schemas.api import AlertList, BatchAnswer, BatchRequest, CustomerLookup, ErrorBody, Health, SegmentPage
+from stream.api.dashboard import summary
 from stream.api.lookup import AsyncLookupClient, UnknownFields
+from stream.api.observer import Observer
 from stream.infra.metrics import CONTENT_TYPE
 
 RETRY_AFTER_SECONDS = 2
+STATIC = FilePath(__file__).parent / "static"
 BEARER = HTTPBearer(auto_error=False)  # module level: the routes' annotations are resolved in this module
 AlertKind = Literal[  # schemas.Alert.kind (a unit test holds them equal)
     "churn_risk", "activity_drop", "inactivity", "segment_downgrade", "high_value_at_risk",
@@ -51,6 +58,32 @@ def _etag(lookup: CustomerLookup) -> str:
     return f'W/"{lookup.version}"'
 
 
+class _Timed:
+    """Request time by method, route template and status (a plain ASGI middleware: Starlette's
+    ``BaseHTTPMiddleware`` costs more per request than the lookup itself)."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], histogram: Histogram) -> None:
+        self.app, self.histogram = app, histogram
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Awaitable[Any]],
+                       send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, status = time.perf_counter(), [500]
+
+        async def sending(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.histogram.labels(scope["method"], route, str(status[0])).observe(time.perf_counter() - started)
+
+
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "No valid bearer token."},
     422: {"model": ErrorBody, "description": "Bad input."},
@@ -58,10 +91,23 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def create_app(client: AsyncLookupClient, tokens: Sequence[str], segments: Sequence[str]) -> FastAPI:
-    """The API over ``client``; ``tokens`` empty means no authentication (``pulse serve --no-auth``)."""
-    app = FastAPI(title="Customer Pulse lookup API", version="1",
+def create_app(client: AsyncLookupClient, tokens: Sequence[str], segments: Sequence[str],
+               observer: Observer | None = None) -> FastAPI:
+    """The API over ``client``; ``tokens`` empty means no authentication (``pulse serve --no-auth``);
+    ``observer`` follows Kafka for the dashboard's pipeline panels (None: those stay empty)."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(observer.run()) if observer is not None else None
+        yield
+        if task is not None:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+
+    app = FastAPI(title="Customer Pulse lookup API", version="1", lifespan=lifespan,
                   description="Customer profiles, segments and churn alerts, each with its freshness.")
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     registry = CollectorRegistry()
     latency = Histogram("pulse_api_request_seconds", "Lookup API request time, by route and status.",
                         ["method", "route", "status"], registry=registry,
@@ -71,7 +117,7 @@ def create_app(client: AsyncLookupClient, tokens: Sequence[str], segments: Seque
     known_tokens = [token.encode() for token in tokens]
     known_segments = set(segments)
 
-    def authorized(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]) -> None:
+    async def authorized(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]) -> None:
         if not known_tokens:
             return
         given = credentials.credentials.encode() if credentials else b""
@@ -102,14 +148,7 @@ def create_app(client: AsyncLookupClient, tokens: Sequence[str], segments: Seque
 
     guarded = [Depends(authorized)]
 
-    @app.middleware("http")
-    async def timed(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        latency.labels(request.method, getattr(route, "path", "unmatched"),
-                       str(response.status_code)).observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(_Timed, histogram=latency)  # type: ignore[arg-type]  # a plain ASGI middleware
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
@@ -119,6 +158,17 @@ def create_app(client: AsyncLookupClient, tokens: Sequence[str], segments: Seque
         except redis.RedisError:
             pass  # the sizes stay as last read; the health route says Redis is down
         return Response(generate_latest(registry), media_type=CONTENT_TYPE)
+
+    @app.get("/", include_in_schema=False)
+    async def dashboard_page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/v1/dashboard", dependencies=guarded, tags=["dashboard"], responses=ERRORS)
+    async def dashboard() -> JSONResponse:
+        """The dashboard's data: segments now and over event time, migration, churn risk, alerts, and
+        (when pulse serve follows Kafka) throughput, lag, dead letters and monitoring records."""
+        return JSONResponse({**await summary(client, sorted(known_segments)),
+                             "pipeline": observer.snapshot() if observer is not None else None})
 
     @app.get("/v1/health", response_model=Health, responses={503: {"model": Health}}, tags=["operations"])
     async def health() -> Response:
@@ -171,3 +221,17 @@ def create_app(client: AsyncLookupClient, tokens: Sequence[str], segments: Seque
         return _json(AlertList(alerts=await client.recent_alerts(kind, since, limit)))
 
     return app
+
+
+def from_environment() -> FastAPI:
+    """The app of ``pulse serve`` (each server process builds its own from ``PULSE_*``)."""
+    import os
+
+    from stream.core.rules import load_rules
+    from stream.settings import load_settings
+
+    settings = load_settings()
+    rules = load_rules(settings.rules_file)
+    observer = Observer(settings) if os.environ.get("PULSE_SERVE_KAFKA", "1") == "1" else None
+    return create_app(AsyncLookupClient.from_url(settings.redis_url), settings.api_token_list(),
+                      [rule.name for rule in rules.segments], observer=observer)

@@ -51,18 +51,23 @@ def worker() -> None:
     os.execvp(sys.executable, [sys.executable, "-m", "agents"])
 
 
-@main.command(help="Run the whole pipeline locally on a sample stream and show what reached Redis.")
-@click.option("--customers", default=20, show_default=True, help="Customers in the sample.")
-@click.option("--events", default=600, show_default=True, help="Events in the sample.")
-@click.option("--seed", default=7, show_default=True, help="Seed of the sample stream.")
-@click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for the worker.")
+@main.command(help="Run the whole pipeline locally on a generated year of customers, show what it made of "
+                    "them once scores settled, and leave the lookup API and dashboard running.")
+@click.option("--customers", default=250, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--days", default=365, show_default=True, type=click.IntRange(30, 3650), help="Event time covered.")
+@click.option("--seed", default=7, show_default=True, help="Seed of the generated population.")
+@click.option("--timeout", default=900.0, show_default=True, help="Seconds to wait for the worker.")
 @click.option("--keep-worker/--stop-worker", default=False, help="Leave the worker running.")
-def demo(customers: int, events: int, seed: int, timeout: float, keep_worker: bool) -> None:
+@click.option("--serve-port", default=8080, show_default=True, type=click.IntRange(1, 65535),
+              help="Port of the lookup API and dashboard left running.")
+@click.option("--no-serve", is_flag=True, help="Do not start the lookup API.")
+def demo(customers: int, days: int, seed: int, timeout: float, keep_worker: bool, serve_port: int,
+         no_serve: bool) -> None:
     from stream.cli.demo import run_demo
 
     try:
-        ok = run_demo(load_or_exit(), customers=customers, events=events, seed=seed,
-                      timeout=timeout, keep_worker=keep_worker, say=click.echo)
+        ok = run_demo(load_or_exit(), customers=customers, days=days, seed=seed, timeout=timeout,
+                      keep_worker=keep_worker, serve_port=None if no_serve else serve_port, say=click.echo)
     except InfraError as exc:
         raise click.ClickException(str(exc)) from None
     sys.exit(0 if ok else 1)
@@ -83,8 +88,12 @@ def demo(customers: int, events: int, seed: int, timeout: float, keep_worker: bo
               help="--lookups: requests per second offered.")
 @click.option("--seconds", default=20.0, show_default=True, type=click.FloatRange(1, 3600),
               help="--lookups: how long each kind of request is offered.")
+@click.option("--api-workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="--lookups: pulse serve processes.")
+@click.option("--batch-rate", default=50.0, show_default=True, type=click.FloatRange(1, 100_000),
+              help="--lookups: 100-id batch requests per second offered.")
 def bench(events: int, customers: int, workers: int, redis_db: int, json_file: Path | None, lookups: bool,
-          rate: float, seconds: float) -> None:
+          rate: float, seconds: float, api_workers: int, batch_rate: float) -> None:
     from stream.cli.bench import Bench, BenchError
 
     settings = load_or_exit()
@@ -93,7 +102,7 @@ def bench(events: int, customers: int, workers: int, redis_db: int, json_file: P
 
         try:
             found = run_lookup_bench(settings.redis_url.rsplit("/", 1)[0] + f"/{redis_db}", customers, rate, seconds,
-                                     say=click.echo)
+                                     api_workers, batch_rate, say=click.echo)
         except BenchError as exc:
             raise click.ClickException(str(exc)) from None
         click.echo("\n".join(found.lines()))

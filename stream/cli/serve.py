@@ -23,12 +23,13 @@ def _loopback(host: str) -> bool:
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--no-auth", is_flag=True,
               help="Serve without tokens, on a loopback address only (a local trial or the demo).")
-def serve(host: str, port: int, no_auth: bool) -> None:
-    import uvicorn
+@click.option("--no-kafka", is_flag=True, help="Do not follow Kafka (the dashboard's pipeline panels stay empty).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Server processes (one per core for the most lookups per second).")
+def serve(host: str, port: int, no_auth: bool, no_kafka: bool, workers: int) -> None:
+    import os
 
-    from stream.api.lookup import AsyncLookupClient
-    from stream.api.server import create_app
-    from stream.core.rules import load_rules
+    import uvicorn
 
     settings = load_or_exit()
     tokens = settings.api_token_list()
@@ -39,8 +40,8 @@ def serve(host: str, port: int, no_auth: bool) -> None:
         raise click.UsageError("--no-auth with PULSE_API_TOKENS set: leave one of them out")
     if no_auth and not _loopback(host):
         raise click.UsageError(f"--no-auth serves only on a loopback address, not {host}")
-    rules = load_rules(settings.rules_file)
-    app = create_app(AsyncLookupClient.from_url(settings.redis_url), tokens, [rule.name for rule in rules.segments])
-    echo_err(f"lookup API on http://{host}:{port} (OpenAPI: /docs) over {settings.redis_url}"
-             + ("" if tokens else "; no authentication"))
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    os.environ["PULSE_SERVE_KAFKA"] = "0" if no_kafka else "1"  # read by every server process
+    echo_err(f"lookup API on http://{host}:{port} (dashboard: /, OpenAPI: /docs) over {settings.redis_url}"
+             + ("" if tokens else "; no authentication") + (f"; {workers} processes" if workers > 1 else ""))
+    uvicorn.run("stream.api.server:from_environment", factory=True, host=host, port=port, workers=workers,
+                log_level="warning", access_log=False)
