@@ -98,7 +98,7 @@ def bench(events: int, customers: int, workers: int, redis_db: int, json_file: P
 
     settings = load_or_exit()
     if lookups:
-        from stream.api.bench import run_lookup_bench
+        from stream.cli.lookup_bench import run_lookup_bench
 
         try:
             found = run_lookup_bench(settings.redis_url.rsplit("/", 1)[0] + f"/{redis_db}", customers, rate, seconds,
