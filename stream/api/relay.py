@@ -141,7 +141,11 @@ class Relay:
                 break
         return self.stats
 
-    def deliver(self, entry_id: Any, fields: Mapping[Any, Any]) -> None:
+    def deliver(self, entry_id: Any, fields: Mapping[Any, Any] | None) -> None:
+        if fields is None:  # read before a restart, then trimmed from the capped stream: nothing to send
+            log.warning("relay: %s was trimmed from the stream before delivery", _text(entry_id))
+            self.client.xack(self.stream, self.group, entry_id)
+            return
         decoded = {_text(k): _text(v) for k, v in fields.items()}
         try:
             alert = alert_from_stream(decoded)

@@ -33,6 +33,7 @@ from stream.api.observer import Observer
 from stream.infra.metrics import CONTENT_TYPE
 
 RETRY_AFTER_SECONDS = 2
+DASHBOARD_CACHE_SECONDS = 4.0
 STATIC = FilePath(__file__).parent / "static"
 BEARER = HTTPBearer(auto_error=False)  # module level: the routes' annotations are resolved in this module
 AlertKind = Literal[  # schemas.Alert.kind (a unit test holds them equal)
@@ -163,12 +164,16 @@ def create_app(client: AsyncLookupClient, tokens: Sequence[str], segments: Seque
     async def dashboard_page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
+    cached: dict[str, Any] = {"at": -DASHBOARD_CACHE_SECONDS, "summary": None}
+
     @app.get("/v1/dashboard", dependencies=guarded, tags=["dashboard"], responses=ERRORS)
     async def dashboard() -> JSONResponse:
         """The dashboard's data: segments now and over event time, migration, churn risk, alerts, and
-        (when pulse serve follows Kafka) throughput, lag, dead letters and monitoring records."""
-        return JSONResponse({**await summary(client, sorted(known_segments)),
-                             "pipeline": observer.snapshot() if observer is not None else None})
+        (when pulse serve follows Kafka) throughput, lag, dead letters and monitoring records. The
+        Redis part is computed at most every few seconds, however many dashboards are open."""
+        if time.monotonic() - cached["at"] >= DASHBOARD_CACHE_SECONDS:
+            cached["summary"], cached["at"] = await summary(client, sorted(known_segments)), time.monotonic()
+        return JSONResponse({**cached["summary"], "pipeline": observer.snapshot() if observer is not None else None})
 
     @app.get("/v1/health", response_model=Health, responses={503: {"model": Health}}, tags=["operations"])
     async def health() -> Response:
