@@ -31,7 +31,8 @@ def create_app(settings: Settings) -> Pulse:
         table_standby_replicas=settings.standby_replicas,
         consumer_auto_offset_reset="earliest",
         web_port=settings.web_port,
-        web_host="127.0.0.1",
+        web_host="127.0.0.1",  # the advertised host; web_bind is where it listens
+        web_bind=str(settings.web_bind),
         producer_acks=-1,
         key_serializer="raw",
         value_serializer="raw",

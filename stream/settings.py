@@ -8,7 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, IPvAnyAddress, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     web_port: int = _bounded(
         6066, 1, 65535,
         description="Port of the worker's HTTP views (health, customer lookups).")
+    web_bind: IPvAnyAddress = Field(
+        "127.0.0.1",  # type: ignore[assignment]  # validated into an address
+        description="Address the worker's HTTP views listen on (loopback: its customer view shows any customer's "
+                    "state).", json_schema_extra={"form": "an IP address, e.g. 127.0.0.1 or 0.0.0.0"})
     standby_replicas: int = _bounded(
         0, 0, 10,
         description="Standby replicas of each table kept by other workers for fast failover.")

@@ -139,6 +139,7 @@ def test_bad_input_is_dead_lettered_and_every_record_is_accounted_for(isolated: 
                         if k.startswith("ingest.rejected.")}) == Counter(r for _, _, r in BAD)
         _assert_metrics_reconcile(settings.web_port, counters, len(records))
         assert worker.proc is not None and worker.proc.poll() is None, "the worker must stay up"
+        assert _listening_addresses(settings.web_port) == {"127.0.0.1"}  # PULSE_WEB_BIND's default
         health = worker.get("/health/")
         assert (health["status"], health["app_id"]) == ("ok", settings.app_id)
         assert health["partitions"] == list(range(settings.partitions))  # the only worker owns all
@@ -168,3 +169,16 @@ def _assert_metrics_reconcile(port: int, counters: dict[str, int], records: int)
     assert rejected == Counter({k.removeprefix("ingest.rejected."): v for k, v in counters.items()
                                 if k.startswith("ingest.rejected.")})
     assert lags and not any(lags.values()), lags  # every group of the app, every partition, caught up
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """The local IPv4 addresses of sockets listening on ``port`` (Linux /proc/net/tcp)."""
+    found = set()
+    with open("/proc/net/tcp") as table:
+        lines = table.read().splitlines()[1:]
+    for line in lines:
+        local, state = line.split()[1], line.split()[3]
+        address, hex_port = local.split(":")
+        if state == "0A" and int(hex_port, 16) == port:
+            found.add(".".join(str(int(address[i:i + 2], 16)) for i in (6, 4, 2, 0)))
+    return found
