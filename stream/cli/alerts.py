@@ -84,3 +84,4 @@ def relay(webhook: str, group: str, consumer: str, from_beginning: bool, max_att
         raise click.ClickException(f"Redis at {settings.redis_url}: {exc}") from None
     echo_err(f"stopped: {stats.delivered} delivered, {stats.dead_lettered} dead-lettered, "
              f"{stats.attempts} attempts")
+

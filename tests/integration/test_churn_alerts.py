@@ -35,7 +35,14 @@ def test_generated_churners_are_warned_in_time_once_each(isolated: Isolated) -> 
 
     published: list[dict] = []
     pubsub = client.pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(**{"pulse:alerts": lambda message: published.append(json.loads(message["data"]))})
+    mine = f"c{isolated.tag}"  # Redis pub/sub is server-wide (not per database): other runs' alerts arrive too
+
+    def on_alert(message: dict) -> None:
+        alert = json.loads(message["data"])
+        if alert["customer_id"].startswith(mine):
+            published.append(alert)
+
+    pubsub.subscribe(**{"pulse:alerts": on_alert})
     listener = pubsub.run_in_thread(sleep_time=0.05, daemon=True)
     worker = WorkerProcess(worker_env(env), isolated.data_dir / "w.log", isolated.settings.web_port).start()
     try:
@@ -77,6 +84,19 @@ def test_generated_churners_are_warned_in_time_once_each(isolated: Isolated) -> 
                 assert 0 <= float(row["churn_probability"]) <= 1
                 assert row["churn_risk"] in ("low", "medium", "high")
                 assert row["model_version"] == "heuristic-1" or row["model_version"].startswith("logreg-")
+
+        # a data-subject access export of an alerted customer: what the stores hold for them, only them
+        subject = alerts[0]["customer_id"]
+        exported = isolated.data_dir / "access.json"
+        run_pulse(env, "access", subject, "--out", str(exported))
+        document = json.loads(exported.read_text())
+        assert document["profile"] == client.hgetall(customer_key(subject))
+        assert document["state"] == worker.get(f"/customers/{subject}/")  # the changelog's newest = the table
+        assert [a["alert_id"] for a in document["alerts"]] == [a["alert_id"] for a in alerts
+                                                               if a["customer_id"] == subject]
+        assert document["tag_changes"] and document["segment_sets"] == [document["profile"]["segment"]]
+        held = document["alerts"] + document["tag_changes"] + document["churn_labels"]
+        assert {row["customer_id"] for row in held} == {subject}
 
         # the same events again: nothing new anywhere
         run_pulse(env, "replay", str(out), "--wait", "--timeout", "600")

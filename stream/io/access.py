@@ -1,0 +1,98 @@
+"""A data-subject access export (``pulse access``): everything Customer Pulse holds about one
+customer, from where it is held, as one JSON document.
+
+- the customer's state, as its table's changelog holds it (the newest record of its key, in
+  the partition that owns the customer): what a worker restores after a restart;
+- the Redis profile hash, the segment set it is in, its entries in the tag-change and alert
+  streams and in the alert relay's dead letters;
+- its delayed churn labels (``churn-labels``).
+
+The raw events (``events``, ``customer-events``) and dead letters (``events.dlq``) are not
+read (a full scan of the input); the document says so and for how long Kafka keeps them.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
+
+from stream.settings import Settings
+from stream.sinks.redis import KEY_PREFIX, customer_key, segment_key
+from stream.topology import changelog_topic
+
+STREAMS = {"tag_changes": "tags", "alerts": "alerts", "relay_dead_letters": "alerts:relay-dlq"}
+
+
+async def read_keyed(bootstrap: str, topic: str, key: bytes, partitions: list[int] | None = None) -> list[bytes]:
+    """The values of every record with ``key`` in ``topic`` (all partitions, or these), oldest first."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        if topic not in await consumer.topics():  # also loads the metadata
+            return []
+        known = consumer.partitions_for_topic(topic) or set()
+        chosen = [TopicPartition(topic, p) for p in sorted(known) if partitions is None or p in partitions]
+        if not chosen:
+            return []
+        consumer.assign(chosen)
+        await consumer.seek_to_beginning(*chosen)
+        ends = await consumer.end_offsets(chosen)
+        found: list[bytes] = []
+        remaining = {tp for tp in chosen if ends[tp] > 0}
+        while remaining:
+            batches = await consumer.getmany(*remaining, timeout_ms=1000, max_records=5000)
+            for records in batches.values():
+                found += [r.value or b"" for r in records if r.key == key]
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp]:  # offsets, not records: compaction leaves gaps
+                    remaining.discard(tp)
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def subject_access(settings: Settings, customer_id: str) -> dict[str, Any]:
+    key = customer_id.encode()
+    every = list(range(settings.partitions))
+    owner = int(DefaultPartitioner()(key, every, every))
+    states = await read_keyed(settings.kafka_bootstrap, changelog_topic(settings, "customer-state"), key, [owner])
+    labels = await read_keyed(settings.kafka_bootstrap, settings.topic("churn-labels"), key)
+
+    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        profile: dict[str, str] = await client.hgetall(customer_key(customer_id))  # type: ignore[misc,assignment]
+        streams: dict[str, list[dict[str, str]]] = {}
+        for name, suffix in STREAMS.items():
+            entries: Any = await client.xrange(f"{KEY_PREFIX}{suffix}")
+            streams[name] = [{"id": str(entry_id), **fields} for entry_id, fields in entries or []
+                             if fields and fields.get("customer_id") == customer_id]
+        segment = profile.get("segment")
+        in_segment = bool(segment) and bool(await client.sismember(segment_key(segment or ""),  # type: ignore[misc]
+                                                                   customer_id))
+    finally:
+        await client.aclose()
+
+    latest = states[-1] if states else b""
+    return {
+        "customer_id": customer_id,
+        "generated_at": datetime.now(UTC).isoformat(),
+        "state": json.loads(latest) if latest else None,  # an empty newest record is a tombstone
+        "profile": profile or None,
+        "segment_sets": [segment] if in_segment else [],
+        **streams,
+        "churn_labels": [json.loads(value) for value in labels if value],
+        "sources": {
+            "state": f"{changelog_topic(settings, 'customer-state')}[{owner}]",
+            "profile": customer_key(customer_id), "segment_sets": segment_key("*"),
+            **{name: f"{KEY_PREFIX}{suffix}" for name, suffix in STREAMS.items()},
+            "churn_labels": settings.topic("churn-labels"),
+        },
+        "not_included": [f"raw events in {settings.topic('events')} and {settings.topic('customer-events')}, and "
+                         f"dead letters in {settings.topic('events.dlq')}: kept until the topics' retention "
+                         "(Kafka's default: 7 days) removes them"],
+    }
