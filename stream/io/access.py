@@ -19,6 +19,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import DefaultPartitioner
 
 from stream.settings import Settings
@@ -30,12 +31,16 @@ STREAMS = {"tag_changes": "tags", "alerts": "alerts", "relay_dead_letters": "ale
 
 async def read_keyed(bootstrap: str, topic: str, key: bytes, partitions: list[int] | None = None) -> list[bytes]:
     """The values of every record with ``key`` in ``topic`` (all partitions, or these), oldest first."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    known = {p["partition"] for d in described if not d.get("error_code") for p in d.get("partitions", [])}
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
     await consumer.start()
     try:
-        if topic not in await consumer.topics():  # also loads the metadata
-            return []
-        known = consumer.partitions_for_topic(topic) or set()
         chosen = [TopicPartition(topic, p) for p in sorted(known) if partitions is None or p in partitions]
         if not chosen:
             return []
@@ -60,7 +65,9 @@ async def subject_access(settings: Settings, customer_id: str) -> dict[str, Any]
     key = customer_id.encode()
     every = list(range(settings.partitions))
     owner = int(DefaultPartitioner()(key, every, every))
-    states = await read_keyed(settings.kafka_bootstrap, changelog_topic(settings, "customer-state"), key, [owner])
+    table_key = json.dumps(customer_id).encode()  # Faust serializes table keys as JSON
+    states = await read_keyed(settings.kafka_bootstrap, changelog_topic(settings, "customer-state"), table_key,
+                              [owner])
     labels = await read_keyed(settings.kafka_bootstrap, settings.topic("churn-labels"), key)
 
     client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
