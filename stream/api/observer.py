@@ -95,14 +95,15 @@ class Observer:
         if not partitions:
             return
         ends = sum((await reader.end_offsets(partitions)).values())
-        lags = await group_lags(admin, reader, processing_groups(self.settings)) or {}
+        groups = processing_groups(self.settings)
+        lags = await group_lags(admin, reader, groups) or {}
         now = time.monotonic()
         rate = (ends - self._last[1]) / (now - self._last[0]) if self._last else None
         self._last = (now, ends)
         self.samples.append({"at": datetime.now(UTC).isoformat(), "events_in": ends,
                              "events_per_s": round(rate, 1) if rate is not None else None,
                              "lag": {group: sum(v for (g, _, _), v in lags.items() if g == group)
-                                     for group in processing_groups(self.settings)}})
+                                     for group in groups}})
 
     def _ingest(self, topic: str, value: bytes | None, timestamp_ms: int) -> None:
         try:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -79,3 +81,28 @@ class Progress:
 
     def done(self, summary: str) -> None:
         self.say(f"  {self.what} done in {time.perf_counter() - self.started:.1f} s: {summary}")
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def api_answers(server: subprocess.Popen[bytes], base: str, timeout: float = 30.0) -> str | None:
+    """Wait until a ``pulse serve`` just started answers ``/v1/health``: None when it does,
+    else why not (it exited, or it did not answer in time)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            return f"pulse serve exited with {server.returncode}"
+        try:
+            if httpx.get(f"{base}/v1/health", timeout=1).status_code == 200:
+                return None
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    return f"pulse serve did not answer at {base} within {timeout:.0f}s"

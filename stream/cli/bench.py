@@ -13,7 +13,6 @@ import asyncio
 import json
 import math
 import shutil
-import socket
 import tempfile
 import time
 import uuid
@@ -23,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from stream.cli.base import Progress
+from stream.cli.base import Progress, free_port
 from stream.infra.worker import WorkerProcess, worker_env
 from stream.io.produce import event_records, produce
 from stream.io.sample import sample_events
@@ -121,12 +120,6 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def raw_consume_rate(bootstrap: str, topic: str, expected: int) -> float:
     """Events/s of a bare aiokafka consumer reading the topic from the start and decoding each value."""
     from aiokafka import AIOKafkaConsumer
@@ -189,7 +182,7 @@ class Bench:
 
         started = time.perf_counter()
         for _ in range(workers):
-            port = _free_port()
+            port = free_port()
             self.workers.append(WorkerProcess(self.env(port), self.data_dir / f"worker-{port}.log", port).start())
         progress = Progress(self.say, "pipeline")
         behind = asyncio.run(wait_until_processed(bootstrap, self.groups(), WAIT_TIMEOUT_SECONDS,

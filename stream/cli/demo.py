@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import redis
 
+from stream.cli.base import api_answers
 from stream.core.batch import batch_raw_rfm
 from stream.infra import services
 from stream.infra.process import InfraError
@@ -119,15 +119,10 @@ def _serve(settings: Settings, port: int, example: str, say: Callable[[str], Non
                                   env={**os.environ, "PULSE_API_TOKENS": token}, stdout=out, stderr=subprocess.STDOUT,
                                   stdin=subprocess.DEVNULL, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and server.poll() is None:
-        try:
-            if httpx.get(f"{base}/v1/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    if server.poll() is not None:
-        say(f"   pulse serve did not start (see {log_file}); try: .venv/bin/pulse serve --port {port}")
+    failed = api_answers(server, base)
+    if failed:
+        server.terminate()
+        say(f"   {failed} (see {log_file}); try: .venv/bin/pulse serve --port {port}")
         return
     say(f"== the lookup API and dashboard keep running (pid {server.pid}; stop: kill {server.pid})")
     say(f"   dashboard  {base}/#token={token}")

@@ -15,7 +15,6 @@ import os
 import random
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,11 +23,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import redis
 
 from schemas import Profile
 from stream.api.lookup import LookupClient
+from stream.cli.base import api_answers, free_port
 from stream.cli.bench import BenchError, percentiles
 from stream.sinks import RedisSink
 
@@ -152,12 +151,6 @@ async def _offer(port: int, rate: float, seconds: float, make: Callable[[], byte
     return latencies, errors
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _time_direct(client: LookupClient, ids: list[str], rounds: int, batch: int) -> list[float]:
     rng = random.Random(5)
     times = []
@@ -179,7 +172,7 @@ def run_lookup_bench(redis_url: str, profiles: int, rate: float, seconds: float,
                          "afterwards: choose an unused one with --redis-db")
     result = LookupBenchResult(profiles=profiles, rate=rate, seconds=seconds, workers=workers, batch_rate=batch_rate)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped benchmark still empties its database
-    token, port = secrets.token_urlsafe(24), _free_port()
+    token, port = secrets.token_urlsafe(24), free_port()
     server: subprocess.Popen[bytes] | None = None
     try:
         say(f"  writing {profiles:,} profiles to {redis_url}")
@@ -191,7 +184,11 @@ def run_lookup_bench(redis_url: str, profiles: int, rate: float, seconds: float,
                                    "--workers", str(workers)], env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         base = f"http://127.0.0.1:{port}"
-        _wait_for_server(server, base)
+        failed = api_answers(server, base)
+        if failed:
+            exited = server.poll() is not None and server.stderr is not None
+            err = server.stderr.read().decode(errors="replace").strip() if exited and server.stderr else ""
+            raise BenchError(f"{failed}: {err}" if err else failed)
         rng = random.Random(7)
 
         auth = f"Host: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
@@ -224,18 +221,3 @@ def run_lookup_bench(redis_url: str, profiles: int, rate: float, seconds: float,
             server.terminate()
             server.wait(timeout=10)
         redis.Redis.from_url(redis_url).flushdb()
-
-
-def _wait_for_server(server: subprocess.Popen[bytes], base: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            err = server.stderr.read().decode(errors="replace") if server.stderr else ""
-            raise BenchError(f"pulse serve exited with {server.returncode}: {err.strip()}")
-        try:
-            if httpx.get(f"{base}/v1/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise BenchError(f"pulse serve did not answer at {base} within {timeout:.0f}s")
