@@ -1,0 +1,118 @@
+"""The purchase model against ``lifetimes`` (the reference implementation of BG/NBD and
+Gamma-Gamma) on the real CDNOW log, and its invariants on any summary."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import warnings
+from collections import defaultdict
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stream.model.purchase import BgNbd, FitError, GammaGamma, fit_bgnbd, fit_gamma_gamma
+
+CUTOFF = date(1997, 9, 30)
+
+
+def _cdnow_summaries() -> tuple[np.ndarray, ...]:
+    spec = importlib.util.find_spec("lifetimes")
+    assert spec is not None and spec.origin
+    path = Path(spec.origin).parent / "datasets" / "CDNOW_master.txt"
+    days: dict[str, set[int]] = defaultdict(set)
+    spend: dict[str, list[float]] = defaultdict(list)
+    for line in path.read_text().splitlines()[1:]:
+        customer, day, _, amount = line.split()
+        when = date(int(day[:4]), int(day[4:6]), int(day[6:]))
+        if when <= CUTOFF:
+            days[customer].add((CUTOFF - when).days)
+            spend[customer].append(float(amount))
+    ages = [sorted(v) for v in days.values()]  # days before the cut-off, newest first
+    x = np.array([len(a) - 1 for a in ages], dtype=float)
+    T = np.array([a[-1] for a in ages], dtype=float)
+    t_x = T - np.array([a[0] for a in ages], dtype=float)
+    orders = np.array([len(v) for v in spend.values()], dtype=float)
+    mean = np.array([sum(v) / len(v) for v in spend.values()])
+    return x, t_x, T, orders, mean
+
+
+@pytest.fixture(scope="module")
+def cdnow() -> tuple[np.ndarray, ...]:
+    return _cdnow_summaries()
+
+
+def test_bgnbd_fit_and_predictions_equal_lifetimes_on_cdnow(cdnow: tuple[np.ndarray, ...]) -> None:
+    from lifetimes import BetaGeoFitter
+
+    x, t_x, T, _, _ = cdnow
+    ours = fit_bgnbd(x, t_x, T)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = BetaGeoFitter().fit(x, t_x, T)
+    for name in ("r", "alpha", "a", "b"):
+        assert getattr(ours, name) == pytest.approx(reference.params_[name], rel=1e-3), name
+    # the same fit from a histogram of distinct summaries, weighted by customers
+    keys, counts = np.unique(np.column_stack([x, t_x, T]), axis=0, return_counts=True)
+    weighted = fit_bgnbd(keys[:, 0], keys[:, 1], keys[:, 2], counts)
+    assert weighted.alpha == pytest.approx(ours.alpha, rel=1e-3) and weighted.b == pytest.approx(ours.b, rel=1e-3)
+    for i in range(0, len(x), 997):
+        assert ours.p_alive(x[i], t_x[i], T[i]) == pytest.approx(
+            np.asarray(reference.conditional_probability_alive(x[i], t_x[i], T[i])).item(), rel=1e-3, abs=1e-6)
+        assert ours.expected_purchases(90, x[i], t_x[i], T[i]) == pytest.approx(
+            np.asarray(reference.conditional_expected_number_of_purchases_up_to_time(90, x[i], t_x[i], T[i])).item(),
+            rel=1e-3, abs=1e-6)
+
+
+def test_gamma_gamma_fit_equals_lifetimes_on_cdnow_repeat_buyers(cdnow: tuple[np.ndarray, ...]) -> None:
+    from lifetimes import GammaGammaFitter
+
+    _, _, _, orders, mean = cdnow
+    repeat = orders > 1
+    ours = fit_gamma_gamma(orders[repeat], mean[repeat])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = GammaGammaFitter().fit(orders[repeat], mean[repeat])
+    for name in ("p", "q", "v"):
+        assert getattr(ours, name) == pytest.approx(reference.params_[name], rel=2e-3), name
+    for i in range(0, int(repeat.sum()), 501):
+        n, m = orders[repeat][i], mean[repeat][i]
+        assert ours.expected_spend(int(n), m) == pytest.approx(
+            np.asarray(reference.conditional_expected_average_profit(n, m)).item(), rel=1e-3)
+
+
+def test_fits_refuse_populations_they_cannot_identify() -> None:
+    with pytest.raises(FitError, match="at least 20 customers"):
+        fit_bgnbd(np.zeros(5), np.zeros(5), np.full(5, 10.0))
+    with pytest.raises(FitError, match="repeat buyer"):
+        fit_bgnbd(np.zeros(50), np.zeros(50), np.full(50, 10.0))
+    with pytest.raises(FitError, match="spend model"):
+        fit_gamma_gamma(np.ones(3), np.ones(3))
+
+
+MODEL = BgNbd(r=0.25, alpha=33.5, a=0.72, b=2.16)
+summaries = st.tuples(st.integers(0, 60), st.floats(0, 500), st.floats(0, 500), st.floats(0.5, 400)).map(
+    lambda v: (float(v[0]), min(v[1], v[2]) if v[0] else 0.0, max(v[1], v[2]), v[3]))
+
+
+@given(summaries)
+def test_probabilities_stay_probabilities_and_silence_only_raises_churn(summary: tuple[float, ...]) -> None:
+    x, t_x, T, horizon = summary
+    alive, quiet = MODEL.p_alive(x, t_x, T), MODEL.p_no_purchase(horizon, x, t_x, T)
+    assert 0.0 <= alive <= 1.0 and 0.0 <= quiet <= 1.0
+    assert MODEL.p_no_purchase(horizon, x, t_x, T + 30) >= quiet - 1e-12  # 30 more silent days
+    assert MODEL.p_alive(x, t_x, T + 30) <= alive + 1e-12
+    assert MODEL.p_no_purchase(horizon * 2, x, t_x, T) <= quiet + 1e-12  # a longer horizon, more chances to buy
+    expected = MODEL.expected_purchases(horizon, x, t_x, T)
+    assert math.isfinite(expected) and expected >= 0.0
+
+
+@given(st.integers(1, 50), st.floats(1, 1000))
+def test_expected_spend_lies_between_the_customer_and_the_population(orders: int, mean: float) -> None:
+    model = GammaGamma(p=6.25, q=3.74, v=15.44)
+    spend, population = model.expected_spend(orders, mean), model.population_mean()
+    assert min(mean, population) - 1e-9 <= spend <= max(mean, population) + 1e-9
