@@ -1,16 +1,30 @@
 """Population-relative RFM scoring across workers: each worker publishes its partitions'
 shares of the population to the compacted ``pulse.rfm-population`` topic and reads every
-other worker's from it (the book itself, and how rescoring works: ``stream/core/population.py``)."""
+other worker's from it (the book itself, and how rescoring works: ``stream/core/population.py``).
+
+Every ``PULSE_PURCHASE_FIT_SECONDS`` each worker also refits the purchase model
+(``stream/core/purchase.py``) over the merged population when it changed, in a thread so
+the event loop goes on, and writes it to Redis (``pulse:purchase-model``) for readers that
+compute outlooks as of the model's now (``pulse export``, the lookup API)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import time
 from typing import Any
+
+import redis.asyncio as aioredis
 
 from agents.context import Pulse
 from agents.follow import follow
 from stream.core.population import PopulationBook
-from stream.core.rfm import Population
+from stream.core.purchase import FitError, fit_population
+from stream.core.rfm import MONETARY_RESOLUTION, Population
+from stream.sinks.redis import PURCHASE_MODEL_KEY
+
+log = logging.getLogger(__name__)
 
 
 def register(pulse: Pulse, book: PopulationBook) -> None:
@@ -39,3 +53,30 @@ def register(pulse: Pulse, book: PopulationBook) -> None:
             book.on_remote(int(data["partition"]), Population.from_json(data["population"]))
 
         await follow(pulse.settings.kafka_bootstrap, topic, on_share, start="beginning", what="rfm population")
+
+    fitted: dict[str, Any] = {"inputs": None, "published": False}
+
+    @app.timer(interval=pulse.settings.purchase_fit_seconds)
+    async def fit_purchase_model() -> None:
+        purchases, spend = book.purchase_inputs()
+        if purchases and purchases != fitted["inputs"]:
+            started = time.monotonic()
+            try:
+                book.purchase = await asyncio.get_running_loop().run_in_executor(
+                    None, fit_population, purchases, spend, MONETARY_RESOLUTION)
+            except FitError as exc:
+                log.info("purchase model: not fitted yet: %s", exc)
+                return
+            fitted.update(inputs=purchases, published=False)
+            log.info("purchase model %s fitted over %d customers in %.2f s: %s", book.purchase.version,
+                     book.purchase.customers, time.monotonic() - started, book.purchase.to_json())
+        if book.purchase is not None and not fitted["published"]:
+            client = aioredis.Redis.from_url(pulse.settings.redis_url, socket_timeout=2)
+            try:
+                await client.set(PURCHASE_MODEL_KEY, json.dumps(
+                    {**book.purchase.to_json(), "horizon_days": pulse.settings.churn_horizon_days}))
+                fitted["published"] = True
+            except (aioredis.RedisError, OSError) as exc:
+                log.warning("purchase model: cannot write it to Redis (retried at the next fit): %s", exc)
+            finally:
+                await client.aclose()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from schemas.outputs import CustomerTags
 
@@ -33,6 +33,10 @@ class CustomerState(BaseModel):
     first_seen_at: AwareDatetime | None = None
     last_event_at: AwareDatetime | None = None
     previous_purchase_at: AwareDatetime | None = None
+    # distinct UTC days with a purchase (the purchase model's repeat purchases are days - 1), and
+    # the purchase days a late purchase could still share (within the lateness of the newest event)
+    purchase_days: int = 0
+    recent_purchase_days: list[int] = Field(default_factory=list)
     # inter-purchase gaps in days (Welford's running mean and sum of squared deviations)
     interval_count: int = 0
     interval_mean_days: float = 0.0
@@ -78,6 +82,7 @@ class Profile(BaseModel):
     version: int  # the state revision: writes with a version not newer than Redis's are ignored
     events: int
     orders: int
+    purchase_days: int | None = None  # distinct days with a purchase
     monetary: str
     first_purchase_at: datetime | None
     last_purchase_at: datetime | None
@@ -97,3 +102,11 @@ class Profile(BaseModel):
     churn_probability: float | None = None
     churn_risk: str | None = None
     churn_reasons: str | None = None
+    # The population-fitted purchase model (BG/NBD + Gamma-Gamma), as of ``scores_as_of``;
+    # readers recompute them as of the model's now (docs/churn-model.md).
+    p_alive: float | None = None
+    purchase_churn_probability: float | None = None  # P(no purchase within the churn horizon H)
+    expected_orders: float | None = None  # within H days
+    predicted_value: float | None = None  # expected spend within H days
+    purchase_model: str | None = None  # the fitted model's version
+    scores_as_of: datetime | None = None

@@ -119,6 +119,10 @@ class Settings(BaseSettings):
         1.0, 0.1, 3600, unit="seconds",
         description="Population RFM scoring: how often (at most) a partition moves to the merged "
                     "population's cut points and rescores the customers between old and new cuts.")
+    purchase_fit_seconds: float = _bounded(
+        30.0, 1, 86_400, unit="seconds",
+        description="Population scoring: how often (at most) the purchase model (BG/NBD + Gamma-Gamma) is "
+                    "refitted over the merged population, when it changed.")
     churn_horizon_days: int = _bounded(
         90, 1, 3650, unit="days",
         description="Churn means no purchase within this many days (H); one-time buyers' usual gap is H/2.")

@@ -13,6 +13,7 @@ client; both build the same commands and read the answers with the same function
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -22,11 +23,16 @@ import redis.asyncio as aioredis
 
 from schemas import Profile
 from schemas.api import CustomerLookup, SegmentPage
-from stream.sinks.base import typed_fields
+from stream.core.purchase import PurchaseModel
+from stream.sinks.base import as_of_now, typed_fields
 from stream.sinks.redis import KEY_PREFIX, customer_key, segment_key
 
 PROFILE_FIELDS = tuple(Profile.model_fields)
 FRESHNESS_FIELDS = ("version", "computed_at", "as_of_event_time")
+# recomputed at read time as of the purchase model's now, from the inputs beside them
+PURCHASE_OUTPUTS = frozenset({"p_alive", "purchase_churn_probability", "expected_orders", "predicted_value",
+                              "purchase_model", "scores_as_of"})
+PURCHASE_INPUTS = ("orders", "purchase_days", "first_purchase_at", "last_purchase_at", "monetary")
 ALERT_SCAN = 10_000  # the newest alerts looked through when filtering by kind
 TIMEOUT_SECONDS = 0.5  # a lookup that Redis cannot answer in this time fails instead of hanging
 
@@ -60,18 +66,32 @@ def describe_fields() -> str:
     return ", ".join(PROFILE_FIELDS)
 
 
+def _read_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    extra = PURCHASE_INPUTS if PURCHASE_OUTPUTS.intersection(names) else ()
+    return (*FRESHNESS_FIELDS, *names, *extra)
+
+
 def _queue_reads(pipe: Any, ids: Sequence[str], names: tuple[str, ...] | None, prefix: str) -> None:
+    pipe.get(f"{prefix}purchase-model")  # in the same round trip: scores are read as of its now
     for customer_id in ids:
         if names is None:
             pipe.hgetall(customer_key(customer_id, prefix))
         else:
-            pipe.hmget(customer_key(customer_id, prefix), [*FRESHNESS_FIELDS, *names])
+            pipe.hmget(customer_key(customer_id, prefix), _read_names(names))
 
 
 def _as_mapping(raw: Any, names: tuple[str, ...] | None) -> dict[str, str]:
     if names is None:
         return dict(raw or {})
-    return {name: value for name, value in zip((*FRESHNESS_FIELDS, *names), raw, strict=True) if value is not None}
+    return {name: value for name, value in zip(_read_names(names), raw, strict=True) if value is not None}
+
+
+def stored_purchase_model(raw: str | bytes | None) -> tuple[PurchaseModel | None, int]:
+    """The published purchase model and the horizon (days) its outlooks are over."""
+    if not raw:
+        return None, 0
+    data = json.loads(raw)
+    return PurchaseModel.from_json(data), int(data.get("horizon_days", 90))
 
 
 def to_lookup(customer_id: str, stored: Mapping[str, str], names: tuple[str, ...] | None, now: datetime,
@@ -103,8 +123,9 @@ def to_lookup(customer_id: str, stored: Mapping[str, str], names: tuple[str, ...
 
 def _lookups(ids: Sequence[str], raws: Sequence[Any], names: tuple[str, ...] | None, now: datetime,
              max_age_seconds: float | None) -> dict[str, CustomerLookup | None]:
-    return {cid: to_lookup(cid, _as_mapping(raw, names), names, now, max_age_seconds)
-            for cid, raw in zip(ids, raws, strict=True)}
+    model, horizon = stored_purchase_model(raws[0])
+    return {cid: to_lookup(cid, as_of_now(_as_mapping(raw, names), model, horizon), names, now, max_age_seconds)
+            for cid, raw in zip(ids, raws[1:], strict=True)}
 
 
 def _page(segment: str, answer: Any) -> SegmentPage:

@@ -146,19 +146,26 @@ def churn_report(events_file: Path, truth_file: Path) -> None:
         click.echo(line)
 
 
-@main.command(help="Write every customer's profile from Redis as JSON lines.")
+@main.command(help="Write every customer's profile from Redis as JSON lines (purchase-model scores as "
+                    "of the model's now).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Output file ('-' for stdout).")
 def export(out: Path) -> None:
 
     import redis
 
-    from stream.sinks.base import typed_fields
-    from stream.sinks.redis import KEY_PREFIX
+    from stream.api.lookup import stored_purchase_model
+    from stream.sinks.base import as_of_now, typed_fields
+    from stream.sinks.redis import KEY_PREFIX, PURCHASE_MODEL_KEY
 
     settings = load_or_exit()
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     pattern = f"{KEY_PREFIX}cust:*"
+    try:
+        stored_model = client.get(PURCHASE_MODEL_KEY)
+    except redis.RedisError as exc:
+        raise click.ClickException(f"cannot read profiles from {settings.redis_url}: {exc}") from None
+    model, horizon = stored_purchase_model(stored_model)  # type: ignore[arg-type]
     written = 0
     if str(out) != "-":
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -174,6 +181,7 @@ def export(out: Path) -> None:
             for row in pipe.execute():
                 if not row:
                     continue
+                row = as_of_now(row, model, horizon)
                 handle.write(json.dumps(typed_fields(row), sort_keys=True) + "\n")
                 written += 1
             batch.clear()

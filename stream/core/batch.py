@@ -19,6 +19,7 @@ class RawRfm:
     monetary: Decimal
     first_purchase_at: datetime | None
     last_purchase_at: datetime | None
+    purchase_days: int = 0  # distinct UTC days with a purchase
 
 
 def batch_raw_rfm(events: Iterable[Mapping[str, Any]]) -> dict[str, RawRfm]:
@@ -53,6 +54,7 @@ def batch_raw_rfm(events: Iterable[Mapping[str, Any]]) -> dict[str, RawRfm]:
             monetary=monetary,
             first_purchase_at=min(times) if times else None,
             last_purchase_at=max(times) if times else None,
+            purchase_days=len({int(t.timestamp() // 86_400) for t in times}),
         )
     return result
 

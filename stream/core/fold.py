@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 from schemas import CLICK_TYPES, CustomerState, Event, Profile, Purchase, Refund, SupportContact
 from stream.core.churn import risk_band
 from stream.core.dedup import DEFAULT_POLICY, Admission, DedupPolicy, admit, remember
 from stream.core.preferences import WEIGHTS, add_interest, preferred_channel, top_categories
+from stream.core.purchase import DAY_SECONDS, PurchaseModel
 from stream.core.windows import add
 
 HEURISTIC_MODEL = "none"  # no churn score yet (no purchase)
@@ -79,7 +81,24 @@ def apply_event(state: CustomerState, event: Event,
         "dedup_evicted": state.dedup_evicted + evicted,
     }
     update.update(_behaviour(state, event, newest))
+    if isinstance(event, Purchase):
+        update.update(_purchase_day(state, event.event_time, newest, policy))
     return state.model_copy(update=update), admission
+
+
+def _purchase_day(state: CustomerState, at: datetime, newest: datetime, policy: DedupPolicy) -> dict[str, object]:
+    """Count the purchase's day once, in any arrival order: an admitted purchase is never more
+    than the lateness before the newest event, so remembering the purchase days since then is
+    enough to know whether its day was counted."""
+    day, oldest_possible = _day(at), _day(newest - policy.lateness)
+    recent = [d for d in state.recent_purchase_days if d >= oldest_possible]
+    if day in recent:
+        return {"recent_purchase_days": recent}
+    return {"purchase_days": state.purchase_days + 1, "recent_purchase_days": sorted([*recent, day])}
+
+
+def _day(moment: datetime) -> int:
+    return int(moment.timestamp() // 86_400)
 
 
 FUNNEL = {"page_view": "browse", "search": "browse", "product_view": "product", "wishlist_add": "product",
@@ -144,11 +163,16 @@ def _behaviour(state: CustomerState, event: Event, newest: datetime) -> dict[str
     return update
 
 
-def to_profile(state: CustomerState, computed_at: datetime, churn_threshold: float = 0.7) -> Profile:
-    """The Redis projection of a state."""
+def to_profile(state: CustomerState, computed_at: datetime, churn_threshold: float = 0.7,
+               purchase: PurchaseModel | None = None, horizon_days: int = 90) -> Profile:
+    """The Redis projection of a state (with the purchase model's outlook, as of the
+    newer of the state's event time and the model's now, when a model is given)."""
     tags = state.tags
     as_of = max((t for t in (state.last_event_at, tags.as_of) if t is not None), default=None)
     return Profile(
+        **purchase_fields(state.orders, state.purchase_days, state.first_purchase_at, state.last_purchase_at,
+                          state.monetary_cents / 100, as_of, purchase, horizon_days),
+        purchase_days=state.purchase_days or None,
         customer_id=state.customer_id,
         version=state.revision,
         events=state.events,
@@ -168,3 +192,20 @@ def to_profile(state: CustomerState, computed_at: datetime, churn_threshold: flo
         churn_risk=risk_band(state.churn_probability, state.churn_threshold or churn_threshold),
         churn_reasons=state.churn_reasons,
     )
+
+
+def purchase_fields(orders: int, purchase_days: int, first: datetime | None, last: datetime | None,
+                    monetary: float, as_of: datetime | None, model: PurchaseModel | None,
+                    horizon_days: int) -> dict[str, Any]:
+    """The Profile's purchase-model fields (none before a first purchase or a fitted model).
+    (A state from before ``purchase_days`` existed counts its orders instead.)"""
+    if model is None or orders <= 0 or first is None or last is None:
+        return {}
+    now_day = max(model.as_of_day, as_of.timestamp() / DAY_SECONDS if as_of else 0.0)
+    outlook = model.outlook(orders, purchase_days or orders, first.timestamp() / DAY_SECONDS,
+                            last.timestamp() / DAY_SECONDS, monetary, now_day, horizon_days)
+    return {"p_alive": round(outlook.p_alive, 4), "purchase_churn_probability": round(outlook.p_no_purchase, 4),
+            "expected_orders": round(outlook.expected_orders, 4),
+            "predicted_value": round(outlook.predicted_value, 2) if outlook.predicted_value is not None else None,
+            "purchase_model": model.version,
+            "scores_as_of": datetime.fromtimestamp(max(now_day, last.timestamp() / DAY_SECONDS) * DAY_SECONDS, UTC)}

@@ -25,6 +25,7 @@ from typing import Any
 from aiokafka.partitioner import DefaultPartitioner
 
 from schemas import CustomerState
+from stream.core.purchase import PurchaseModel
 from stream.core.rfm import Cuts, PartitionIndex, Population
 from stream.core.tagging import raw_values
 
@@ -52,6 +53,7 @@ class PopulationBook:
         self.dirty: set[int] = set()
         self.last_rescore: dict[int, float] = {}
         self._merged: Cuts | None = None
+        self.purchase: PurchaseModel | None = None  # fitted by agents/population_sync.py
 
     # -- owned partitions -------------------------------------------------------------
     def index(self, partition: int) -> PartitionIndex:
@@ -123,6 +125,11 @@ class PopulationBook:
             self._merged = self.merged().cuts()
         return self._merged
 
+    def purchase_inputs(self) -> tuple[dict[tuple[int, ...], int], dict[tuple[int, ...], int]]:
+        """Copies of the merged population's purchase-model histograms (to fit off the loop)."""
+        merged = self.merged()
+        return dict(merged.purchases), dict(merged.spend)
+
     def on_remote(self, partition: int, population: Population) -> None:
         self.remote[partition] = population
         if partition not in self.local:
@@ -140,4 +147,5 @@ class PopulationBook:
                                     "settled": self.applied[p] == cuts}
                            for p, index in sorted(self.local.items())},
             "remote_partitions": sorted(p for p in self.remote if p not in self.local),
+            "purchase_model": self.purchase.to_json() if self.purchase is not None else None,
         }

@@ -20,6 +20,7 @@ from stream.core.alerts import assess
 from stream.core.churn import ChurnConfig, Scorer
 from stream.core.dedup import Admission, DedupPolicy
 from stream.core.fold import apply_event, to_profile
+from stream.core.purchase import PurchaseModel
 from stream.core.rfm import Cuts, PartitionIndex
 from stream.core.rules import Rules
 from stream.core.sweep import (
@@ -49,6 +50,8 @@ class ScoringBook(Protocol):
     def merged_cuts(self) -> Cuts: ...
     def set_applied(self, partition: int, cuts: Cuts, index: MutableMapping[str, bytes]) -> None: ...
     def due(self, partition: int, every: float) -> bool: ...
+    @property
+    def purchase(self) -> PurchaseModel | None: ...
 
 
 @dataclass
@@ -95,7 +98,8 @@ class Processor:
 
     def profile(self, state: CustomerState) -> Profile:
         """The Redis projection of a state, computed now."""
-        return to_profile(state, self.clock(), self.churn.threshold)
+        purchase = self.population.purchase if self.population is not None else None
+        return to_profile(state, self.clock(), self.churn.threshold, purchase, self.churn.horizon_days)
 
     # -- records ------------------------------------------------------------------------
     def _dead_letter(self, record: Record, rejection: Rejection, effects: Effects, stage: str = "profile") -> None:

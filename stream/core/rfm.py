@@ -21,7 +21,7 @@ import math
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 Dimension = Literal["days", "orders", "monetary"]
 DIMENSIONS: tuple[Dimension, ...] = ("days", "orders", "monetary")
@@ -31,11 +31,14 @@ MONETARY_RESOLUTION = 1.005  # bucket width ratio
 
 @dataclass(frozen=True)
 class RawRfmValues:
-    """The raw values scored: last purchase day (days since 1970-01-01), orders, cents spent."""
+    """The raw values scored: last purchase day (days since 1970-01-01), orders, cents spent;
+    and the first purchase day, which the purchase model's summaries need (not scored)."""
 
     last_purchase_day: int
     orders: int
     monetary_cents: int
+    first_purchase_day: int | None = None
+    purchase_days: int | None = None  # distinct days with a purchase (None: count the orders)
 
 
 @dataclass(frozen=True)
@@ -78,10 +81,19 @@ class Population:
     orders: dict[int, int] = field(default_factory=dict)
     monetary: dict[int, int] = field(default_factory=dict)
     size: int = 0
+    # the purchase model's inputs: (purchase days, first day, last day) and (orders, bucket of the mean order)
+    purchases: dict[tuple[int, ...], int] = field(default_factory=dict)
+    spend: dict[tuple[int, ...], int] = field(default_factory=dict)
 
     def add(self, values: RawRfmValues, sign: int = 1) -> None:
-        for histogram, key in ((self.days, values.last_purchase_day), (self.orders, values.orders),
-                               (self.monetary, monetary_bucket(values.monetary_cents))):
+        keyed: list[tuple[dict[Any, int], Any]] = [
+            (self.days, values.last_purchase_day), (self.orders, values.orders),
+            (self.monetary, monetary_bucket(values.monetary_cents))]
+        if values.first_purchase_day is not None:
+            days = values.purchase_days or values.orders
+            keyed += [(self.purchases, (days, values.first_purchase_day, values.last_purchase_day)),
+                      (self.spend, (values.orders, monetary_bucket(values.monetary_cents // max(1, values.orders))))]
+        for histogram, key in keyed:
             count = histogram.get(key, 0) + sign
             if count < 0:
                 raise ValueError(f"removing a value that was never added: {values}")
@@ -105,8 +117,10 @@ class Population:
     def merge(cls, parts: Iterable[Population]) -> Population:
         merged = cls()
         for part in parts:
-            for mine, theirs in ((merged.days, part.days), (merged.orders, part.orders),
-                                 (merged.monetary, part.monetary)):
+            pairs: tuple[tuple[dict[Any, int], dict[Any, int]], ...] = (
+                (merged.days, part.days), (merged.orders, part.orders), (merged.monetary, part.monetary),
+                (merged.purchases, part.purchases), (merged.spend, part.spend))
+            for mine, theirs in pairs:
                 for key, count in theirs.items():
                     mine[key] = mine.get(key, 0) + count
             merged.size += part.size
@@ -114,12 +128,16 @@ class Population:
 
     def to_json(self) -> dict[str, object]:
         return {"days": _pairs(self.days), "orders": _pairs(self.orders),
-                "monetary": _pairs(self.monetary), "size": self.size}
+                "monetary": _pairs(self.monetary), "size": self.size,
+                "purchases": [[*k, v] for k, v in sorted(self.purchases.items())],
+                "spend": [[*k, v] for k, v in sorted(self.spend.items())]}
 
     @classmethod
     def from_json(cls, data: Mapping[str, object]) -> Population:
+        """(Shares published before the purchase model have no ``purchases`` or ``spend``.)"""
         return cls(days=_unpairs(data["days"]), orders=_unpairs(data["orders"]),
-                   monetary=_unpairs(data["monetary"]), size=int(data["size"]))  # type: ignore[call-overload]
+                   monetary=_unpairs(data["monetary"]), size=int(data["size"]),  # type: ignore[call-overload]
+                   purchases=_untuples(data.get("purchases", ())), spend=_untuples(data.get("spend", ())))
 
     def histogram(self, dimension: Dimension) -> dict[int, int]:
         return {"days": self.days, "orders": self.orders, "monetary": self.monetary}[dimension]
@@ -239,6 +257,10 @@ def _pairs(histogram: dict[int, int]) -> list[list[int]]:
 
 def _unpairs(pairs: object) -> dict[int, int]:
     return {int(k): int(v) for k, v in pairs}  # type: ignore[attr-defined]
+
+
+def _untuples(rows: object) -> dict[tuple[int, ...], int]:
+    return {tuple(int(v) for v in row[:-1]): int(row[-1]) for row in rows}  # type: ignore[attr-defined]
 
 
 def exact_scores(population: Mapping[str, RawRfmValues]) -> dict[str, RfmScore]:

@@ -15,8 +15,11 @@ def raw_values(state: CustomerState) -> RawRfmValues | None:
     """What population scoring ranks: purchase day, orders, cents (None before a purchase)."""
     if state.orders == 0 or state.last_purchase_at is None:
         return None
+    first = state.first_purchase_at
     return RawRfmValues(last_purchase_day=int(state.last_purchase_at.timestamp() // 86_400),
-                        orders=state.orders, monetary_cents=state.monetary_cents)
+                        orders=state.orders, monetary_cents=state.monetary_cents,
+                        first_purchase_day=int(first.timestamp() // 86_400) if first is not None else None,
+                        purchase_days=state.purchase_days or None)
 
 
 def rfm_score(state: CustomerState, now: datetime, rules: Rules, cuts: Cuts | None = None) -> RfmScore | None:

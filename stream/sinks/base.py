@@ -12,6 +12,8 @@ from typing import Protocol
 from pydantic import BaseModel
 
 from schemas import Alert, CustomerTags, Profile, TagChange
+from stream.core.fold import purchase_fields
+from stream.core.purchase import PurchaseModel
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +108,25 @@ def typed_fields(fields: Mapping[str, str]) -> dict[str, object]:
     """
     return {name: _NUMBERS[name](value) if name in _NUMBERS and value != "" else value
             for name, value in fields.items()}
+
+
+def as_of_now(fields: Mapping[str, str], model: PurchaseModel | None, horizon_days: int) -> dict[str, str]:
+    """A ``pulse:cust`` hash with its purchase-model fields recomputed as of the model's now
+    (the population's newest purchase day), so a silent customer's churn probability has
+    risen since the hash was written; unchanged without a model or a purchase.
+
+    >>> as_of_now({"orders": "0"}, None, 90)
+    {'orders': '0'}
+    """
+    if model is None or not fields.get("orders") or not fields.get("first_purchase_at"):
+        return dict(fields)
+    as_of = fields.get("as_of_event_time")
+    computed = purchase_fields(int(fields["orders"]), int(fields.get("purchase_days") or 0),
+                               datetime.fromisoformat(fields["first_purchase_at"]),
+                               datetime.fromisoformat(fields["last_purchase_at"]), float(fields.get("monetary") or 0),
+                               datetime.fromisoformat(as_of) if as_of else None, model, horizon_days)
+    return {**fields, **{name: value.isoformat() if isinstance(value, datetime) else str(value)
+                         for name, value in computed.items() if value is not None}}
 
 
 async def write_with_retry(

@@ -23,6 +23,7 @@ from stream.sinks.base import profile_fields, stream_fields, tag_order
 from stream.sinks.outbox import RedisWrites
 
 KEY_PREFIX = "pulse:"
+PURCHASE_MODEL_KEY = f"{KEY_PREFIX}purchase-model"  # the fitted purchase model (stream/core/purchase.py)
 TAG_STREAM_MAXLEN = 100_000
 ALERT_STREAM_MAXLEN = 100_000
 SEEN_CHANGE_TTL_SECONDS = 7 * 86_400

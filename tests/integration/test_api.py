@@ -275,3 +275,38 @@ async def test_metrics_parse_and_count_requests_by_route_and_segment_sizes(api: 
     assert counts[("/v1/customers/{customer_id}", "404")] == 1
     sizes = {s.labels["segment"]: s.value for s in samples if s.name == "pulse_segment_customers"}
     assert sizes == {"Loyal": 7, "Champions": 0, "At Risk": 0}
+
+
+def test_purchase_model_scores_are_read_as_of_the_published_models_now(test_redis: str) -> None:
+    import asyncio
+    import json
+
+    import redis
+
+    from stream.core.purchase import BgNbd, GammaGamma, PurchaseModel
+    from stream.sinks.redis import PURCHASE_MODEL_KEY
+
+    async def write() -> None:
+        sink = RedisSink.from_url(test_redis)
+        await sink.write_profiles([make_profile("p1", version=3, orders=3, monetary="60.00")])  # silent since Jan 3
+        await sink.close()
+
+    asyncio.run(write())
+    client = LookupClient.from_url(test_redis, clock=lambda: NOW)
+    store = redis.Redis.from_url(test_redis)
+    try:
+        without = client.get("p1")
+        assert without is not None and "purchase_churn_probability" not in without.profile  # no model: no claim
+        readings = {}
+        for as_of_day in (19_730, 19_900):  # 2024-01-08 and 2024-06-26 (2024-01-01 is day 19,723)
+            model = PurchaseModel(BgNbd(0.25, 33.5, 0.72, 2.16), GammaGamma(6.25, 3.74, 15.44), as_of_day, 900, 300)
+            store.set(PURCHASE_MODEL_KEY, json.dumps({**model.to_json(), "horizon_days": 90}))
+            found = client.get("p1", fields=["purchase_churn_probability", "scores_as_of", "p_alive"])
+            assert found is not None and set(found.profile) == {"purchase_churn_probability", "scores_as_of", "p_alive"}
+            readings[as_of_day] = found.profile
+        assert readings[19_900]["scores_as_of"] == "2024-06-26T00:00:00+00:00"
+        assert readings[19_900]["purchase_churn_probability"] > readings[19_730]["purchase_churn_probability"]
+        assert readings[19_900]["p_alive"] < readings[19_730]["p_alive"]
+    finally:
+        client.close()
+        store.close()

@@ -20,10 +20,11 @@ START = datetime(2024, 1, 1, tzinfo=UTC)
 @st.composite
 def event_lists(draw: st.DrawFn) -> list[dict]:
     n = draw(st.integers(min_value=1, max_value=40))
+    span = draw(st.sampled_from([500_000, 10_000]))  # a year, or a week (many purchases share a day)
     events = []
     for i in range(n):
         customer = draw(st.sampled_from(["a", "b", "c"]))
-        when = START + timedelta(minutes=draw(st.integers(0, 500_000)))
+        when = START + timedelta(minutes=draw(st.integers(0, span)))
         kind = draw(st.sampled_from(["purchase", "purchase", "refund", "page_view"]))
         base = {"event_id": f"e{i}", "customer_id": customer, "event_time": when.isoformat()}
         cents = draw(st.integers(0, 10_000_000))
@@ -71,6 +72,7 @@ def test_streaming_equals_batch_out_of_order_with_duplicates(events: list[dict],
         assert format_cents(got.monetary_cents) == f"{want.monetary:.2f}"
         assert got.first_purchase_at == want.first_purchase_at
         assert got.last_purchase_at == want.last_purchase_at
+        assert got.purchase_days == want.purchase_days
         assert got.duplicates == sum(1 for d in duplicates if d["customer_id"] == customer_id)
 
 

@@ -7,7 +7,8 @@ import importlib.util
 import math
 import warnings
 from collections import defaultdict
-from datetime import date
+from dataclasses import replace
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream.model.purchase import BgNbd, FitError, GammaGamma, fit_bgnbd, fit_gamma_gamma
+from stream.core.fold import purchase_fields
+from stream.core.purchase import (
+    BgNbd,
+    FitError,
+    GammaGamma,
+    PurchaseModel,
+    fit_bgnbd,
+    fit_gamma_gamma,
+    fit_population,
+)
+from stream.core.rfm import MONETARY_RESOLUTION, Population, RawRfmValues
+from stream.sinks.base import as_of_now
 
 CUTOFF = date(1997, 9, 30)
 
@@ -116,3 +128,43 @@ def test_expected_spend_lies_between_the_customer_and_the_population(orders: int
     model = GammaGamma(p=6.25, q=3.74, v=15.44)
     spend, population = model.expected_spend(orders, mean), model.population_mean()
     assert min(mean, population) - 1e-9 <= spend <= max(mean, population) + 1e-9
+
+
+def test_the_population_histograms_fit_the_same_model_as_every_customer(cdnow: tuple[np.ndarray, ...]) -> None:
+    x, t_x, T, orders, mean = cdnow
+    now_day, population = 10_000, Population()
+    for i in range(len(x)):
+        first = now_day - int(T[i])
+        population.add(RawRfmValues(last_purchase_day=first + int(t_x[i]), orders=int(x[i]) + 1,
+                                    monetary_cents=int(round(mean[i] * 100)) * (int(x[i]) + 1),
+                                    first_purchase_day=first))
+    # shares travel as JSON between workers and merge by adding counts
+    halves = [Population.from_json(population.to_json()), Population()]
+    merged = Population.merge(halves)
+    model = fit_population(merged.purchases, merged.spend, MONETARY_RESOLUTION)
+    direct = fit_bgnbd(x, t_x, T)
+    assert model.as_of_day == now_day and model.customers == len(x) and model.repeat_buyers == int((x > 0).sum())
+    assert model.bgnbd.alpha == pytest.approx(direct.alpha, rel=1e-3)
+    assert model.bgnbd.r == pytest.approx(direct.r, rel=1e-3)
+    assert model.spend is not None and 5 < model.spend.population_mean() < 100  # dollars per order
+    assert PurchaseModel.from_json(model.to_json()) == model
+    # a share published before the purchase model still loads
+    legacy = {k: v for k, v in population.to_json().items() if k not in ("purchases", "spend")}
+    assert Population.from_json(legacy).purchases == {}
+
+
+def test_a_silent_customers_hash_is_read_as_of_the_models_now() -> None:
+    model = PurchaseModel(BgNbd(0.25, 33.5, 0.72, 2.16), GammaGamma(6.25, 3.74, 15.44), as_of_day=20_100,
+                          customers=1000, repeat_buyers=300)
+    first, last = datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 3, 1, tzinfo=UTC)  # day 19,783 .. 19,843
+    written = {"orders": "4", "monetary": "80.00", "first_purchase_at": first.isoformat(),
+               "last_purchase_at": last.isoformat(), "as_of_event_time": last.isoformat()}
+    stale = purchase_fields(4, 4, first, last, 80.0, last, None, 90)
+    assert stale == {}  # no model: nothing claimed
+    at_write = purchase_fields(4, 4, first, last, 80.0, last, replace(model, as_of_day=19_850), 90)  # a week on
+    now = as_of_now(written, model, 90)
+    assert now["scores_as_of"] == datetime(2025, 1, 12, tzinfo=UTC).isoformat()  # day 20,100 (2025-01-01 is day 20,089)
+    assert float(now["purchase_churn_probability"]) > at_write["purchase_churn_probability"]
+    assert float(now["p_alive"]) < at_write["p_alive"]
+    assert float(now["predicted_value"]) < at_write["predicted_value"]
+    assert as_of_now({"orders": "0"}, model, 90) == {"orders": "0"}
