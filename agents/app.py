@@ -12,6 +12,7 @@ from agents.batching import quiet_producer_buffer_logs
 from agents.context import Pulse
 from stream.core.population import PopulationBook
 from stream.core.rules import load_rules
+from stream.model.activity_drift import ActivityMonitor
 from stream.settings import Settings
 from stream.topology import TABLES, TOPICS
 
@@ -54,6 +55,7 @@ def create_app(settings: Settings) -> Pulse:
         inputs=app.topic(settings.topic("events"), settings.topic("customer-events"), **raw),
         population=PopulationBook(settings.partitions, tables["customer-state"], tables["sweep-index"],
                                   mode=rules.scoring.mode),
+        activity=ActivityMonitor(lateness=settings.dedup_policy().lateness),
     )
     if rules.scoring.mode == "population":
         population_sync.register(pulse, pulse.population)

@@ -14,6 +14,7 @@ from stream.core.population import PopulationBook
 from stream.core.rules import Rules
 from stream.infra.metrics import WorkerMetrics
 from stream.model import ModelParams, SegmentMixMonitor
+from stream.model.activity_drift import ActivityMonitor
 from stream.settings import Settings
 
 T = TypeVar("T")
@@ -29,6 +30,7 @@ class Pulse:
     inputs: TopicT  # what the profile agent reads: events and customer-events
     population: PopulationBook
     segment_mix: SegmentMixMonitor = field(default_factory=SegmentMixMonitor)  # fed by the profile agent
+    activity: ActivityMonitor = field(default_factory=ActivityMonitor)  # likewise (lateness set by create_app)
     model: ModelParams | None = None  # the newest published churn model (agents/trainer.py)
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)  # /metrics (agents/views.py)
 

@@ -18,7 +18,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from agents.batching import by_partition, durable, gather_sends, held
 from agents.context import Pulse
-from agents.trainer import watch_segment_mix
+from agents.trainer import watch_population
 from schemas import CustomerState, Profile
 from stream.core.processor import Processor
 from stream.core.work import Effects, Record, Tables
@@ -105,7 +105,7 @@ def register(pulse: Pulse) -> None:
                     effects = processor.process(records, tables)
                     input_ms = int(min(e.message.timestamp for e in group) * 1000)
                     sends += await send_effects(pulse, effects, partition, processor.profile, input_ms)
-                    sends += await watch_segment_mix(pulse, effects.tag_changes)
+                    sends += await watch_population(pulse, effects, partition)
                 await gather_sends(sends)
                 await durable(pulse.app)
             pulse.metrics.batch_seconds.observe(time.perf_counter() - started)

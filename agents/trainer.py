@@ -1,5 +1,5 @@
 """The churn trainer (one worker: ``pulse.churn-labels`` has one partition), every
-worker's model reader, and the segment-mix drift monitor (see ``stream/model.py`` for the
+worker's model reader, and the population drift monitors (segment mix, daily activity; see ``stream/model.py`` for the
 model, metrics and drift detectors).
 
 The trainer restores the latest snapshot from the compacted ``pulse.churn-model`` topic when
@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.context import Pulse
 from agents.follow import follow
-from schemas import ChurnLabel, TagChange
-from stream.model import ModelParams, SnapshotError, Trainer
+from schemas import ChurnLabel
+from stream.core.work import Effects
+from stream.model import ModelParams, Monitoring, SnapshotError, Trainer
 
 log = logging.getLogger(__name__)
 
@@ -47,23 +48,27 @@ async def latest_snapshot(bootstrap: str, topic: str) -> dict[str, Any] | None:
         await consumer.stop()
 
 
-async def watch_segment_mix(pulse: Pulse, changes: Sequence[TagChange]) -> list[Awaitable[Any]]:
-    """Feed a batch's segment changes to this worker's segment-mix monitor (its partitions are a
-    sample of the whole); drift records go to the monitoring topic. Returns their sends."""
+async def watch_population(pulse: Pulse, effects: Effects, partition: int) -> list[Awaitable[Any]]:
+    """Feed a batch's segment changes and event-time activity to this worker's drift monitors
+    (its partitions are a sample of the whole); drift records go to the monitoring topic.
+    Returns their sends."""
+    records: list[Monitoring] = []
+    try:
+        for change in effects.tag_changes:
+            if change.tag == "segment":
+                records += pulse.segment_mix.observe(change.new, change.event_time)
+        for day, counts in effects.activity.items():
+            pulse.activity.observe(day, counts)
+        if effects.newest_event_time is not None:
+            records += pulse.activity.advance(effects.newest_event_time, partition)
+    except Exception:  # noqa: BLE001 - monitoring must never stop the worker
+        log.exception("monitor: population drift failed")
     sends = []
-    for change in changes:
-        if change.tag != "segment":
-            continue
-        try:
-            records = pulse.segment_mix.observe(change.new, change.event_time)
-        except Exception:  # noqa: BLE001 - monitoring must never stop the worker
-            log.exception("monitor: segment mix failed")
-            continue
-        for record in records:
-            log.warning("monitor: segment mix drift (%s)", record.details)
-            pulse.metrics.drift_records.labels(record.kind).inc()
-            sends.append(await pulse.topic("monitoring").send(key=record.kind.encode(),
-                                                     value=json.dumps(record.to_json()).encode(), partition=0))
+    for record in records:
+        log.warning("monitor: population drift (%s)", record.details)
+        pulse.metrics.drift_records.labels(record.kind).inc()
+        sends.append(await pulse.topic("monitoring").send(key=record.kind.encode(),
+                                                 value=json.dumps(record.to_json()).encode(), partition=0))
     return sends
 
 
@@ -102,6 +107,7 @@ def register(pulse: Pulse) -> None:
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode types the handler more narrowly than it calls it
     def on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         held["trainer"] = None  # another worker may train next: restore from the topic then
+        pulse.activity.forget_partitions()  # the partitions held next report their own event times
 
     @app.agent(pulse.topic("churn-labels"), name="trainer", concurrency=1)
     async def train(stream):  # type: ignore[no-untyped-def]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import time
+
+from aiokafka import AIOKafkaConsumer
 
 
 def run_pulse(env: dict[str, str], *args: str, timeout: float = 900, check: bool = True
@@ -15,3 +19,20 @@ def run_pulse(env: dict[str, str], *args: str, timeout: float = 900, check: bool
     if check:
         assert done.returncode == 0, f"pulse {' '.join(args)} exited {done.returncode}:\n{done.stdout}{done.stderr}"
     return done
+
+
+async def read_topic(bootstrap: str, topic: str, expected: int, timeout: float) -> list[dict]:
+    """The JSON values of a topic from its start, until ``expected`` are read or ``timeout``."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, max_partition_fetch_bytes=4 * 1024 * 1024)
+    await consumer.start()
+    records: list[dict] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while len(records) < expected and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=1000)
+            for messages in batch.values():
+                records += [json.loads(m.value) for m in messages]
+    finally:
+        await consumer.stop()
+    return records

@@ -70,17 +70,26 @@ def replay(path: Path, fmt: str, until: datetime | None, speed: float | None, wa
               help="Write events as JSONL here.")
 @click.option("--truth", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the hidden ground truth (one JSON line per customer) here.")
+@click.option("--seasonal-share", default=0.15, show_default=True, type=click.FloatRange(0, 1),
+              help="Share of customers who shop mostly before year end (0: a stationary population).")
+@click.option("--incident", default=None, metavar="SIGNAL:FACTOR:YYYY-MM-DD:DAYS",
+              help="Inject an incident, e.g. conversion:0.5:2024-06-01:14 halves the chance that a session "
+                   "buys for 14 days (signals: conversion, basket_value, refund_rate).")
 @click.option("--produce", "to_kafka", is_flag=True, help="Produce the events to the events topic.")
-def generate(customers: int, days: int, start: datetime, seed: int, churn_share: float,
-             prefix: str, out: Path | None, truth: Path | None, to_kafka: bool) -> None:
+def generate(customers: int, days: int, start: datetime, seed: int, churn_share: float, seasonal_share: float,
+             incident: str | None, prefix: str, out: Path | None, truth: Path | None, to_kafka: bool) -> None:
 
-    from stream.io.generate import PopulationSpec, truth_rows
+    from stream.io.generate import Incident, PopulationSpec, truth_rows
     from stream.io.generate import generate as make_population
 
     if out is None and not to_kafka:
         raise click.UsageError("say where the events go: --out FILE and/or --produce")
-    spec = PopulationSpec(customers=customers, days=days, start=start.replace(tzinfo=UTC),
-                          seed=seed, churn_share=churn_share, prefix=prefix)
+    try:
+        injected = Incident.parse(incident) if incident else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc).removeprefix("--incident: "), param_hint="--incident") from None
+    spec = PopulationSpec(customers=customers, days=days, start=start.replace(tzinfo=UTC), seed=seed,
+                          churn_share=churn_share, seasonal_share=seasonal_share, prefix=prefix, incident=injected)
     events, hidden = make_population(spec)
     churners = sum(t.churns for t in hidden)
     click.echo(f"generated {len(events)} events for {customers} customers over {days} days "

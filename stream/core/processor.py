@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from schemas import EVENT_ADAPTER, Alert, ChurnLabel, CustomerState, Event, Profile, TagChange
+from schemas import EVENT_ADAPTER, Alert, ChurnLabel, CustomerState, Event, Profile, Purchase, SupportContact, TagChange
+from stream.core.activity import event_counts
 from stream.core.alerts import assess
 from stream.core.churn import ChurnConfig, Scorer
 from stream.core.dedup import Admission, DedupPolicy
-from stream.core.fold import apply_event, to_profile
+from stream.core.fold import apply_event, to_cents, to_profile
 from stream.core.purchase import PurchaseModel
 from stream.core.rfm import Cuts, PartitionIndex
 from stream.core.rules import Rules
@@ -135,6 +136,11 @@ class Processor:
         partition = record.partition
         state = work.state(event.customer_id)
         new_state, admission = apply_event(state, event, self.policy)
+        if admission is Admission.APPLIED:
+            effects.count_activity(event.event_time, event_counts(
+                event.type, event.session_id is not None and event.session_id != state.last_session_id,
+                to_cents(event.total) if isinstance(event, Purchase) else 0,
+                isinstance(event, SupportContact) and event.kind == "complaint"))
         work.count(f"profile.{admission.value}", partition)
         work.saw_event_time(partition, event.event_time)
         if admission is not Admission.APPLIED:

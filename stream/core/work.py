@@ -42,6 +42,15 @@ class Effects:
     labels: list[ChurnLabel] = field(default_factory=list)
     dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)  # key, DeadLetter JSON
     forwards: list[tuple[bytes, bytes]] = field(default_factory=list)  # customer id, event JSON: its owner's
+    activity: dict[int, dict[str, float]] = field(default_factory=dict)  # event-time day: population counts
+    newest_event_time: datetime | None = None  # of the events applied
+
+    def count_activity(self, at: datetime, counts: dict[str, float]) -> None:
+        day = self.activity.setdefault(int(at.timestamp() // 86_400), {})
+        for name, value in counts.items():
+            day[name] = day.get(name, 0.0) + value
+        if self.newest_event_time is None or at > self.newest_event_time:
+            self.newest_event_time = at
 
     def publish(self, state: CustomerState, changes: Iterable[TagChange] = (), alerts: Iterable[Alert] = (),
                 labels: Iterable[ChurnLabel] = ()) -> None:

@@ -40,6 +40,50 @@ class Truth:
     churn_at: str | None
 
 
+INCIDENT_SIGNALS = ("conversion", "basket_value", "refund_rate")
+
+
+@dataclass(frozen=True)
+class Incident:
+    """For ``days`` from ``start``, one population signal is multiplied by ``factor``:
+    ``conversion`` (the chance that a session buys), ``basket_value`` (prices) or
+    ``refund_rate`` (the chance that a purchase is refunded)."""
+
+    signal: str
+    factor: float
+    start: datetime
+    days: int
+
+    @classmethod
+    def parse(cls, text: str) -> Incident:
+        """
+        >>> Incident.parse("conversion:0.5:2024-06-01:14").start.isoformat()
+        '2024-06-01T00:00:00+00:00'
+        >>> Incident.parse("teleport:2:2024-06-01:1")
+        Traceback (most recent call last):
+        ...
+        ValueError: --incident: the signal must be one of conversion, basket_value, refund_rate (got 'teleport')
+        """
+        form = "SIGNAL:FACTOR:YYYY-MM-DD:DAYS, e.g. conversion:0.5:2024-06-01:14"
+        parts = text.split(":")
+        if len(parts) != 4:
+            raise ValueError(f"--incident: expected {form} (got {text!r})")
+        signal, factor, start, days = parts
+        if signal not in INCIDENT_SIGNALS:
+            raise ValueError(f"--incident: the signal must be one of {', '.join(INCIDENT_SIGNALS)} (got {signal!r})")
+        try:
+            incident = cls(signal, float(factor), datetime.fromisoformat(start).replace(tzinfo=UTC), int(days))
+        except ValueError:
+            raise ValueError(f"--incident: expected {form} (got {text!r})") from None
+        if incident.factor < 0 or incident.days < 1:
+            raise ValueError(f"--incident: the factor must be >= 0 and the days >= 1 (got {text!r})")
+        return incident
+
+    def factor_for(self, signal: str, when: datetime) -> float:
+        active = signal == self.signal and self.start <= when < self.start + timedelta(days=self.days)
+        return self.factor if active else 1.0
+
+
 @dataclass(frozen=True)
 class PopulationSpec:
     customers: int = 1000
@@ -50,6 +94,7 @@ class PopulationSpec:
     seasonal_share: float = 0.15
     decay_days: int = 28
     prefix: str = "gen"
+    incident: Incident | None = None
 
     def __post_init__(self) -> None:
         if self.customers < 1 or self.days < 1:
@@ -155,7 +200,10 @@ def _customer_events(rng: random.Random, spec: PopulationSpec,
                 when = day + timedelta(seconds=rng.randrange(86_400))
                 if when >= end:
                     continue
-                for event in _session(rng, customer, when, buys=rng.random() < 0.25, in_decay=in_decay):
+                factors = {name: spec.incident.factor_for(name, when) if spec.incident else 1.0
+                           for name in INCIDENT_SIGNALS}
+                for event in _session(rng, customer, when, buys=rng.random() < 0.25 * factors["conversion"],
+                                      in_decay=in_decay, factors=factors):
                     counter += 1
                     event["event_id"] = f"{cid}-{counter:07d}"
                     yield event
@@ -163,7 +211,7 @@ def _customer_events(rng: random.Random, spec: PopulationSpec,
 
 
 def _session(rng: random.Random, customer: _Customer, start: datetime, *, buys: bool,
-             in_decay: bool) -> Iterator[dict[str, Any]]:
+             in_decay: bool, factors: dict[str, float]) -> Iterator[dict[str, Any]]:
     cid = customer.truth.customer_id
     channel = customer.channel if rng.random() < 0.8 else rng.choice(CHANNELS)
     session = f"s-{cid}-{int(start.timestamp())}"
@@ -184,7 +232,8 @@ def _session(rng: random.Random, customer: _Customer, start: datetime, *, buys: 
         sku = f"sku-{category}-{rng.randint(1, 200)}"
         yield envelope("product_view", sku=sku, category=category)
         if buys or rng.random() < 0.3:
-            price = Decimal(str(round(math.exp(rng.gauss(customer.basket_mu, 0.4)) / 1.5, 2)))
+            price = Decimal(str(round(math.exp(rng.gauss(customer.basket_mu, 0.4)) / 1.5
+                                      * factors["basket_value"], 2)))
             quantity = 1 if rng.random() < 0.8 else 2
             cart.append({"sku": sku, "category": category, "quantity": quantity,
                          "unit_price": str(price)})
@@ -196,7 +245,7 @@ def _session(rng: random.Random, customer: _Customer, start: datetime, *, buys: 
         if buys:
             order_id = f"o-{cid}-{int(clock.timestamp())}"
             yield envelope("purchase", order_id=order_id, items=cart, total=str(total), currency="USD")
-            if rng.random() < (0.15 if in_decay else 0.04):
+            if rng.random() < (0.15 if in_decay else 0.04) * factors["refund_rate"]:
                 refund_at = clock + timedelta(seconds=rng.randrange(86_400, 10 * 86_400))
                 yield {"type": "refund", "customer_id": cid, "event_time": refund_at.isoformat(),
                        "channel": channel, "order_id": order_id,

@@ -7,20 +7,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import time
 import urllib.request
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
-from aiokafka import AIOKafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream.infra.worker import WorkerProcess, worker_env
 from stream.io.produce import event_records, produce
 from stream.io.sample import sample_events
 from stream.sinks.redis import customer_key
+from tests.helpers import read_topic
 from tests.integration.conftest import Isolated, caught_up, wait_for
 
 pytestmark = pytest.mark.integration
@@ -67,22 +66,6 @@ BAD: list[tuple[str, bytes, str]] = [
 ]
 
 
-async def _read_topic(bootstrap: str, topic: str, expected: int, timeout: float) -> list[dict]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, max_partition_fetch_bytes=4 * 1024 * 1024)
-    await consumer.start()
-    records: list[dict] = []
-    try:
-        deadline = time.monotonic() + timeout
-        while len(records) < expected and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=1000)
-            for messages in batch.values():
-                records += [json.loads(m.value) for m in messages]
-    finally:
-        await consumer.stop()
-    return records
-
-
 def test_bad_input_is_dead_lettered_and_every_record_is_accounted_for(isolated: Isolated) -> None:
     assert len({reason for _, _, reason in BAD}) >= 10 and len(BAD) >= 20
     settings = isolated.settings
@@ -103,7 +86,7 @@ def test_bad_input_is_dead_lettered_and_every_record_is_accounted_for(isolated: 
     worker = WorkerProcess(worker_env(isolated.env), isolated.data_dir / "w.log", settings.web_port).start()
     try:
         asyncio.run(produce(settings.kafka_bootstrap, settings.topic("events"), records))
-        letters = asyncio.run(_read_topic(settings.kafka_bootstrap, settings.topic("events.dlq"),
+        letters = asyncio.run(read_topic(settings.kafka_bootstrap, settings.topic("events.dlq"),
                                           len(BAD) + 1, 120))
 
         by_key = {base64.b64decode(letter["original_key_b64"]): letter for letter in letters}

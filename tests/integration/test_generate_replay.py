@@ -1,10 +1,14 @@
 """`pulse generate` to a file, then `pulse replay --format jsonl --wait`: the generated
-population's raw RFM values reach Redis exactly, and nothing is rejected."""
+population's raw RFM values reach Redis exactly, and nothing is rejected; an incident injected
+into it (conversion cut to 30% for two weeks) reaches `pulse.monitoring` as a drift record
+within days of event time; the export carries the purchase model's outlook."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -13,21 +17,24 @@ import redis
 from stream.core.batch import batch_raw_rfm
 from stream.infra.worker import WorkerProcess, worker_env
 from stream.sinks.redis import customer_key
-from tests.helpers import run_pulse
-from tests.integration.conftest import Isolated
+from tests.helpers import read_topic, run_pulse
+from tests.integration.conftest import Isolated, wait_for
 
 pytestmark = pytest.mark.integration
 
+INCIDENT = datetime(2024, 1, 31, tzinfo=UTC)  # day 30 of the generated 60
+
 
 def test_generated_population_replays_exactly(isolated: Isolated) -> None:
-    env = {**os.environ, **isolated.env}
+    env = {**os.environ, **isolated.env, "PULSE_PURCHASE_FIT_SECONDS": "2"}
     out, truth = isolated.data_dir / "events.jsonl", isolated.data_dir / "truth.jsonl"
     isolated.data_dir.mkdir(parents=True, exist_ok=True)
-    gen = run_pulse(env, "generate", "--customers", "150", "--days", "120", "--seed", "9",
+    gen = run_pulse(env, "generate", "--customers", "600", "--days", "60", "--seed", "9", "--seasonal-share", "0",
+                    "--incident", f"conversion:0.3:{INCIDENT.date().isoformat()}:14",
                     "--prefix", f"g{isolated.tag}", "--out", str(out), "--truth", str(truth), timeout=120)
     events = [json.loads(line) for line in out.read_text().splitlines()]
     hidden = [json.loads(line) for line in truth.read_text().splitlines()]
-    assert len(hidden) == 150 and f"generated {len(events)} events" in gen.stdout
+    assert len(hidden) == 600 and f"generated {len(events)} events" in gen.stdout
 
     worker = WorkerProcess(worker_env(env), isolated.data_dir / "w.log", isolated.settings.web_port).start()
     try:
@@ -36,6 +43,15 @@ def test_generated_population_replays_exactly(isolated: Isolated) -> None:
         assert counters["ingest.received"] == len(events)
         assert counters["ingest.accepted"] == len(events)
         assert counters["profile.applied"] == len(events)
+        settings = isolated.settings
+        monitoring = asyncio.run(read_topic(settings.kafka_bootstrap, settings.topic("monitoring"), 1, 30))
+        drift = [r for r in monitoring if r["kind"] == "population_drift" and r["signal"] == "conversion"]
+        assert drift, monitoring
+        first = drift[0]
+        assert first["direction"] == "down" and first["change"] < -0.4, first
+        assert INCIDENT - timedelta(days=3) <= datetime.fromisoformat(first["since"]).replace(tzinfo=UTC) <= INCIDENT
+        assert datetime.fromisoformat(first["at"]) <= INCIDENT + timedelta(days=5), first  # (600 customers)
+        wait_for(lambda: bool(worker.get("/rfm/")["purchase_model"]), 60, "the purchase model fitted")
     finally:
         worker.stop()
 
@@ -57,6 +73,8 @@ def test_generated_population_replays_exactly(isolated: Isolated) -> None:
         line = mine[customer_id]
         assert (line["orders"], Decimal(line["monetary"])) == (want.orders, want.monetary)
         if want.orders:
-            assert {"r", "f", "m", "segment", "value_tier", "lifecycle", "as_of_event_time"} <= set(line)
+            assert {"r", "f", "m", "segment", "value_tier", "lifecycle", "as_of_event_time", "p_alive",
+                    "purchase_churn_probability", "expected_orders", "scores_as_of"} <= set(line)
+            assert 0 <= line["purchase_churn_probability"] <= 1 and line["expected_orders"] >= 0
             assert line["first_purchase_at"] and line["last_purchase_at"]
     assert f"exported {len(lines)} customers" in result.stderr

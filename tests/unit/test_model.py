@@ -192,3 +192,17 @@ def test_a_points_reach_is_the_projected_score_at_the_end_of_its_silence() -> No
 def test_no_threshold_is_chosen_from_too_few_churned_points() -> None:
     trainer = _trained(2, 200, min_labels=1, churn_rate=0.05)  # about 10 churned points
     assert trainer.matched() == (None, {}) and not trainer.ready
+
+
+def test_a_mix_that_keeps_moving_is_reported_at_most_monthly_per_segment() -> None:
+    # a cohort ageing: the share of changes into "Hibernating" grows from 5% to 60% over 120 days
+    rng, monitor, records = random.Random(3), SegmentMixMonitor(), []
+    steps = 24_000
+    for n in range(steps):
+        share = 0.05 + 0.55 * n / steps
+        segment = "Hibernating" if rng.random() < share else rng.choice(["Champions", "Loyal", "New Customers"])
+        records += monitor.observe(segment, T0 + timedelta(days=120 * n / steps))
+    hibernating = [r for r in records if r.details["segment"] == "Hibernating"]
+    assert 1 <= len(hibernating) <= 5  # 120 days, one record a month at most
+    assert all(b.at - a.at >= timedelta(days=30) for a, b in zip(hibernating, hibernating[1:], strict=False))
+    assert all(abs(r.details["share_now"] - r.details["share_before"]) >= 0.05 for r in records)

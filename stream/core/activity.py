@@ -1,0 +1,32 @@
+"""What each event adds to its event-time day's population counts: sessions, checkouts,
+purchases, basket amounts, refunds, complaints (the inputs of ``stream/model/activity_drift.py``)."""
+
+from __future__ import annotations
+
+import math
+
+# signal: (numerator count, denominator count) for rates; basket value is a mean of log amounts
+RATES = {"conversion": ("purchases", "sessions"), "checkout_completion": ("purchases", "checkouts"),
+         "refund_rate": ("refunds", "purchases"), "complaint_rate": ("complaints", "sessions")}
+SIGNALS = (*RATES, "basket_value")
+
+
+def event_counts(event_type: str, new_session: bool, total_cents: int = 0, complaint: bool = False) -> dict[str, float]:
+    """What one event adds to its day's counts.
+
+    >>> event_counts("purchase", new_session=False, total_cents=1000)
+    {'purchases': 1.0, 'baskets': 1.0, 'log_basket': 2.302585092994046, 'log_basket_sq': 5.301898110478399}
+    """
+    counts: dict[str, float] = {"sessions": 1.0} if new_session else {}
+    if event_type == "purchase":
+        counts["purchases"] = 1.0
+        if total_cents > 0:  # basket value: the mean log amount (a geometric mean: amounts are heavy-tailed)
+            log_amount = math.log(total_cents / 100)
+            counts.update(baskets=1.0, log_basket=log_amount, log_basket_sq=log_amount * log_amount)
+    elif event_type == "checkout_start":
+        counts["checkouts"] = 1.0
+    elif event_type == "refund":
+        counts["refunds"] = 1.0
+    elif event_type == "support_contact" and complaint:
+        counts["complaints"] = 1.0
+    return counts
