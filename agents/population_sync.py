@@ -20,7 +20,8 @@ import redis.asyncio as aioredis
 from agents.context import Pulse
 from agents.follow import follow
 from stream.core.population import PopulationBook
-from stream.core.purchase import FitError, fit_population
+from stream.core.purchase import FitError
+from stream.core.purchase_outlook import fit_population
 from stream.core.rfm import MONETARY_RESOLUTION, Population
 from stream.sinks.redis import PURCHASE_MODEL_KEY
 
@@ -63,7 +64,8 @@ def register(pulse: Pulse, book: PopulationBook) -> None:
             started = time.monotonic()
             try:
                 book.purchase = await asyncio.get_running_loop().run_in_executor(
-                    None, fit_population, purchases, spend, MONETARY_RESOLUTION)
+                    None, fit_population, purchases, spend, MONETARY_RESOLUTION,
+                    float(pulse.settings.churn_horizon_days))
             except FitError as exc:
                 log.info("purchase model: not fitted yet: %s", exc)
                 return
@@ -73,8 +75,7 @@ def register(pulse: Pulse, book: PopulationBook) -> None:
         if book.purchase is not None and not fitted["published"]:
             client = aioredis.Redis.from_url(pulse.settings.redis_url, socket_timeout=2)
             try:
-                await client.set(PURCHASE_MODEL_KEY, json.dumps(
-                    {**book.purchase.to_json(), "horizon_days": pulse.settings.churn_horizon_days}))
+                await client.set(PURCHASE_MODEL_KEY, json.dumps(book.purchase.to_json()))
                 fitted["published"] = True
             except (aioredis.RedisError, OSError) as exc:
                 log.warning("purchase model: cannot write it to Redis (retried at the next fit): %s", exc)

@@ -108,5 +108,6 @@ class Profile(BaseModel):
     purchase_churn_probability: float | None = None  # P(no purchase within the churn horizon H)
     expected_orders: float | None = None  # within H days
     predicted_value: float | None = None  # expected spend within H days
+    potential: str | None = None  # high (low value today, predicted well above the mean), medium, low
     purchase_model: str | None = None  # the fitted model's version
     scores_as_of: datetime | None = None

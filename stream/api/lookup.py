@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 
 from schemas import Profile
 from schemas.api import CustomerLookup, SegmentPage
-from stream.core.purchase import PurchaseModel
+from stream.core.purchase_outlook import PurchaseModel
 from stream.sinks.base import as_of_now, typed_fields
 from stream.sinks.redis import KEY_PREFIX, customer_key, segment_key
 
@@ -31,8 +31,8 @@ PROFILE_FIELDS = tuple(Profile.model_fields)
 FRESHNESS_FIELDS = ("version", "computed_at", "as_of_event_time")
 # recomputed at read time as of the purchase model's now, from the inputs beside them
 PURCHASE_OUTPUTS = frozenset({"p_alive", "purchase_churn_probability", "expected_orders", "predicted_value",
-                              "purchase_model", "scores_as_of"})
-PURCHASE_INPUTS = ("orders", "purchase_days", "first_purchase_at", "last_purchase_at", "monetary")
+                              "potential", "purchase_model", "scores_as_of"})
+PURCHASE_INPUTS = ("orders", "purchase_days", "first_purchase_at", "last_purchase_at", "monetary", "value_tier")
 ALERT_SCAN = 10_000  # the newest alerts looked through when filtering by kind
 TIMEOUT_SECONDS = 0.5  # a lookup that Redis cannot answer in this time fails instead of hanging
 
@@ -91,7 +91,7 @@ def stored_purchase_model(raw: str | bytes | None) -> tuple[PurchaseModel | None
     if not raw:
         return None, 0
     data = json.loads(raw)
-    return PurchaseModel.from_json(data), int(data.get("horizon_days", 90))
+    return PurchaseModel.from_json(data), int(data.get("horizon_days", 90))  # (horizon of the fit)
 
 
 def to_lookup(customer_id: str, stored: Mapping[str, str], names: tuple[str, ...] | None, now: datetime,

@@ -21,6 +21,7 @@ from stream.core.churn import (
     inactivity_moment,
     typical_gap_days,
 )
+from stream.core.purchase_outlook import PurchaseModel
 
 DOWNGRADE_FROM = frozenset({"Champions", "Loyal"})
 DOWNGRADE_TO = frozenset({"At Risk", "Can't Lose Them", "Hibernating", "Lost"})
@@ -91,18 +92,18 @@ def resolve_labels(state: CustomerState, now: datetime, purchased_at: datetime |
 
 
 def _with_prediction(pending: tuple, now: datetime, score: float | None, state: CustomerState,
-                     config: ChurnConfig) -> tuple:
+                     config: ChurnConfig, purchase: PurchaseModel | None) -> tuple:
     """Open a prediction point at ``now`` unless one is recent or the customer has enough open
     (the features are computed only then: most events open none)."""
     if len(pending) >= config.max_pending:
         return pending
     if pending and now - pending[-1][0] < timedelta(days=config.prediction_spacing_days):
         return pending
-    return (*pending, (now, score, {k: round(v, 4) for k, v in features(state, now, config).items()}))
+    return (*pending, (now, score, {k: round(v, 4) for k, v in features(state, now, config, purchase).items()}))
 
 
 def assess(before: CustomerState, after: CustomerState, now: datetime, config: ChurnConfig,
-           model: Scorer | None = None) -> Assessment:
+           model: Scorer | None = None, purchase: PurchaseModel | None = None) -> Assessment:
     """Score ``after`` at ``now`` and raise the alerts that its change from ``before`` calls
     for, each at most once per ``cooldown_days`` per kind (event time). ``after`` carries its
     new tags and revision; the alert ids use that revision, so they are deterministic.
@@ -113,7 +114,7 @@ def assess(before: CustomerState, after: CustomerState, now: datetime, config: C
     score = heuristic
     limit = config.threshold
     if heuristic is not None and model is not None and model.ready:
-        score = model.score(features(after, now, config))
+        score = model.score(features(after, now, config, purchase))
         limit = alert_threshold(config, model)
     previous_at = before.churn_as_of
     candidates: list[tuple[str, str, str]] = []  # kind, severity, reason
@@ -172,7 +173,7 @@ def assess(before: CustomerState, after: CustomerState, now: datetime, config: C
     labels, pending = resolve_labels(after, now, purchased_at, config)
     if heuristic is not None and days_between(now, after.last_purchase_at) < config.horizon_days:
         # (a customer already silent for H days has churned by definition: nothing to predict)
-        pending = _with_prediction(pending, now, heuristic.probability, after, config)
+        pending = _with_prediction(pending, now, heuristic.probability, after, config, purchase)
     updated = after.model_copy(update={
         "churn_probability": p, "churn_model": score.model_version if score else None, "churn_threshold": limit,
         "churn_reasons": score.reasons() if score else None, "churn_as_of": now, "alerted": alerted,

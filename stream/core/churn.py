@@ -24,6 +24,8 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from schemas import CustomerState
+from stream.core.purchase import DAY_SECONDS
+from stream.core.purchase_outlook import PurchaseModel
 from stream.core.windows import window
 
 HEURISTIC_VERSION = "heuristic-1"
@@ -33,7 +35,8 @@ REFUND_WEIGHT = 0.4
 MIN_TYPICAL_DAYS = 1.0
 FEATURES = ("recency_days", "frequency", "monetary", "avg_order_value", "interval_mean_days",
             "interval_std_days", "recency_ratio", "activity_trend", "cart_abandonment", "complaints",
-            "refunds", "tenure_days")
+            "refunds", "tenure_days", "purchase_churn", "expected_orders")
+PURCHASE_FEATURES = ("purchase_churn", "expected_orders")  # from the purchase model: absent until it is fitted
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,21 @@ def days_between(later: datetime, earlier: datetime | None) -> float:
     return 0.0 if earlier is None else max(0.0, (later - earlier).total_seconds() / 86_400)
 
 
-def features(state: CustomerState, now: datetime, config: ChurnConfig) -> dict[str, float]:
+def purchase_features(state: CustomerState, now: datetime, config: ChurnConfig,
+                      purchase: PurchaseModel | None) -> dict[str, float]:
+    """The purchase model's churn probability and expected orders within H days, at ``now``
+    (none before a first purchase or a fitted model)."""
+    first, last = state.first_purchase_at, state.last_purchase_at
+    if purchase is None or state.orders <= 0 or first is None or last is None:
+        return {}
+    outlook = purchase.outlook(state.orders, state.purchase_days or state.orders, first.timestamp() / DAY_SECONDS,
+                               last.timestamp() / DAY_SECONDS, state.monetary_cents / 100,
+                               now.timestamp() / DAY_SECONDS, config.horizon_days)
+    return {"purchase_churn": outlook.p_no_purchase, "expected_orders": outlook.expected_orders}
+
+
+def features(state: CustomerState, now: datetime, config: ChurnConfig,
+             purchase: PurchaseModel | None = None) -> dict[str, float]:
     """The feature vector at ``now`` (event time)."""
     recency = days_between(now, state.last_purchase_at)
     recent, month = (window(state.daily, state.weekly, now, d) for d in (7, 30))
@@ -90,6 +107,7 @@ def features(state: CustomerState, now: datetime, config: ChurnConfig) -> dict[s
         "complaints": float(state.complaints),
         "refunds": float(state.refunds),
         "tenure_days": days_between(now, state.first_seen_at),
+        **purchase_features(state, now, config, purchase),
     }
 
 
@@ -209,14 +227,15 @@ def gap_of(vector: Mapping[str, float], config: ChurnConfig) -> float:
     return _usual_gap(vector["frequency"] >= 2, vector["interval_mean_days"], config)
 
 
-def model_crossing(state: CustomerState, now: datetime, config: ChurnConfig, model: Scorer) -> datetime | None:
+def model_crossing(state: CustomerState, now: datetime, config: ChurnConfig, model: Scorer,
+                   purchase: PurchaseModel | None = None) -> datetime | None:
     """When the model's score would reach the threshold with no further event: the features
     projected forward (silence and tenure grow, the last week's activity lapses after 7
     days) and scored at increasing days ahead, up to twice the horizon. None if it already
     has, or will not within that span."""
     if state.orders == 0 or state.last_purchase_at is None:
         return None
-    base = features(state, now, config)
+    base = features(state, now, config, purchase)
     limit = alert_threshold(config, model)
     if model.score(base).probability >= limit:
         return None
@@ -224,19 +243,21 @@ def model_crossing(state: CustomerState, now: datetime, config: ChurnConfig, mod
     for ahead in PROJECTION_DAYS:
         if ahead > 2 * config.horizon_days:
             break
-        if model.score(projected(base, ahead, gap)).probability >= limit:
+        later = now + timedelta(days=ahead)
+        if model.score({**projected(base, ahead, gap), **purchase_features(state, later, config, purchase)}
+                       ).probability >= limit:
             return now + timedelta(days=ahead)
     return None
 
 
 def churn_boundary(state: CustomerState, now: datetime, config: ChurnConfig,
-                   model: Scorer | None = None) -> datetime | None:
+                   model: Scorer | None = None, purchase: PurchaseModel | None = None) -> datetime | None:
     """The next event time at which the score crosses the threshold (the model's, projected,
     once it is ready; else the heuristic's, exactly), silence becomes inactivity, or an open
     prediction's horizon ends (its label becomes 1)."""
     horizon = timedelta(days=config.horizon_days)
     expiries = [predicted_at + horizon for predicted_at, _, _ in state.pending]
-    crossing = model_crossing(state, now, config, model) if model is not None and model.ready \
+    crossing = model_crossing(state, now, config, model, purchase) if model is not None and model.ready \
         else threshold_crossing(state, now, config)
     # a churn_risk of this silence deferred by the cooldown is due when the cooldown ends
     last_risk = state.alerted.get("churn_risk")

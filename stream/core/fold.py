@@ -10,7 +10,8 @@ from schemas import CLICK_TYPES, CustomerState, Event, Profile, Purchase, Refund
 from stream.core.churn import risk_band
 from stream.core.dedup import DEFAULT_POLICY, Admission, DedupPolicy, admit, remember
 from stream.core.preferences import WEIGHTS, add_interest, preferred_channel, top_categories
-from stream.core.purchase import DAY_SECONDS, PurchaseModel
+from stream.core.purchase import DAY_SECONDS
+from stream.core.purchase_outlook import PurchaseModel
 from stream.core.windows import add
 
 HEURISTIC_MODEL = "none"  # no churn score yet (no purchase)
@@ -171,7 +172,7 @@ def to_profile(state: CustomerState, computed_at: datetime, churn_threshold: flo
     as_of = max((t for t in (state.last_event_at, tags.as_of) if t is not None), default=None)
     return Profile(
         **purchase_fields(state.orders, state.purchase_days, state.first_purchase_at, state.last_purchase_at,
-                          state.monetary_cents / 100, as_of, purchase, horizon_days),
+                          state.monetary_cents / 100, as_of, purchase, horizon_days, tags.value_tier),
         purchase_days=state.purchase_days or None,
         customer_id=state.customer_id,
         version=state.revision,
@@ -196,7 +197,7 @@ def to_profile(state: CustomerState, computed_at: datetime, churn_threshold: flo
 
 def purchase_fields(orders: int, purchase_days: int, first: datetime | None, last: datetime | None,
                     monetary: float, as_of: datetime | None, model: PurchaseModel | None,
-                    horizon_days: int) -> dict[str, Any]:
+                    horizon_days: float, value_tier: str | None = None) -> dict[str, Any]:
     """The Profile's purchase-model fields (none before a first purchase or a fitted model).
     (A state from before ``purchase_days`` existed counts its orders instead.)"""
     if model is None or orders <= 0 or first is None or last is None:
@@ -207,5 +208,6 @@ def purchase_fields(orders: int, purchase_days: int, first: datetime | None, las
     return {"p_alive": round(outlook.p_alive, 4), "purchase_churn_probability": round(outlook.p_no_purchase, 4),
             "expected_orders": round(outlook.expected_orders, 4),
             "predicted_value": round(outlook.predicted_value, 2) if outlook.predicted_value is not None else None,
+            "potential": model.potential(outlook.predicted_value, value_tier),
             "purchase_model": model.version,
             "scores_as_of": datetime.fromtimestamp(max(now_day, last.timestamp() / DAY_SECONDS) * DAY_SECONDS, UTC)}

@@ -25,7 +25,7 @@ from typing import Any
 from aiokafka.partitioner import DefaultPartitioner
 
 from schemas import CustomerState
-from stream.core.purchase import PurchaseModel
+from stream.core.purchase_outlook import PurchaseModel
 from stream.core.rfm import Cuts, PartitionIndex, Population
 from stream.core.tagging import raw_values
 

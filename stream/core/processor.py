@@ -21,7 +21,7 @@ from stream.core.alerts import assess
 from stream.core.churn import ChurnConfig, Scorer
 from stream.core.dedup import Admission, DedupPolicy
 from stream.core.fold import apply_event, to_cents, to_profile
-from stream.core.purchase import PurchaseModel
+from stream.core.purchase_outlook import PurchaseModel
 from stream.core.rfm import Cuts, PartitionIndex
 from stream.core.rules import Rules
 from stream.core.sweep import (
@@ -99,8 +99,10 @@ class Processor:
 
     def profile(self, state: CustomerState) -> Profile:
         """The Redis projection of a state, computed now."""
-        purchase = self.population.purchase if self.population is not None else None
-        return to_profile(state, self.clock(), self.churn.threshold, purchase, self.churn.horizon_days)
+        return to_profile(state, self.clock(), self.churn.threshold, self._purchase(), self.churn.horizon_days)
+
+    def _purchase(self) -> PurchaseModel | None:
+        return self.population.purchase if self.population is not None else None
 
     # -- records ------------------------------------------------------------------------
     def _dead_letter(self, record: Record, rejection: Rejection, effects: Effects, stage: str = "profile") -> None:
@@ -158,8 +160,9 @@ class Processor:
         changes = tag_changes(new_state.customer_id, state.tags, tags, reason=f"event:{event.type}",
                               event_time=event.event_time, version=new_state.revision)
         scorer = self.scorer()
-        assessed = assess(state, new_state.model_copy(update={"tags": tags}), now, self.churn, scorer)
-        boundary = next_boundary(assessed.state, now, self.rules, self.churn, scorer)
+        purchase = self._purchase()
+        assessed = assess(state, new_state.model_copy(update={"tags": tags}), now, self.churn, scorer, purchase)
+        boundary = next_boundary(assessed.state, now, self.rules, self.churn, scorer, purchase)
         new_state = assessed.state.model_copy(update={"next_boundary_at": boundary})
         work.put(new_state)
         if boundary != state.next_boundary_at:
@@ -244,18 +247,18 @@ class Processor:
         changes: list[TagChange] = []
         alerts: list[Alert] = []
         labels: list[ChurnLabel] = []
-        scorer = self.scorer()
+        scorer, purchase = self.scorer(), self._purchase()
         current, boundary = state, state.next_boundary_at
         while boundary is not None and boundary <= due:
             new_tags = compute_tags(current, boundary, self.rules, self._cuts(partition))
             changes += tag_changes(current.customer_id, current.tags, new_tags, reason="time", event_time=boundary,
                                    version=current.revision + 1)
             stepped = current.model_copy(update={"tags": new_tags, "revision": current.revision + 1})
-            assessed = assess(current, stepped, boundary, self.churn, scorer)
+            assessed = assess(current, stepped, boundary, self.churn, scorer, purchase)
             alerts += assessed.alerts
             labels += assessed.labels
             current = assessed.state
-            boundary = next_boundary(current, boundary, self.rules, self.churn, scorer)
+            boundary = next_boundary(current, boundary, self.rules, self.churn, scorer, purchase)
         work.count("sweeper.transitions", partition, by=len(changes))
         work.count("alerts.raised", partition, by=len(alerts))
         swept = current.model_copy(update={"next_boundary_at": boundary})
@@ -288,7 +291,7 @@ class Processor:
             changes = tag_changes(customer_id, state.tags, tags, reason="population", event_time=as_of,
                                   version=revision)
             moved_state = state.model_copy(update={"tags": tags, "revision": revision})
-            assessed = assess(state, moved_state, as_of, self.churn, scorer)
+            assessed = assess(state, moved_state, as_of, self.churn, scorer, self._purchase())
             work.put(assessed.state)
             effects.publish(assessed.state, changes, assessed.alerts, assessed.labels)
             rescored += 1

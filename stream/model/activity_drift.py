@@ -94,7 +94,7 @@ class ActivityMonitor:
             cusum = self.detectors[signal]
             value, n, error = measured
             if error < 0:  # a rate: pool days until the count and the expected events suffice
-                cusum.block.append((value, n))
+                cusum.block = [*cusum.block[-59:], (value, n)]  # a rate that never occurs pools 60 days at most
                 n = sum(count for _, count in cusum.block)
                 value = _weighted_mean(cusum.block)
                 if n < self.min_count or (cusum.mean if cusum.mean is not None else value) * n < self.min_expected:

@@ -72,6 +72,7 @@ class Trainer:
         self.auc = metrics.ROCAUC()
         self.log_loss = metrics.LogLoss()
         self.heuristic_auc = metrics.ROCAUC()
+        self.purchase_auc = metrics.ROCAUC()  # the population's purchase model, on the labels that carry it
         self.error_drift = drift.ADWIN(delta=0.002)
         self.base_rate = drift.ADWIN(delta=0.002)
         self.min_labels = min_labels
@@ -92,6 +93,7 @@ class Trainer:
         state.setdefault("heuristic_threshold", 0.7)
         state.setdefault("horizon_days", 90)
         state.setdefault("recent_points", deque(maxlen=THRESHOLD_WINDOW))
+        state.setdefault("purchase_auc", metrics.ROCAUC())
         state["_matched"] = None
         self.__dict__.update(state)
 
@@ -111,6 +113,8 @@ class Trainer:
         self.log_loss.update(y, p)
         if label.score is not None:
             self.heuristic_auc.update(y, label.score)
+        if "purchase_churn" in label.features:
+            self.purchase_auc.update(y, label.features["purchase_churn"])
         self.recent_points.append(Point.of(label, self.horizon_days))
         self.pipeline.learn_one(x, y)
         self.labels_seen += 1
@@ -154,6 +158,7 @@ class Trainer:
         _, matched = self.matched()
         return {"roc_auc": round(float(self.auc.get()), 4), "log_loss": round(float(self.log_loss.get()), 4),
                 "heuristic_roc_auc": round(float(self.heuristic_auc.get()), 4),
+                "purchase_model_roc_auc": round(float(self.purchase_auc.get()), 4),
                 "base_rate": round(self.positives / self.labels_seen, 4) if self.labels_seen else 0.0, **matched}
 
     def params(self) -> ModelParams:

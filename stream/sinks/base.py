@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from schemas import Alert, CustomerTags, Profile, TagChange
 from stream.core.fold import purchase_fields
-from stream.core.purchase import PurchaseModel
+from stream.core.purchase_outlook import PurchaseModel
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,8 @@ def as_of_now(fields: Mapping[str, str], model: PurchaseModel | None, horizon_da
     computed = purchase_fields(int(fields["orders"]), int(fields.get("purchase_days") or 0),
                                datetime.fromisoformat(fields["first_purchase_at"]),
                                datetime.fromisoformat(fields["last_purchase_at"]), float(fields.get("monetary") or 0),
-                               datetime.fromisoformat(as_of) if as_of else None, model, horizon_days)
+                               datetime.fromisoformat(as_of) if as_of else None, model, horizon_days,
+                               fields.get("value_tier"))
     return {**fields, **{name: value.isoformat() if isinstance(value, datetime) else str(value)
                          for name, value in computed.items() if value is not None}}
 

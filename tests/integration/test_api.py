@@ -283,7 +283,8 @@ def test_purchase_model_scores_are_read_as_of_the_published_models_now(test_redi
 
     import redis
 
-    from stream.core.purchase import BgNbd, GammaGamma, PurchaseModel
+    from stream.core.purchase import BgNbd, GammaGamma
+    from stream.core.purchase_outlook import PurchaseModel
     from stream.sinks.redis import PURCHASE_MODEL_KEY
 
     async def write() -> None:

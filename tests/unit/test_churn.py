@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from schemas import CustomerState, CustomerTags, parse_event
 from stream.core.alerts import assess
-from stream.core.churn import FEATURES, ChurnConfig, churn_boundary, features, heuristic_score, threshold_crossing
+from stream.core.churn import FEATURES, PURCHASE_FEATURES, ChurnConfig, churn_boundary, features, heuristic_score, threshold_crossing
 from stream.core.fold import apply_event
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -39,7 +39,7 @@ def test_features_are_complete_and_recency_is_measured_against_the_customers_own
     last = state.last_purchase_at
     assert last is not None
     got = features(state, last + timedelta(days=25), CONFIG)
-    assert set(got) == set(FEATURES)
+    assert set(got) == set(FEATURES) - set(PURCHASE_FEATURES)  # no purchase model fitted
     assert got["recency_days"] == 25 and got["interval_mean_days"] == 10 and got["recency_ratio"] == 2.5
     assert got["frequency"] == 5 and got["monetary"] == 250 and got["avg_order_value"] == 50
 
@@ -156,7 +156,7 @@ def test_predictions_are_labelled_0_by_a_purchase_within_h_days_and_1_when_h_day
     assert outcomes[:9] == [0] * 9 and outcomes[9:] and set(outcomes[9:]) == {1}
     assert all(label.resolved_at - label.predicted_at <= timedelta(days=CONFIG.horizon_days) for label in labels)
     assert labels[9].resolved_at == last + timedelta(days=CONFIG.horizon_days)
-    assert set(labels[-1].features) == set(FEATURES) and len({label.label_id for label in labels}) == len(labels)
+    assert set(labels[-1].features) == set(FEATURES) - set(PURCHASE_FEATURES) and len({label.label_id for label in labels}) == len(labels)
     assert state.pending == ()
 
 
@@ -255,3 +255,18 @@ def test_each_silence_gets_one_churn_risk_even_when_the_score_stays_above_throug
     # and nothing more in that silence
     later = assess(again.state, again.state, due + timedelta(days=31), CONFIG, model)
     assert [a.kind for a in later.alerts if a.kind == "churn_risk"] == []
+
+
+def test_with_a_fitted_purchase_model_the_features_carry_its_outlook_which_silence_raises() -> None:
+    from stream.core.purchase import BgNbd, GammaGamma
+    from stream.core.purchase_outlook import PurchaseModel
+
+    state = _buyer(gap_days=20, orders=6)
+    last = state.last_purchase_at
+    assert last is not None
+    model = PurchaseModel(BgNbd(0.25, 33.5, 0.72, 2.16), GammaGamma(6.25, 3.74, 15.44), as_of_day=0,
+                          customers=1000, repeat_buyers=400)
+    soon, later = (features(state, last + timedelta(days=d), CONFIG, model) for d in (5, 120))
+    assert set(soon) == set(FEATURES)
+    assert 0 < soon["purchase_churn"] < later["purchase_churn"] < 1
+    assert soon["expected_orders"] > later["expected_orders"] >= 0

@@ -206,3 +206,13 @@ def test_a_mix_that_keeps_moving_is_reported_at_most_monthly_per_segment() -> No
     assert 1 <= len(hibernating) <= 5  # 120 days, one record a month at most
     assert all(b.at - a.at >= timedelta(days=30) for a, b in zip(hibernating, hibernating[1:], strict=False))
     assert all(abs(r.details["share_now"] - r.details["share_before"]) >= 0.05 for r in records)
+
+
+def test_the_purchase_models_score_is_measured_on_the_same_labels_side_by_side() -> None:
+    rng, trainer = random.Random(5), Trainer(min_labels=100)
+    for n in range(1500):
+        label = _label(n, rng)
+        informative = 1 / (1 + (1 / label.features["recency_ratio"]) ** 3)  # what churn follows here
+        trainer.learn(label.model_copy(update={"features": {**label.features, "purchase_churn": informative}}))
+    metrics = trainer.metrics()
+    assert metrics["purchase_model_roc_auc"] > metrics["heuristic_roc_auc"] > 0.5

@@ -17,15 +17,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stream.core.fold import purchase_fields
-from stream.core.purchase import (
-    BgNbd,
-    FitError,
-    GammaGamma,
-    PurchaseModel,
-    fit_bgnbd,
-    fit_gamma_gamma,
-    fit_population,
-)
+from stream.core.purchase import BgNbd, FitError, GammaGamma, fit_bgnbd, fit_gamma_gamma
+from stream.core.purchase_outlook import PurchaseModel, fit_population
 from stream.core.rfm import MONETARY_RESOLUTION, Population, RawRfmValues
 from stream.sinks.base import as_of_now
 
@@ -147,6 +140,9 @@ def test_the_population_histograms_fit_the_same_model_as_every_customer(cdnow: t
     assert model.bgnbd.alpha == pytest.approx(direct.alpha, rel=1e-3)
     assert model.bgnbd.r == pytest.approx(direct.r, rel=1e-3)
     assert model.spend is not None and 5 < model.spend.population_mean() < 100  # dollars per order
+    # the population's mean predicted value: the mean customer's expected orders x the mean order
+    expected = [model.bgnbd.expected_purchases(90, x[i], t_x[i], T[i]) for i in range(len(x))]
+    assert model.mean_value == pytest.approx(sum(expected) / len(expected) * model.spend.population_mean(), rel=1e-6)
     assert PurchaseModel.from_json(model.to_json()) == model
     # a share published before the purchase model still loads
     legacy = {k: v for k, v in population.to_json().items() if k not in ("purchases", "spend")}
