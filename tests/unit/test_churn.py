@@ -10,7 +10,15 @@ from hypothesis import strategies as st
 
 from schemas import CustomerState, CustomerTags, parse_event
 from stream.core.alerts import assess
-from stream.core.churn import FEATURES, PURCHASE_FEATURES, ChurnConfig, churn_boundary, features, heuristic_score, threshold_crossing
+from stream.core.churn import (
+    FEATURES,
+    PURCHASE_FEATURES,
+    ChurnConfig,
+    churn_boundary,
+    features,
+    heuristic_score,
+    threshold_crossing,
+)
 from stream.core.fold import apply_event
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -156,7 +164,8 @@ def test_predictions_are_labelled_0_by_a_purchase_within_h_days_and_1_when_h_day
     assert outcomes[:9] == [0] * 9 and outcomes[9:] and set(outcomes[9:]) == {1}
     assert all(label.resolved_at - label.predicted_at <= timedelta(days=CONFIG.horizon_days) for label in labels)
     assert labels[9].resolved_at == last + timedelta(days=CONFIG.horizon_days)
-    assert set(labels[-1].features) == set(FEATURES) - set(PURCHASE_FEATURES) and len({label.label_id for label in labels}) == len(labels)
+    assert set(labels[-1].features) == set(FEATURES) - set(PURCHASE_FEATURES)
+    assert len({label.label_id for label in labels}) == len(labels)
     assert state.pending == ()
 
 
