@@ -95,7 +95,8 @@ def _purchase_day(state: CustomerState, at: datetime, newest: datetime, policy: 
     recent = [d for d in state.recent_purchase_days if d >= oldest_possible]
     if day in recent:
         return {"recent_purchase_days": recent}
-    return {"purchase_days": state.purchase_days + 1, "recent_purchase_days": sorted([*recent, day])}
+    counted = state.purchase_days or state.orders  # a state from before purchase days: its orders
+    return {"purchase_days": counted + 1, "recent_purchase_days": sorted([*recent, day])}
 
 
 def _day(moment: datetime) -> int:

@@ -164,3 +164,23 @@ def test_a_silent_customers_hash_is_read_as_of_the_models_now() -> None:
     assert float(now["p_alive"]) < at_write["p_alive"]
     assert float(now["predicted_value"]) < at_write["predicted_value"]
     assert as_of_now({"orders": "0"}, model, 90) == {"orders": "0"}
+
+
+def test_purchase_days_count_a_day_once_and_a_state_from_before_counts_its_orders() -> None:
+    from schemas import CustomerState, parse_event
+    from stream.core.fold import apply_event
+
+    def purchase(event_id: str, at: str) -> object:
+        return parse_event(f'{{"type":"purchase","event_id":"{event_id}","customer_id":"c","event_time":"{at}",'
+                           f'"order_id":"{event_id}","total":"10.00"}}')
+
+    state = CustomerState(customer_id="c")
+    for event_id, at in (("a", "2024-03-01T09:00:00Z"), ("b", "2024-03-01T18:00:00Z"), ("c", "2024-03-04T10:00:00Z"),
+                         ("d", "2024-03-02T10:00:00Z"), ("e", "2024-03-01T23:00:00Z")):  # the last two late
+        state, _ = apply_event(state, purchase(event_id, at))  # type: ignore[arg-type]
+    assert (state.orders, state.purchase_days) == (5, 3)  # 1, 2 and 4 March
+    legacy = CustomerState(customer_id="c", orders=4, last_purchase_at=datetime(2024, 2, 1, tzinfo=UTC),
+                           first_purchase_at=datetime(2024, 1, 1, tzinfo=UTC),
+                           last_event_at=datetime(2024, 2, 1, tzinfo=UTC))
+    upgraded, _ = apply_event(legacy, purchase("f", "2024-03-01T09:00:00Z"))  # type: ignore[arg-type]
+    assert (upgraded.orders, upgraded.purchase_days) == (5, 5)
