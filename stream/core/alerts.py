@@ -114,7 +114,7 @@ def assess(before: CustomerState, after: CustomerState, now: datetime, config: C
     score = heuristic
     limit = config.threshold
     if heuristic is not None and model is not None and model.ready:
-        score = model.score(features(after, now, config, purchase))
+        score = model.score(features(after, now, config))
         limit = alert_threshold(config, model)
     previous_at = before.churn_as_of
     candidates: list[tuple[str, str, str]] = []  # kind, severity, reason

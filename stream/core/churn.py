@@ -35,8 +35,10 @@ REFUND_WEIGHT = 0.4
 MIN_TYPICAL_DAYS = 1.0
 FEATURES = ("recency_days", "frequency", "monetary", "avg_order_value", "interval_mean_days",
             "interval_std_days", "recency_ratio", "activity_trend", "cart_abandonment", "complaints",
-            "refunds", "tenure_days", "purchase_churn", "expected_orders")
-PURCHASE_FEATURES = ("purchase_churn", "expected_orders")  # from the purchase model: absent until it is fitted
+            "refunds", "tenure_days")
+# Kept with each label for the trainer to measure the purchase model on (absent until it is
+# fitted); not model inputs yet: scoring them at every projected day made alert timing slow.
+PURCHASE_FEATURES = ("purchase_churn", "expected_orders")
 
 
 @dataclass(frozen=True)
@@ -227,15 +229,14 @@ def gap_of(vector: Mapping[str, float], config: ChurnConfig) -> float:
     return _usual_gap(vector["frequency"] >= 2, vector["interval_mean_days"], config)
 
 
-def model_crossing(state: CustomerState, now: datetime, config: ChurnConfig, model: Scorer,
-                   purchase: PurchaseModel | None = None) -> datetime | None:
+def model_crossing(state: CustomerState, now: datetime, config: ChurnConfig, model: Scorer) -> datetime | None:
     """When the model's score would reach the threshold with no further event: the features
     projected forward (silence and tenure grow, the last week's activity lapses after 7
     days) and scored at increasing days ahead, up to twice the horizon. None if it already
     has, or will not within that span."""
     if state.orders == 0 or state.last_purchase_at is None:
         return None
-    base = features(state, now, config, purchase)
+    base = features(state, now, config)
     limit = alert_threshold(config, model)
     if model.score(base).probability >= limit:
         return None
@@ -243,21 +244,19 @@ def model_crossing(state: CustomerState, now: datetime, config: ChurnConfig, mod
     for ahead in PROJECTION_DAYS:
         if ahead > 2 * config.horizon_days:
             break
-        later = now + timedelta(days=ahead)
-        if model.score({**projected(base, ahead, gap), **purchase_features(state, later, config, purchase)}
-                       ).probability >= limit:
+        if model.score(projected(base, ahead, gap)).probability >= limit:
             return now + timedelta(days=ahead)
     return None
 
 
 def churn_boundary(state: CustomerState, now: datetime, config: ChurnConfig,
-                   model: Scorer | None = None, purchase: PurchaseModel | None = None) -> datetime | None:
+                   model: Scorer | None = None) -> datetime | None:
     """The next event time at which the score crosses the threshold (the model's, projected,
     once it is ready; else the heuristic's, exactly), silence becomes inactivity, or an open
     prediction's horizon ends (its label becomes 1)."""
     horizon = timedelta(days=config.horizon_days)
     expiries = [predicted_at + horizon for predicted_at, _, _ in state.pending]
-    crossing = model_crossing(state, now, config, model, purchase) if model is not None and model.ready \
+    crossing = model_crossing(state, now, config, model) if model is not None and model.ready \
         else threshold_crossing(state, now, config)
     # a churn_risk of this silence deferred by the cooldown is due when the cooldown ends
     last_risk = state.alerted.get("churn_risk")

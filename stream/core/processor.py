@@ -1,10 +1,8 @@
 """The per-event and per-tick logic of a worker, as a plain class: a batch of records in, the
 effects out (tables updated through :class:`stream.core.work.Work`, and the records to publish).
-
 No Faust, Kafka or Redis here: the agent in ``agents/profile.py`` takes batches from the
 stream, calls :meth:`Processor.process`, sends the outputs, and only then lets the batch's
-offsets be committed. Unit tests drive it directly with dicts as tables.
-"""
+offsets be committed. Unit tests drive it directly with dicts as tables."""
 
 from __future__ import annotations
 
@@ -162,7 +160,7 @@ class Processor:
         scorer = self.scorer()
         purchase = self._purchase()
         assessed = assess(state, new_state.model_copy(update={"tags": tags}), now, self.churn, scorer, purchase)
-        boundary = next_boundary(assessed.state, now, self.rules, self.churn, scorer, purchase)
+        boundary = next_boundary(assessed.state, now, self.rules, self.churn, scorer)
         new_state = assessed.state.model_copy(update={"next_boundary_at": boundary})
         work.put(new_state)
         if boundary != state.next_boundary_at:
@@ -258,7 +256,7 @@ class Processor:
             alerts += assessed.alerts
             labels += assessed.labels
             current = assessed.state
-            boundary = next_boundary(current, boundary, self.rules, self.churn, scorer, purchase)
+            boundary = next_boundary(current, boundary, self.rules, self.churn, scorer)
         work.count("sweeper.transitions", partition, by=len(changes))
         work.count("alerts.raised", partition, by=len(alerts))
         swept = current.model_copy(update={"next_boundary_at": boundary})

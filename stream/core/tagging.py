@@ -7,7 +7,6 @@ from datetime import datetime
 
 from schemas import CustomerState, CustomerTags, TagChange
 from stream.core.churn import ChurnConfig, Scorer, churn_boundary
-from stream.core.purchase_outlook import PurchaseModel
 from stream.core.rfm import Cuts, RawRfmValues, RfmScore
 from stream.core.rules import Rules, behaviour_type, lifecycle_stage, next_lifecycle_boundary
 
@@ -67,8 +66,8 @@ def weekly_orders(state: CustomerState) -> dict[int, int]:
     return weeks
 
 
-def next_boundary(state: CustomerState, now: datetime, rules: Rules, churn: ChurnConfig | None = None,
-                  model: Scorer | None = None, purchase: PurchaseModel | None = None) -> datetime | None:
+def next_boundary(state: CustomerState, now: datetime, rules: Rules,
+                  churn: ChurnConfig | None = None, model: Scorer | None = None) -> datetime | None:
     """When a tag would next change with no new event (recency score or lifecycle), or (with
     ``churn``) the churn score reach the alert threshold or the silence become inactivity."""
     if state.orders == 0 or state.last_purchase_at is None or state.first_purchase_at is None:
@@ -85,7 +84,7 @@ def next_boundary(state: CustomerState, now: datetime, rules: Rules, churn: Chur
                                         previous_purchase_at=state.previous_purchase_at)
     if lifecycle is not None:
         moments.append(lifecycle)
-    if churn is not None and (warning := churn_boundary(state, now, churn, model, purchase)) is not None:
+    if churn is not None and (warning := churn_boundary(state, now, churn, model)) is not None:
         moments.append(warning)
     return min(moments) if moments else None
 

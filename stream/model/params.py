@@ -14,8 +14,7 @@ import river
 from stream.core.churn import FEATURES, ChurnScore
 
 LOG_FEATURES = frozenset({"recency_days", "frequency", "monetary", "avg_order_value", "interval_mean_days",
-                          "interval_std_days", "recency_ratio", "complaints", "refunds", "tenure_days",
-                          "expected_orders"})
+                          "interval_std_days", "recency_ratio", "complaints", "refunds", "tenure_days"})
 MODEL_PREFIX = "logreg"
 
 
