@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.special import hyp2f1
 
 from stream.core.purchase import MODEL_PREFIX, BgNbd, FitError, GammaGamma, fit_bgnbd, fit_gamma_gamma
 
@@ -124,13 +123,7 @@ def fit_population(purchases: Mapping[tuple[int, ...], int], spend: Mapping[tupl
             gamma_gamma = None  # too few repeat buyers with a positive spend: no value prediction yet
     mean_value = None
     if gamma_gamma is not None:  # expected orders of the mean customer x the population's mean order
-        alive = 1 / (1 + np.where(x > 0, bgnbd.a / np.maximum(bgnbd.b + x - 1, 1e-9)
-                                  * ((bgnbd.alpha + age) / (bgnbd.alpha + t_x)) ** (bgnbd.r + x), 0.0))
-        ratio = ((bgnbd.alpha + age) / (bgnbd.alpha + age + horizon_days)) ** (bgnbd.r + x)
-        series = hyp2f1(bgnbd.r + x, bgnbd.b + x, bgnbd.a + bgnbd.b + x - 1,
-                        horizon_days / (bgnbd.alpha + age + horizon_days))
-        a_less_one = bgnbd.a - 1 if bgnbd.a != 1 else 1e-9
-        expected = np.maximum(0.0, (bgnbd.a + bgnbd.b + x - 1) / a_less_one * (1 - ratio * series) * alive)
+        expected = [bgnbd.expected_purchases(horizon_days, *row) for row in zip(x, t_x, age, strict=True)]
         mean_value = float(np.average(expected, weights=weights)) * gamma_gamma.population_mean()
     return PurchaseModel(bgnbd=bgnbd, spend=gamma_gamma, as_of_day=int(now), customers=int(weights.sum()),
                          repeat_buyers=int(weights[x > 0].sum()), horizon_days=horizon_days, mean_value=mean_value)
