@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from stream.cli.base import Progress, free_port
+from stream.infra.topics import delete_app_topics
 from stream.infra.worker import WorkerProcess, worker_env
 from stream.io.produce import event_records, produce
 from stream.io.sample import sample_events
@@ -261,26 +262,11 @@ class Bench:
 
         for worker in self.workers:
             worker.stop()
-        asyncio.run(self._delete_topics())
+        asyncio.run(delete_app_topics(self.settings.kafka_bootstrap, (self.prefix, f"{self.app_id}-")))
         client = redis.Redis.from_url(self.redis_url)
         client.flushdb()
         client.close()
         shutil.rmtree(self.data_dir, ignore_errors=True)
-
-    async def _delete_topics(self) -> None:
-        from aiokafka.admin import AIOKafkaAdminClient
-
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
-        await admin.start()
-        try:
-            ours = [t for t in await admin.list_topics() if t.startswith((self.prefix, f"{self.app_id}-"))]
-            if ours:
-                await admin.delete_topics(ours)
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and set(ours) & set(await admin.list_topics()):
-                await asyncio.sleep(0.5)  # deletion completes asynchronously on the broker
-        finally:
-            await admin.close()
 
 
 class BenchError(RuntimeError):

@@ -59,3 +59,22 @@ async def ensure_topics(settings: Settings, timeout: float = 60.0) -> list[str]:
             await asyncio.sleep(0.2)
     finally:
         await admin.close()
+
+
+async def delete_app_topics(bootstrap: str, prefixes: tuple[str, ...], timeout: float = 30.0) -> list[str]:
+    """Delete every topic whose name starts with one of ``prefixes`` (an app's topic prefix and
+    ``{app_id}-`` for Faust's changelogs) and wait until the broker no longer lists them."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        ours = [t for t in await admin.list_topics() if t.startswith(prefixes)]
+        if ours:
+            await admin.delete_topics(ours)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and set(ours) & set(await admin.list_topics()):
+            await asyncio.sleep(0.5)  # deletion completes asynchronously on the broker
+        return ours
+    finally:
+        await admin.close()

@@ -20,7 +20,8 @@ import pytest
 import redis
 
 from stream.infra import services
-from stream.infra.process import InfraError
+from stream.infra.process import InfraError, tail
+from stream.infra.topics import delete_app_topics
 from stream.io.replay import wait_until_processed
 from stream.settings import Settings, load_settings
 from stream.sinks.redis import customer_key
@@ -73,14 +74,18 @@ def test_redis(test_redis_url: str) -> Iterator[str]:
     client.close()
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll until ``predicate()`` holds; fail naming ``what`` after ``timeout`` seconds."""
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str, log: Path | None = None) -> None:
+    """Poll until ``predicate()`` holds; fail naming ``what`` after ``timeout`` seconds (with
+    the end of the worker's ``log``, when given, so a failure in CI can be diagnosed)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+    message = f"timed out after {timeout:.0f}s waiting for {what}"
+    if log is not None:
+        message += f"\n--- end of {log} ---\n{tail(log, 60)}"
+    raise AssertionError(message)
 
 
 def caught_up(settings: Settings, timeout: float = 120, settle: float = 0.5) -> None:
@@ -108,7 +113,7 @@ class Isolated:
 
 
 @pytest.fixture
-def isolated(infra: Settings, test_redis: str, tmp_path: Path) -> Isolated:
+def isolated(infra: Settings, test_redis: str, tmp_path: Path) -> Iterator[Isolated]:
     """Its Redis database is the session's test database, empty when the test starts."""
     tag = uuid.uuid4().hex[:8]
     port = free_port()
@@ -127,7 +132,9 @@ def isolated(infra: Settings, test_redis: str, tmp_path: Path) -> Isolated:
         topic_prefix=f"t{tag}.", app_id=f"pulse-test-{tag}", data_dir=tmp_path / "data",
         web_port=port, partitions=4,
     )
-    return Isolated(settings=settings, env=env, tag=tag, data_dir=tmp_path / "data")
+    yield Isolated(settings=settings, env=env, tag=tag, data_dir=tmp_path / "data")
+    # The test's workers have stopped (in its own finally blocks): leave no topic behind.
+    asyncio.run(delete_app_topics(infra.kafka_bootstrap, (settings.topic_prefix, f"{settings.app_id}-")))
 
 
 def events_in_redis(client: redis.Redis, customer_ids: Iterable[str]) -> Callable[[], int]:

@@ -48,7 +48,7 @@ def test_sigterm_half_way_then_restart_equals_batch(isolated: Isolated, wipe_loc
     worker = WorkerProcess(worker_env(isolated.env), log, settings.web_port).start()
     try:
         asyncio.run(produce(settings.kafka_bootstrap, settings.topic("events"), records[: EVENTS // 2]))
-        wait_for(lambda: applied_events() >= EVENTS // 4, 120, "the first quarter of events in Redis")
+        wait_for(lambda: applied_events() >= EVENTS // 4, 120, "the first quarter of events in Redis", log)
     finally:
         exit_code = worker.stop(signal.SIGTERM)
     assert exit_code == 0, "worker did not exit cleanly on SIGTERM"
@@ -59,7 +59,8 @@ def test_sigterm_half_way_then_restart_equals_batch(isolated: Isolated, wipe_loc
     asyncio.run(produce(settings.kafka_bootstrap, settings.topic("events"), records[EVENTS // 2:]))
     worker = WorkerProcess(worker_env(isolated.env), log, settings.web_port).start()
     try:
-        wait_for(lambda: applied_events() >= EVENTS, 180, "all events reflected in Redis")
+        wait_for(lambda: applied_events() >= EVENTS, 180,
+                 f"all {EVENTS} events reflected in Redis", log)
         caught_up(settings)  # any redelivered (duplicate) records have passed through too
 
         redis_rows = _redis_orders(client, customer_ids)
