@@ -68,7 +68,7 @@ async def send_effects(pulse: Pulse, effects: Effects, partition: int,
     sends = []
     writes = RedisWrites(profiles=[encode_profile(profile(state)) for state in effects.profiles.values()],
                          tag_changes=[encode_tag_change(change) for change in effects.tag_changes],
-                         input_ms=input_ms)
+                         erasures=[erasure.to_json() for erasure in effects.erasures], input_ms=input_ms)
     for change in effects.tag_changes:
         sends.append(await send("tag-changes", change.customer_id.encode(), change.model_dump_json().encode()))
     for alert in effects.alerts:
@@ -90,7 +90,8 @@ async def send_effects(pulse: Pulse, effects: Effects, partition: int,
 def register(pulse: Pulse) -> None:
     processor = build_processor(pulse)
     tables = Tables(state=pulse.table("customer-state"), counters=pulse.table("profile-counters"),
-                    maxima=pulse.table("event-time-maxima"), index=pulse.table("sweep-index"))
+                    maxima=pulse.table("event-time-maxima"), index=pulse.table("sweep-index"),
+                    erasures=pulse.table("erasures"))
 
     # concurrency=1: faust may commit past an in-flight message with more (faust #606).
     @pulse.app.agent(pulse.inputs, name="profile", concurrency=1)

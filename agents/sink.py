@@ -12,21 +12,27 @@ after a restart or a rebalance, which the versioned, once-only writes make harml
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime
 from functools import partial
 from typing import Any
 
 import redis
+import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
 
 from agents.context import Pulse
+from stream.core.erasure import Erasure
 from stream.infra.metrics import WorkerMetrics
+from stream.infra.topics import topic_configs
 from stream.sinks import RedisSink, write_with_retry
+from stream.sinks.erasure import RETAINED_TOPICS, erase_from_redis, receipt, retained, store_receipt, worker_stores
 from stream.sinks.outbox import OutboxError, RedisWrites
-from stream.topology import redis_sink_group
+from stream.topology import changelog_topic, redis_sink_group
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +53,27 @@ def decode_outbox(records: Iterable[Any]) -> list[RedisWrites]:
     return parts
 
 
+def erasure_runs(parts: list[RedisWrites]) -> list[list[RedisWrites]]:
+    """The parts in runs, each ending at a part with erasures (or at the last part).
+
+    >>> [len(run) for run in erasure_runs([RedisWrites(), RedisWrites(erasures=["e"]), RedisWrites()])]
+    [2, 1]
+    """
+    runs: list[list[RedisWrites]] = [[]]
+    for part in parts:
+        runs[-1].append(part)
+        if part.erasures:
+            runs.append([])
+    return [run for run in runs if run]
+
+
+async def _no_erasure(erasure: Erasure) -> int:
+    raise RuntimeError(f"erasure {erasure.request_id} reached a sink that cannot erase")
+
+
 async def apply_outbox(bootstrap: str, topic: str, group: str, sink: RedisSink,
-                       metrics: WorkerMetrics | None = None) -> None:
+                       metrics: WorkerMetrics | None = None,
+                       on_erasure: Callable[[Erasure], Awaitable[int]] = _no_erasure) -> None:
     """Apply the outbox topic to Redis for ever (until cancelled)."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
                                 auto_offset_reset="earliest")
@@ -59,9 +84,15 @@ async def apply_outbox(bootstrap: str, topic: str, group: str, sink: RedisSink,
             if not batches:
                 continue
             parts = decode_outbox(record for records in batches.values() for record in records)
-            writes = RedisWrites.merge(parts)
-            written = await write_with_retry(partial(sink.write, writes), retry_on=RETRYABLE,
-                                             on_retry=metrics.redis_retries.inc if metrics else None)
+            retry_counter = metrics.redis_retries.inc if metrics else None
+            written = 0
+            for run in erasure_runs(parts):
+                # an erasure comes after every earlier write of its record's partition
+                written += await write_with_retry(partial(sink.write, RedisWrites.merge(run)), retry_on=RETRYABLE,
+                                                  on_retry=retry_counter)
+                for text in run[-1].erasures:
+                    written += await write_with_retry(partial(on_erasure, Erasure.from_json(text)),
+                                                      retry_on=RETRYABLE, on_retry=retry_counter)
             if metrics is not None:
                 metrics.redis_writes.inc(written)
                 now_ms = time.time() * 1000
@@ -83,4 +114,29 @@ def register(pulse: Pulse) -> None:
     @pulse.app.task
     async def redis_sink() -> None:
         await apply_outbox(settings.kafka_bootstrap, settings.topic("redis-outbox"),
-                           redis_sink_group(settings.app_id), sink, pulse.metrics)
+                           redis_sink_group(settings.app_id), sink, pulse.metrics, partial(finish_erasure, pulse))
+
+
+async def finish_erasure(pulse: Pulse, erasure: Erasure) -> int:
+    """Erase the customer from Redis, then store and publish the receipt (``privacy`` topic);
+    the number of Redis entries removed."""
+    settings = pulse.settings
+    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        redis_stores = await erase_from_redis(client, erasure.customer_id)
+        topics = [settings.topic(name) for name in RETAINED_TOPICS]
+        try:
+            configs = await topic_configs(settings.kafka_bootstrap, topics, ["retention.ms"])
+        except Exception as exc:  # noqa: BLE001 - the receipt then says "unknown", the erasure stands
+            log.warning("erasure %s: topic retention not read (%s)", erasure.request_id, exc)
+            configs = {}
+        retention = {t: int(v) if (v := configs.get(t, {}).get("retention.ms")) is not None else None for t in topics}
+        document = receipt(erasure, worker_stores(erasure, changelog_topic(settings, "customer-state")), redis_stores,
+                           retained(retention, datetime.fromisoformat(erasure.tables_cleared_at)))
+        await store_receipt(client, document)
+    finally:
+        await client.aclose()
+    await (await pulse.app.producer.send(settings.topic("privacy"), erasure.request_id.encode(),
+                                         json.dumps(document).encode(), 0, None, None))
+    log.info("erasure %s: done, receipt stored and published", erasure.request_id)
+    return sum(int(store.get("removed", 0)) for store in redis_stores)

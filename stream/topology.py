@@ -14,7 +14,14 @@ from typing import Literal
 
 from stream.settings import Settings
 
-COMPACTED = {"cleanup.policy": "compact"}
+# Compacted topics keep a key's older values until the log cleaner runs, so an erased
+# customer's values could stay on disk indefinitely. KIP-354: the cleaner compacts a record at
+# most max.compaction.lag.ms after it was written (rolling the active segment if need be);
+# the tombstone, which still names the key, goes delete.retention.ms after that.
+MAX_COMPACTION_LAG_MS = 24 * 3_600_000
+DELETE_RETENTION_MS = 24 * 3_600_000
+COMPACTED = {"cleanup.policy": "compact", "max.compaction.lag.ms": str(MAX_COMPACTION_LAG_MS),
+             "delete.retention.ms": str(DELETE_RETENTION_MS)}
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     # each partition's share of the RFM population; every worker reads all of it
     TopicSpec("rfm-population", "p{partition}", "a partition's population histograms", partitions=1,
               compacted=True),
+    # erasure receipts (stream/sinks/erasure.py): what was cleared where, and when
+    TopicSpec("privacy", "request id", "an erasure receipt (JSON)", partitions=1),
 )
 
 TABLES: tuple[TableSpec, ...] = (
@@ -72,6 +81,8 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec("event-time-maxima", "p{partition}", "epoch seconds"),
     # customers by the hour of their next time-driven boundary (see stream/core/sweep.py)
     TableSpec("sweep-index", "bucket, cursor or cuts key", "members or a value"),
+    # erased customers, whose later events are suppressed (see stream/core/erasure.py)
+    TableSpec("erasures", "SHA-256 digest of the customer id", "erased_at and request id (JSON)"),
 )
 
 

@@ -18,6 +18,7 @@ from stream.core.activity import event_counts
 from stream.core.alerts import assess
 from stream.core.churn import ChurnConfig, Scorer
 from stream.core.dedup import Admission, DedupPolicy
+from stream.core.erasure import ERASE_KEY, Erasure, ErasureRequest, Suppression, resumes
 from stream.core.fold import apply_event, to_cents, to_profile
 from stream.core.purchase_outlook import PurchaseModel
 from stream.core.rfm import Cuts, PartitionIndex
@@ -84,6 +85,8 @@ class Processor:
                     self._on_tick(record, work, effects)
                 elif record.key == RESYNC_KEY:
                     self._on_resync(record, work, effects)
+                elif record.key == ERASE_KEY:
+                    self._on_erase(record, work, effects)
                 else:
                     self._on_event(record, work, effects)
             except Exception as exc:  # noqa: BLE001 - a bug or unreadable state must not stop the worker
@@ -103,10 +106,12 @@ class Processor:
         return self.population.purchase if self.population is not None else None
 
     # -- records ------------------------------------------------------------------------
-    def _dead_letter(self, record: Record, rejection: Rejection, effects: Effects, stage: str = "profile") -> None:
-        letter = dead_letter(record.value, record.key, rejection, stage=stage, now=self.clock(),
+    def _dead_letter(self, record: Record, rejection: Rejection, effects: Effects, stage: str = "profile",
+                     keep_payload: bool = True) -> None:
+        letter = dead_letter(record.value if keep_payload else None, record.key if keep_payload else None,
+                             rejection, stage=stage, now=self.clock(),
                              topic=record.topic, partition=record.partition, offset=record.offset)
-        effects.dead_letters.append((record.key, letter.model_dump_json().encode()))
+        effects.dead_letters.append((record.key if keep_payload else None, letter.model_dump_json().encode()))
 
     def _cuts(self, partition: int) -> Cuts | None:
         return self.population.cuts_for(partition) if self.population is not None else None
@@ -135,6 +140,8 @@ class Processor:
     def _apply(self, record: Record, event: Event, work: Work, effects: Effects) -> None:
         partition = record.partition
         state = work.state(event.customer_id)
+        if state.last_event_at is None and self._suppressed(record, event, work, effects):
+            return
         new_state, admission = apply_event(state, event, self.policy)
         if admission is Admission.APPLIED:
             effects.count_activity(event.event_time, event_counts(
@@ -217,6 +224,42 @@ class Processor:
                 published += 1
         work.count("resync.published", partition, by=published)
         log.info("resync: re-published %d profiles of partition %d", published, partition)
+
+    def _suppressed(self, record: Record, event: Event, work: Work, effects: Effects) -> bool:
+        # Only a customer with no state can be an erased one: one lookup per new customer.
+        suppression = work.suppression(event.customer_id)
+        if suppression is None:
+            return False
+        if resumes(suppression, event.event_time, event.consent.analytics if event.consent else None):
+            work.lift_suppression(event.customer_id)
+            work.count("privacy.resumed", record.partition)
+            return False
+        work.count("profile.suppressed", record.partition)
+        # without the payload or key: a dead letter must not keep what was erased
+        self._dead_letter(record, Rejection("erased", "the customer was erased "
+                                            f"(request {suppression.request_id}); events without fresh "
+                                            "analytics consent are not profiled"), effects,
+                          keep_payload=False)
+        return True
+
+    def _on_erase(self, record: Record, work: Work, effects: Effects) -> None:
+        request = ErasureRequest.from_bytes(record.value)
+        partition, customer_id = record.partition, request.customer_id
+        state = work.state(customer_id)
+        if self.population is not None:
+            self.population.update(partition, customer_id, state, CustomerState(customer_id=customer_id))
+        if state.next_boundary_at is not None:  # unfile it from the sweep index
+            self._file_boundary(state.model_copy(update={"next_boundary_at": None}), partition, work,
+                                old=state.next_boundary_at)
+        work.delete(customer_id)
+        now = self.clock()
+        work.suppress(customer_id, Suppression(now, request.request_id))
+        effects.forget(customer_id)
+        effects.erasures.append(Erasure(request.request_id, customer_id, request.requested_at.isoformat(),
+                                        partition, now.isoformat(), had_state=state.last_event_at is not None))
+        work.count("privacy.erased", partition)
+        log.info("erasure %s: customer state, sweep entry and population share removed in partition %d",
+                 request.request_id, partition)
 
     # -- time and population ---------------------------------------------------------------
     def _file_boundary(self, state: CustomerState, partition: int, work: Work,

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from schemas import Alert, ChurnLabel, CustomerState, TagChange
 from stream.core.counters import counter_key
+from stream.core.erasure import Erasure, Suppression, subject_digest
 from stream.core.watermark import advance
 
 Store = MutableMapping[str, bytes]
@@ -43,6 +44,7 @@ class Effects:
     dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)  # key, DeadLetter JSON
     forwards: list[tuple[bytes, bytes]] = field(default_factory=list)  # customer id, event JSON: its owner's
     activity: dict[int, dict[str, float]] = field(default_factory=dict)  # event-time day: population counts
+    erasures: list[Erasure] = field(default_factory=list)  # for the Redis sink to finish, in order
     newest_event_time: datetime | None = None  # of the events applied
 
     def count_activity(self, at: datetime, counts: dict[str, float]) -> None:
@@ -51,6 +53,13 @@ class Effects:
             day[name] = day.get(name, 0.0) + value
         if self.newest_event_time is None or at > self.newest_event_time:
             self.newest_event_time = at
+
+    def forget(self, customer_id: str) -> None:
+        """Drop what this batch would still publish about an erased customer."""
+        self.profiles.pop(customer_id, None)
+        self.tag_changes = [c for c in self.tag_changes if c.customer_id != customer_id]
+        self.alerts = [a for a in self.alerts if a.customer_id != customer_id]
+        self.labels = [label for label in self.labels if label.customer_id != customer_id]
 
     def publish(self, state: CustomerState, changes: Iterable[TagChange] = (), alerts: Iterable[Alert] = (),
                 labels: Iterable[ChurnLabel] = ()) -> None:
@@ -68,6 +77,7 @@ class Tables:
     counters: Store
     maxima: Store
     index: Store
+    erasures: Store = field(default_factory=dict)  # suppression markers of erased customers, by digest
 
 
 class IndexView(MutableMapping[str, bytes]):
@@ -126,6 +136,7 @@ class Work:
     tables: Tables
     states: dict[str, CustomerState] = field(default_factory=dict)
     changed: set[str] = field(default_factory=set)
+    deleted: set[str] = field(default_factory=set)
     counts: dict[str, int] = field(default_factory=dict)
     maxima: dict[str, int | None] = field(default_factory=dict)
     index: IndexView = field(init=False)
@@ -145,6 +156,23 @@ class Work:
     def put(self, state: CustomerState) -> None:
         self.states[state.customer_id] = state
         self.changed.add(state.customer_id)
+        self.deleted.discard(state.customer_id)
+
+    def delete(self, customer_id: str) -> None:
+        """Remove the customer's state (a Faust table writes a tombstone to its changelog)."""
+        self.states[customer_id] = CustomerState(customer_id=customer_id)
+        self.changed.discard(customer_id)
+        self.deleted.add(customer_id)
+
+    def suppression(self, customer_id: str) -> Suppression | None:
+        stored = self.tables.erasures.get(subject_digest(customer_id))
+        return Suppression.from_bytes(stored) if stored else None
+
+    def suppress(self, customer_id: str, suppression: Suppression) -> None:
+        self.tables.erasures[subject_digest(customer_id)] = suppression.to_bytes()
+
+    def lift_suppression(self, customer_id: str) -> None:
+        self.tables.erasures.pop(subject_digest(customer_id), None)
 
     def count(self, name: str, partition: int, by: int = 1) -> None:
         key = counter_key(name, partition)
@@ -163,6 +191,9 @@ class Work:
         for customer_id in self.changed:
             state_table[customer_id] = self.states[customer_id].model_dump_json().encode()
         self.changed.clear()
+        for customer_id in self.deleted:
+            state_table.pop(customer_id, None)
+        self.deleted.clear()
         self.index.flush()
         for key, newest in self.maxima.items():
             if newest is not None and self.tables.maxima.get(key) != (encoded := str(newest).encode()):

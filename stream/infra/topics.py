@@ -78,3 +78,22 @@ async def delete_app_topics(bootstrap: str, prefixes: tuple[str, ...], timeout: 
         return ours
     finally:
         await admin.close()
+
+
+async def topic_configs(bootstrap: str, topics: list[str], names: list[str]) -> dict[str, dict[str, str | None]]:
+    """The broker's effective values of the configs ``names`` of each topic (missing topics left out)."""
+    from aiokafka.admin import AIOKafkaAdminClient, ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic, configs=dict.fromkeys(names)) for topic in topics])
+    finally:
+        await admin.close()
+    found: dict[str, dict[str, str | None]] = {}
+    for response in responses:
+        for error_code, _message, _kind, topic, entries in response.resources:
+            if error_code == 0:
+                found[topic] = {entry[0]: entry[1] for entry in entries}
+    return found

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 
 
 async def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes]],
@@ -52,5 +53,19 @@ async def request_resync(bootstrap: str, topic: str, key: bytes) -> int:
         for partition in partitions:
             await producer.send_and_wait(topic, payload, key=key, partition=partition)
         return len(partitions)
+    finally:
+        await producer.stop()
+
+
+async def request_erasure(bootstrap: str, topic: str, key: bytes, customer_id: str, payload: bytes) -> int:
+    """Send an erasure request to the partition of ``topic`` (the workers' control topic) that owns
+    the customer, as the producers' default partitioner places the customer's events; returns it."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        partitions = sorted(await producer.partitions_for(topic))
+        owner = int(DefaultPartitioner()(customer_id.encode(), partitions, partitions))
+        await producer.send_and_wait(topic, payload, key=key, partition=owner)
+        return owner
     finally:
         await producer.stop()

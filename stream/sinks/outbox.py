@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 MAX_RECORD_BYTES = 512 * 1024  # well below the broker's default message.max.bytes (1 MB)
-_KINDS = ("profiles", "tag_changes", "alerts")
+_KINDS = ("profiles", "tag_changes", "alerts", "erasures")
 
 
 class OutboxError(ValueError):
@@ -30,13 +30,14 @@ class RedisWrites:
     profiles: list[str] = field(default_factory=list)
     tag_changes: list[str] = field(default_factory=list)
     alerts: list[str] = field(default_factory=list)
+    erasures: list[str] = field(default_factory=list)  # Erasure JSON (stream/core/erasure.py), after the rest
     input_ms: int | None = None  # Kafka timestamp of the batch's oldest input record (for latency metrics)
 
     def __bool__(self) -> bool:
-        return bool(self.profiles or self.tag_changes or self.alerts)
+        return bool(self.profiles or self.tag_changes or self.alerts or self.erasures)
 
     def __len__(self) -> int:
-        return len(self.profiles) + len(self.tag_changes) + len(self.alerts)
+        return len(self.profiles) + len(self.tag_changes) + len(self.alerts) + len(self.erasures)
 
     @classmethod
     def merge(cls, parts: Iterable[RedisWrites]) -> RedisWrites:
@@ -45,6 +46,7 @@ class RedisWrites:
             merged.profiles += part.profiles
             merged.tag_changes += part.tag_changes
             merged.alerts += part.alerts
+            merged.erasures += part.erasures
             if part.input_ms is not None:
                 merged.input_ms = min(part.input_ms, merged.input_ms or part.input_ms)
         return merged
@@ -81,7 +83,7 @@ class RedisWrites:
         """Decode an outbox record value.
 
         >>> RedisWrites.from_record(b'{"alerts": ["x"], "t": 1764590400000}')
-        RedisWrites(profiles=[], tag_changes=[], alerts=['x'], input_ms=1764590400000)
+        RedisWrites(profiles=[], tag_changes=[], alerts=['x'], erasures=[], input_ms=1764590400000)
         >>> try:
         ...     RedisWrites.from_record(b'[]')
         ... except OutboxError as exc:
