@@ -82,7 +82,8 @@ async def delete_app_topics(bootstrap: str, prefixes: tuple[str, ...], timeout: 
 
 async def topic_configs(bootstrap: str, topics: list[str], names: list[str]) -> dict[str, dict[str, str | None]]:
     """The broker's effective values of the configs ``names`` of each topic (missing topics left out)."""
-    from aiokafka.admin import AIOKafkaAdminClient, ConfigResource, ConfigResourceType
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()

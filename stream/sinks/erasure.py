@@ -52,7 +52,8 @@ async def erase_from_redis(client: aioredis.Redis, customer_id: str, prefix: str
     ``client`` decodes responses. Safe to repeat (a redelivered outbox record)."""
     stores: list[dict[str, Any]] = []
     hash_key = customer_key(customer_id, prefix)
-    stores.append({"store": f"redis hash {hash_key}", "removed": int(await client.delete(hash_key)),
+    # store names with "{id}", not the id: the receipt outlives the data
+    stores.append({"store": f"redis hash {customer_key('{id}', prefix)}", "removed": int(await client.delete(hash_key)),
                    "cleared_at": _now()})
     removed = 0
     async for segment in client.scan_iter(match=f"{prefix}seg:*", count=SCAN_COUNT):

@@ -1,0 +1,167 @@
+"""`pulse forget` on a running pipeline of two workers: within a minute nothing about the
+customer is left in Redis, in the tables (also after a restart that rebuilds them from the
+changelogs), or as a live key of the state changelog; the population excludes them, nobody
+else changes, the receipt lists every store, and later events do not bring the profile back
+(unless they carry fresh analytics consent)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import time
+import urllib.error
+from datetime import UTC, datetime
+
+import pytest
+import redis
+
+from stream.core.batch import batch_raw_rfm
+from stream.infra.worker import WorkerProcess, worker_env
+from stream.io.access import read_keyed
+from stream.io.produce import produce
+from stream.io.sample import sample_events
+from stream.sinks.redis import KEY_PREFIX, customer_key
+from stream.topology import changelog_topic
+from tests.helpers import read_topic, run_pulse
+from tests.integration.conftest import Isolated, caught_up, free_port, wait_for
+
+pytestmark = pytest.mark.integration
+
+STREAMS = ("tags", "alerts")
+KEPT = ("orders", "monetary", "events", "last_purchase_at")
+
+
+def _mentions(client: redis.Redis, customer_id: str) -> dict[str, int]:
+    """Where Redis still mentions the customer, and how often."""
+    found = {"hash": int(client.exists(customer_key(customer_id))),
+             "segment_sets": sum(int(client.sismember(key, customer_id))
+                                 for key in client.scan_iter(f"{KEY_PREFIX}seg:*")),
+             "tags_applied": int(client.hexists(f"{KEY_PREFIX}tags:applied", customer_id))}
+    for name in STREAMS:
+        found[name] = sum(1 for _, fields in client.xrange(f"{KEY_PREFIX}{name}")
+                          if fields.get("customer_id") == customer_id)
+    return found
+
+
+def _purchase(customer_id: str, event_id: str, consent: dict | None = None) -> dict:
+    """A purchase stamped now (consent counts only in events after the erasure)."""
+    event = {"type": "purchase", "event_id": event_id, "customer_id": customer_id, "order_id": event_id,
+             "total": "30.00", "event_time": datetime.now(UTC).isoformat()}
+    return {**event, "consent": consent} if consent else event
+
+
+def _send(isolated: Isolated, events: list[dict]) -> None:
+    records = [(e["customer_id"].encode(), json.dumps(e).encode()) for e in events]
+    asyncio.run(produce(isolated.settings.kafka_bootstrap, isolated.settings.topic("events"), records))
+
+
+def test_forget_erases_everywhere_within_a_minute_and_suppresses_later_events(isolated: Isolated) -> None:
+    settings = isolated.settings
+    env = {**os.environ, **isolated.env}
+    events = sample_events(120, 2400, seed=31, prefix=f"f{isolated.tag}")
+    path = isolated.data_dir / "events.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    expected = batch_raw_rfm(events)
+    buyers = sorted(cid for cid, v in expected.items() if v.orders)
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+
+    second_port = free_port()
+    workers = [WorkerProcess(worker_env(env), isolated.data_dir / "w1.log", settings.web_port).start(),
+               WorkerProcess(worker_env({**env, "PULSE_WEB_PORT": str(second_port)}), isolated.data_dir / "w2.log",
+                             second_port).start()]
+    try:
+        run_pulse(env, "replay", str(path), "--wait", "--timeout", "600")
+        caught_up(settings)
+        # the customer with the most entries in the streams, and one to come back with consent
+        victim = max(buyers, key=lambda cid: sum(_mentions(client, cid).values()))
+        returning = next(cid for cid in buyers if cid != victim)
+        before = _mentions(client, victim)
+        assert before["hash"] == 1 and before["segment_sets"] == 1 and before["tags"] > 0, before
+        others = {cid: {k: client.hget(customer_key(cid), k) for k in KEPT} for cid in buyers
+                  if cid not in (victim, returning)}
+
+        started = time.monotonic()
+        done = run_pulse(env, "forget", victim, "--timeout", "60")
+        elapsed = time.monotonic() - started
+        receipt = json.loads(done.stdout)
+        assert elapsed < 60, elapsed
+
+        # Redis: nothing left
+        assert _mentions(client, victim) == dict.fromkeys(before, 0)
+        # the receipt: every store, with times; what stays until retention, with dates
+        stores = {row["store"]: row for row in receipt["stores"]}
+        assert stores[f"redis hash {customer_key('{id}')}"]["removed"] == 1
+        assert stores[f"redis stream {KEY_PREFIX}tags"]["removed"] == before["tags"]
+        assert any(name.startswith("changelog ") and row["action"] == "tombstone written"
+                   for name, row in stores.items())
+        assert all(datetime.fromisoformat(row["cleared_at"]) for row in receipt["stores"])
+        retained = {row["topic"]: row for row in receipt["remains_until_retention"]}
+        assert retained[settings.topic("events")]["gone_by"].startswith(str(datetime.now(UTC).year))
+        assert victim not in json.dumps(receipt)  # the receipt names a digest, not the id
+        published = asyncio.run(read_topic(settings.kafka_bootstrap, settings.topic("privacy"), 1, 30))
+        assert [r["request_id"] for r in published] == [receipt["request_id"]]
+
+        # the state changelog's newest record of the customer is a tombstone
+        every = list(range(settings.partitions))
+        from aiokafka.partitioner import DefaultPartitioner
+        owner = int(DefaultPartitioner()(victim.encode(), every, every))
+        history = asyncio.run(read_keyed(settings.kafka_bootstrap, changelog_topic(settings, "customer-state"),
+                                         json.dumps(victim).encode(), [owner]))
+        assert history and history[-1] == b"", "the newest changelog record of the customer is a tombstone"
+
+        # the population excludes them, on both workers
+        wait_for(lambda: all(w.get("/rfm/")["population"] == len(buyers) - 1 for w in workers), 60,
+                 "both workers' population without the erased customer")
+
+        # later events: suppressed, dead-lettered without payload; fresh consent lets one back in
+        _send(isolated, [_purchase(victim, f"{isolated.tag}-after-1"),
+                         _purchase(returning, f"{isolated.tag}-before-consent")])
+        run_pulse(env, "forget", returning, "--timeout", "60")
+        _send(isolated, [_purchase(returning, f"{isolated.tag}-consent", {"analytics": True})])
+        caught_up(settings)
+        assert _mentions(client, victim)["hash"] == 0
+        assert client.exists(customer_key(returning))
+        letters = asyncio.run(read_topic(settings.kafka_bootstrap, settings.topic("events.dlq"), 1, 30))
+        erased_letters = [letter for letter in letters if letter["reason"] == "erased"]
+        assert len(erased_letters) == 1 and erased_letters[0]["original_b64"] == ""
+        assert others == {cid: {k: client.hget(customer_key(cid), k) for k in KEPT} for cid in others}
+    finally:
+        for worker in workers:
+            worker.stop()
+
+    # Restart from the changelogs alone: the erased customer stays gone, the one who came
+    # back with consent (a tombstoned key set again) is restored, and suppression holds.
+    for directory in isolated.data_dir.glob("worker-*"):
+        shutil.rmtree(directory)
+    worker = WorkerProcess(worker_env(env), isolated.data_dir / "w3.log", settings.web_port).start()
+    try:
+        wait_for(lambda: (w := worker.get("/health/")) is not None and not w["rebalancing"], 120,
+                 "the restarted worker holding every partition", isolated.data_dir / "w3.log")
+        kept = next(cid for cid in others)
+
+        def restored() -> bool:
+            try:
+                return worker.get(f"/customers/{kept}/") is not None
+            except urllib.error.HTTPError as exc:
+                if exc.code == 503:  # while the tables recover
+                    return False
+                raise
+
+        wait_for(restored, 120, "the tables restored from the changelogs", isolated.data_dir / "w3.log")
+        assert worker.get(f"/customers/{victim}/") is None
+        assert worker.get(f"/customers/{returning}/")["orders"] == 1
+        _send(isolated, [_purchase(victim, f"{isolated.tag}-after-restart")])
+        # Watched through the dead letters rather than caught_up(): right after a restart from
+        # the changelogs the group's commit of a lone new record was seen to lag for minutes
+        # although the record was processed (also without any erasure; an open problem).
+        wait_for(lambda: sum(1 for letter in asyncio.run(read_topic(
+            settings.kafka_bootstrap, settings.topic("events.dlq"), 2, 5)) if letter["reason"] == "erased") == 2,
+            120, "the event after the restart suppressed", isolated.data_dir / "w3.log")
+        assert _mentions(client, victim)["hash"] == 0
+        access = json.loads(run_pulse(env, "access", victim).stdout)
+        assert access["state"] is None and access["profile"] is None and not access["tag_changes"]
+    finally:
+        worker.stop()
