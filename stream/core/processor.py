@@ -18,8 +18,9 @@ from stream.core.activity import event_counts
 from stream.core.alerts import assess
 from stream.core.churn import ChurnConfig, Scorer
 from stream.core.dedup import Admission, DedupPolicy
-from stream.core.erasure import ERASE_KEY, Erasure, ErasureRequest, Suppression, resumes
+from stream.core.erasure import ERASE_KEY, ErasureRequest
 from stream.core.fold import apply_event, to_cents, to_profile
+from stream.core.forget import admit_after_erasure, erase
 from stream.core.purchase_outlook import PurchaseModel
 from stream.core.rfm import Cuts, PartitionIndex
 from stream.core.rules import Rules
@@ -30,9 +31,9 @@ from stream.core.sweep import (
     cursor_key,
     decode_members,
     encode_members,
+    file_boundary,
     filing_bucket,
     hour_bucket,
-    with_member,
 )
 from stream.core.tagging import compute_tags, next_boundary, tag_changes
 from stream.core.validate import DEFAULT_RULES, Rejection, ValidationRules, dead_letter, validate
@@ -142,6 +143,13 @@ class Processor:
         state = work.state(event.customer_id)
         if state.last_event_at is None and self._suppressed(record, event, work, effects):
             return
+        if event.consent is not None and event.consent.analytics is False:
+            # no profiling without consent: a withdrawal erases what was kept, as `pulse forget` does
+            work.count("privacy.no_consent", partition)
+            if state.last_event_at is not None:
+                self._erase(ErasureRequest(f"consent-{event.event_id}", event.customer_id, self.clock()),
+                            partition, work, effects)
+            return
         new_state, admission = apply_event(state, event, self.policy)
         if admission is Admission.APPLIED:
             effects.count_activity(event.event_time, event_counts(
@@ -171,7 +179,7 @@ class Processor:
         new_state = assessed.state.model_copy(update={"next_boundary_at": boundary})
         work.put(new_state)
         if boundary != state.next_boundary_at:
-            self._file_boundary(new_state, partition, work, old=state.next_boundary_at)
+            file_boundary(work.index, partition, new_state.customer_id, boundary, old=state.next_boundary_at)
         effects.publish(new_state, changes, assessed.alerts, assessed.labels)
         if assessed.alerts:
             work.count("alerts.raised", partition, by=len(assessed.alerts))
@@ -227,62 +235,19 @@ class Processor:
 
     def _suppressed(self, record: Record, event: Event, work: Work, effects: Effects) -> bool:
         # Only a customer with no state can be an erased one: one lookup per new customer.
-        suppression = work.suppression(event.customer_id)
-        if suppression is None:
-            return False
-        if resumes(suppression, event.event_time, event.consent.analytics if event.consent else None):
-            work.lift_suppression(event.customer_id)
-            work.count("privacy.resumed", record.partition)
-            return False
-        work.count("profile.suppressed", record.partition)
-        # without the payload or key: a dead letter must not keep what was erased
-        self._dead_letter(record, Rejection("erased", "the customer was erased "
-                                            f"(request {suppression.request_id}); events without fresh "
-                                            "analytics consent are not profiled"), effects,
-                          keep_payload=False)
-        return True
+        rejection = admit_after_erasure(work, record.partition, event.customer_id, event.event_time,
+                                        event.consent.analytics if event.consent else None)
+        if rejection is not None:  # dead-lettered without payload or key: nothing erased is kept
+            self._dead_letter(record, rejection, effects, keep_payload=False)
+        return rejection is not None
 
     def _on_erase(self, record: Record, work: Work, effects: Effects) -> None:
-        request = ErasureRequest.from_bytes(record.value)
-        partition, customer_id = record.partition, request.customer_id
-        state = work.state(customer_id)
-        if self.population is not None:
-            self.population.update(partition, customer_id, state, CustomerState(customer_id=customer_id))
-        if state.next_boundary_at is not None:  # unfile it from the sweep index
-            self._file_boundary(state.model_copy(update={"next_boundary_at": None}), partition, work,
-                                old=state.next_boundary_at)
-        work.delete(customer_id)
-        now = self.clock()
-        work.suppress(customer_id, Suppression(now, request.request_id))
-        effects.forget(customer_id)
-        effects.erasures.append(Erasure(request.request_id, customer_id, request.requested_at.isoformat(),
-                                        partition, now.isoformat(), had_state=state.last_event_at is not None))
-        work.count("privacy.erased", partition)
-        log.info("erasure %s: customer state, sweep entry and population share removed in partition %d",
-                 request.request_id, partition)
+        self._erase(ErasureRequest.from_bytes(record.value), record.partition, work, effects)
+
+    def _erase(self, request: ErasureRequest, partition: int, work: Work, effects: Effects) -> None:
+        erase(request, partition, work, effects, self.population, self.clock())
 
     # -- time and population ---------------------------------------------------------------
-    def _file_boundary(self, state: CustomerState, partition: int, work: Work,
-                       old: datetime | None = None) -> None:
-        index = work.index
-        stored_cursor = index.get(cursor_key(partition))
-        cursor = int(stored_cursor) if stored_cursor else None
-        if old is not None:
-            # Unfile from the old hour, so sweeps read only due customers.
-            old_key = bucket_key(filing_bucket(old, cursor), partition)
-            remaining = [m for m in decode_members(index.get(old_key)) if m != state.customer_id]
-            if remaining:
-                index[old_key] = encode_members(remaining)
-            elif old_key in index:
-                del index[old_key]
-        if state.next_boundary_at is None:
-            return
-        bucket = filing_bucket(state.next_boundary_at, cursor)
-        if cursor is None:
-            index[cursor_key(partition)] = str(bucket - 1).encode()
-        key = bucket_key(bucket, partition)
-        index[key] = with_member(index.get(key), state.customer_id)
-
     def _sweep_customer(self, state: CustomerState, due: datetime, partition: int, work: Work,
                         effects: Effects) -> CustomerState:
         changes: list[TagChange] = []
@@ -304,7 +269,7 @@ class Processor:
         work.count("alerts.raised", partition, by=len(alerts))
         swept = current.model_copy(update={"next_boundary_at": boundary})
         work.put(swept)
-        self._file_boundary(swept, partition, work)
+        file_boundary(work.index, partition, swept.customer_id, swept.next_boundary_at)
         effects.publish(swept, changes, alerts, labels)
         return swept
 

@@ -9,6 +9,7 @@ customer's boundary moves are dropped when their bucket is visited.
 from __future__ import annotations
 
 import json
+from collections.abc import MutableMapping
 from datetime import datetime
 
 TICK_KEY = b"\x00pulse-sweep-tick"
@@ -51,3 +52,25 @@ def filing_bucket(boundary: datetime, cursor: int | None) -> int:
     """Where to file a boundary: its hour, or the next unswept hour if that one is past."""
     bucket = hour_bucket(boundary)
     return bucket if cursor is None or bucket > cursor else cursor + 1
+
+
+def file_boundary(index: MutableMapping[str, bytes], partition: int, customer_id: str,
+                  boundary: datetime | None, old: datetime | None = None) -> None:
+    """File a customer under the hour of their next boundary (none: unfile only), and unfile
+    them from the hour of ``old``, so sweeps read only due customers."""
+    stored_cursor = index.get(cursor_key(partition))
+    cursor = int(stored_cursor) if stored_cursor else None
+    if old is not None:
+        old_key = bucket_key(filing_bucket(old, cursor), partition)
+        remaining = [m for m in decode_members(index.get(old_key)) if m != customer_id]
+        if remaining:
+            index[old_key] = encode_members(remaining)
+        elif old_key in index:
+            del index[old_key]
+    if boundary is None:
+        return
+    bucket = filing_bucket(boundary, cursor)
+    if cursor is None:
+        index[cursor_key(partition)] = str(bucket - 1).encode()
+    key = bucket_key(bucket, partition)
+    index[key] = with_member(index.get(key), customer_id)

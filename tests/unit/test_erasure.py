@@ -112,3 +112,18 @@ def test_a_malformed_erasure_request_is_dead_lettered_with_the_reason() -> None:
     assert "not an erasure request" in DeadLetter.model_validate_json(raw).message
     with pytest.raises(ErasureRequestError, match="empty"):
         ErasureRequest.new("  ", ERASED_AT)
+
+
+def test_withdrawn_analytics_consent_erases_the_profile_and_keeps_only_counts() -> None:
+    processor, tables, _ = _setup()
+    processor.process(_records([_purchase("c1", "a"), _purchase("c2", "b", {"analytics": False})]), tables)
+    assert "c1" in tables.state and "c2" not in tables.state  # never profiled without consent
+
+    effects = processor.process(_records([_purchase("c1", "c", {"analytics": False, "marketing": True})]), tables)
+
+    assert "c1" not in tables.state and not effects.profiles
+    assert [(e.customer_id, e.request_id) for e in effects.erasures] == [("c1", "consent-c")]
+    assert not effects.dead_letters  # a withdrawal is not an error
+    assert tables.counters["privacy.no_consent@0"] == b"2" and tables.counters["privacy.erased@0"] == b"1"
+    processor.process(_records([_purchase("c1", "d")]), tables)  # later events: suppressed
+    assert "c1" not in tables.state
