@@ -22,6 +22,8 @@ from stream.infra.worker import WorkerProcess, worker_env
 from stream.io.access import read_keyed
 from stream.io.produce import produce
 from stream.io.sample import sample_events
+from stream.settings import Settings
+from stream.sinks.erasure import receipt_key
 from stream.sinks.redis import KEY_PREFIX, customer_key
 from stream.topology import changelog_topic
 from tests.helpers import read_topic, run_pulse
@@ -57,6 +59,11 @@ def _send(isolated: Isolated, events: list[dict]) -> None:
     asyncio.run(produce(isolated.settings.kafka_bootstrap, isolated.settings.topic("events"), records))
 
 
+def _erased_letters(settings: Settings) -> list[dict]:
+    letters = asyncio.run(read_topic(settings.kafka_bootstrap, settings.topic("events.dlq"), 1_000, 3))
+    return [letter for letter in letters if letter["reason"] == "erased"]
+
+
 def test_forget_erases_everywhere_within_a_minute_and_suppresses_later_events(isolated: Isolated) -> None:
     settings = isolated.settings
     env = {**os.environ, **isolated.env}
@@ -77,11 +84,11 @@ def test_forget_erases_everywhere_within_a_minute_and_suppresses_later_events(is
         caught_up(settings)
         # the customer with the most entries in the streams, and one to come back with consent
         victim = max(buyers, key=lambda cid: sum(_mentions(client, cid).values()))
-        returning = next(cid for cid in buyers if cid != victim)
+        returning, withdrawing = [cid for cid in buyers if cid != victim][:2]
         before = _mentions(client, victim)
         assert before["hash"] == 1 and before["segment_sets"] == 1 and before["tags"] > 0, before
         others = {cid: {k: client.hget(customer_key(cid), k) for k in KEPT} for cid in buyers
-                  if cid not in (victim, returning)}
+                  if cid not in (victim, returning, withdrawing)}
 
         started = time.monotonic()
         done = run_pulse(env, "forget", victim, "--timeout", "60")
@@ -121,12 +128,17 @@ def test_forget_erases_everywhere_within_a_minute_and_suppresses_later_events(is
                          _purchase(returning, f"{isolated.tag}-before-consent")])
         run_pulse(env, "forget", returning, "--timeout", "60")
         _send(isolated, [_purchase(returning, f"{isolated.tag}-consent", {"analytics": True})])
-        caught_up(settings)
+        # withdrawn analytics consent erases like `pulse forget`, with a receipt
+        withdrawal = f"{isolated.tag}-withdraw"
+        _send(isolated, [_purchase(withdrawing, withdrawal, {"analytics": False})])
+        wait_for(lambda: client.exists(receipt_key(f"consent-{withdrawal}")), 60, "the consent withdrawal's receipt")
+        assert not any(_mentions(client, withdrawing).values())
+        # Outcomes are awaited rather than caught_up(): the group's commit of a lone record
+        # after control records was seen to lag (an open problem, see docs/operations.md).
+        wait_for(lambda: client.exists(customer_key(returning)), 60, "the customer back with fresh consent")
+        wait_for(lambda: len(_erased_letters(settings)) == 1, 60, "the erased customer's event dead-lettered")
+        assert _erased_letters(settings)[0]["original_b64"] == ""
         assert _mentions(client, victim)["hash"] == 0
-        assert client.exists(customer_key(returning))
-        letters = asyncio.run(read_topic(settings.kafka_bootstrap, settings.topic("events.dlq"), 1, 30))
-        erased_letters = [letter for letter in letters if letter["reason"] == "erased"]
-        assert len(erased_letters) == 1 and erased_letters[0]["original_b64"] == ""
         assert others == {cid: {k: client.hget(customer_key(cid), k) for k in KEPT} for cid in others}
     finally:
         for worker in workers:
@@ -136,6 +148,11 @@ def test_forget_erases_everywhere_within_a_minute_and_suppresses_later_events(is
     # back with consent (a tombstoned key set again) is restored, and suppression holds.
     for directory in isolated.data_dir.glob("worker-*"):
         shutil.rmtree(directory)
+    # An event of the erased customer waits in the topic: the restored suppression must hold
+    # for the first records after the restart. (Sent before the start: a record produced right
+    # after a restart from the changelogs was seen unprocessed for minutes, also without any
+    # erasure; an open problem, see docs/operations.md.)
+    _send(isolated, [_purchase(victim, f"{isolated.tag}-after-restart")])
     worker = WorkerProcess(worker_env(env), isolated.data_dir / "w3.log", settings.web_port).start()
     try:
         wait_for(lambda: (w := worker.get("/health/")) is not None and not w["rebalancing"], 120,
@@ -153,13 +170,8 @@ def test_forget_erases_everywhere_within_a_minute_and_suppresses_later_events(is
         wait_for(restored, 120, "the tables restored from the changelogs", isolated.data_dir / "w3.log")
         assert worker.get(f"/customers/{victim}/") is None
         assert worker.get(f"/customers/{returning}/")["orders"] == 1
-        _send(isolated, [_purchase(victim, f"{isolated.tag}-after-restart")])
-        # Watched through the dead letters rather than caught_up(): right after a restart from
-        # the changelogs the group's commit of a lone new record was seen to lag for minutes
-        # although the record was processed (also without any erasure; an open problem).
-        wait_for(lambda: sum(1 for letter in asyncio.run(read_topic(
-            settings.kafka_bootstrap, settings.topic("events.dlq"), 2, 5)) if letter["reason"] == "erased") == 2,
-            120, "the event after the restart suppressed", isolated.data_dir / "w3.log")
+        wait_for(lambda: len(_erased_letters(settings)) == 2, 120, "the event after the restart suppressed",
+                 isolated.data_dir / "w3.log")
         assert _mentions(client, victim)["hash"] == 0
         access = json.loads(run_pulse(env, "access", victim).stdout)
         assert access["state"] is None and access["profile"] is None and not access["tag_changes"]
