@@ -8,6 +8,7 @@ the reason; nothing here skips.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import time
@@ -23,6 +24,7 @@ from stream.infra import services
 from stream.infra.process import InfraError, tail
 from stream.infra.topics import delete_app_topics
 from stream.io.replay import wait_until_processed
+from stream.io.sample import sample_events
 from stream.settings import Settings, load_settings
 from stream.sinks.redis import customer_key
 from stream.topology import processing_groups
@@ -135,6 +137,16 @@ def isolated(infra: Settings, test_redis: str, tmp_path: Path) -> Iterator[Isola
     yield Isolated(settings=settings, env=env, tag=tag, data_dir=tmp_path / "data")
     # The test's workers have stopped (in its own finally blocks): leave no topic behind.
     asyncio.run(delete_app_topics(infra.kafka_bootstrap, (settings.topic_prefix, f"{settings.app_id}-")))
+
+
+def sample_file(isolated: Isolated, customers: int, count: int, seed: int, prefix: str) -> tuple[list[dict], Path]:
+    """Sample events (``stream.io.sample``) with ids unique to the test, and a JSON-lines file of
+    them in its data directory, for ``pulse replay``."""
+    events = sample_events(customers, count, seed=seed, prefix=f"{prefix}{isolated.tag}")
+    path = isolated.data_dir / "events.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    return events, path
 
 
 def events_in_redis(client: redis.Redis, customer_ids: Iterable[str]) -> Callable[[], int]:

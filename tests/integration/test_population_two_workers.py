@@ -4,7 +4,6 @@ exported r, f, m agree with the exact batch scores over all customers."""
 
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
@@ -13,20 +12,16 @@ import redis
 from stream.core.batch import batch_raw_rfm
 from stream.core.rfm import RawRfmValues, exact_scores
 from stream.infra.worker import WorkerProcess, worker_env
-from stream.io.sample import sample_events
 from stream.sinks.redis import customer_key
 from tests.helpers import run_pulse
-from tests.integration.conftest import Isolated, caught_up, free_port, wait_for
+from tests.integration.conftest import Isolated, caught_up, free_port, sample_file, wait_for
 
 pytestmark = pytest.mark.integration
 
 
 def test_two_workers_score_against_the_merged_population(isolated: Isolated) -> None:
     env = {**os.environ, **isolated.env}
-    events = sample_events(300, 3000, seed=21, prefix=f"w{isolated.tag}")
-    path = isolated.data_dir / "events.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    events, path = sample_file(isolated, 300, 3000, seed=21, prefix="w")
     expected = batch_raw_rfm(events)
     raw = {cid: RawRfmValues(int(v.last_purchase_at.timestamp() // 86_400), v.orders, int(v.monetary * 100))
            for cid, v in expected.items() if v.orders and v.last_purchase_at is not None}
