@@ -30,7 +30,15 @@ from stream.core.erasure import Erasure
 from stream.infra.metrics import WorkerMetrics
 from stream.infra.topics import topic_configs
 from stream.sinks import RedisSink, write_with_retry
-from stream.sinks.erasure import RETAINED_TOPICS, erase_from_redis, receipt, retained, store_receipt, worker_stores
+from stream.sinks.erasure import (
+    RETAINED_TOPICS,
+    erase_from_redis,
+    receipt,
+    receipt_key,
+    retained,
+    store_receipt,
+    worker_stores,
+)
 from stream.sinks.outbox import OutboxError, RedisWrites
 from stream.topology import changelog_topic, redis_sink_group
 
@@ -124,6 +132,8 @@ async def finish_erasure(pulse: Pulse, erasure: Erasure) -> int:
     client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
     try:
         redis_stores = await erase_from_redis(client, erasure.customer_id)
+        if await client.exists(receipt_key(erasure.request_id)):
+            return 0  # a redelivered erasure: its receipt (what the first pass removed) stands
         topics = [settings.topic(name) for name in RETAINED_TOPICS]
         try:
             configs = await topic_configs(settings.kafka_bootstrap, topics, ["retention.ms"])
@@ -133,10 +143,11 @@ async def finish_erasure(pulse: Pulse, erasure: Erasure) -> int:
         retention = {t: int(v) if (v := configs.get(t, {}).get("retention.ms")) is not None else None for t in topics}
         document = receipt(erasure, worker_stores(erasure, changelog_topic(settings, "customer-state")), redis_stores,
                            retained(retention, datetime.fromisoformat(erasure.tables_cleared_at)))
+        # published first: a crash in between publishes it again (same request id), never loses it
+        await (await pulse.app.producer.send(settings.topic("privacy"), erasure.request_id.encode(),
+                                             json.dumps(document).encode(), 0, None, None))
         await store_receipt(client, document)
     finally:
         await client.aclose()
-    await (await pulse.app.producer.send(settings.topic("privacy"), erasure.request_id.encode(),
-                                         json.dumps(document).encode(), 0, None, None))
     log.info("erasure %s: done, receipt stored and published", erasure.request_id)
     return sum(int(store.get("removed", 0)) for store in redis_stores)
