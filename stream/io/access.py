@@ -23,10 +23,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import DefaultPartitioner
 
 from stream.settings import Settings
-from stream.sinks.redis import KEY_PREFIX, customer_key, segment_key
+from stream.sinks.erasure import stream_entries
+from stream.sinks.redis import CUSTOMER_STREAMS, KEY_PREFIX, customer_key, segment_key
 from stream.topology import changelog_topic
-
-STREAMS = {"tag_changes": "tags", "alerts": "alerts", "relay_dead_letters": "alerts:relay-dlq"}
 
 
 async def read_keyed(bootstrap: str, topic: str, key: bytes, partitions: list[int] | None = None) -> list[bytes]:
@@ -74,10 +73,9 @@ async def subject_access(settings: Settings, customer_id: str) -> dict[str, Any]
     try:
         profile: dict[str, str] = await client.hgetall(customer_key(customer_id))  # type: ignore[misc,assignment]
         streams: dict[str, list[dict[str, str]]] = {}
-        for name, suffix in STREAMS.items():
-            entries: Any = await client.xrange(f"{KEY_PREFIX}{suffix}")
-            streams[name] = [{"id": str(entry_id), **fields} for entry_id, fields in entries or []
-                             if fields and fields.get("customer_id") == customer_id]
+        for name, suffix in CUSTOMER_STREAMS.items():
+            entries = await stream_entries(client, f"{KEY_PREFIX}{suffix}", customer_id)
+            streams[name] = [{"id": entry_id, **fields} for entry_id, fields in entries]
         segment = profile.get("segment")
         in_segment = bool(segment) and bool(await client.sismember(segment_key(segment or ""),  # type: ignore[misc]
                                                                    customer_id))
@@ -96,7 +94,7 @@ async def subject_access(settings: Settings, customer_id: str) -> dict[str, Any]
         "sources": {
             "state": f"{changelog_topic(settings, 'customer-state')}[{owner}]",
             "profile": customer_key(customer_id), "segment_sets": segment_key("*"),
-            **{name: f"{KEY_PREFIX}{suffix}" for name, suffix in STREAMS.items()},
+            **{name: f"{KEY_PREFIX}{suffix}" for name, suffix in CUSTOMER_STREAMS.items()},
             "churn_labels": settings.topic("churn-labels"),
         },
         "not_included": [f"raw events in {settings.topic('events')} and {settings.topic('customer-events')}, and "

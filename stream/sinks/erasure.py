@@ -16,9 +16,8 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from stream.core.erasure import RECEIPT_PREFIX, Erasure, subject_digest
-from stream.sinks.redis import KEY_PREFIX, customer_key
+from stream.sinks.redis import CUSTOMER_STREAMS, KEY_PREFIX, customer_key
 
-STREAMS = ("tags", "alerts", "alerts:relay-dlq")  # entries carry a customer_id field
 SCAN_COUNT = 1000
 RECEIPT_TTL_SECONDS = 400 * 86_400  # receipts are the controller's evidence: kept over a year
 # Topics whose records about the customer stay until retention deletes them (not compacted).
@@ -32,7 +31,7 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-async def _stream_entries(client: aioredis.Redis, stream: str, customer_id: str) -> list[tuple[str, dict[str, str]]]:
+async def stream_entries(client: aioredis.Redis, stream: str, customer_id: str) -> list[tuple[str, dict[str, str]]]:
     """The entries of ``stream`` about the customer (a scan in pages of SCAN_COUNT)."""
     found: list[tuple[str, dict[str, str]]] = []
     start = "-"
@@ -61,9 +60,9 @@ async def erase_from_redis(client: aioredis.Redis, customer_id: str, prefix: str
     stores.append({"store": f"redis segment sets {prefix}seg:*", "removed": removed, "cleared_at": _now()})
     applied = int(await client.hdel(f"{prefix}tags:applied", customer_id))  # type: ignore[misc]
     stores.append({"store": f"redis hash {prefix}tags:applied (field)", "removed": applied, "cleared_at": _now()})
-    for name in STREAMS:
+    for name in CUSTOMER_STREAMS.values():
         stream = f"{prefix}{name}"
-        entries = await _stream_entries(client, stream, customer_id)
+        entries = await stream_entries(client, stream, customer_id)
         if entries:
             await client.xdel(stream, *(entry_id for entry_id, _ in entries))
         markers = [f"{prefix}alerts:seen:{fields['alert_id']}" for _, fields in entries

@@ -24,6 +24,8 @@ from stream.sinks.outbox import RedisWrites
 
 KEY_PREFIX = "pulse:"
 PURCHASE_MODEL_KEY = f"{KEY_PREFIX}purchase-model"  # the fitted purchase model (stream/core/purchase.py)
+# The Redis streams whose entries carry a customer_id field (access exports and erasure read them).
+CUSTOMER_STREAMS = {"tag_changes": "tags", "alerts": "alerts", "relay_dead_letters": "alerts:relay-dlq"}
 TAG_STREAM_MAXLEN = 100_000
 ALERT_STREAM_MAXLEN = 100_000
 SEEN_CHANGE_TTL_SECONDS = 7 * 86_400
