@@ -25,6 +25,7 @@ def create_app(settings: Settings) -> Pulse:
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{hostport}" for hostport in settings.kafka_bootstrap.split(",")],
+        broker_credentials=settings.kafka.faust_credentials(),
         store="rocksdb://",
         # One directory per worker on a machine (the web port tells them apart).
         datadir=str((settings.data_dir / f"worker-{settings.web_port}").resolve()),

@@ -10,14 +10,16 @@ from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from stream.io.connect import KafkaAccess
+
 log = logging.getLogger(__name__)
 
 
-async def follow(bootstrap: str, topic: str, on_record: Callable[[Any], None], *,
+async def follow(kafka: KafkaAccess, topic: str, on_record: Callable[[Any], None], *,
                  start: Literal["beginning", "last"], what: str) -> None:
     """Call ``on_record`` with each record of partition 0, for ever. A record it cannot
     read (``ValueError``, ``KeyError``, ``TypeError``) is logged with its offset and skipped."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    consumer = AIOKafkaConsumer(**kafka.options(), enable_auto_commit=False, group_id=None)
     await consumer.start()
     try:
         tp = TopicPartition(topic, 0)

@@ -53,7 +53,7 @@ def register(pulse: Pulse, book: PopulationBook) -> None:
             data = json.loads(record.value)
             book.on_remote(int(data["partition"]), Population.from_json(data["population"]))
 
-        await follow(pulse.settings.kafka_bootstrap, topic, on_share, start="beginning", what="rfm population")
+        await follow(pulse.settings.kafka, topic, on_share, start="beginning", what="rfm population")
 
     fitted: dict[str, Any] = {"inputs": None, "published": False}
 

@@ -29,6 +29,7 @@ from agents.context import Pulse
 from stream.core.erasure import Erasure
 from stream.infra.metrics import WorkerMetrics
 from stream.infra.topics import topic_configs
+from stream.io.connect import KafkaAccess
 from stream.sinks import RedisSink, write_with_retry
 from stream.sinks.erasure import (
     RETAINED_TOPICS,
@@ -79,11 +80,11 @@ async def _no_erasure(erasure: Erasure) -> int:
     raise RuntimeError(f"erasure {erasure.request_id} reached a sink that cannot erase")
 
 
-async def apply_outbox(bootstrap: str, topic: str, group: str, sink: RedisSink,
+async def apply_outbox(kafka: KafkaAccess, topic: str, group: str, sink: RedisSink,
                        metrics: WorkerMetrics | None = None,
                        on_erasure: Callable[[Erasure], Awaitable[int]] = _no_erasure) -> None:
     """Apply the outbox topic to Redis for ever (until cancelled)."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(topic, **kafka.options(), group_id=group, enable_auto_commit=False,
                                 auto_offset_reset="earliest")
     await consumer.start()
     try:
@@ -121,7 +122,7 @@ def register(pulse: Pulse) -> None:
 
     @pulse.app.task
     async def redis_sink() -> None:
-        await apply_outbox(settings.kafka_bootstrap, settings.topic("redis-outbox"),
+        await apply_outbox(settings.kafka, settings.topic("redis-outbox"),
                            redis_sink_group(settings.app_id), sink, pulse.metrics, partial(finish_erasure, pulse))
 
 
@@ -136,7 +137,7 @@ async def finish_erasure(pulse: Pulse, erasure: Erasure) -> int:
             return 0  # a redelivered erasure: its receipt (what the first pass removed) stands
         topics = [settings.topic(name) for name in RETAINED_TOPICS]
         try:
-            configs = await topic_configs(settings.kafka_bootstrap, topics, ["retention.ms"])
+            configs = await topic_configs(settings.kafka, topics, ["retention.ms"])
         except Exception as exc:  # noqa: BLE001 - the receipt then says "unknown", the erasure stands
             log.warning("erasure %s: topic retention not read (%s)", erasure.request_id, exc)
             configs = {}

@@ -22,6 +22,7 @@ from agents.context import Pulse
 from agents.follow import follow
 from schemas import ChurnLabel
 from stream.core.work import Effects
+from stream.io.connect import KafkaAccess
 from stream.model import ModelParams, Monitoring, SnapshotError, Trainer
 
 log = logging.getLogger(__name__)
@@ -31,9 +32,9 @@ SNAPSHOT_IDLE_SECONDS = 5.0
 MODEL_KEY = b"churn-model"
 
 
-async def latest_snapshot(bootstrap: str, topic: str) -> dict[str, Any] | None:
+async def latest_snapshot(kafka: KafkaAccess, topic: str) -> dict[str, Any] | None:
     """The newest record of the snapshot topic (one key, compacted: the last one is kept)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    consumer = AIOKafkaConsumer(**kafka.options(), enable_auto_commit=False, group_id=None)
     await consumer.start()
     try:
         tp = TopicPartition(topic, 0)
@@ -83,7 +84,7 @@ def register(pulse: Pulse) -> None:
                        horizon_days=settings.churn_horizon_days)
 
     async def restore() -> Trainer:
-        record = await latest_snapshot(settings.kafka_bootstrap, topic)
+        record = await latest_snapshot(settings.kafka, topic)
         if record is None:
             log.info("trainer: no snapshot yet, starting a new model")
             return new_trainer()
@@ -147,4 +148,4 @@ def register(pulse: Pulse) -> None:
         def on_snapshot(record: Any) -> None:
             pulse.model = ModelParams.from_json(json.loads(record.value)["params"])
 
-        await follow(settings.kafka_bootstrap, topic, on_snapshot, start="last", what="model reader")
+        await follow(settings.kafka, topic, on_snapshot, start="last", what="model reader")

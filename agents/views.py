@@ -70,8 +70,8 @@ def register(pulse: Pulse) -> None:
         from aiokafka.admin import AIOKafkaAdminClient
 
         if lag["clients"] is None:
-            admin = AIOKafkaAdminClient(bootstrap_servers=pulse.settings.kafka_bootstrap)
-            consumer = AIOKafkaConsumer(bootstrap_servers=pulse.settings.kafka_bootstrap)
+            admin = AIOKafkaAdminClient(**pulse.settings.kafka.options())
+            consumer = AIOKafkaConsumer(**pulse.settings.kafka.options())
             await admin.start()
             await consumer.start()
             lag["clients"] = (admin, consumer)

@@ -8,13 +8,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, IPvAnyAddress, ValidationError, field_validator, model_validator
+from pydantic import Field, IPvAnyAddress, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stream.core.churn import ChurnConfig
 from stream.core.dedup import DedupPolicy
 from stream.core.validate import ValidationRules
+from stream.io.connect import SASL_MECHANISMS, SECURITY_PROTOCOLS, KafkaAccess, redacted
 
 ENV_PREFIX = "PULSE_"
 
@@ -22,6 +23,7 @@ _HOST_PORT = re.compile(r"^[A-Za-z0-9.\-]+:\d{1,5}$|^\[[0-9A-Fa-f:]+\]:\d{1,5}$"
 _TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9._\-]{0,100}$")
 _TOKEN = re.compile(r"^[A-Za-z0-9\-_.~]{16,200}$")
 _APP_ID = re.compile(r"^[A-Za-z0-9._\-]{1,100}$")
+_CHOICES = {"kafka_security_protocol": SECURITY_PROTOCOLS, "kafka_sasl_mechanism": SASL_MECHANISMS}
 
 
 def _bounded(default: float, lo: float, hi: float, *, description: str, unit: str = "", also: str = "") -> Any:
@@ -52,8 +54,23 @@ class Settings(BaseSettings):
         description="Kafka bootstrap servers, comma-separated host:port.",
         json_schema_extra={"form": "host:port[,host:port...]"},
     )
+    kafka_security_protocol: str = Field(
+        "PLAINTEXT", description="How clients connect to Kafka: TLS (SSL), SASL, both, or neither.",
+        json_schema_extra={"form": "one of " + ", ".join(SECURITY_PROTOCOLS)})
+    kafka_sasl_mechanism: str = Field(
+        "SCRAM-SHA-512", description="SASL mechanism (with SASL_SSL or SASL_PLAINTEXT).",
+        json_schema_extra={"form": "one of " + ", ".join(SASL_MECHANISMS)})
+    kafka_sasl_username: str = Field(
+        "", description="SASL user (with SASL_SSL or SASL_PLAINTEXT).", json_schema_extra={"form": "a user name"})
+    kafka_sasl_password: str = Field(
+        "", repr=False, description="SASL password (with SASL_SSL or SASL_PLAINTEXT); never printed.",
+        json_schema_extra={"form": "the user's password", "secret": True})
+    kafka_ssl_cafile: Path | None = Field(
+        None, description="CA certificate(s) that signed the brokers' TLS certificates (SSL, SASL_SSL); "
+                          "default: the system's trust store.", json_schema_extra={"form": "a PEM file"})
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0",
+        repr=False,  # it may carry a password
         description="Redis (or Valkey) URL.",
         json_schema_extra={"form": "redis://[user:password@]host:port/db or rediss://... or unix://path"},
     )
@@ -177,6 +194,30 @@ class Settings(BaseSettings):
                 raise ValueError(f"port {port} is outside 1-65535")
         return ",".join(parts)
 
+    @field_validator("kafka_security_protocol", "kafka_sasl_mechanism")
+    @classmethod
+    def _check_choice(cls, value: str, info: ValidationInfo) -> str:
+        value, choices = value.strip().upper(), _CHOICES[info.field_name or ""]
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return value
+
+    @field_validator("kafka_ssl_cafile")
+    @classmethod
+    def _check_cafile(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _sasl_has_credentials(self) -> Settings:
+        if self.kafka_security_protocol.startswith("SASL_") and not (self.kafka_sasl_username
+                                                                     and self.kafka_sasl_password):
+            raise PydanticCustomError(
+                "sasl", "PULSE_KAFKA_SECURITY_PROTOCOL={protocol} needs PULSE_KAFKA_SASL_USERNAME and "
+                "PULSE_KAFKA_SASL_PASSWORD", dict.fromkeys(("protocol", "value"), self.kafka_security_protocol))
+        return self
+
     @field_validator("redis_url")
     @classmethod
     def _check_redis_url(cls, value: str) -> str:
@@ -253,6 +294,17 @@ class Settings(BaseSettings):
             hosts.append((host.strip("[]"), int(port)))
         return hosts
 
+    @property
+    def kafka(self) -> KafkaAccess:
+        """How every Kafka client of the app connects."""
+        return KafkaAccess(self.kafka_bootstrap, self.kafka_security_protocol, self.kafka_sasl_mechanism,
+                           self.kafka_sasl_username or None, self.kafka_sasl_password or None, self.kafka_ssl_cafile)
+
+    @property
+    def redis_display(self) -> str:
+        """``redis_url`` with its password masked: for messages and logs."""
+        return redacted(self.redis_url)
+
     def dedup_policy(self) -> DedupPolicy:
         return DedupPolicy(lateness=timedelta(seconds=self.allowed_lateness_seconds),
                            horizon=timedelta(seconds=self.dedup_horizon_seconds),
@@ -286,13 +338,14 @@ def describe_errors(exc: ValidationError) -> str:
     lines = ["invalid configuration:"]
     for error in exc.errors():
         field = str(error["loc"][0]) if error["loc"] else ""
-        if not field and error["type"] == "horizon":
-            field = "dedup_horizon_seconds"
+        if not field and error["type"] in ("horizon", "sasl"):
+            field = "dedup_horizon_seconds" if error["type"] == "horizon" else "kafka_security_protocol"
         info = Settings.model_fields.get(field)
         extra = info.json_schema_extra if info is not None and isinstance(info.json_schema_extra, dict) else {}
         form = str(extra.get("form", ""))
         message = str(error["msg"]).removeprefix("Value error, ")
         got = "<hidden>" if extra.get("secret") else error.get("ctx", {}).get("value", error.get("input"))
+        got = redacted(got) if field == "redis_url" and isinstance(got, str) else got
         lines.append(
             f"  {ENV_PREFIX}{field.upper()}={got!r}: {message}"
             + (f" (accepted form: {form})" if form else "")

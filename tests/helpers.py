@@ -9,6 +9,8 @@ import time
 
 from aiokafka import AIOKafkaConsumer
 
+from stream.io.connect import KafkaAccess
+
 
 def run_pulse(env: dict[str, str], *args: str, timeout: float = 900, check: bool = True
               ) -> subprocess.CompletedProcess[str]:
@@ -21,9 +23,9 @@ def run_pulse(env: dict[str, str], *args: str, timeout: float = 900, check: bool
     return done
 
 
-async def read_topic(bootstrap: str, topic: str, expected: int, timeout: float) -> list[dict]:
+async def read_topic(kafka: KafkaAccess, topic: str, expected: int, timeout: float) -> list[dict]:
     """The JSON values of a topic from its start, until ``expected`` are read or ``timeout``."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+    consumer = AIOKafkaConsumer(topic, **kafka.options(), auto_offset_reset="earliest",
                                 enable_auto_commit=False, max_partition_fetch_bytes=4 * 1024 * 1024)
     await consumer.start()
     records: list[dict] = []

@@ -53,9 +53,9 @@ class Observer:
                 await asyncio.sleep(5)
 
     async def _follow(self) -> None:
-        bootstrap = self.settings.kafka_bootstrap
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+        kafka = self.settings.kafka
+        admin = AIOKafkaAdminClient(**kafka.options())
+        reader = AIOKafkaConsumer(**kafka.options(), enable_auto_commit=False, group_id=None,
                                   auto_offset_reset="earliest")
         await admin.start()
         await reader.start()

@@ -44,7 +44,7 @@ def follow(as_json: bool, from_beginning: bool, count: int | None) -> None:
     except KeyboardInterrupt:
         pass
     except redis.RedisError as exc:
-        raise click.ClickException(f"Redis at {settings.redis_url}: {exc}") from None
+        raise click.ClickException(f"Redis at {settings.redis_display}: {exc}") from None
     finally:
         client.close()
 
@@ -77,11 +77,11 @@ def relay(webhook: str, group: str, consumer: str, from_beginning: bool, max_att
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    echo_err(f"relaying {settings.redis_url} alerts to {webhook} (group {group}, consumer {consumer})")
+    echo_err(f"relaying {settings.redis_display} alerts to {webhook} (group {group}, consumer {consumer})")
     try:
         stats = runner.run(from_start=from_beginning)
     except redis.RedisError as exc:
-        raise click.ClickException(f"Redis at {settings.redis_url}: {exc}") from None
+        raise click.ClickException(f"Redis at {settings.redis_display}: {exc}") from None
     echo_err(f"stopped: {stats.delivered} delivered, {stats.dead_lettered} dead-lettered, "
              f"{stats.attempts} attempts")
 

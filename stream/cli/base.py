@@ -36,7 +36,7 @@ def produce_events(settings: Settings, events: Iterator[dict[str, Any]], total: 
             done = sent
 
         records = ((str(e.get("customer_id", "")).encode(), json.dumps(e).encode()) for e in events)
-        return asyncio.run(produce(settings.kafka_bootstrap, settings.topic("events"), records, progress=advance))
+        return asyncio.run(produce(settings.kafka, settings.topic("events"), records, progress=advance))
 
 
 @click.group(help="Customer Pulse: real-time customer analytics on Kafka and Redis.")

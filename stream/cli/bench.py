@@ -25,6 +25,7 @@ from typing import Any
 from stream.cli.base import Progress, free_port
 from stream.infra.topics import delete_app_topics
 from stream.infra.worker import WorkerProcess, worker_env
+from stream.io.connect import KafkaAccess, redacted
 from stream.io.produce import event_records, produce
 from stream.io.sample import sample_events
 from stream.settings import Settings
@@ -121,11 +122,11 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def raw_consume_rate(bootstrap: str, topic: str, expected: int) -> float:
+async def raw_consume_rate(kafka: KafkaAccess, topic: str, expected: int) -> float:
     """Events/s of a bare aiokafka consumer reading the topic from the start and decoding each value."""
     from aiokafka import AIOKafkaConsumer
 
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+    consumer = AIOKafkaConsumer(topic, **kafka.options(), auto_offset_reset="earliest",
                                 enable_auto_commit=False, group_id=None, fetch_max_bytes=64 * 1024 * 1024,
                                 max_partition_fetch_bytes=16 * 1024 * 1024)
     await consumer.start()
@@ -172,13 +173,13 @@ class Bench:
     def run(self, events: int, customers: int, workers: int) -> BenchResult:
         from stream.io.replay import wait_until_processed
 
-        bootstrap = self.settings.kafka_bootstrap
+        kafka = self.settings.kafka
         result = BenchResult(events=events, customers=customers, workers=workers,
                              partitions=self.settings.partitions)
         stream = recent_events(customers, events, self.prefix.rstrip("."), datetime.now(UTC))
         self.say(f"producing {events:,} events for {customers:,} customers to {self.topic('events')} ...")
-        asyncio.run(produce(bootstrap, self.topic("events"), event_records(stream)))
-        result.raw_events_per_s = asyncio.run(raw_consume_rate(bootstrap, self.topic("events"), events))
+        asyncio.run(produce(kafka, self.topic("events"), event_records(stream)))
+        result.raw_events_per_s = asyncio.run(raw_consume_rate(kafka, self.topic("events"), events))
         self.say(f"raw consume + decode: {result.raw_events_per_s:,.0f} events/s")
 
         started = time.perf_counter()
@@ -186,7 +187,7 @@ class Bench:
             port = free_port()
             self.workers.append(WorkerProcess(self.env(port), self.data_dir / f"worker-{port}.log", port).start())
         progress = Progress(self.say, "pipeline")
-        behind = asyncio.run(wait_until_processed(bootstrap, self.groups(), WAIT_TIMEOUT_SECONDS,
+        behind = asyncio.run(wait_until_processed(kafka, self.groups(), WAIT_TIMEOUT_SECONDS,
                                                   progress=progress.lag))
         if behind:
             raise BenchError(f"the workers did not catch up in {WAIT_TIMEOUT_SECONDS:.0f}s: {behind}; "
@@ -208,7 +209,7 @@ class Bench:
         count = max(1, min(len(customer_ids), int(rate * LATENCY_SECONDS)))
         self.say(f"latency: {count} probe events at {rate:,.0f} events/s ...")
         sent_at = asyncio.run(self._send_probes(customer_ids[:count], rate))
-        asyncio.run(wait_until_processed(self.settings.kafka_bootstrap, self.groups(),
+        asyncio.run(wait_until_processed(self.settings.kafka, self.groups(),
                                          WAIT_TIMEOUT_SECONDS))
         import redis
 
@@ -223,7 +224,7 @@ class Bench:
     async def _send_probes(self, customer_ids: list[str], rate: float) -> dict[str, float]:
         from aiokafka import AIOKafkaProducer
 
-        producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all", linger_ms=0)
+        producer = AIOKafkaProducer(**self.settings.kafka.options(), acks="all", linger_ms=0)
         await producer.start()
         sent_at: dict[str, float] = {}
         try:
@@ -251,8 +252,8 @@ class Bench:
         client = redis.Redis.from_url(self.redis_url)
         try:
             if client.dbsize():
-                raise BenchError(f"Redis database {self.redis_url} is not empty; the benchmark writes there and "
-                                 "empties it afterwards: choose an unused one with --redis-db")
+                raise BenchError(f"Redis database {redacted(self.redis_url)} is not empty; the benchmark writes "
+                                 "there and empties it afterwards: choose an unused one with --redis-db")
         finally:
             client.close()
 
@@ -262,7 +263,7 @@ class Bench:
 
         for worker in self.workers:
             worker.stop()
-        asyncio.run(delete_app_topics(self.settings.kafka_bootstrap, (self.prefix, f"{self.app_id}-")))
+        asyncio.run(delete_app_topics(self.settings.kafka, (self.prefix, f"{self.app_id}-")))
         client = redis.Redis.from_url(self.redis_url)
         client.flushdb()
         client.close()

@@ -50,7 +50,7 @@ def replay(path: Path, fmt: str, until: datetime | None, speed: float | None, wa
     if wait:
         click.echo(f"waiting for worker group {settings.app_id} to catch up ...")
         progress = Progress(echo_err, "processing")
-        behind = asyncio.run(wait_until_processed(settings.kafka_bootstrap, processing_groups(settings), timeout,
+        behind = asyncio.run(wait_until_processed(settings.kafka, processing_groups(settings), timeout,
                                                   progress=progress.lag, settle=settings.sweep_seconds + 2.0))
         if behind:
             raise not_caught_up(behind, timeout)
@@ -139,7 +139,7 @@ def churn_report(events_file: Path, truth_file: Path) -> None:
     try:
         alerts = asyncio.run(read_alerts())
     except redis.RedisError as exc:
-        raise click.ClickException(f"cannot read alerts from {settings.redis_url}: {exc}") from None
+        raise click.ClickException(f"cannot read alerts from {settings.redis_display}: {exc}") from None
 
     def lines(path: Path) -> Iterator[dict[str, Any]]:
         with path.open(encoding="utf-8") as handle:
@@ -173,7 +173,7 @@ def export(out: Path) -> None:
     try:
         stored_model = client.get(PURCHASE_MODEL_KEY)
     except redis.RedisError as exc:
-        raise click.ClickException(f"cannot read profiles from {settings.redis_url}: {exc}") from None
+        raise click.ClickException(f"cannot read profiles from {settings.redis_display}: {exc}") from None
     model, horizon = stored_purchase_model(stored_model)  # type: ignore[arg-type]
     written = 0
     if str(out) != "-":
@@ -201,7 +201,7 @@ def export(out: Path) -> None:
                 flush()
         flush()
     except redis.RedisError as exc:
-        raise click.ClickException(f"cannot read profiles from {settings.redis_url}: {exc}") from None
+        raise click.ClickException(f"cannot read profiles from {settings.redis_display}: {exc}") from None
     finally:
         if handle is not sys.stdout:
             handle.close()
@@ -223,7 +223,7 @@ def profile(customer_id: str, as_json: bool) -> None:
         client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
         row: dict[str, str] = client.hgetall(key)  # type: ignore[assignment]
     except redis.RedisError as exc:
-        raise click.ClickException(f"cannot read {key} from {settings.redis_url}: {exc}") from None
+        raise click.ClickException(f"cannot read {key} from {settings.redis_display}: {exc}") from None
     if not row:
         raise click.ClickException(f"no profile for customer {customer_id!r} ({key} is absent)")
     if as_json:

@@ -57,7 +57,7 @@ def run_demo(settings: Settings, *, customers: int, days: int, seed: int, timeou
             f"({sum(t.churns for t in hidden)} of them stop buying), +{len(BAD_RECORDS)} malformed records "
             f"for {settings.topic('events.dlq')}")
         records = event_records(events) + [(b"bad", raw) for raw in BAD_RECORDS]
-        asyncio.run(produce(settings.kafka_bootstrap, settings.topic("events"), records))
+        asyncio.run(produce(settings.kafka, settings.topic("events"), records))
 
         say("== 4/5 waiting until every record is processed and every score has settled in Redis")
         started = time.monotonic()
@@ -65,7 +65,7 @@ def run_demo(settings: Settings, *, customers: int, days: int, seed: int, timeou
         def progress(lag: int) -> None:
             say(f"   {lag:,} records to go ({time.monotonic() - started:.0f} s)")
 
-        behind = asyncio.run(wait_until_processed(settings.kafka_bootstrap, processing_groups(settings), timeout,
+        behind = asyncio.run(wait_until_processed(settings.kafka, processing_groups(settings), timeout,
                                                   progress=_every(progress, 5.0), settle=settings.sweep_seconds + 2))
         if behind:
             raise InfraError(f"the worker did not catch up within {timeout:.0f}s ({sum(behind.values())} records "

@@ -29,6 +29,7 @@ from schemas import Profile
 from stream.api.lookup import LookupClient
 from stream.cli.base import api_answers, free_port
 from stream.cli.bench import BenchError, percentiles
+from stream.io.connect import redacted
 from stream.sinks import RedisSink
 
 BATCH = 100
@@ -168,14 +169,14 @@ def _time_direct(client: LookupClient, ids: list[str], rounds: int, batch: int) 
 def run_lookup_bench(redis_url: str, profiles: int, rate: float, seconds: float, workers: int = 1,
                      batch_rate: float = 50.0, say: Callable[[str], None] = print) -> LookupBenchResult:
     if redis.Redis.from_url(redis_url).dbsize():
-        raise BenchError(f"Redis database {redis_url} is not empty; the benchmark writes there and empties it "
-                         "afterwards: choose an unused one with --redis-db")
+        raise BenchError(f"Redis database {redacted(redis_url)} is not empty; the benchmark writes there and empties "
+                         "it afterwards: choose an unused one with --redis-db")
     result = LookupBenchResult(profiles=profiles, rate=rate, seconds=seconds, workers=workers, batch_rate=batch_rate)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped benchmark still empties its database
     token, port = secrets.token_urlsafe(24), free_port()
     server: subprocess.Popen[bytes] | None = None
     try:
-        say(f"  writing {profiles:,} profiles to {redis_url}")
+        say(f"  writing {profiles:,} profiles to {redacted(redis_url)}")
         made = synthetic_profiles(profiles)
         asyncio.run(_fill(redis_url, made))
         ids = [p.customer_id for p in made]

@@ -141,12 +141,12 @@ def resync(wait: bool, timeout: float) -> None:
     from stream.topology import processing_groups
 
     settings = load_or_exit()
-    count = asyncio.run(request_resync(settings.kafka_bootstrap, settings.topic("customer-events"), RESYNC_KEY))
+    count = asyncio.run(request_resync(settings.kafka, settings.topic("customer-events"), RESYNC_KEY))
     click.echo(f"asked the workers of {settings.app_id} to re-publish the profiles of {count} partitions")
     if wait:
         groups = processing_groups(settings, inputs=("customer-events",))
         progress = Progress(echo_err, "resync")
-        behind = asyncio.run(wait_until_processed(settings.kafka_bootstrap, groups, timeout, progress=progress.lag))
+        behind = asyncio.run(wait_until_processed(settings.kafka, groups, timeout, progress=progress.lag))
         if behind:
             raise not_caught_up(behind, timeout)
         click.echo("resynced: Redis holds every profile in the tables")

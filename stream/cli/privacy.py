@@ -52,7 +52,7 @@ def forget(customer_id: str, wait: bool, timeout: float) -> None:
         request = ErasureRequest.new(customer_id, datetime.now(UTC))
     except ErasureRequestError as exc:
         raise click.UsageError(str(exc)) from None
-    partition = asyncio.run(request_erasure(settings.kafka_bootstrap, settings.topic("customer-events"), ERASE_KEY,
+    partition = asyncio.run(request_erasure(settings.kafka, settings.topic("customer-events"), ERASE_KEY,
                                             request.customer_id, request.to_bytes()))
     echo_err(f"erasure {request.request_id} requested (partition {partition} of {settings.topic('customer-events')})")
     if not wait:

@@ -41,7 +41,7 @@ def serve(host: str, port: int, no_auth: bool, no_kafka: bool, workers: int) -> 
     if no_auth and not _loopback(host):
         raise click.UsageError(f"--no-auth serves only on a loopback address, not {host}")
     os.environ["PULSE_SERVE_KAFKA"] = "0" if no_kafka else "1"  # read by every server process
-    echo_err(f"lookup API on http://{host}:{port} (dashboard: /, OpenAPI: /docs) over {settings.redis_url}"
+    echo_err(f"lookup API on http://{host}:{port} (dashboard: /, OpenAPI: /docs) over {settings.redis_display}"
              + ("" if tokens else "; no authentication") + (f"; {workers} processes" if workers > 1 else ""))
     uvicorn.run("stream.api.server:from_environment", factory=True, host=host, port=port, workers=workers,
                 log_level="warning", access_log=False)

@@ -22,6 +22,7 @@ from stream.infra.process import (
     spawn,
     wait_ready,
 )
+from stream.io.connect import KafkaAccess
 
 KAFKA_VERSION = "3.9.1"
 SERVICE = "kafka"
@@ -74,14 +75,14 @@ def ensure_classpath(say: Callable[[str], None] = print) -> Path:
     return libs
 
 
-async def _metadata_ok(bootstrap: str, timeout: float) -> bool:
+async def _metadata_ok(kafka: KafkaAccess, timeout: float) -> bool:
     import logging
 
     from aiokafka.client import AIOKafkaClient
 
     # A refused connection is an answer here ("not running"), not an error to log.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    client = AIOKafkaClient(**kafka.options(), request_timeout_ms=int(timeout * 1000))
     try:
         await asyncio.wait_for(client.bootstrap(), timeout)
         return True
@@ -91,9 +92,9 @@ async def _metadata_ok(bootstrap: str, timeout: float) -> bool:
         await client.close()
 
 
-def kafka_ready(bootstrap: str, timeout: float = 3.0) -> bool:
+def kafka_ready(kafka: KafkaAccess, timeout: float = 3.0) -> bool:
     """Ready means a metadata request succeeds."""
-    return asyncio.run(_metadata_ok(bootstrap, timeout))
+    return asyncio.run(_metadata_ok(kafka, timeout))
 
 
 def server_properties(host: str, port: int, controller_port: int, log_dir: Path,
@@ -165,7 +166,7 @@ def start_kafka(bootstrap: str, data_dir: Path, partitions: int, *, timeout: flo
     say(f"starting Apache Kafka {KAFKA_VERSION} (KRaft) on {host}:{port} ...")
     record = spawn(SERVICE, base + ["kafka.Kafka", str(props)], data_dir=data_dir,
                    address=f"{host}:{port}", log_file=log_file)
-    return wait_ready(record, lambda: port_open(host, port) and kafka_ready(f"{host}:{port}"),
+    return wait_ready(record, lambda: port_open(host, port) and kafka_ready(KafkaAccess(f"{host}:{port}")),
                       what="Kafka", answer="a metadata request", timeout=timeout)
 
 

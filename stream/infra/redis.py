@@ -20,6 +20,7 @@ from stream.infra.process import (
     spawn,
     wait_ready,
 )
+from stream.io.connect import redacted
 
 SERVICE = "redis"
 
@@ -60,7 +61,7 @@ def start_redis(url: str, data_dir: Path, *, timeout: float = 30.0,
     host, port = parsed.hostname or "127.0.0.1", parsed.port or 6379
     if parsed.scheme == "unix" or not is_loopback(host):
         raise InfraError(
-            f"PULSE_REDIS_URL={url} does not answer and is not a loopback TCP address; "
+            f"PULSE_REDIS_URL={redacted(url)} does not answer and is not a loopback TCP address; "
             "`pulse up` only starts Redis on this machine. Start that server, or unset the "
             "variable to use the embedded default redis://127.0.0.1:6379/0."
         )

@@ -26,24 +26,24 @@ class ServiceStatus:
 def status(settings: Settings) -> list[ServiceStatus]:
     rows = []
     ours = kafka_infra.our_kafka(settings.data_dir)
-    up = kafka_infra.kafka_ready(settings.kafka_bootstrap)
+    up = kafka_infra.kafka_ready(settings.kafka)
     rows.append(ServiceStatus("kafka", settings.kafka_bootstrap, up,
                               f"pulse (pid {ours.pid})" if ours else ("external" if up else "-")))
     ours_r = redis_infra.our_redis(settings.data_dir)
     up_r = redis_infra.redis_ready(settings.redis_url)
-    rows.append(ServiceStatus("redis", settings.redis_url, up_r,
+    rows.append(ServiceStatus("redis", settings.redis_display, up_r,
                               f"pulse (pid {ours_r.pid})" if ours_r else ("external" if up_r else "-")))
     return rows
 
 
 def up(settings: Settings, say: Callable[[str], None] = print) -> list[ServiceStatus]:
     """Start Kafka and Redis unless the configured addresses already answer. Idempotent."""
-    if kafka_infra.kafka_ready(settings.kafka_bootstrap):
+    if kafka_infra.kafka_ready(settings.kafka):
         say(f"kafka  already running at {settings.kafka_bootstrap}")
     else:
         kafka_infra.start_kafka(settings.kafka_bootstrap, settings.data_dir, settings.partitions, say=say)
     if redis_infra.redis_ready(settings.redis_url):
-        say(f"redis  already running at {settings.redis_url}")
+        say(f"redis  already running at {settings.redis_display}")
     else:
         redis_infra.start_redis(settings.redis_url, settings.data_dir, say=say)
     return status(settings)

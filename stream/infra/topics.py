@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from stream.io.connect import KafkaAccess
 from stream.settings import Settings
 from stream.topology import KafkaTopic, required_topics
 
@@ -34,7 +35,7 @@ async def ensure_topics(settings: Settings, timeout: float = 60.0) -> list[str]:
     from aiokafka.errors import TopicAlreadyExistsError
 
     specs = required_topics(settings)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**settings.kafka.options())
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -61,12 +62,12 @@ async def ensure_topics(settings: Settings, timeout: float = 60.0) -> list[str]:
         await admin.close()
 
 
-async def delete_app_topics(bootstrap: str, prefixes: tuple[str, ...], timeout: float = 30.0) -> list[str]:
+async def delete_app_topics(kafka: KafkaAccess, prefixes: tuple[str, ...], timeout: float = 30.0) -> list[str]:
     """Delete every topic whose name starts with one of ``prefixes`` (an app's topic prefix and
     ``{app_id}-`` for Faust's changelogs) and wait until the broker no longer lists them."""
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka.options())
     await admin.start()
     try:
         ours = [t for t in await admin.list_topics() if t.startswith(prefixes)]
@@ -80,12 +81,12 @@ async def delete_app_topics(bootstrap: str, prefixes: tuple[str, ...], timeout: 
         await admin.close()
 
 
-async def topic_configs(bootstrap: str, topics: list[str], names: list[str]) -> dict[str, dict[str, str | None]]:
+async def topic_configs(kafka: KafkaAccess, topics: list[str], names: list[str]) -> dict[str, dict[str, str | None]]:
     """The broker's effective values of the configs ``names`` of each topic (missing topics left out)."""
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka.options())
     await admin.start()
     try:
         responses = await admin.describe_configs(

@@ -22,22 +22,23 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import DefaultPartitioner
 
+from stream.io.connect import KafkaAccess
 from stream.settings import Settings
 from stream.sinks.erasure import stream_entries
 from stream.sinks.redis import CUSTOMER_STREAMS, KEY_PREFIX, customer_key, segment_key
 from stream.topology import changelog_topic
 
 
-async def read_keyed(bootstrap: str, topic: str, key: bytes, partitions: list[int] | None = None) -> list[bytes]:
+async def read_keyed(kafka: KafkaAccess, topic: str, key: bytes, partitions: list[int] | None = None) -> list[bytes]:
     """The values of every record with ``key`` in ``topic`` (all partitions, or these), oldest first."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka.options())
     await admin.start()
     try:
         described = await admin.describe_topics([topic])
     finally:
         await admin.close()
     known = {p["partition"] for d in described if not d.get("error_code") for p in d.get("partitions", [])}
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    consumer = AIOKafkaConsumer(**kafka.options(), enable_auto_commit=False, group_id=None)
     await consumer.start()
     try:
         chosen = [TopicPartition(topic, p) for p in sorted(known) if partitions is None or p in partitions]
@@ -65,9 +66,9 @@ async def subject_access(settings: Settings, customer_id: str) -> dict[str, Any]
     every = list(range(settings.partitions))
     owner = int(DefaultPartitioner()(key, every, every))
     table_key = json.dumps(customer_id).encode()  # Faust serializes table keys as JSON
-    states = await read_keyed(settings.kafka_bootstrap, changelog_topic(settings, "customer-state"), table_key,
+    states = await read_keyed(settings.kafka, changelog_topic(settings, "customer-state"), table_key,
                               [owner])
-    labels = await read_keyed(settings.kafka_bootstrap, settings.topic("churn-labels"), key)
+    labels = await read_keyed(settings.kafka, settings.topic("churn-labels"), key)
 
     client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
     try:

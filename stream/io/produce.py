@@ -10,11 +10,13 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
+from stream.io.connect import KafkaAccess
 
-async def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes]],
+
+async def produce(kafka: KafkaAccess, topic: str, records: Iterable[tuple[bytes | None, bytes]],
                   progress: Callable[[int], None] | None = None) -> int:
     """Send ``(key, value)`` records and wait until every one is acknowledged."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
+    producer = AIOKafkaProducer(**kafka.options(), acks="all", linger_ms=5,
                                 max_request_size=16 * 1024 * 1024)
     await producer.start()
     sent = 0
@@ -42,10 +44,10 @@ def event_records(events: Iterable[dict[str, Any]]) -> list[tuple[bytes | None, 
     return [(str(e["customer_id"]).encode(), json.dumps(e).encode()) for e in events]
 
 
-async def request_resync(bootstrap: str, topic: str, key: bytes) -> int:
+async def request_resync(kafka: KafkaAccess, topic: str, key: bytes) -> int:
     """Ask every partition's owner to re-publish its profiles: one ``key`` record to each
     partition of ``topic`` (the workers' control topic). Returns the number of partitions."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(**kafka.options(), acks="all")
     await producer.start()
     try:
         partitions = sorted(await producer.partitions_for(topic))
@@ -57,10 +59,10 @@ async def request_resync(bootstrap: str, topic: str, key: bytes) -> int:
         await producer.stop()
 
 
-async def request_erasure(bootstrap: str, topic: str, key: bytes, customer_id: str, payload: bytes) -> int:
+async def request_erasure(kafka: KafkaAccess, topic: str, key: bytes, customer_id: str, payload: bytes) -> int:
     """Send an erasure request to the partition of ``topic`` (the workers' control topic) that owns
     the customer, as the producers' default partitioner places the customer's events; returns it."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(**kafka.options(), acks="all")
     await producer.start()
     try:
         partitions = sorted(await producer.partitions_for(topic))

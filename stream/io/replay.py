@@ -12,6 +12,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from stream.io.connect import KafkaAccess
+
 FORMATS = ("jsonl", "csv", "cdnow")
 NESTED_COLUMNS = frozenset({"items", "consent"})
 
@@ -145,7 +147,7 @@ async def group_lags(admin: Any, consumer: Any, groups: Mapping[str, Sequence[st
     return lags
 
 
-async def wait_until_processed(bootstrap: str, groups: Mapping[str, Sequence[str]], timeout: float,
+async def wait_until_processed(kafka: KafkaAccess, groups: Mapping[str, Sequence[str]], timeout: float,
                                progress: Callable[[int], None] | None = None,
                                settle: float = 0.5) -> dict[str, int]:
     """Wait until each consumer group's committed offsets reach the end of its topics
@@ -160,8 +162,8 @@ async def wait_until_processed(bootstrap: str, groups: Mapping[str, Sequence[str
     from aiokafka import AIOKafkaConsumer
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka.options())
+    consumer = AIOKafkaConsumer(**kafka.options())
     await admin.start()
     await consumer.start()
     try:

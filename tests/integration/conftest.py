@@ -93,7 +93,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, log: Path
 def caught_up(settings: Settings, timeout: float = 120, settle: float = 0.5) -> None:
     """Wait until the workers have processed every record and the Redis sink has written and
     committed everything they produced (the committed offsets of every group reach the end)."""
-    behind = asyncio.run(wait_until_processed(settings.kafka_bootstrap, processing_groups(settings), timeout,
+    behind = asyncio.run(wait_until_processed(settings.kafka, processing_groups(settings), timeout,
                                               settle=settle))
     assert not behind, f"still behind after {timeout:.0f}s: {behind}"
 
@@ -136,7 +136,7 @@ def isolated(infra: Settings, test_redis: str, tmp_path: Path) -> Iterator[Isola
     )
     yield Isolated(settings=settings, env=env, tag=tag, data_dir=tmp_path / "data")
     # The test's workers have stopped (in its own finally blocks): leave no topic behind.
-    asyncio.run(delete_app_topics(infra.kafka_bootstrap, (settings.topic_prefix, f"{settings.app_id}-")))
+    asyncio.run(delete_app_topics(infra.kafka, (settings.topic_prefix, f"{settings.app_id}-")))
 
 
 def sample_file(isolated: Isolated, customers: int, count: int, seed: int, prefix: str) -> tuple[list[dict], Path]:

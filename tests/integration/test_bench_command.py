@@ -12,6 +12,7 @@ import pytest
 import redis
 from aiokafka.admin import AIOKafkaAdminClient
 
+from stream.io.connect import KafkaAccess
 from tests.helpers import run_pulse
 from tests.integration.conftest import Isolated
 
@@ -19,8 +20,8 @@ pytestmark = pytest.mark.integration
 
 
 
-async def _topics(bootstrap: str) -> set[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def _topics(kafka: KafkaAccess) -> set[str]:
+    admin = AIOKafkaAdminClient(**kafka.options())
     await admin.start()
     try:
         return set(await admin.list_topics())
@@ -36,8 +37,8 @@ def _empty_database(redis_url: str) -> int:
 
 def test_bench_reports_every_figure_and_cleans_up(isolated: Isolated, tmp_path: Path) -> None:
     bench_db = _empty_database(isolated.settings.redis_url)
-    bootstrap = isolated.settings.kafka_bootstrap
-    before = {t for t in asyncio.run(_topics(bootstrap)) if t.startswith("bench-")}
+    kafka = isolated.settings.kafka
+    before = {t for t in asyncio.run(_topics(kafka)) if t.startswith("bench-")}
     out = tmp_path / "bench.json"
     env = {**os.environ, **isolated.env}
     done = run_pulse(env, "bench", "--events", "1500", "--customers", "150", "--redis-db", str(bench_db),
@@ -50,7 +51,7 @@ def test_bench_reports_every_figure_and_cleans_up(isolated: Isolated, tmp_path: 
     assert result["latency_ms"]["count"] > 0 and result["latency_ms"]["p99"] >= result["latency_ms"]["p50"] > 0
     assert result["rss_mb"][0] > 50 and result["state_bytes_per_customer"] > 100
 
-    after = {t for t in asyncio.run(_topics(bootstrap)) if t.startswith("bench-")}
+    after = {t for t in asyncio.run(_topics(kafka)) if t.startswith("bench-")}
     assert after <= before, f"topics left behind: {sorted(after - before)}"
     assert redis.Redis.from_url(isolated.settings.redis_url.rsplit("/", 1)[0] + f"/{bench_db}").dbsize() == 0
 

@@ -22,7 +22,7 @@ def test_up_status_down_start_only_what_is_missing_and_stop_only_ours(
     infra: Settings, tmp_path: Path
 ) -> None:
     redis_url = f"redis://127.0.0.1:{free_port()}/0"
-    env = {**os.environ, "PULSE_KAFKA_BOOTSTRAP": infra.kafka_bootstrap,
+    env = {**os.environ, "PULSE_KAFKA_BOOTSTRAP": infra.kafka,
            "PULSE_REDIS_URL": redis_url, "PULSE_DATA_DIR": str(tmp_path)}
     try:
         first = run_pulse(env, "up", timeout=180, check=False)
@@ -45,7 +45,7 @@ def test_up_status_down_start_only_what_is_missing_and_stop_only_ours(
         assert "redis  stopped" in down.stdout
         assert "kafka  not started by pulse" in down.stdout
         assert not redis_ready(redis_url)
-        assert kafka_ready(infra.kafka_bootstrap), "down must never stop an external Kafka"
+        assert kafka_ready(infra.kafka), "down must never stop an external Kafka"
 
         after = run_pulse(env, "status", timeout=180, check=False)
         assert after.returncode == 1

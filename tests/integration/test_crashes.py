@@ -21,6 +21,7 @@ from stream.core.batch import batch_raw_rfm
 from stream.infra import process
 from stream.infra.kafka import start_kafka
 from stream.infra.worker import WorkerProcess, worker_env
+from stream.io.connect import KafkaAccess
 from stream.io.produce import event_records, produce
 from stream.io.sample import sample_events
 from stream.sinks.redis import customer_key
@@ -35,7 +36,7 @@ def _produce_once_leaders_are_back(bootstrap: str, topic: str, records: list[tup
     deadline = time.monotonic() + 60
     while True:
         try:
-            asyncio.run(produce(bootstrap, topic, records))
+            asyncio.run(produce(KafkaAccess(bootstrap), topic, records))
             return
         except KafkaError:
             if time.monotonic() > deadline:
@@ -83,7 +84,7 @@ def test_sigkill_twice_mid_stream_then_restart_equals_batch(isolated: Isolated) 
     applied = events_in_redis(client, customer_ids)
     log = isolated.data_dir / "worker.log"
 
-    asyncio.run(produce(settings.kafka_bootstrap, settings.topic("events"), event_records(events)))
+    asyncio.run(produce(settings.kafka, settings.topic("events"), event_records(events)))
     for progress in (len(events) // 5, len(events) // 2):
         worker = WorkerProcess(worker_env(isolated.env), log, settings.web_port).start()
         try:
@@ -113,7 +114,7 @@ def test_broker_stopped_mid_stream_then_started_equals_batch(isolated: Isolated,
     applied = events_in_redis(client, sorted({e["customer_id"] for e in events}))
     worker = WorkerProcess(worker_env(env), isolated.data_dir / "worker.log", settings.web_port).start()
     try:
-        asyncio.run(produce(bootstrap, settings.topic("events"), records[:600]))
+        asyncio.run(produce(KafkaAccess(bootstrap), settings.topic("events"), records[:600]))
         wait_for(lambda: applied() >= 300, 120, "the first events in Redis")
         process.stop(kafka_dir, "kafka")  # the broker goes away under the running worker
         start_kafka(bootstrap, kafka_dir, 4, say=lambda _: None)

@@ -85,8 +85,8 @@ def test_bad_input_is_dead_lettered_and_every_record_is_accounted_for(isolated: 
 
     worker = WorkerProcess(worker_env(isolated.env), isolated.data_dir / "w.log", settings.web_port).start()
     try:
-        asyncio.run(produce(settings.kafka_bootstrap, settings.topic("events"), records))
-        letters = asyncio.run(read_topic(settings.kafka_bootstrap, settings.topic("events.dlq"),
+        asyncio.run(produce(settings.kafka, settings.topic("events"), records))
+        letters = asyncio.run(read_topic(settings.kafka, settings.topic("events.dlq"),
                                           len(BAD) + 1, 120))
 
         by_key = {base64.b64decode(letter["original_key_b64"]): letter for letter in letters}

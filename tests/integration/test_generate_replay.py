@@ -44,7 +44,7 @@ def test_generated_population_replays_exactly(isolated: Isolated) -> None:
         assert counters["ingest.accepted"] == len(events)
         assert counters["profile.applied"] == len(events)
         settings = isolated.settings
-        monitoring = asyncio.run(read_topic(settings.kafka_bootstrap, settings.topic("monitoring"), 1, 30))
+        monitoring = asyncio.run(read_topic(settings.kafka, settings.topic("monitoring"), 1, 30))
         drift = [r for r in monitoring if r["kind"] == "population_drift" and r["signal"] == "conversion"]
         assert drift, monitoring
         first = drift[0]

@@ -36,12 +36,12 @@ def test_redis_down_mid_stream_then_back_ends_equal_to_the_tables(isolated: Isol
 
     worker = WorkerProcess(worker_env(env), isolated.data_dir / "w.log", isolated.settings.web_port).start()
     try:
-        asyncio.run(produce(isolated.settings.kafka_bootstrap, isolated.settings.topic("events"), records[:300]))
+        asyncio.run(produce(isolated.settings.kafka, isolated.settings.topic("events"), records[:300]))
         wait_for(lambda: applied() >= 300, 90, "the first 300 events in Redis")
 
         process.stop(redis_dir, "redis")  # the outage
         assert not redis_ready(url)
-        asyncio.run(produce(isolated.settings.kafka_bootstrap, isolated.settings.topic("events"), records[300:]))
+        asyncio.run(produce(isolated.settings.kafka, isolated.settings.topic("events"), records[300:]))
         # the worker keeps processing into its tables while the sink retries
         last = events[-1]["customer_id"]
         wait_for(lambda: (worker.get(f"/customers/{last}/") or {}).get("events") == expected[last].events, 60,

@@ -47,7 +47,7 @@ def test_sigterm_half_way_then_restart_equals_batch(isolated: Isolated, wipe_loc
 
     worker = WorkerProcess(worker_env(isolated.env), log, settings.web_port).start()
     try:
-        asyncio.run(produce(settings.kafka_bootstrap, settings.topic("events"), records[: EVENTS // 2]))
+        asyncio.run(produce(settings.kafka, settings.topic("events"), records[: EVENTS // 2]))
         wait_for(lambda: applied_events() >= EVENTS // 4, 120, "the first quarter of events in Redis", log)
     finally:
         exit_code = worker.stop(signal.SIGTERM)
@@ -56,7 +56,7 @@ def test_sigterm_half_way_then_restart_equals_batch(isolated: Isolated, wipe_loc
         # Lose the local RocksDB: the table must be rebuilt from its changelog topic.
         shutil.rmtree(isolated.data_dir / f"worker-{settings.web_port}")
 
-    asyncio.run(produce(settings.kafka_bootstrap, settings.topic("events"), records[EVENTS // 2:]))
+    asyncio.run(produce(settings.kafka, settings.topic("events"), records[EVENTS // 2:]))
     worker = WorkerProcess(worker_env(isolated.env), log, settings.web_port).start()
     try:
         wait_for(lambda: applied_events() >= EVENTS, 180,

@@ -29,7 +29,7 @@ def test_resync_restores_every_profile_and_segment_set(isolated: Isolated) -> No
 
     worker = WorkerProcess(worker_env(env), isolated.data_dir / "w.log", isolated.settings.web_port).start()
     try:
-        asyncio.run(produce(isolated.settings.kafka_bootstrap, isolated.settings.topic("events"),
+        asyncio.run(produce(isolated.settings.kafka, isolated.settings.topic("events"),
                             event_records(events)))
         wait_for(lambda: all(client.hget(customer_key(c), "events") == str(w.events) for c, w in expected.items()),
                  120, "every event in Redis")

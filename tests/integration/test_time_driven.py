@@ -46,7 +46,7 @@ def test_a_customer_who_stops_moves_on_schedule(isolated: Isolated) -> None:
     worker = WorkerProcess(worker_env(env), isolated.data_dir / "w.log", isolated.settings.web_port).start()
     client = redis.Redis.from_url(isolated.settings.redis_url, decode_responses=True)
     try:
-        asyncio.run(produce(isolated.settings.kafka_bootstrap, isolated.settings.topic("events"),
+        asyncio.run(produce(isolated.settings.kafka, isolated.settings.topic("events"),
                             event_records(events)))
         wait_for(lambda: client.hget(customer_key(stopper), "segment") == "Can't Lose Them", 180,
                  "the stopper's move to Can't Lose Them")

@@ -13,14 +13,15 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream.infra.worker import WorkerProcess, worker_env
+from stream.io.connect import KafkaAccess
 from tests.helpers import run_pulse
 from tests.integration.conftest import Isolated, wait_for
 
 pytestmark = pytest.mark.integration
 
 
-async def _label_ids(bootstrap: str, topic: str) -> list[str]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+async def _label_ids(kafka: KafkaAccess, topic: str) -> list[str]:
+    consumer = AIOKafkaConsumer(**kafka.options(), enable_auto_commit=False, group_id=None)
     await consumer.start()
     try:
         tp = TopicPartition(topic, 0)
@@ -47,12 +48,12 @@ def test_the_model_continues_from_its_snapshot_after_a_restart(isolated: Isolate
     first.write_text("\n".join(lines[: len(lines) // 2]) + "\n")
     rest.write_text("\n".join(lines[len(lines) // 2:]) + "\n")
     labels_topic = isolated.settings.topic("churn-labels")
-    bootstrap = isolated.settings.kafka_bootstrap
+    kafka = isolated.settings.kafka
 
     worker = WorkerProcess(worker_env(env), isolated.data_dir / "w1.log", isolated.settings.web_port).start()
     try:
         run_pulse(env, "replay", str(first), "--wait", "--timeout", "600")
-        emitted = len(set(asyncio.run(_label_ids(bootstrap, labels_topic))))
+        emitted = len(set(asyncio.run(_label_ids(kafka, labels_topic))))
         assert emitted >= 100, emitted
         wait_for(lambda: worker.get("/model/").get("labels_seen") == emitted, 60, "the first half's labels learnt")
         before = worker.get("/model/")
@@ -64,7 +65,7 @@ def test_the_model_continues_from_its_snapshot_after_a_restart(isolated: Isolate
         wait_for(lambda: worker.get("/model/").get("model_version") == before["model_version"], 60,
                  "the restarted worker reads the last snapshot")
         run_pulse(env, "replay", str(rest), "--wait", "--timeout", "600")
-        emitted_all = len(set(asyncio.run(_label_ids(bootstrap, labels_topic))))
+        emitted_all = len(set(asyncio.run(_label_ids(kafka, labels_topic))))
         assert emitted_all > emitted
         wait_for(lambda: worker.get("/model/").get("labels_seen") == emitted_all, 60, "every label learnt once")
         after = worker.get("/model/")
