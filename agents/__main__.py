@@ -11,6 +11,7 @@ from agents.app import create_app
 from agents.diagnostics import log_task_stacks
 from stream.core.rules import RulesError
 from stream.infra.topics import ensure_topics
+from stream.io.connect import ConnectionSetupError, check_kafka, check_redis
 from stream.settings import SettingsError, load_settings
 
 
@@ -24,6 +25,12 @@ def main() -> None:
     try:
         settings = load_settings()
     except SettingsError as exc:
+        print(f"pulse worker: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    try:  # bad credentials or an untrusted certificate: stop now, naming the setting
+        asyncio.run(check_kafka(settings.kafka))
+        check_redis(settings.redis_url)
+    except ConnectionSetupError as exc:
         print(f"pulse worker: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     created = asyncio.run(ensure_topics(settings))

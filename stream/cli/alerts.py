@@ -27,7 +27,7 @@ def follow(as_json: bool, from_beginning: bool, count: int | None) -> None:
     from stream.api.relay import alert_from_stream, describe
     from stream.sinks.redis import KEY_PREFIX
 
-    settings = load_or_exit()
+    settings = load_or_exit(redis=True)
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     last, shown = ("0" if from_beginning else "$"), 0
     try:
@@ -63,7 +63,7 @@ def relay(webhook: str, group: str, consumer: str, from_beginning: bool, max_att
 
     from stream.api.relay import Relay
 
-    settings = load_or_exit()
+    settings = load_or_exit(redis=True)
     if not webhook.startswith(("http://", "https://")):
         raise click.BadParameter("expected an http:// or https:// URL", param_hint="--webhook")
     if not settings.webhook_secret:

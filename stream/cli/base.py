@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import subprocess
@@ -11,13 +12,21 @@ from typing import Any
 
 import click
 
+from stream.io.connect import ConnectionSetupError, check_kafka, check_redis
 from stream.settings import Settings, SettingsError, load_settings
 
 
-def load_or_exit() -> Settings:
+def load_or_exit(*, kafka: bool = False, redis: bool = False) -> Settings:
+    """The settings, and with ``kafka``/``redis`` a first connection to each with them: bad
+    credentials or an untrusted certificate stop the command at once, naming the setting."""
     try:
-        return load_settings()
-    except SettingsError as exc:
+        settings = load_settings()
+        if kafka:
+            asyncio.run(check_kafka(settings.kafka))
+        if redis:
+            check_redis(settings.redis_url)
+        return settings
+    except (SettingsError, ConnectionSetupError) as exc:
         raise click.ClickException(str(exc)) from None
 
 

@@ -32,7 +32,7 @@ def replay(path: Path, fmt: str, until: datetime | None, speed: float | None, wa
     from stream.io.replay import ReplayError, paced, read_events, select, wait_until_processed
     from stream.topology import processing_groups
 
-    settings = load_or_exit()
+    settings = load_or_exit(kafka=True)
     if speed is not None and speed <= 0:
         raise click.BadParameter("must be a positive number, e.g. 60 for one hour per minute",
                                  param_hint="--speed")
@@ -107,7 +107,7 @@ def generate(customers: int, days: int, start: datetime, seed: int, churn_share:
                 handle.write(json.dumps(row) + "\n")
         click.echo(f"ground truth -> {truth}")
     if to_kafka:
-        settings = load_or_exit()
+        settings = load_or_exit(kafka=True)
         produce_events(settings, iter(events), len(events))
         click.echo(f"produced {len(events)} events to {settings.topic('events')}")
 
@@ -127,7 +127,7 @@ def churn_report(events_file: Path, truth_file: Path) -> None:
     from stream.io.evaluate import churn_report as report
     from stream.sinks.redis import RedisSink
 
-    settings = load_or_exit()
+    settings = load_or_exit(redis=True)
 
     async def read_alerts() -> list[dict[str, str]]:
         sink = RedisSink.from_url(settings.redis_url)
@@ -167,7 +167,7 @@ def export(out: Path) -> None:
     from stream.sinks.base import as_of_now, typed_fields
     from stream.sinks.redis import KEY_PREFIX, PURCHASE_MODEL_KEY
 
-    settings = load_or_exit()
+    settings = load_or_exit(redis=True)
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     pattern = f"{KEY_PREFIX}cust:*"
     try:
@@ -217,7 +217,7 @@ def profile(customer_id: str, as_json: bool) -> None:
 
     from stream.sinks.redis import customer_key
 
-    settings = load_or_exit()
+    settings = load_or_exit(redis=True)
     key = customer_key(customer_id.strip())
     try:
         client = redis.Redis.from_url(settings.redis_url, decode_responses=True)

@@ -14,11 +14,18 @@ from stream.infra.process import InfraError
 
 
 @main.command(help="Start a local Kafka (KRaft) and Redis unless the configured ones answer.")
-def up() -> None:
+@click.option("--secure", is_flag=True, help="Kafka with a SASL_SSL (SCRAM-SHA-512) listener and Redis with TLS and a "
+                                             "password, from a generated CA; prints where their client settings are.")
+def up(secure: bool) -> None:
     from stream.infra import services
 
     settings = load_or_exit()
     try:
+        if secure:
+            env_file = services.up_secure(settings, say=click.echo)
+            click.echo(f"secured Kafka and Redis are up; their client settings (with the passwords) are in {env_file}:"
+                       f"\n  set -a; . {env_file}; set +a")
+            return
         rows = services.up(settings, say=click.echo)
     except InfraError as exc:
         raise click.ClickException(str(exc)) from None
@@ -38,10 +45,11 @@ def status() -> None:
 
 
 @main.command(help="Stop the services `pulse up` started (by recorded pid; never external ones).")
-def down() -> None:
+@click.option("--secure", is_flag=True, help="Stop those `pulse up --secure` started.")
+def down(secure: bool) -> None:
     from stream.infra import services
 
-    for name, outcome in services.down(load_or_exit()).items():
+    for name, outcome in services.down(load_or_exit(), secure=secure).items():
         click.echo(f"{name:<6} {outcome}")
 
 
@@ -96,7 +104,7 @@ def bench(events: int, customers: int, workers: int, redis_db: int, json_file: P
           rate: float, seconds: float, api_workers: int, batch_rate: float) -> None:
     from stream.cli.bench import Bench, BenchError
 
-    settings = load_or_exit()
+    settings = load_or_exit(kafka=True, redis=True)
     if lookups:
         from stream.cli.lookup_bench import run_lookup_bench
 
@@ -140,7 +148,7 @@ def resync(wait: bool, timeout: float) -> None:
     from stream.io.replay import wait_until_processed
     from stream.topology import processing_groups
 
-    settings = load_or_exit()
+    settings = load_or_exit(kafka=True)
     count = asyncio.run(request_resync(settings.kafka, settings.topic("customer-events"), RESYNC_KEY))
     click.echo(f"asked the workers of {settings.app_id} to re-publish the profiles of {count} partitions")
     if wait:

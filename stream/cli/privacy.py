@@ -18,7 +18,7 @@ def access(customer_id: str, out: str) -> None:
 
     from stream.io.access import subject_access
 
-    settings = load_or_exit()
+    settings = load_or_exit(kafka=True, redis=True)
     document = asyncio.run(subject_access(settings, customer_id))
     text = json.dumps(document, indent=2, sort_keys=True) + "\n"
     if out == "-":
@@ -47,7 +47,7 @@ def forget(customer_id: str, wait: bool, timeout: float) -> None:
     from stream.io.produce import request_erasure
     from stream.sinks.erasure import receipt_key
 
-    settings = load_or_exit()
+    settings = load_or_exit(kafka=True, redis=True)
     try:
         request = ErasureRequest.new(customer_id, datetime.now(UTC))
     except ErasureRequestError as exc:

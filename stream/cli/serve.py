@@ -31,7 +31,7 @@ def serve(host: str, port: int, no_auth: bool, no_kafka: bool, workers: int) -> 
 
     import uvicorn
 
-    settings = load_or_exit()
+    settings = load_or_exit(redis=True)
     tokens = settings.api_token_list()
     if not tokens and not no_auth:
         raise click.UsageError("set PULSE_API_TOKENS (comma-separated bearer tokens, 16-200 characters each), "

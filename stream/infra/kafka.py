@@ -22,6 +22,7 @@ from stream.infra.process import (
     spawn,
     wait_ready,
 )
+from stream.infra.secure import KAFKA_USER, SecureSetup
 from stream.io.connect import KafkaAccess
 
 KAFKA_VERSION = "3.9.1"
@@ -98,16 +99,18 @@ def kafka_ready(kafka: KafkaAccess, timeout: float = 3.0) -> bool:
 
 
 def server_properties(host: str, port: int, controller_port: int, log_dir: Path,
-                      partitions: int) -> str:
+                      partitions: int, secure: SecureSetup | None = None) -> str:
+    listener = "SASL_SSL" if secure else "PLAINTEXT"
     return "\n".join([
         "process.roles=broker,controller",
         "node.id=1",
         f"controller.quorum.voters=1@{host}:{controller_port}",
-        f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
-        f"advertised.listeners=PLAINTEXT://{host}:{port}",
+        f"listeners={listener}://{host}:{port},CONTROLLER://{host}:{controller_port}",
+        f"advertised.listeners={listener}://{host}:{port}",
         "controller.listener.names=CONTROLLER",
-        "inter.broker.listener.name=PLAINTEXT",
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        f"inter.broker.listener.name={listener}",
+        f"listener.security.protocol.map={listener}:{listener},CONTROLLER:PLAINTEXT",
+        *(_secure_properties(secure) if secure else []),
         f"log.dirs={log_dir}",
         f"num.partitions={partitions}",
         "offsets.topic.replication.factor=1",
@@ -124,8 +127,20 @@ def server_properties(host: str, port: int, controller_port: int, log_dir: Path,
     ])
 
 
+def _secure_properties(secure: SecureSetup) -> list[str]:
+    """SCRAM-SHA-512 over TLS for clients and the broker itself (the controller listener stays
+    on loopback); the broker's credentials are the same user's, made at format time."""
+    jaas = (f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{KAFKA_USER}" '
+            f'password="{secure.kafka_password}";')
+    return ["sasl.enabled.mechanisms=SCRAM-SHA-512", "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
+            f"listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={jaas}",
+            "ssl.keystore.type=PEM", f"ssl.keystore.location={secure.server_pem}",
+            "ssl.truststore.type=PEM", f"ssl.truststore.location={secure.ca_file}", "ssl.client.auth=none"]
+
+
 def start_kafka(bootstrap: str, data_dir: Path, partitions: int, *, timeout: float = 120.0,
-                say: Callable[[str], None] = print) -> ServiceRecord:
+                say: Callable[[str], None] = print, secure: SecureSetup | None = None) -> ServiceRecord:
+    """Start a local broker; with ``secure``, its one client listener is SASL_SSL (SCRAM-SHA-512)."""
     host, port_text = bootstrap.split(",")[0].rsplit(":", 1)
     host, port = host.strip("[]"), int(port_text)
     if not is_loopback(host):
@@ -150,14 +165,17 @@ def start_kafka(bootstrap: str, data_dir: Path, partitions: int, *, timeout: flo
         cluster_file.write_text(new_cluster_id())
     cluster_id = cluster_file.read_text().strip()
     props = home / "server.properties"
-    props.write_text(server_properties(host, port, controller_port, log_dir, partitions))
+    props.write_text(server_properties(host, port, controller_port, log_dir, partitions, secure))
+    props.chmod(0o600)  # with ``secure`` it holds the broker's password
     log4j = home / "log4j.properties"
     log4j.write_text((resources.files("stream.infra") / "log4j.properties").read_text())
     base = [java, "-Xms256m", "-Xmx1g", f"-Dlog4j.configuration=file:{log4j}",
             f"-Dkafka.logs.dir={home / 'logs'}", "-cp", f"{libs}/*"]
     fmt = subprocess.run(
         base + ["kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(props),
-                "--ignore-formatted"],
+                "--ignore-formatted",
+                *(["--add-scram", f"SCRAM-SHA-512=[name={KAFKA_USER},password={secure.kafka_password}]"]
+                  if secure else [])],
         capture_output=True, text=True,
     )
     if fmt.returncode != 0:
@@ -166,7 +184,9 @@ def start_kafka(bootstrap: str, data_dir: Path, partitions: int, *, timeout: flo
     say(f"starting Apache Kafka {KAFKA_VERSION} (KRaft) on {host}:{port} ...")
     record = spawn(SERVICE, base + ["kafka.Kafka", str(props)], data_dir=data_dir,
                    address=f"{host}:{port}", log_file=log_file)
-    return wait_ready(record, lambda: port_open(host, port) and kafka_ready(KafkaAccess(f"{host}:{port}")),
+    access = KafkaAccess(f"{host}:{port}", "SASL_SSL", "SCRAM-SHA-512", KAFKA_USER, secure.kafka_password,
+                         secure.ca_file) if secure else KafkaAccess(f"{host}:{port}")
+    return wait_ready(record, lambda: port_open(host, port) and kafka_ready(access),
                       what="Kafka", answer="a metadata request", timeout=timeout)
 
 

