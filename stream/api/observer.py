@@ -85,7 +85,7 @@ class Observer:
         if wanted != assigned:
             reader.assign(sorted(wanted))
             for tp in wanted - assigned:
-                reader.seek_to_beginning(tp)
+                await reader.seek_to_beginning(tp)
         return wanted
 
     async def _sample(self, admin: Any, reader: Any) -> None:

@@ -13,7 +13,7 @@ import asyncio
 import hmac
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
@@ -103,8 +103,8 @@ def create_app(client: AsyncLookupClient, tokens: Sequence[str], segments: Seque
         yield
         if task is not None:
             task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
+            # bounded: a Kafka client cancelled mid-handshake may never finish closing
+            await asyncio.wait({task}, timeout=5)
 
     app = FastAPI(title="Customer Pulse lookup API", version="1", lifespan=lifespan,
                   description="Customer profiles, segments and churn alerts, each with its freshness.")

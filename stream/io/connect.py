@@ -82,7 +82,7 @@ async def check_kafka(kafka: KafkaAccess, timeout: float = 15.0) -> None:
     """Open one connection to the first bootstrap server the way the clients will, and turn
     what goes wrong into an error naming the setting (raises ``ConnectionSetupError``)."""
     from aiokafka.conn import create_conn
-    from aiokafka.errors import SaslAuthenticationFailed
+    from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed
 
     host, port = kafka.bootstrap.split(",")[0].rsplit(":", 1)
     options = {k: v for k, v in kafka.options().items() if k != "bootstrap_servers"}
@@ -100,13 +100,13 @@ async def check_kafka(kafka: KafkaAccess, timeout: float = 15.0) -> None:
         raise ConnectionSetupError(
             f"{where}: its TLS certificate is not trusted ({exc.verify_message}); set PULSE_KAFKA_SSL_CAFILE to the "
             f"CA that signed it (now: {kafka.ca_file or 'the system trust store'})") from None
-    except (TimeoutError, ssl.SSLError, ConnectionError, OSError) as exc:
+    except (TimeoutError, ssl.SSLError, ConnectionError, OSError, KafkaConnectionError) as exc:
         raise ConnectionSetupError(
             f"{where} did not answer ({type(exc).__name__}{': ' + str(exc) if str(exc) else ''}); is it running, "
             "and does PULSE_KAFKA_SECURITY_PROTOCOL match its listener?") from None
     except Exception as exc:  # noqa: BLE001 - aiokafka's own errors, e.g. an unsupported SASL mechanism
-        raise ConnectionSetupError(f"{where}: {type(exc).__name__}: {exc}; check PULSE_KAFKA_SASL_MECHANISM "
-                                   f"(now {kafka.sasl_mechanism})") from None
+        hint = f"; check PULSE_KAFKA_SASL_MECHANISM (now {kafka.sasl_mechanism})" if kafka.uses_sasl else ""
+        raise ConnectionSetupError(f"{where}: {type(exc).__name__}: {exc}{hint}") from None
     conn.close()
 
 
@@ -145,5 +145,8 @@ def check_redis(url: str, timeout: float = 5.0) -> None:
         if "CERTIFICATE_VERIFY_FAILED" in text or "SSL" in text:
             raise ConnectionSetupError(
                 f"{where}: TLS failed ({text}); for a private CA add ?ssl_ca_certs=/path/ca.pem to the URL") from None
+        if "reset by peer" in text and url.startswith("redis://"):
+            raise ConnectionSetupError(f"{where}: the server dropped a plain connection; if it speaks TLS, the URL "
+                                       "starts with rediss://") from None
     finally:
         client.close()

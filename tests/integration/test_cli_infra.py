@@ -22,7 +22,7 @@ def test_up_status_down_start_only_what_is_missing_and_stop_only_ours(
     infra: Settings, tmp_path: Path
 ) -> None:
     redis_url = f"redis://127.0.0.1:{free_port()}/0"
-    env = {**os.environ, "PULSE_KAFKA_BOOTSTRAP": infra.kafka,
+    env = {**os.environ, "PULSE_KAFKA_BOOTSTRAP": infra.kafka_bootstrap,
            "PULSE_REDIS_URL": redis_url, "PULSE_DATA_DIR": str(tmp_path)}
     try:
         first = run_pulse(env, "up", timeout=180, check=False)
