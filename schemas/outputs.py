@@ -75,6 +75,8 @@ class Alert(BaseModel):
     rules_version: str
     segment: str | None = None
     value_tier: str | None = None
+    # may the customer be contacted for marketing? their newest stated consent (None: never stated)
+    marketing_allowed: bool | None = None
 
 
 class ChurnLabel(BaseModel):

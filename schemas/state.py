@@ -54,6 +54,9 @@ class CustomerState(BaseModel):
     last_complaint_at: AwareDatetime | None = None
     refunds: int = 0
     refund_cents: int = 0
+    # marketing consent as the newest event stating it says (event time; a tie goes to "no")
+    marketing_consent: bool | None = None
+    marketing_consent_at: AwareDatetime | None = None
     tags: CustomerTags = CustomerTags()
     # churn: the latest score, when it was computed (event time), and the last alert per kind
     churn_probability: float | None = None

@@ -168,6 +168,7 @@ def assess(before: CustomerState, after: CustomerState, now: datetime, config: C
             explanation=tuple(Contribution(feature=f, contribution=c) for f, c in (score.explanation if score else ())),
             event_time=now, model_version=score.model_version if score else HEURISTIC_VERSION,
             rules_version=after.tags.rules_version, segment=new_segment, value_tier=after.tags.value_tier,
+            marketing_allowed=after.marketing_consent,
         ))
     purchased_at = after.last_purchase_at if after.orders > before.orders else None
     labels, pending = resolve_labels(after, now, purchased_at, config)

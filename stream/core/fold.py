@@ -82,9 +82,32 @@ def apply_event(state: CustomerState, event: Event,
         "dedup_evicted": state.dedup_evicted + evicted,
     }
     update.update(_behaviour(state, event, newest))
+    update.update(marketing_consent(state, event))
     if isinstance(event, Purchase):
         update.update(_purchase_day(state, event.event_time, newest, policy))
     return state.model_copy(update=update), admission
+
+
+def marketing_consent(state: CustomerState, event: Event) -> dict[str, object]:
+    """The newest stated marketing consent wins (by event time, so arrival order does not
+    matter; at the same instant "no" wins): what alerts carry as ``marketing_allowed``.
+
+    >>> from schemas import parse_event
+    >>> def view(at, marketing):
+    ...     return parse_event('{"type":"page_view","event_id":"e","customer_id":"c","event_time":"' + at +
+    ...                        '","consent":{"marketing":' + marketing + '}}')
+    >>> state = CustomerState(customer_id="c", **marketing_consent(CustomerState(customer_id="c"),
+    ...                                                           view("2024-02-01T00:00:00Z", "false")))
+    >>> marketing_consent(state, view("2024-01-01T00:00:00Z", "true")), state.marketing_consent
+    ({}, False)
+    """
+    stated = event.consent.marketing if event.consent is not None else None
+    if stated is None:
+        return {}
+    known_at = state.marketing_consent_at
+    if known_at is not None and (event.event_time < known_at or (event.event_time == known_at and stated)):
+        return {}
+    return {"marketing_consent": stated, "marketing_consent_at": event.event_time}
 
 
 def _purchase_day(state: CustomerState, at: datetime, newest: datetime, policy: DedupPolicy) -> dict[str, object]:
