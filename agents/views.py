@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agents.context import Pulse
+from stream.api.tokens import bearer, token_matches
 from stream.core.counters import totals
 from stream.core.watermark import watermark
 from stream.infra.metrics import CONTENT_TYPE
@@ -104,9 +105,17 @@ def register(pulse: Pulse) -> None:
             await consumer.stop()
             await admin.close()
 
+    tokens = pulse.settings.api_token_list()
+
     @app.page("/customers/{customer_id}/")
     @app.table_route(table=table, match_info="customer_id")
     async def customer(web, request, customer_id):  # type: ignore[no-untyped-def]
+        # any customer's whole state: only with a token of the lookup API (checked where the
+        # state is; a worker routing the request on passes the header along)
+        if not token_matches(bearer(request.headers.get("Authorization")), tokens):
+            reason = "a valid bearer token (PULSE_API_TOKENS) is required" if tokens else \
+                "set PULSE_API_TOKENS on the workers and send one as a bearer token"
+            return web.json({"error": f"unauthorized: {reason}"}, status=401, headers={"WWW-Authenticate": "Bearer"})
         stored = table.get(customer_id)
         if stored is None:
             return web.json({"error": f"unknown customer {customer_id}"}, status=404)

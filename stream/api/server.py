@@ -10,7 +10,6 @@ input, 503 with ``Retry-After`` when Redis does not answer within half a second.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -30,6 +29,7 @@ from schemas.api import AlertList, BatchAnswer, BatchRequest, CustomerLookup, Er
 from stream.api.dashboard import summary
 from stream.api.lookup import AsyncLookupClient, UnknownFields
 from stream.api.observer import Observer
+from stream.api.tokens import token_matches
 from stream.infra.metrics import CONTENT_TYPE
 
 RETRY_AFTER_SECONDS = 2
@@ -115,17 +115,13 @@ def create_app(client: AsyncLookupClient, tokens: Sequence[str], segments: Seque
                         buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0))
     segment_sizes = Gauge("pulse_segment_customers", "Customers in each segment (Redis set sizes).", ["segment"],
                           registry=registry)
-    known_tokens = [token.encode() for token in tokens]
+    known_tokens = list(tokens)
     known_segments = set(segments)
 
     async def authorized(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]) -> None:
         if not known_tokens:
             return
-        given = credentials.credentials.encode() if credentials else b""
-        matched = False
-        for token in known_tokens:  # every token compared, in constant time each
-            matched |= hmac.compare_digest(given, token)
-        if not matched:
+        if not token_matches(credentials.credentials if credentials else "", known_tokens):
             raise ApiError(401, "unauthorized", "a valid bearer token is required: Authorization: Bearer <token>",
                            {"WWW-Authenticate": "Bearer"})
 

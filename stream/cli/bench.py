@@ -161,7 +161,9 @@ class Bench:
                            "PULSE_DATA_DIR": str(self.data_dir), "PULSE_WEB_PORT": str(port),
                            "PULSE_REDIS_URL": self.redis_url, "PULSE_LOG_LEVEL": "warning",
                            "PULSE_KAFKA_BOOTSTRAP": self.settings.kafka_bootstrap,
-                           "PULSE_PARTITIONS": str(self.settings.partitions)})
+                           "PULSE_PARTITIONS": str(self.settings.partitions),
+                           # the worker's customer view (read back at the end) needs a token
+                           "PULSE_API_TOKENS": self.settings.api_tokens or f"bench-{uuid.uuid4().hex}"})
 
     def topic(self, name: str) -> str:
         return f"{self.prefix}{name}"

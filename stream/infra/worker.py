@@ -42,7 +42,10 @@ class WorkerProcess:
 
     def get(self, path: str) -> Any:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}{path}", timeout=5) as resp:
+            token = self.env.get("PULSE_API_TOKENS", "").split(",")[0]
+            request = urllib.request.Request(f"http://127.0.0.1:{self.web_port}{path}",
+                                             headers={"Authorization": f"Bearer {token}"} if token else {})
+            with urllib.request.urlopen(request, timeout=5) as resp:
                 return json.loads(resp.read())
         except urllib.error.HTTPError as exc:
             if exc.code == 404:

@@ -128,6 +128,7 @@ def isolated(infra: Settings, test_redis: str, tmp_path: Path) -> Iterator[Isola
         "PULSE_WEB_PORT": str(port),
         "PULSE_PARTITIONS": "4",
         "PULSE_LOG_LEVEL": "info",
+        "PULSE_API_TOKENS": f"test-token-{tag}",  # the worker's customer view needs one
     }
     settings = Settings(
         kafka_bootstrap=infra.kafka_bootstrap, redis_url=test_redis,

@@ -12,6 +12,7 @@ import os
 import shutil
 import time
 import urllib.error
+import urllib.request
 from datetime import UTC, datetime
 
 import pytest
@@ -85,6 +86,14 @@ def test_forget_erases_everywhere_within_a_minute_and_suppresses_later_events(is
         assert before["hash"] == 1 and before["segment_sets"] == 1 and before["tags"] > 0, before
         others = {cid: {k: client.hget(customer_key(cid), k) for k in KEPT} for cid in buyers
                   if cid not in (victim, returning, withdrawing)}
+        # a customer's whole state on the worker views: only with a token, on either worker
+        # (the one not owning the customer routes the request, token and all, to the owner)
+        some = next(iter(others))
+        assert all(w.get(f"/customers/{some}/")["customer_id"] == some for w in workers)
+        for w in workers:
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(f"http://127.0.0.1:{w.web_port}/customers/{some}/", timeout=5)
+            assert refused.value.code == 401
 
         started = time.monotonic()
         done = run_pulse(env, "forget", victim, "--timeout", "60")
