@@ -25,6 +25,7 @@ from schemas import Profile
 from schemas.api import CustomerLookup, SegmentPage
 from stream.core.purchase_outlook import PurchaseModel
 from stream.sinks.base import as_of_now, typed_fields
+from stream.sinks.erasure import receipt_key
 from stream.sinks.redis import KEY_PREFIX, customer_key, segment_key
 
 PROFILE_FIELDS = tuple(Profile.model_fields)
@@ -210,6 +211,11 @@ class AsyncLookupClient:
     async def get(self, customer_id: str, fields: Iterable[str] | None = None,
                   max_age_seconds: float | None = None) -> CustomerLookup | None:
         return (await self.get_many([customer_id], fields, max_age_seconds))[customer_id]
+
+    async def receipt(self, request_id: str) -> dict[str, Any] | None:
+        """An erasure's receipt (None until the worker and the sink have done it)."""
+        found = await self._client.get(receipt_key(request_id, self._prefix))
+        return json.loads(found) if found is not None else None
 
     async def segment_page(self, segment: str, cursor: str = "0", limit: int = 100) -> SegmentPage:
         answer = await self._client.sscan(segment_key(segment, self._prefix), int(cursor), count=limit)

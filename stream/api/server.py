@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
+from functools import partial
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
@@ -30,7 +31,9 @@ from stream.api.dashboard import summary
 from stream.api.lookup import AsyncLookupClient, UnknownFields
 from stream.api.observer import Observer
 from stream.api.tokens import token_matches
+from stream.core.erasure import ErasureRequest, ErasureRequestError
 from stream.infra.metrics import CONTENT_TYPE
+from stream.io.produce import submit_erasure
 
 RETRY_AFTER_SECONDS = 2
 DASHBOARD_CACHE_SECONDS = 4.0
@@ -93,9 +96,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def create_app(client: AsyncLookupClient, tokens: Sequence[str], segments: Sequence[str],
-               observer: Observer | None = None) -> FastAPI:
+               observer: Observer | None = None,
+               erase: Callable[[str], Awaitable[ErasureRequest]] | None = None) -> FastAPI:
     """The API over ``client``; ``tokens`` empty means no authentication (``pulse serve --no-auth``);
-    ``observer`` follows Kafka for the dashboard's pipeline panels (None: those stay empty)."""
+    ``observer`` follows Kafka for the dashboard's pipeline panels (None: those stay empty);
+    ``erase`` sends an erasure request to the workers (None: ``DELETE`` answers 503)."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -221,6 +226,30 @@ def create_app(client: AsyncLookupClient, tokens: Sequence[str], segments: Seque
             raise ApiError(422, "invalid_request", "since: give a time zone, e.g. 2026-12-01T10:00:00Z")
         return _json(AlertList(alerts=await client.recent_alerts(kind, since, limit)))
 
+    @app.delete("/v1/customers/{customer_id}", status_code=202, dependencies=guarded, tags=["privacy"],
+                responses={**ERRORS, 202: {"description": "Erasure requested; its receipt will be at Location."}})
+    async def erase_customer(customer_id: Annotated[str, Path(min_length=1, max_length=200)]) -> JSONResponse:
+        """A data-subject erasure, as `pulse forget`: the worker owning the customer erases them
+        from its tables, changelogs and Redis, and suppresses their later events."""
+        if erase is None:
+            raise ApiError(503, "unavailable", "erasure needs Kafka: this server runs with --no-kafka")
+        try:
+            request = await erase(customer_id)
+        except ErasureRequestError as exc:
+            raise ApiError(422, "invalid_request", str(exc)) from None
+        where = f"/v1/privacy/receipts/{request.request_id}"
+        return JSONResponse({"request_id": request.request_id, "status": "accepted", "receipt": where},
+                            status_code=202, headers={"Location": where})
+
+    @app.get("/v1/privacy/receipts/{request_id}", dependencies=guarded, tags=["privacy"],
+             responses={**ERRORS, 404: {"model": ErrorBody, "description": "No receipt (yet)."}})
+    async def erasure_receipt(request_id: Annotated[str, Path(min_length=1, max_length=200)]) -> JSONResponse:
+        """The receipt of an erasure: every store with the time it was cleared (404 until done)."""
+        found = await client.receipt(request_id)
+        if found is None:
+            raise ApiError(404, "not_found", f"no receipt for {request_id!r} yet: is a worker running?")
+        return JSONResponse(found)
+
     return app
 
 
@@ -233,6 +262,7 @@ def from_environment() -> FastAPI:
 
     settings = load_settings()
     rules = load_rules(settings.rules_file)
-    observer = Observer(settings) if os.environ.get("PULSE_SERVE_KAFKA", "1") == "1" else None
+    with_kafka = os.environ.get("PULSE_SERVE_KAFKA", "1") == "1"
     return create_app(AsyncLookupClient.from_url(settings.redis_url), settings.api_token_list(),
-                      [rule.name for rule in rules.segments], observer=observer)
+                      [rule.name for rule in rules.segments], observer=Observer(settings) if with_kafka else None,
+                      erase=partial(submit_erasure, settings) if with_kafka else None)

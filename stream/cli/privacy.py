@@ -39,22 +39,19 @@ def access(customer_id: str, out: str) -> None:
 def forget(customer_id: str, wait: bool, timeout: float) -> None:
     import asyncio
     import time
-    from datetime import UTC, datetime
 
     import redis
 
-    from stream.core.erasure import ERASE_KEY, ErasureRequest, ErasureRequestError
-    from stream.io.produce import request_erasure
+    from stream.core.erasure import ErasureRequestError
+    from stream.io.produce import submit_erasure
     from stream.sinks.erasure import receipt_key
 
     settings = load_or_exit(kafka=True, redis=True)
     try:
-        request = ErasureRequest.new(customer_id, datetime.now(UTC))
+        request = asyncio.run(submit_erasure(settings, customer_id))
     except ErasureRequestError as exc:
         raise click.UsageError(str(exc)) from None
-    partition = asyncio.run(request_erasure(settings.kafka, settings.topic("customer-events"), ERASE_KEY,
-                                            request.customer_id, request.to_bytes()))
-    echo_err(f"erasure {request.request_id} requested (partition {partition} of {settings.topic('customer-events')})")
+    echo_err(f"erasure {request.request_id} requested on {settings.topic('customer-events')}")
     if not wait:
         click.echo(json.dumps({"request_id": request.request_id, "receipt_key": receipt_key(request.request_id)}))
         return

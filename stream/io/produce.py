@@ -10,7 +10,9 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
+from stream.core.erasure import ERASE_KEY, ErasureRequest
 from stream.io.connect import KafkaAccess
+from stream.settings import Settings
 
 
 async def produce(kafka: KafkaAccess, topic: str, records: Iterable[tuple[bytes | None, bytes]],
@@ -71,3 +73,12 @@ async def request_erasure(kafka: KafkaAccess, topic: str, key: bytes, customer_i
         return owner
     finally:
         await producer.stop()
+
+
+async def submit_erasure(settings: Settings, customer_id: str) -> ErasureRequest:
+    """A new erasure request for ``customer_id``, sent to the workers (``pulse forget`` and the
+    API's ``DELETE``); raises ``ErasureRequestError`` for an id it cannot be."""
+    request = ErasureRequest.new(customer_id, datetime.now(UTC))
+    await request_erasure(settings.kafka, settings.topic("customer-events"), ERASE_KEY, request.customer_id,
+                          request.to_bytes())
+    return request

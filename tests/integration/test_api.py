@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from schemas import Alert, Contribution
 from stream.api.lookup import AsyncLookupClient, LookupClient
@@ -311,3 +312,35 @@ def test_purchase_model_scores_are_read_as_of_the_published_models_now(test_redi
     finally:
         client.close()
         store.close()
+
+
+async def test_delete_requests_an_erasure_and_the_receipt_is_served_once_stored(test_redis: str) -> None:
+    from stream.core.erasure import ErasureRequest
+    from stream.sinks.erasure import store_receipt
+
+    requested: list[str] = []
+
+    async def erase(customer_id: str) -> ErasureRequest:
+        requested.append(customer_id)
+        return ErasureRequest.new(customer_id, NOW)
+
+    client = AsyncLookupClient.from_url(test_redis, clock=lambda: NOW)
+    app = create_app(client, [TOKEN], SEGMENTS, erase=erase)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://pulse") as api:
+        assert (await api.delete("/v1/customers/c1")).status_code == 401
+        assert requested == []
+        answer = await api.delete("/v1/customers/c1", headers=AUTH)
+        assert answer.status_code == 202 and requested == ["c1"]
+        request_id = answer.json()["request_id"]
+        assert answer.headers["Location"] == answer.json()["receipt"] == f"/v1/privacy/receipts/{request_id}"
+        pending = await api.get(answer.headers["Location"], headers=AUTH)
+        assert pending.status_code == 404 and pending.json()["error"]["code"] == "not_found"
+        receipt = {"request_id": request_id, "stores": [{"store": "redis hash pulse:cust:{id}", "removed": 1}]}
+        writer = aioredis.Redis.from_url(test_redis)
+        await store_receipt(writer, receipt)
+        await writer.aclose()
+        assert (await api.get(answer.headers["Location"], headers=AUTH)).json() == receipt
+    without_kafka = create_app(client, [TOKEN], SEGMENTS)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=without_kafka), base_url="http://pulse") as api:
+        refused = await api.delete("/v1/customers/c1", headers=AUTH)
+        assert refused.status_code == 503 and "Kafka" in refused.json()["error"]["message"]

@@ -10,6 +10,8 @@ import asyncio
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -62,6 +64,33 @@ def _send(isolated: Isolated, events: list[dict]) -> None:
 def _erased_letters(settings: Settings) -> list[dict]:
     letters = asyncio.run(read_topic(settings.kafka, settings.topic("events.dlq"), 1_000, 3))
     return [letter for letter in letters if letter["reason"] == "erased"]
+
+
+def _delete_through_the_api(env: dict[str, str], customer_id: str) -> None:
+    """``DELETE /v1/customers/{id}`` on a real ``pulse serve``, then its receipt from the API."""
+    port, token = free_port(), env["PULSE_API_TOKENS"]
+    server = subprocess.Popen([sys.executable, "-m", "stream.cli", "serve", "--port", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    try:
+        base, auth = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {token}"}
+        wait_for(lambda: _http(f"{base}/v1/health")[0] == 200, 30, "pulse serve answering")
+        status, answer = _http(f"{base}/v1/customers/{customer_id}", auth, "DELETE")
+        assert status == 202, answer
+        wait_for(lambda: _http(base + answer["receipt"], auth)[0] == 200, 60, "the receipt from the API")
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+def _http(url: str, headers: dict[str, str] | None = None, method: str = "GET") -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}, method=method),
+                                    timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, {}
+    except OSError:
+        return 0, {}
 
 
 def test_forget_erases_everywhere_within_a_minute_and_suppresses_later_events(isolated: Isolated) -> None:
@@ -131,7 +160,7 @@ def test_forget_erases_everywhere_within_a_minute_and_suppresses_later_events(is
         # later events: suppressed, dead-lettered without payload; fresh consent lets one back in
         _send(isolated, [_purchase(victim, f"{isolated.tag}-after-1"),
                          _purchase(returning, f"{isolated.tag}-before-consent")])
-        run_pulse(env, "forget", returning, "--timeout", "60")
+        _delete_through_the_api(env, returning)
         _send(isolated, [_purchase(returning, f"{isolated.tag}-consent", {"analytics": True})])
         # withdrawn analytics consent erases like `pulse forget`, with a receipt
         withdrawal = f"{isolated.tag}-withdraw"
