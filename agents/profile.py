@@ -48,7 +48,8 @@ def build_processor(pulse: Pulse) -> Processor:
     return Processor(rules=pulse.rules, policy=settings.dedup_policy(), churn=settings.churn_config(),
                      scorer=scorer, owns=owns, rescore_seconds=settings.rescore_seconds,
                      raw_topic=settings.topic("events"), validation=settings.validation_rules(),
-                     population=pulse.population if pulse.rules.scoring.mode == "population" else None)
+                     population=pulse.population if pulse.rules.scoring.mode == "population" else None,
+                     pseudonymize=settings.stored_id if settings.pseudonym_key else None)
 
 
 async def send_effects(pulse: Pulse, effects: Effects, partition: int,

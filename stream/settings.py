@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stream.core.churn import ChurnConfig
 from stream.core.dedup import DedupPolicy
+from stream.core.pseudonym import pseudonym
 from stream.core.validate import ValidationRules
 from stream.io.connect import SASL_MECHANISMS, SECURITY_PROTOCOLS, KafkaAccess, redacted
 
@@ -175,6 +176,10 @@ class Settings(BaseSettings):
     webhook_secret: str = Field(
         "", repr=False, description="Shared secret of the alert relay's HMAC signatures (`pulse alerts relay`).",
         json_schema_extra={"form": "16-200 of letters, digits, '-', '_', '.', '~'", "secret": True})
+    pseudonym_key: str = Field(
+        "", repr=False, description="With it, customer ids are replaced at ingestion by a keyed hash (HMAC-SHA256): "
+                                    "no raw id in tables, derived topics or Redis; unset: raw ids.",
+        json_schema_extra={"form": "16-200 of letters, digits, '-', '_', '.', '~'", "secret": True})
     log_level: str = Field(
         "info",
         description="Worker log level.",
@@ -262,7 +267,7 @@ class Settings(BaseSettings):
             raise ValueError(f"no such file: {value}")
         return value
 
-    @field_validator("api_tokens", "webhook_secret")
+    @field_validator("api_tokens", "webhook_secret", "pseudonym_key")
     @classmethod
     def _check_tokens(cls, value: str) -> str:
         tokens = [t.strip() for t in value.split(",") if t.strip()]
@@ -304,6 +309,10 @@ class Settings(BaseSettings):
     def redis_display(self) -> str:
         """``redis_url`` with its password masked: for messages and logs."""
         return redacted(self.redis_url)
+
+    def stored_id(self, customer_id: str) -> str:
+        """The id a customer is stored under: their pseudonym with ``PULSE_PSEUDONYM_KEY``, else itself."""
+        return pseudonym(self.pseudonym_key, customer_id) if self.pseudonym_key else customer_id
 
     def dedup_policy(self) -> DedupPolicy:
         return DedupPolicy(lateness=timedelta(seconds=self.allowed_lateness_seconds),

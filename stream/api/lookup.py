@@ -155,11 +155,12 @@ def _client_options() -> dict[str, Any]:
 
 
 class LookupClient:
-    """Blocking lookups (redis-py), one round trip per call."""
+    """Blocking lookups (redis-py), one round trip per call. Customers are looked up by the id
+    producers send; with pseudonymous keys pass ``stored_id=settings.stored_id``."""
 
     def __init__(self, client: redis.Redis, *, prefix: str = KEY_PREFIX,
-                 clock: Clock = lambda: datetime.now(UTC)) -> None:
-        self._client, self._prefix, self._clock = client, prefix, clock
+                 clock: Clock = lambda: datetime.now(UTC), stored_id: Callable[[str], str] = str) -> None:
+        self._client, self._prefix, self._clock, self._stored_id = client, prefix, clock, stored_id
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> LookupClient:
@@ -173,7 +174,7 @@ class LookupClient:
                  max_age_seconds: float | None = None) -> dict[str, CustomerLookup | None]:
         names = requested_fields(fields)
         pipe = self._client.pipeline(transaction=False)
-        _queue_reads(pipe, ids, names, self._prefix)
+        _queue_reads(pipe, [self._stored_id(cid) for cid in ids], names, self._prefix)
         return _lookups(ids, pipe.execute(), names, self._clock(), max_age_seconds)
 
     def segment_page(self, segment: str, cursor: str = "0", limit: int = 100) -> SegmentPage:
@@ -193,8 +194,8 @@ class AsyncLookupClient:
     """The same lookups on redis-py's asyncio client (what ``pulse serve`` uses)."""
 
     def __init__(self, client: aioredis.Redis, *, prefix: str = KEY_PREFIX,
-                 clock: Clock = lambda: datetime.now(UTC)) -> None:
-        self._client, self._prefix, self._clock = client, prefix, clock
+                 clock: Clock = lambda: datetime.now(UTC), stored_id: Callable[[str], str] = str) -> None:
+        self._client, self._prefix, self._clock, self._stored_id = client, prefix, clock, stored_id
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> AsyncLookupClient:
@@ -204,7 +205,7 @@ class AsyncLookupClient:
                        max_age_seconds: float | None = None) -> dict[str, CustomerLookup | None]:
         names = requested_fields(fields)
         async with self._client.pipeline(transaction=False) as pipe:
-            _queue_reads(pipe, ids, names, self._prefix)
+            _queue_reads(pipe, [self._stored_id(cid) for cid in ids], names, self._prefix)
             raws = await pipe.execute()
         return _lookups(ids, raws, names, self._clock(), max_age_seconds)
 

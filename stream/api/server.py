@@ -263,6 +263,7 @@ def from_environment() -> FastAPI:
     settings = load_settings()
     rules = load_rules(settings.rules_file)
     with_kafka = os.environ.get("PULSE_SERVE_KAFKA", "1") == "1"
-    return create_app(AsyncLookupClient.from_url(settings.redis_url), settings.api_token_list(),
+    return create_app(AsyncLookupClient.from_url(settings.redis_url, stored_id=settings.stored_id),
+                      settings.api_token_list(),
                       [rule.name for rule in rules.segments], observer=Observer(settings) if with_kafka else None,
                       erase=partial(submit_erasure, settings) if with_kafka else None)

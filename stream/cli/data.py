@@ -218,7 +218,7 @@ def profile(customer_id: str, as_json: bool) -> None:
     from stream.sinks.redis import customer_key
 
     settings = load_or_exit(redis=True)
-    key = customer_key(customer_id.strip())
+    key = customer_key(settings.stored_id(customer_id.strip()))
     try:
         client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
         row: dict[str, str] = client.hgetall(key)  # type: ignore[assignment]

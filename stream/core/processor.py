@@ -71,6 +71,7 @@ class Processor:
     raw_topic: str | None = None  # its records are validated first (None: every record is validated already)
     validation: ValidationRules = DEFAULT_RULES
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    pseudonymize: Callable[[str], str] | None = None  # raw customer id -> stored id (``PULSE_PSEUDONYM_KEY``)
 
     def process(self, records: Sequence[Record], tables: Tables) -> Effects:
         """Apply a batch in order and store its table writes; return what to publish."""
@@ -130,6 +131,8 @@ class Processor:
             self._dead_letter(record, result, effects, stage="validate")
             return
         work.count("ingest.accepted", partition)
+        if self.pseudonymize is not None:  # from here on only the pseudonym (it has a partition of its own)
+            result = result.model_copy(update={"customer_id": self.pseudonymize(result.customer_id)})
         if self.owns(result.customer_id, partition):
             self._apply(record, result, work, effects)
         else:  # keyed by something else than the customer: to the partition that holds them

@@ -61,7 +61,8 @@ async def read_keyed(kafka: KafkaAccess, topic: str, key: bytes, partitions: lis
         await consumer.stop()
 
 
-async def subject_access(settings: Settings, customer_id: str) -> dict[str, Any]:
+async def subject_access(settings: Settings, requested_id: str) -> dict[str, Any]:
+    customer_id = settings.stored_id(requested_id)  # the pseudonym, with pseudonymous keys
     key = customer_id.encode()
     every = list(range(settings.partitions))
     owner = int(DefaultPartitioner()(key, every, every))
@@ -85,7 +86,8 @@ async def subject_access(settings: Settings, customer_id: str) -> dict[str, Any]
 
     latest = states[-1] if states else b""
     return {
-        "customer_id": customer_id,
+        "customer_id": requested_id,
+        **({"stored_as": customer_id} if customer_id != requested_id else {}),
         "generated_at": datetime.now(UTC).isoformat(),
         "state": json.loads(latest) if latest else None,  # an empty newest record is a tombstone
         "profile": profile or None,

@@ -78,7 +78,7 @@ async def request_erasure(kafka: KafkaAccess, topic: str, key: bytes, customer_i
 async def submit_erasure(settings: Settings, customer_id: str) -> ErasureRequest:
     """A new erasure request for ``customer_id``, sent to the workers (``pulse forget`` and the
     API's ``DELETE``); raises ``ErasureRequestError`` for an id it cannot be."""
-    request = ErasureRequest.new(customer_id, datetime.now(UTC))
+    request = ErasureRequest.new(settings.stored_id(customer_id), datetime.now(UTC))
     await request_erasure(settings.kafka, settings.topic("customer-events"), ERASE_KEY, request.customer_id,
                           request.to_bytes())
     return request

@@ -344,3 +344,19 @@ async def test_delete_requests_an_erasure_and_the_receipt_is_served_once_stored(
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=without_kafka), base_url="http://pulse") as api:
         refused = await api.delete("/v1/customers/c1", headers=AUTH)
         assert refused.status_code == 503 and "Kafka" in refused.json()["error"]["message"]
+
+
+async def test_with_pseudonymous_keys_the_raw_id_finds_the_stored_profile(test_redis: str, sink: RedisSink) -> None:
+    from stream.settings import Settings
+
+    settings = Settings(pseudonym_key="pseudonym-key-0123456789")
+    hidden = settings.stored_id("c1")
+    await sink.write_profiles([make_profile(hidden, version=3, orders=2)])
+    client = AsyncLookupClient.from_url(test_redis, clock=lambda: NOW, stored_id=settings.stored_id)
+    app = create_app(client, [TOKEN], SEGMENTS)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://pulse") as api:
+        one = await api.get("/v1/customers/c1", headers=AUTH)
+        assert one.status_code == 200 and one.json()["profile"]["orders"] == 2
+        batch = (await api.post("/v1/customers:batch", json={"ids": ["c1", "c2"]}, headers=AUTH)).json()
+        assert list(batch["customers"]) == ["c1"] and batch["missing"] == ["c2"]
+        assert (await api.get(f"/v1/customers/{hidden}", headers=AUTH)).status_code == 404
