@@ -16,6 +16,7 @@ import redis
 
 from stream.infra.worker import WorkerProcess, worker_env
 from stream.io.evaluate import churn_report
+from stream.io.generate import marketing_allowed
 from stream.sinks.redis import customer_key
 from tests.helpers import run_pulse
 from tests.integration.conftest import Isolated
@@ -55,6 +56,10 @@ def test_generated_churners_are_warned_in_time_once_each(isolated: Isolated) -> 
         assert report.judged >= 20, report  # enough churners went silent for 90 days to judge
         assert report.recall >= 0.8, report.lines()
         assert f"recall {report.recall:.3f}" in printed and f"precision {report.precision:.3f}" in printed
+
+        # each alert says whether the customer agreed to marketing (their sessions' consent)
+        assert {a["marketing_allowed"] for a in alerts} == {"True", "False"}
+        assert all(a["marketing_allowed"] == str(marketing_allowed(a["customer_id"])) for a in alerts)
 
         # every alert once, with its reason and explanation, and the cooldown per kind
         ids = [a["alert_id"] for a in alerts]
