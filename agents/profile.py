@@ -14,19 +14,16 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiokafka.partitioner import DefaultPartitioner
-
 from agents.batching import by_partition, durable, gather_sends, held
 from agents.context import Pulse
 from agents.trainer import watch_population
 from schemas import CustomerState, Profile
+from stream.core.owner import owner_partition
 from stream.core.processor import Processor
 from stream.core.work import Effects, Record, Tables
 from stream.model import ModelParams
 from stream.sinks.outbox import RedisWrites
 from stream.sinks.redis import encode_alert, encode_profile, encode_tag_change
-
-partitioner = DefaultPartitioner()  # the producers' partitioner: which partition owns a customer
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +34,12 @@ BATCH_WITHIN_SECONDS = 0.05
 def build_processor(pulse: Pulse) -> Processor:
     settings = pulse.settings
     model_in_use = settings.churn_model == "auto"  # shadow: the model learns, the heuristic scores
-    every = list(range(settings.partitions))
 
     def scorer() -> ModelParams | None:
         return pulse.model if model_in_use else None
 
     def owns(customer_id: str, partition: int) -> bool:
-        return bool(partitioner(customer_id.encode(), every, every) == partition)
+        return owner_partition(customer_id, settings.partitions) == partition
 
     return Processor(rules=pulse.rules, policy=settings.dedup_policy(), churn=settings.churn_config(),
                      scorer=scorer, owns=owns, rescore_seconds=settings.rescore_seconds,

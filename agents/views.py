@@ -9,9 +9,13 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from aiohttp import ClientTimeout
+from yarl import URL
+
 from agents.context import Pulse
 from stream.api.tokens import bearer, token_matches
 from stream.core.counters import totals
+from stream.core.owner import owner_partition
 from stream.core.watermark import watermark
 from stream.infra.metrics import CONTENT_TYPE
 from stream.io.replay import group_lags
@@ -106,16 +110,33 @@ def register(pulse: Pulse) -> None:
             await admin.close()
 
     tokens = pulse.settings.api_token_list()
+    changelog = table.changelog_topic.get_topic_name()
+
+    def owner(customer_id: str) -> URL | None:
+        # A state lives in the partition of its customer's events (the producers' partitioner
+        # on the raw id), not where Faust's table_route would look (its JSON-encoded key).
+        partition = owner_partition(customer_id, pulse.settings.partitions)
+        for url, topics in app.router.table_metadata(table.name).items():
+            if partition in topics.get(changelog, ()):
+                return URL(url)
+        return None
 
     @app.page("/customers/{customer_id}/")
-    @app.table_route(table=table, match_info="customer_id")
     async def customer(web, request, customer_id):  # type: ignore[no-untyped-def]
-        # any customer's whole state: only with a token of the lookup API (checked where the
-        # state is; a worker routing the request on passes the header along)
+        # any customer's whole state: only with a token of the lookup API
         if not token_matches(bearer(request.headers.get("Authorization")), tokens):
             reason = "a valid bearer token (PULSE_API_TOKENS) is required" if tokens else \
                 "set PULSE_API_TOKENS on the workers and send one as a bearer token"
             return web.json({"error": f"unauthorized: {reason}"}, status=401, headers={"WWW-Authenticate": "Bearer"})
+        holder, here = owner(customer_id), URL(str(app.conf.canonical_url))
+        if holder is None:
+            return web.json({"error": "no worker holds this customer's partition right now (rebalancing)"},
+                            status=503, headers={"Retry-After": "1"})
+        if (holder.host, holder.port) != (here.host, here.port):  # ask the worker that holds it
+            routed = request.url.with_host(holder.host).with_port(holder.port)
+            async with app.http_client.get(routed, headers={"Authorization": request.headers["Authorization"]},
+                                           timeout=ClientTimeout(total=10)) as response:
+                return web.text(await response.text(), content_type=response.content_type, status=response.status)
         stored = table.get(customer_id)
         if stored is None:
             return web.json({"error": f"unknown customer {customer_id}"}, status=404)

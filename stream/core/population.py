@@ -22,15 +22,13 @@ import time
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
-from aiokafka.partitioner import DefaultPartitioner
-
 from schemas import CustomerState
+from stream.core.owner import owner_partition
 from stream.core.purchase_outlook import PurchaseModel
 from stream.core.rfm import Cuts, PartitionIndex, Population
 from stream.core.tagging import raw_values
 
 log = logging.getLogger(__name__)
-partitioner = DefaultPartitioner()  # the producers' partitioner: which partition owns a customer
 
 
 def applied_key(partition: int) -> str:
@@ -64,11 +62,10 @@ class PopulationBook:
         return self.local[partition]
 
     def _build(self, wanted: int) -> None:
-        every = list(range(self.partitions))
         fresh: dict[int, PartitionIndex] = {wanted: PartitionIndex()}
         started, customers = time.monotonic(), 0
         for customer_id, stored in list(self.states.items()):
-            partition = partitioner(customer_id.encode(), every, every)
+            partition = owner_partition(customer_id, self.partitions)
             if partition in self.local:
                 continue
             values = raw_values(CustomerState.model_validate_json(stored))

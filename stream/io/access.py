@@ -20,8 +20,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.partitioner import DefaultPartitioner
 
+from stream.core.owner import owner_partition
 from stream.io.connect import KafkaAccess
 from stream.settings import Settings
 from stream.sinks.erasure import stream_entries
@@ -64,8 +64,7 @@ async def read_keyed(kafka: KafkaAccess, topic: str, key: bytes, partitions: lis
 async def subject_access(settings: Settings, requested_id: str) -> dict[str, Any]:
     customer_id = settings.stored_id(requested_id)  # the pseudonym, with pseudonymous keys
     key = customer_id.encode()
-    every = list(range(settings.partitions))
-    owner = int(DefaultPartitioner()(key, every, every))
+    owner = owner_partition(customer_id, settings.partitions)
     table_key = json.dumps(customer_id).encode()  # Faust serializes table keys as JSON
     states = await read_keyed(settings.kafka, changelog_topic(settings, "customer-state"), table_key,
                               [owner])

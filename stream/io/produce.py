@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
 
 from stream.core.erasure import ERASE_KEY, ErasureRequest
+from stream.core.owner import owner_partition
 from stream.io.connect import KafkaAccess
 from stream.settings import Settings
 
@@ -67,8 +67,7 @@ async def request_erasure(kafka: KafkaAccess, topic: str, key: bytes, customer_i
     producer = AIOKafkaProducer(**kafka.options(), acks="all")
     await producer.start()
     try:
-        partitions = sorted(await producer.partitions_for(topic))
-        owner = int(DefaultPartitioner()(customer_id.encode(), partitions, partitions))
+        owner = owner_partition(customer_id, len(await producer.partitions_for(topic)))
         await producer.send_and_wait(topic, payload, key=key, partition=owner)
         return owner
     finally:
