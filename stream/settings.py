@@ -207,13 +207,6 @@ class Settings(BaseSettings):
             raise ValueError(f"must be one of {', '.join(choices)}")
         return value
 
-    @field_validator("kafka_ssl_cafile")
-    @classmethod
-    def _check_cafile(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
-            raise ValueError(f"no such file: {value}")
-        return value
-
     @model_validator(mode="after")
     def _sasl_has_credentials(self) -> Settings:
         if self.kafka_security_protocol.startswith("SASL_") and not (self.kafka_sasl_username
@@ -260,9 +253,9 @@ class Settings(BaseSettings):
             raise ValueError("must be a non-negative finite amount")
         return value
 
-    @field_validator("rules_file")
+    @field_validator("rules_file", "kafka_ssl_cafile")
     @classmethod
-    def _check_rules_file(cls, value: Path | None) -> Path | None:
+    def _check_file(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
             raise ValueError(f"no such file: {value}")
         return value

@@ -8,13 +8,17 @@ the reason; nothing here skips.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -164,3 +168,61 @@ def events_in_redis(client: redis.Redis, customer_ids: Iterable[str]) -> Callabl
             return -1
 
     return applied
+
+
+# A webhook endpoint for the alert relay (the relay and security tests use it).
+SECRET = "relay-secret-0123456789"
+
+
+class Receiver:
+    """A webhook endpoint that answers ``status`` (503 while down) and records every attempt."""
+
+    def __init__(self) -> None:
+        self.status = 200
+        self.refuse: set[str] = set()  # alert ids answered 400
+        self.attempts: list[str] = []
+        self.delivered: list[dict] = []
+        self.bad_signatures = 0
+        self.lock = threading.Lock()
+
+    def handle(self, headers: dict[str, str], body: bytes) -> int:
+        alert_id = headers.get("x-pulse-alert-id", "")
+        stamp = headers.get("x-pulse-timestamp", "")
+        mine = hmac.new(SECRET.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
+        with self.lock:
+            self.attempts.append(alert_id)
+            if not hmac.compare_digest(headers.get("x-pulse-signature", ""), f"sha256={mine}"):
+                self.bad_signatures += 1
+                return 401
+            if alert_id in self.refuse:
+                return 400
+            if self.status == 200:
+                self.delivered.append(json.loads(body))
+            return self.status
+
+    def ids(self) -> set[str]:
+        with self.lock:
+            return {alert["alert_id"] for alert in self.delivered}
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[Receiver, str]]:
+    state = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the http.server API
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            status = state.handle({k.lower(): v for k, v in self.headers.items()}, body)
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state, f"http://127.0.0.1:{server.server_address[1]}/hook"
+    server.shutdown()
+    server.server_close()

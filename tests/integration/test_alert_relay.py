@@ -5,17 +5,12 @@ refuses goes to the dead-letter stream; `pulse alerts follow` prints them."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import redis
@@ -23,66 +18,9 @@ import redis
 from schemas import Alert, Contribution
 from stream.sinks import RedisSink
 from tests.helpers import run_pulse
-from tests.integration.conftest import Isolated, wait_for
+from tests.integration.conftest import SECRET, Isolated, Receiver, wait_for
 
 pytestmark = pytest.mark.integration
-
-SECRET = "relay-secret-0123456789"
-
-
-class Receiver:
-    """A webhook endpoint that answers ``status`` (503 while down) and records every attempt."""
-
-    def __init__(self) -> None:
-        self.status = 200
-        self.refuse: set[str] = set()  # alert ids answered 400
-        self.attempts: list[str] = []
-        self.delivered: list[dict] = []
-        self.bad_signatures = 0
-        self.lock = threading.Lock()
-
-    def handle(self, headers: dict[str, str], body: bytes) -> int:
-        alert_id = headers.get("x-pulse-alert-id", "")
-        stamp = headers.get("x-pulse-timestamp", "")
-        mine = hmac.new(SECRET.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
-        with self.lock:
-            self.attempts.append(alert_id)
-            if not hmac.compare_digest(headers.get("x-pulse-signature", ""), f"sha256={mine}"):
-                self.bad_signatures += 1
-                return 401
-            if alert_id in self.refuse:
-                return 400
-            if self.status == 200:
-                self.delivered.append(json.loads(body))
-            return self.status
-
-    def ids(self) -> set[str]:
-        with self.lock:
-            return {alert["alert_id"] for alert in self.delivered}
-
-
-@pytest.fixture
-def receiver() -> Iterator[tuple[Receiver, str]]:
-    state = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the http.server API
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            status = state.handle({k.lower(): v for k, v in self.headers.items()}, body)
-            self.send_response(status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state, f"http://127.0.0.1:{server.server_address[1]}/hook"
-    server.shutdown()
-    server.server_close()
-
 
 def _alerts(url: str, names: list[str]) -> list[str]:
     alerts = [Alert(alert_id=f"{name}:churn_risk:1", customer_id=name, kind="churn_risk", severity="high", score=0.9,

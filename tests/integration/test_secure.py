@@ -26,8 +26,7 @@ from stream.infra.secure import SecureSetup, ensure_setup
 from stream.infra.worker import WorkerProcess, worker_env
 from stream.io.sample import sample_events
 from tests.helpers import run_pulse
-from tests.integration.conftest import free_port, wait_for
-from tests.integration.test_alert_relay import SECRET, Receiver, receiver  # noqa: F401 - the receiver fixture
+from tests.integration.conftest import SECRET, Receiver, free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -69,7 +68,7 @@ def _secrets(setup: SecureSetup) -> tuple[str, str]:
 
 
 def test_worker_replay_export_api_and_relay_run_over_tls_and_sasl(
-        secured: tuple[SecureSetup, dict[str, str]], receiver: tuple[Receiver, str],  # noqa: F811
+        secured: tuple[SecureSetup, dict[str, str]], receiver: tuple[Receiver, str],
         tmp_path: Path) -> None:
     setup, secure_env = secured
     state, webhook = receiver
