@@ -15,10 +15,9 @@ import logging
 import time
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from agents.context import Pulse
 from agents.follow import follow
+from agents.publish import set_json
 from stream.core.population import PopulationBook
 from stream.core.purchase import FitError
 from stream.core.purchase_outlook import fit_population
@@ -73,11 +72,5 @@ def register(pulse: Pulse, book: PopulationBook) -> None:
             log.info("purchase model %s fitted over %d customers in %.2f s: %s", book.purchase.version,
                      book.purchase.customers, time.monotonic() - started, book.purchase.to_json())
         if book.purchase is not None and not fitted["published"]:
-            client = aioredis.Redis.from_url(pulse.settings.redis_url, socket_timeout=2)
-            try:
-                await client.set(PURCHASE_MODEL_KEY, json.dumps(book.purchase.to_json()))
-                fitted["published"] = True
-            except (aioredis.RedisError, OSError) as exc:
-                log.warning("purchase model: cannot write it to Redis (retried at the next fit): %s", exc)
-            finally:
-                await client.aclose()
+            fitted["published"] = await set_json(pulse.settings, PURCHASE_MODEL_KEY, book.purchase.to_json(),
+                                                 "purchase model")

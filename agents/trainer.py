@@ -20,14 +20,16 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.context import Pulse
 from agents.follow import follow
+from agents.publish import set_json
 from schemas import ChurnLabel
 from stream.core.work import Effects
 from stream.io.connect import KafkaAccess
-from stream.model import ModelParams, Monitoring, SnapshotError, Trainer
+from stream.model import ModelParams, Monitoring, SnapshotError, Trainer, served_record
+from stream.sinks.redis import CHURN_MODEL_KEY
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_EVERY = 200
+SNAPSHOT_EVERY = 1000  # a snapshot (the learner's sample with it) costs ~0.1 s of the loop
 SNAPSHOT_IDLE_SECONDS = 5.0
 MODEL_KEY = b"churn-model"
 
@@ -149,3 +151,14 @@ def register(pulse: Pulse) -> None:
             pulse.model = ModelParams.from_json(json.loads(record.value)["params"])
 
         await follow(settings.kafka, topic, on_snapshot, start="last", what="model reader")
+
+    published: dict[str, Any] = {"record": None}
+
+    @app.timer(interval=SNAPSHOT_IDLE_SECONDS)
+    async def publish_scorer() -> None:
+        # readers (export, lookups) score as of now with what the workers score with now
+        model = pulse.model if settings.churn_model == "auto" and pulse.model is not None and pulse.model.ready \
+            else None
+        record = served_record(model, settings.churn_config())
+        if record != published["record"] and await set_json(settings, CHURN_MODEL_KEY, record, "churn scorer"):
+            published["record"] = record

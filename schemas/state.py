@@ -105,6 +105,8 @@ class Profile(BaseModel):
     churn_probability: float | None = None
     churn_risk: str | None = None
     churn_reasons: str | None = None
+    churn_as_of: datetime | None = None  # the event time the churn score is for (readers: as of now)
+    churn_inputs: str | None = None  # JSON: the features behind it, for readers to score as of now
     # The population-fitted purchase model (BG/NBD + Gamma-Gamma), as of ``scores_as_of``;
     # readers recompute them as of the model's now (docs/churn-model.md).
     p_alive: float | None = None

@@ -159,11 +159,12 @@ class Settings(BaseSettings):
         description="At most one alert of each kind per customer within this many days (event time).")
     model_min_labels: int = _bounded(
         500, 1, 10_000_000,
-        description="Labels the online churn model learns before (and again after a drift) it replaces the heuristic.")
+        description="Labels the online churn model learns before it may replace the heuristic.")
     churn_model: str = Field(
         "shadow",
-        description="shadow: the River model learns and reports its quality, scores stay the heuristic's; "
-                    "auto: workers switch to the model once it is ready and beats the heuristic.",
+        description="shadow: the online model learns and reports its quality, scores stay the heuristic's; "
+                    "auto: workers score with the model while it is ready and ranks the recent labels "
+                    "better than the heuristic.",
         json_schema_extra={"form": "shadow or auto"},
     )
     api_tokens: str = Field(

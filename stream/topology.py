@@ -124,13 +124,16 @@ def redis_sink_group(app_id: str) -> str:
     return f"{app_id}-redis-sink"
 
 
-def processing_groups(settings: Settings, inputs: tuple[str, ...] = ("events", "customer-events")
+def processing_groups(settings: Settings, inputs: tuple[str, ...] = ("events", "customer-events", "churn-labels")
                       ) -> dict[str, list[str]]:
     """The consumer groups of the workers and the topics each must have consumed, for "processed
-    and in Redis" (``stream.io.replay.wait_until_processed``).
+    and in Redis" (``stream.io.replay.wait_until_processed``): the events, and the delayed
+    labels they resolved (the churn model that scores them has learnt from them).
 
-    >>> processing_groups(Settings())
-    {'customer-pulse': ['pulse.events', 'pulse.customer-events'], 'customer-pulse-redis-sink': ['pulse.redis-outbox']}
+    >>> processing_groups(Settings())["customer-pulse"]
+    ['pulse.events', 'pulse.customer-events', 'pulse.churn-labels']
+    >>> processing_groups(Settings())["customer-pulse-redis-sink"]
+    ['pulse.redis-outbox']
     """
     return {settings.app_id: [settings.topic(name) for name in inputs],
             redis_sink_group(settings.app_id): [settings.topic("redis-outbox")]}

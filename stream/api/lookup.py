@@ -24,7 +24,8 @@ import redis.asyncio as aioredis
 from schemas import Profile
 from schemas.api import CustomerLookup, SegmentPage
 from stream.core.purchase_outlook import PurchaseModel
-from stream.sinks.base import as_of_now, typed_fields
+from stream.model.params import read_served
+from stream.sinks.base import ReadModels, as_of_now, typed_fields
 from stream.sinks.erasure import receipt_key
 from stream.sinks.redis import KEY_PREFIX, customer_key, segment_key
 
@@ -34,6 +35,9 @@ FRESHNESS_FIELDS = ("version", "computed_at", "as_of_event_time")
 PURCHASE_OUTPUTS = frozenset({"p_alive", "purchase_churn_probability", "expected_orders", "predicted_value",
                               "potential", "purchase_model", "scores_as_of"})
 PURCHASE_INPUTS = ("orders", "purchase_days", "first_purchase_at", "last_purchase_at", "monetary", "value_tier")
+# the churn score too, from the features stored beside it and the purchase model's outlook now
+CHURN_OUTPUTS = frozenset({"churn_probability", "churn_risk", "churn_reasons", "model_version", "churn_as_of"})
+CHURN_INPUTS = ("churn_inputs", "churn_as_of")
 ALERT_SCAN = 10_000  # the newest alerts looked through when filtering by kind
 TIMEOUT_SECONDS = 0.5  # a lookup that Redis cannot answer in this time fails instead of hanging
 
@@ -68,12 +72,17 @@ def describe_fields() -> str:
 
 
 def _read_names(names: tuple[str, ...]) -> tuple[str, ...]:
-    extra = PURCHASE_INPUTS if PURCHASE_OUTPUTS.intersection(names) else ()
-    return (*FRESHNESS_FIELDS, *names, *extra)
+    extra: tuple[str, ...] = ()
+    if CHURN_OUTPUTS.intersection(names):
+        extra = (*PURCHASE_INPUTS, *CHURN_INPUTS)
+    elif PURCHASE_OUTPUTS.intersection(names):
+        extra = PURCHASE_INPUTS
+    return tuple(dict.fromkeys((*FRESHNESS_FIELDS, *names, *extra)))
 
 
 def _queue_reads(pipe: Any, ids: Sequence[str], names: tuple[str, ...] | None, prefix: str) -> None:
-    pipe.get(f"{prefix}purchase-model")  # in the same round trip: scores are read as of its now
+    pipe.get(f"{prefix}purchase-model")  # in the same round trip: scores are read as of its now,
+    pipe.get(f"{prefix}churn-model")  # by the churn scorer the workers use now
     for customer_id in ids:
         if names is None:
             pipe.hgetall(customer_key(customer_id, prefix))
@@ -87,12 +96,19 @@ def _as_mapping(raw: Any, names: tuple[str, ...] | None) -> dict[str, str]:
     return {name: value for name, value in zip(_read_names(names), raw, strict=True) if value is not None}
 
 
-def stored_purchase_model(raw: str | bytes | None) -> tuple[PurchaseModel | None, int]:
-    """The published purchase model and the horizon (days) its outlooks are over."""
-    if not raw:
-        return None, 0
-    data = json.loads(raw)
-    return PurchaseModel.from_json(data), int(data.get("horizon_days", 90))  # (horizon of the fit)
+def read_models(purchase: str | bytes | None, churn: str | bytes | None) -> ReadModels:
+    """The published purchase model (with the horizon its outlooks are over) and churn scorer,
+    as stored in Redis (``pulse:purchase-model``, ``pulse:churn-model``).
+
+    >>> read_models(None, None)
+    ReadModels(purchase=None, horizon_days=90, churn=None, churn_config=None)
+    """
+    model, horizon = None, 90
+    if purchase:
+        data = json.loads(purchase)
+        model, horizon = PurchaseModel.from_json(data), int(data.get("horizon_days", 90))  # (horizon of the fit)
+    scorer, config = read_served(json.loads(churn)) if churn else (None, None)
+    return ReadModels(purchase=model, horizon_days=horizon, churn=scorer, churn_config=config)
 
 
 def to_lookup(customer_id: str, stored: Mapping[str, str], names: tuple[str, ...] | None, now: datetime,
@@ -124,9 +140,9 @@ def to_lookup(customer_id: str, stored: Mapping[str, str], names: tuple[str, ...
 
 def _lookups(ids: Sequence[str], raws: Sequence[Any], names: tuple[str, ...] | None, now: datetime,
              max_age_seconds: float | None) -> dict[str, CustomerLookup | None]:
-    model, horizon = stored_purchase_model(raws[0])
-    return {cid: to_lookup(cid, as_of_now(_as_mapping(raw, names), model, horizon), names, now, max_age_seconds)
-            for cid, raw in zip(ids, raws[1:], strict=True)}
+    models = read_models(raws[0], raws[1])
+    return {cid: to_lookup(cid, as_of_now(_as_mapping(raw, names), models), names, now, max_age_seconds)
+            for cid, raw in zip(ids, raws[2:], strict=True)}
 
 
 def _page(segment: str, answer: Any) -> SegmentPage:

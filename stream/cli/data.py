@@ -163,18 +163,18 @@ def export(out: Path) -> None:
 
     import redis
 
-    from stream.api.lookup import stored_purchase_model
+    from stream.api.lookup import read_models
     from stream.sinks.base import as_of_now, typed_fields
-    from stream.sinks.redis import KEY_PREFIX, PURCHASE_MODEL_KEY
+    from stream.sinks.redis import CHURN_MODEL_KEY, KEY_PREFIX, PURCHASE_MODEL_KEY
 
     settings = load_or_exit(redis=True)
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     pattern = f"{KEY_PREFIX}cust:*"
     try:
-        stored_model = client.get(PURCHASE_MODEL_KEY)
+        stored_models = client.mget(PURCHASE_MODEL_KEY, CHURN_MODEL_KEY)
     except redis.RedisError as exc:
         raise click.ClickException(f"cannot read profiles from {settings.redis_display}: {exc}") from None
-    model, horizon = stored_purchase_model(stored_model)  # type: ignore[arg-type]
+    models = read_models(*stored_models)  # type: ignore[misc]
     written = 0
     if str(out) != "-":
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -190,7 +190,7 @@ def export(out: Path) -> None:
             for row in pipe.execute():
                 if not row:
                     continue
-                row = as_of_now(row, model, horizon)
+                row = as_of_now(row, models)
                 handle.write(json.dumps(typed_fields(row), sort_keys=True) + "\n")
                 written += 1
             batch.clear()

@@ -36,9 +36,13 @@ MIN_TYPICAL_DAYS = 1.0
 FEATURES = ("recency_days", "frequency", "monetary", "avg_order_value", "interval_mean_days",
             "interval_std_days", "recency_ratio", "activity_trend", "cart_abandonment", "complaints",
             "refunds", "tenure_days")
-# Kept with each label for the trainer to measure the purchase model on (absent until it is
-# fitted); not model inputs yet: scoring them at every projected day made alert timing slow.
+# The purchase model's view, kept with each label (absent until the purchase model is fitted) so
+# the trainer measures it on the same labels as the heuristic and the learner.
 PURCHASE_FEATURES = ("purchase_churn", "expected_orders")
+# The online learner's inputs. Measured on CDNOW's delayed labels (docs/churn-model.md), the
+# heuristic's recency_ratio and the purchase model's outlook each lowered the learner's ranking
+# at the cut-off (log recency and log usual gap, both inputs, carry the ratio for a linear model).
+MODEL_INPUTS = tuple(name for name in FEATURES if name != "recency_ratio")
 
 
 @dataclass(frozen=True)
@@ -153,8 +157,16 @@ def heuristic_score(state: CustomerState, now: datetime, config: ChurnConfig) ->
     """None before the first purchase (there is nothing to churn from)."""
     if state.orders == 0 or state.last_purchase_at is None:
         return None
-    terms = heuristic_terms(days_between(now, state.last_purchase_at) / typical_gap_days(state, config),
-                            state.complaints, state.refunds)
+    return heuristic_of(heuristic_terms(days_between(now, state.last_purchase_at) / typical_gap_days(state, config),
+                                        state.complaints, state.refunds))
+
+
+def heuristic_of(terms: Mapping[str, float]) -> ChurnScore:
+    """The heuristic's score and explanation from its terms.
+
+    >>> heuristic_of(heuristic_terms(1.0, 0, 0)).probability
+    0.5
+    """
     logit = sum(terms.values())
     probability = 1 / (1 + math.exp(-max(-30.0, min(30.0, logit))))
     explanation = tuple(sorted(((k, round(v, 4)) for k, v in terms.items() if v), key=lambda kv: -kv[1]))
@@ -195,6 +207,10 @@ class Scorer(Protocol):
 
     def score(self, features: Mapping[str, float]) -> ChurnScore: ...
 
+    def probability(self, features: Mapping[str, float]) -> float:
+        """``score(features).probability``, without the explanation."""
+        ...
+
 
 def alert_threshold(config: ChurnConfig, model: Scorer | None) -> float:
     """The threshold a churn_risk alert needs: the ready model's own (its probabilities are
@@ -231,22 +247,32 @@ def gap_of(vector: Mapping[str, float], config: ChurnConfig) -> float:
 
 def model_crossing(state: CustomerState, now: datetime, config: ChurnConfig, model: Scorer) -> datetime | None:
     """When the model's score would reach the threshold with no further event: the features
-    projected forward (silence and tenure grow, the last week's activity lapses after 7
-    days) and scored at increasing days ahead, up to twice the horizon. None if it already
-    has, or will not within that span."""
+    projected to increasing days ahead (:func:`projected`), up to twice the horizon, searched by
+    bisection over ``PROJECTION_DAYS``: a silent customer's score does not fall as the silence
+    grows (the heuristic's provably; the learner's while it weighs silence as risk), so about
+    eight scorings find the first crossing day of the grid. None if it already has, or will not
+    within that span."""
     if state.orders == 0 or state.last_purchase_at is None:
         return None
-    base = features(state, now, config)
     limit = alert_threshold(config, model)
-    if model.score(base).probability >= limit:
+    base, gap = features(state, now, config), typical_gap_days(state, config)
+
+    def crossed(ahead: float) -> bool:
+        return model.probability(projected(base, ahead, gap)) >= limit
+
+    if crossed(0):
         return None
-    gap = typical_gap_days(state, config)
-    for ahead in PROJECTION_DAYS:
-        if ahead > 2 * config.horizon_days:
-            break
-        if model.score(projected(base, ahead, gap)).probability >= limit:
-            return now + timedelta(days=ahead)
-    return None
+    grid = [ahead for ahead in PROJECTION_DAYS if ahead <= 2 * config.horizon_days]
+    if not grid or not crossed(grid[-1]):
+        return None
+    low, high = -1, len(grid) - 1  # grid[high] has crossed; grid[low] (or now) has not
+    while high - low > 1:
+        middle = (low + high) // 2
+        if crossed(grid[middle]):
+            high = middle
+        else:
+            low = middle
+    return now + timedelta(days=grid[high])
 
 
 def churn_boundary(state: CustomerState, now: datetime, config: ChurnConfig,

@@ -7,7 +7,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from schemas import CLICK_TYPES, CustomerState, Event, Profile, Purchase, Refund, SupportContact
-from stream.core.churn import risk_band
+from stream.core.churn import ChurnConfig, risk_band
+from stream.core.churn_now import stored_inputs
 from stream.core.dedup import DEFAULT_POLICY, Admission, DedupPolicy, admit, remember
 from stream.core.preferences import WEIGHTS, add_interest, preferred_channel, top_categories
 from stream.core.purchase import DAY_SECONDS
@@ -15,6 +16,7 @@ from stream.core.purchase_outlook import PurchaseModel
 from stream.core.windows import add
 
 HEURISTIC_MODEL = "none"  # no churn score yet (no purchase)
+DEFAULT_CHURN = ChurnConfig()
 
 
 def to_cents(amount: Decimal) -> int:
@@ -188,15 +190,15 @@ def _behaviour(state: CustomerState, event: Event, newest: datetime) -> dict[str
     return update
 
 
-def to_profile(state: CustomerState, computed_at: datetime, churn_threshold: float = 0.7,
-               purchase: PurchaseModel | None = None, horizon_days: int = 90) -> Profile:
+def to_profile(state: CustomerState, computed_at: datetime, churn: ChurnConfig = DEFAULT_CHURN,
+               purchase: PurchaseModel | None = None) -> Profile:
     """The Redis projection of a state (with the purchase model's outlook, as of the
     newer of the state's event time and the model's now, when a model is given)."""
     tags = state.tags
     as_of = max((t for t in (state.last_event_at, tags.as_of) if t is not None), default=None)
     return Profile(
         **purchase_fields(state.orders, state.purchase_days, state.first_purchase_at, state.last_purchase_at,
-                          state.monetary_cents / 100, as_of, purchase, horizon_days, tags.value_tier),
+                          state.monetary_cents / 100, as_of, purchase, churn.horizon_days, tags.value_tier),
         purchase_days=state.purchase_days or None,
         customer_id=state.customer_id,
         version=state.revision,
@@ -214,8 +216,10 @@ def to_profile(state: CustomerState, computed_at: datetime, churn_threshold: flo
         rules_version=tags.rules_version or "-",
         model_version=state.churn_model or HEURISTIC_MODEL,
         churn_probability=state.churn_probability,
-        churn_risk=risk_band(state.churn_probability, state.churn_threshold or churn_threshold),
+        churn_risk=risk_band(state.churn_probability, state.churn_threshold or churn.threshold),
         churn_reasons=state.churn_reasons,
+        churn_as_of=state.churn_as_of,
+        churn_inputs=stored_inputs(state, state.churn_as_of, churn),
     )
 
 

@@ -102,7 +102,7 @@ class Processor:
 
     def profile(self, state: CustomerState) -> Profile:
         """The Redis projection of a state, computed now."""
-        return to_profile(state, self.clock(), self.churn.threshold, self._purchase(), self.churn.horizon_days)
+        return to_profile(state, self.clock(), self.churn, self._purchase())
 
     def _purchase(self) -> PurchaseModel | None:
         return self.population.purchase if self.population is not None else None

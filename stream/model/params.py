@@ -11,7 +11,7 @@ from typing import Any
 
 import river
 
-from stream.core.churn import FEATURES, ChurnScore
+from stream.core.churn import MODEL_INPUTS, ChurnConfig, ChurnScore
 
 LOG_FEATURES = frozenset({"recency_days", "frequency", "monetary", "avg_order_value", "interval_mean_days",
                           "interval_std_days", "recency_ratio", "complaints", "refunds", "tenure_days"})
@@ -19,13 +19,13 @@ MODEL_PREFIX = "logreg"
 
 
 def transform(features: Mapping[str, float]) -> dict[str, float]:
-    """The model's inputs: log1p of the skewed features, the others as they are.
+    """The model's inputs (``MODEL_INPUTS``): log1p of the skewed features, the others as they are.
 
     >>> transform({"frequency": 0.0, "activity_trend": 0.5})
     {'frequency': 0.0, 'activity_trend': 0.5}
     """
     return {name: math.log1p(max(0.0, value)) if name in LOG_FEATURES else float(value)
-            for name, value in features.items() if name in FEATURES}
+            for name, value in features.items() if name in MODEL_INPUTS}
 
 
 
@@ -47,6 +47,15 @@ class ModelParams:
     @property
     def model_version(self) -> str:
         return f"{MODEL_PREFIX}-v{self.version}"
+
+    def probability(self, features: Mapping[str, float]) -> float:
+        """The score's probability alone (no explanation): what alert timing searches with."""
+        logit = self.intercept
+        for name, value in transform(features).items():
+            variance = self.variances.get(name, 0.0)
+            if variance:
+                logit += self.weights.get(name, 0.0) * (value - self.means.get(name, 0.0)) / math.sqrt(variance)
+        return 1 / (1 + math.exp(-max(-30.0, min(30.0, logit))))
 
     def score(self, features: Mapping[str, float]) -> ChurnScore:
         x = transform(features)
@@ -74,6 +83,23 @@ class ModelParams:
                    river_version=str(data["river_version"]), metrics=dict(data.get("metrics", {})),
                    threshold=None if data.get("threshold") is None else float(data["threshold"]))
 
+
+
+def served_record(params: ModelParams | None, config: ChurnConfig) -> dict[str, Any]:
+    """What readers need to score as of now as the workers do (``pulse:churn-model``): the
+    ready model's parameters (None: the heuristic) and the horizon and threshold.
+
+    >>> served_record(None, ChurnConfig(horizon_days=60))
+    {'params': None, 'horizon_days': 60, 'threshold': 0.7}
+    """
+    return {"params": params.to_json() if params is not None else None, "horizon_days": config.horizon_days,
+            "threshold": config.threshold}
+
+
+def read_served(data: Mapping[str, Any]) -> tuple[ModelParams | None, ChurnConfig]:
+    """The scorer and settings of a ``served_record``."""
+    params = ModelParams.from_json(data["params"]) if data.get("params") else None
+    return params, ChurnConfig(horizon_days=int(data["horizon_days"]), threshold=float(data["threshold"]))
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from schemas import ChurnLabel
-from stream.core.churn import FEATURES, PROJECTION_DAYS, ChurnConfig, gap_of, heuristic_terms
+from stream.core.churn import FEATURES, MODEL_INPUTS, PROJECTION_DAYS, ChurnConfig, gap_of, heuristic_terms
 from stream.model.params import LOG_FEATURES, ModelParams
 
 THRESHOLD_WINDOW = 1_500  # recent labelled prediction points the alert threshold is chosen on
@@ -62,7 +62,7 @@ def in_time_reach(params: ModelParams, points: list[Point], horizon_days: float,
               "tenure_days": t0 + ahead,
               "activity_trend": np.where(ahead < 7, raw[:, index["activity_trend"], None], 0.0)}
     logit = np.full((len(points), len(grid)), params.intercept)
-    for name in FEATURES:
+    for name in MODEL_INPUTS:
         values = moving[name] if name in moving else np.broadcast_to(raw[:, index[name], None], logit.shape)
         logit = logit + params.weights.get(name, 0.0) * scaled(name, values)
     inside = ahead < windows[:, None]

@@ -1,15 +1,16 @@
 """The online churn model, its progressive validation, drift detectors and snapshots.
 
-**Model.** A River pipeline ``StandardScaler | LogisticRegression`` over the churn
-features (skewed ones log-transformed). Chosen because it learns one example at a time in
-microseconds, its snapshot is a few hundred bytes (so it can be published often), and it is
-explainable exactly: each feature contributes weight x scaled value to the logit. A
-Hoeffding adaptive tree would capture interactions but explains by a path and snapshots
-grow with the tree; forests are too large to publish often.
+**Model.** A logistic regression over the churn features (``MODEL_INPUTS``, skewed ones
+log-transformed), refitted every thousand labels over a uniform sample of all the labels
+learnt (:class:`stream.model.reservoir.ReservoirLogistic`, where the measurement that
+replaced River's SGD learner is; which inputs, and why not the purchase model's outlook:
+``docs/churn-model.md``). Explainable exactly: each feature
+contributes weight x scaled value to the logit; its parameters are a few hundred bytes.
 
-**One trainer, many scorers.** Only the trainer holds the River objects. It publishes
+**One trainer, many scorers.** Only the trainer holds the learner and River's metrics and
+detectors. It publishes
 versioned :class:`ModelParams` (scaler means and variances, weights, intercept), plain
-numbers that every worker scores with (:meth:`ModelParams.score`, equal to River's own
+numbers that every worker scores with (:meth:`ModelParams.score`, equal to the learner's own
 prediction), plus the pickled trainer state for its own restart. A pickle is only ever
 loaded by the trainer, from our compacted snapshot topic, after checking its checksum and
 River version.
@@ -19,8 +20,8 @@ and log-loss on examples the model had not seen (and the heuristic's AUC on the 
 labels, for comparison).
 
 **Champion and challenger.** Workers switch from the heuristic to the model only when it
-has learnt ``min_labels`` labels and its progressive ROC AUC beats the heuristic's on the
-same labels.
+has learnt ``min_labels`` labels and its progressive ROC AUC on the last ``RECENT_LABELS``
+labels beats the heuristic's on the same labels, and back whenever it does not.
 
 **The model's alert threshold.** A logistic model's probabilities are calibrated to the
 base rate of the prediction points (about 10% churn), so the heuristic's threshold (0.7)
@@ -33,9 +34,12 @@ threshold is the highest that warns as many churned points as the heuristic warn
 threshold in the same time; warned points followed by a purchase are false alarms. Both
 recalls and precisions are published with the threshold.
 
-**Drift.** ADWIN on the model's absolute error: on drift, a ``model_drift`` monitoring
-record, and the documented response: the workers fall back to the heuristic score until
-the model has learnt ``min_labels`` more labels (it keeps learning throughout). ADWIN on
+**Drift.** River's ADWIN on the model's absolute error: on drift, a ``model_drift`` monitoring
+record. The response is the champion rule above: the model serves only while it ranks the
+recent labels better than the heuristic. Its sample is kept: on CDNOW the detector fired six to
+eight times in nine months of an ageing cohort, and a fit over only the labels since ranked far
+worse (see ``stream/model/reservoir.py``); falling back to the heuristic for the next
+``min_labels`` labels at each, as this once did, left the heuristic serving at the cut-off. ADWIN on
 the churn base rate of the labels: a ``population_drift`` record when it shifts.
 """
 from __future__ import annotations
@@ -43,17 +47,22 @@ from __future__ import annotations
 import base64
 import hashlib
 import pickle
+import zlib
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import river
-from river import compose, drift, linear_model, metrics, optim, preprocessing
+from river import drift, metrics
 
 from schemas import ChurnLabel
 from stream.model.params import ModelParams, Monitoring, transform
+from stream.model.reservoir import ReservoirLogistic
 from stream.model.threshold import THRESHOLD_WINDOW, Point, matched_threshold
+
+RECENT_LABELS = 2_000  # the labels the served scorer is chosen on
 
 
 class SnapshotError(ValueError):
@@ -63,22 +72,21 @@ class SnapshotError(ValueError):
 class Trainer:
     """The single online learner (see the module docstring)."""
 
-    def __init__(self, min_labels: int = 500, learning_rate: float = 0.02, seen_ids: int = 5_000,
+    def __init__(self, min_labels: int = 500, seen_ids: int = 5_000,
                  heuristic_threshold: float = 0.7, horizon_days: float = 90) -> None:
-        self.pipeline = compose.Pipeline(
-            preprocessing.StandardScaler(),
-            linear_model.LogisticRegression(optimizer=optim.SGD(learning_rate), l2=1e-4),
-        )
+        self.model = ReservoirLogistic()
         self.auc = metrics.ROCAUC()
         self.log_loss = metrics.LogLoss()
         self.heuristic_auc = metrics.ROCAUC()
         self.purchase_auc = metrics.ROCAUC()  # the population's purchase model, on the labels that carry it
+        # which scorer serves is decided on the most recent labels
+        self.recent_auc = metrics.RollingROCAUC(window_size=RECENT_LABELS)
+        self.recent_heuristic_auc = metrics.RollingROCAUC(window_size=RECENT_LABELS)
         self.error_drift = drift.ADWIN(delta=0.002)
         self.base_rate = drift.ADWIN(delta=0.002)
         self.min_labels = min_labels
         self.labels_seen = 0
         self.positives = 0
-        self.relearn_until = min_labels  # scorers use the heuristic until this many labels
         self.version = 0
         self.offset = -1  # the last churn-labels offset learnt
         self._recent_ids: deque[str] = deque(maxlen=seen_ids)
@@ -94,11 +102,30 @@ class Trainer:
         state.setdefault("horizon_days", 90)
         state.setdefault("recent_points", deque(maxlen=THRESHOLD_WINDOW))
         state.setdefault("purchase_auc", metrics.ROCAUC())
+        if "model" not in state:  # a snapshot of the SGD learner this replaced: learn anew
+            state.pop("pipeline", None)
+            state["model"] = ReservoirLogistic()
+        state.pop("relearn_until", None)
+        state.setdefault("recent_auc", metrics.RollingROCAUC(window_size=RECENT_LABELS))
+        state.setdefault("recent_heuristic_auc", metrics.RollingROCAUC(window_size=RECENT_LABELS))
+        if "points" in state:  # compact form (see __getstate__)
+            vectors, churned, windows = state.pop("points")
+            state["recent_points"] = deque((Point(tuple(float(v) for v in vector), bool(c), float(w))
+                                            for vector, c, w in zip(vectors, churned, windows, strict=True)),
+                                           maxlen=THRESHOLD_WINDOW)
+        state.setdefault("_recent_set", set(state["_recent_ids"]))
         state["_matched"] = None
         self.__dict__.update(state)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_matched": None}
+        # Kept small for the snapshot topic: the threshold's points as arrays, the
+        # label-id set rebuilt from its deque.
+        points = list(self.recent_points)
+        compact = (np.array([p.vector for p in points], dtype=float).reshape(len(points), -1),
+                   np.array([p.churned for p in points], dtype=bool), np.array([p.window_days for p in points]))
+        state = {**self.__dict__, "_matched": None, "points": compact}
+        del state["recent_points"], state["_recent_set"]
+        return state
 
     def learn(self, label: ChurnLabel, offset: int | None = None) -> list[Monitoring]:
         """Predict, score the prediction, then learn; returns monitoring records raised."""
@@ -108,24 +135,25 @@ class Trainer:
         if offset is not None:
             self.offset = offset
         x, y = transform(label.features), bool(label.label)
-        p = self.pipeline.predict_proba_one(x).get(True, 0.5)
+        p = self.model.predict_proba_one(x)
         self.auc.update(y, p)
+        self.recent_auc.update(y, p)
         self.log_loss.update(y, p)
         if label.score is not None:
             self.heuristic_auc.update(y, label.score)
+            self.recent_heuristic_auc.update(y, label.score)
         if "purchase_churn" in label.features:
             self.purchase_auc.update(y, label.features["purchase_churn"])
         self.recent_points.append(Point.of(label, self.horizon_days))
-        self.pipeline.learn_one(x, y)
+        self.model.learn_one(x, y)
         self.labels_seen += 1
         self.positives += y
         records = []
         self.error_drift.update(abs(int(y) - p))
         if self.error_drift.drift_detected and self.labels_seen > self.min_labels:
-            self.relearn_until = self.labels_seen + self.min_labels
             records.append(Monitoring("model_drift", label.resolved_at, {
-                "labels_seen": self.labels_seen, "response": "heuristic until relearnt",
-                "relearn_until": self.relearn_until, **self.metrics()}))
+                "labels_seen": self.labels_seen, "response": f"served only while it beats the heuristic on the "
+                                                             f"last {RECENT_LABELS} labels", **self.metrics()}))
         self.base_rate.update(float(y))
         if self.base_rate.drift_detected:
             records.append(Monitoring("population_drift", label.resolved_at, {
@@ -148,16 +176,19 @@ class Trainer:
 
     @property
     def ready(self) -> bool:
-        """Enough labels since the start (or the last drift), better than the heuristic on the
-        same labels by progressive validation, and an alert threshold chosen: only then do the
-        workers switch."""
-        return bool(self.labels_seen >= self.relearn_until and float(self.auc.get()) > float(self.heuristic_auc.get())
+        """Enough labels, better than the heuristic on the same most recent labels by progressive
+        validation, and an alert threshold chosen: only then do the workers switch (and they
+        switch back whenever the heuristic ranks the recent labels better)."""
+        return bool(self.labels_seen >= self.min_labels
+                    and float(self.recent_auc.get()) > float(self.recent_heuristic_auc.get())
                     and self.matched()[0] is not None)
 
     def metrics(self) -> dict[str, float]:
         _, matched = self.matched()
         return {"roc_auc": round(float(self.auc.get()), 4), "log_loss": round(float(self.log_loss.get()), 4),
                 "heuristic_roc_auc": round(float(self.heuristic_auc.get()), 4),
+                "recent_roc_auc": round(float(self.recent_auc.get()), 4),
+                "recent_heuristic_roc_auc": round(float(self.recent_heuristic_auc.get()), 4),
                 "purchase_model_roc_auc": round(float(self.purchase_auc.get()), 4),
                 "base_rate": round(self.positives / self.labels_seen, 4) if self.labels_seen else 0.0, **matched}
 
@@ -166,20 +197,16 @@ class Trainer:
         return replace(self._params(), ready=self.ready, metrics=self.metrics(), threshold=threshold)
 
     def _params(self) -> ModelParams:
-        scaler: Any = self.pipeline.steps["StandardScaler"]
-        model: Any = self.pipeline.steps["LogisticRegression"]
-        return ModelParams(version=self.version, ready=False,
-                           means={k: float(v) for k, v in scaler.means.items()},
-                           variances={k: float(v) for k, v in scaler.vars.items()},
-                           weights={k: float(v) for k, v in model.weights.items()},
-                           intercept=float(model.intercept), labels_seen=self.labels_seen)
+        model = self.model
+        return ModelParams(version=self.version, ready=False, means=dict(model.means), variances=dict(model.variances),
+                           weights=dict(model.weights), intercept=model.intercept, labels_seen=self.labels_seen)
 
     # -- snapshots -----------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         """A new version: params for the scorers and the pickled trainer for its restart."""
         self.version += 1
-        blob = pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
-        return {"params": self.params().to_json(), "river_version": river.__version__,
+        blob = zlib.compress(pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL))
+        return {"params": self.params().to_json(), "river_version": river.__version__, "compression": "zlib",
                 "trainer": base64.b64encode(blob).decode(), "sha256": hashlib.sha256(blob).hexdigest()}
 
     @staticmethod
@@ -190,6 +217,8 @@ class Trainer:
         blob = base64.b64decode(str(record["trainer"]))
         if hashlib.sha256(blob).hexdigest() != record.get("sha256"):
             raise SnapshotError("snapshot checksum mismatch")
+        if record.get("compression") == "zlib":
+            blob = zlib.decompress(blob)
         trainer = pickle.loads(blob)  # noqa: S301 - our own topic, checksum verified
         if not isinstance(trainer, Trainer):
             raise SnapshotError("snapshot does not hold a Trainer")

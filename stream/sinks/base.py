@@ -6,12 +6,15 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
 from pydantic import BaseModel
 
 from schemas import Alert, CustomerTags, Profile, TagChange
+from stream.core.churn import ChurnConfig, Scorer, alert_threshold, risk_band
+from stream.core.churn_now import score_later
 from stream.core.fold import purchase_fields
 from stream.core.purchase_outlook import PurchaseModel
 
@@ -110,22 +113,46 @@ def typed_fields(fields: Mapping[str, str]) -> dict[str, object]:
             for name, value in fields.items()}
 
 
-def as_of_now(fields: Mapping[str, str], model: PurchaseModel | None, horizon_days: int) -> dict[str, str]:
-    """A ``pulse:cust`` hash with its purchase-model fields recomputed as of the model's now
-    (the population's newest purchase day), so a silent customer's churn probability has
-    risen since the hash was written; unchanged without a model or a purchase.
+@dataclass(frozen=True)
+class ReadModels:
+    """What readers score as of now with: the published purchase model (and the horizon of its
+    outlooks), and the churn scorer the workers use now with its settings (``churn_config``
+    None: no worker has published one, so stored churn scores are not recomputed; ``churn``
+    None: the heuristic)."""
 
-    >>> as_of_now({"orders": "0"}, None, 90)
+    purchase: PurchaseModel | None = None
+    horizon_days: int = 90
+    churn: Scorer | None = None
+    churn_config: ChurnConfig | None = None
+
+
+def as_of_now(fields: Mapping[str, str], models: ReadModels) -> dict[str, str]:
+    """A ``pulse:cust`` hash with its purchase-model fields and churn score recomputed as of the
+    purchase model's now (the population's newest purchase day), so a silent customer's churn
+    probability has risen since the hash was written; unchanged without a model or a purchase.
+
+    >>> as_of_now({"orders": "0"}, ReadModels())
     {'orders': '0'}
     """
+    model = models.purchase
     if model is None or not fields.get("orders") or not fields.get("first_purchase_at"):
         return dict(fields)
     as_of = fields.get("as_of_event_time")
     computed = purchase_fields(int(fields["orders"]), int(fields.get("purchase_days") or 0),
                                datetime.fromisoformat(fields["first_purchase_at"]),
                                datetime.fromisoformat(fields["last_purchase_at"]), float(fields.get("monetary") or 0),
-                               datetime.fromisoformat(as_of) if as_of else None, model, horizon_days,
+                               datetime.fromisoformat(as_of) if as_of else None, model, models.horizon_days,
                                fields.get("value_tier"))
+    config, scored_at = models.churn_config, fields.get("churn_as_of")
+    if config is not None and scored_at and fields.get("churn_inputs") and computed:
+        at, now = datetime.fromisoformat(scored_at), computed["scores_as_of"]
+        if now > at:
+            score = score_later(json.loads(fields["churn_inputs"]), (now - at).total_seconds() / 86_400, config,
+                                models.churn)
+            limit = alert_threshold(config, models.churn)
+            computed |= {"churn_probability": round(score.probability, 4), "churn_as_of": now,
+                         "churn_risk": risk_band(score.probability, limit), "churn_reasons": score.reasons(),
+                         "model_version": score.model_version}
     return {**fields, **{name: value.isoformat() if isinstance(value, datetime) else str(value)
                          for name, value in computed.items() if value is not None}}
 

@@ -208,6 +208,9 @@ class _FixedModel:
         p = min(0.99, vector["recency_ratio"] / 10)
         return ChurnScore(p, self.version, (("recency_ratio", p),))
 
+    def probability(self, vector):  # type: ignore[no-untyped-def]
+        return self.score(vector).probability
+
 
 def test_a_ready_model_alerts_at_its_own_threshold_and_its_crossing_is_the_next_boundary() -> None:
     from stream.core.churn import model_crossing

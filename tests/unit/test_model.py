@@ -22,7 +22,9 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 def _label(n: int, rng: random.Random, churn_rate: float | None = None) -> ChurnLabel:
     ratio = rng.lognormvariate(0, 0.8)
-    vector = {name: rng.random() * 10 for name in FEATURES} | {"recency_ratio": ratio}
+    gap = 1 + rng.random() * 29  # the customer's usual gap: silence counts against it
+    vector = {name: rng.random() * 10 for name in FEATURES} | {"recency_ratio": ratio, "interval_mean_days": gap,
+                                                               "recency_days": ratio * gap}
     # without a fixed rate, churn follows silence against the usual gap
     churn_p = 1 / (1 + (1 / ratio) ** 3) if churn_rate is None else churn_rate
     churned = rng.random() < churn_p
@@ -41,7 +43,7 @@ def _trained(seed: int, count: int, min_labels: int = 500, churn_rate: float | N
 
 @settings(max_examples=25, deadline=None)
 @given(st.integers(0, 10_000), st.integers(1, 300))
-def test_the_published_params_score_exactly_as_the_river_pipeline(seed: int, count: int) -> None:
+def test_the_published_params_score_exactly_as_the_learner(seed: int, count: int) -> None:
     rng = random.Random(seed)
     trainer = Trainer()
     for n in range(count):
@@ -50,7 +52,8 @@ def test_the_published_params_score_exactly_as_the_river_pipeline(seed: int, cou
     for n in range(20):
         probe = _label(10_000 + n, rng).features
         assert params.score(probe).probability == pytest.approx(
-            trainer.pipeline.predict_proba_one(transform(probe))[True], abs=1e-9)
+            trainer.model.predict_proba_one(transform(probe)), abs=1e-9)
+        assert params.probability(probe) == pytest.approx(params.score(probe).probability, abs=1e-12)
 
 
 def test_it_learns_the_signal_and_explains_scores_by_contributions() -> None:
@@ -61,10 +64,11 @@ def test_it_learns_the_signal_and_explains_scores_by_contributions() -> None:
     metrics = trainer.metrics()
     assert metrics["roc_auc"] > 0.8 and metrics["roc_auc"] > metrics["heuristic_roc_auc"] and trainer.ready
     params = trainer.params()
-    silent = params.score({name: 1.0 for name in FEATURES} | {"recency_ratio": 6.0})
-    active = params.score({name: 1.0 for name in FEATURES} | {"recency_ratio": 0.2})
+    usual = {name: 1.0 for name in FEATURES} | {"interval_mean_days": 10.0}
+    silent = params.score(usual | {"recency_days": 60.0})
+    active = params.score(usual | {"recency_days": 2.0})
     assert silent.probability > 0.7 > 0.3 > active.probability
-    assert silent.explanation[0][0] == "recency_ratio" and silent.model_version == "logreg-v0"
+    assert silent.explanation[0][0] == "recency_days" and silent.model_version == "logreg-v0"
 
 
 def test_a_snapshot_restores_the_model_and_its_progressive_metrics_and_refuses_tampering() -> None:

@@ -20,7 +20,7 @@ from stream.core.fold import purchase_fields
 from stream.core.purchase import BgNbd, FitError, GammaGamma, fit_bgnbd, fit_gamma_gamma
 from stream.core.purchase_outlook import PurchaseModel, fit_population
 from stream.core.rfm import MONETARY_RESOLUTION, Population, RawRfmValues
-from stream.sinks.base import as_of_now
+from stream.sinks.base import ReadModels, as_of_now
 
 CUTOFF = date(1997, 9, 30)
 
@@ -158,12 +158,12 @@ def test_a_silent_customers_hash_is_read_as_of_the_models_now() -> None:
     stale = purchase_fields(4, 4, first, last, 80.0, last, None, 90)
     assert stale == {}  # no model: nothing claimed
     at_write = purchase_fields(4, 4, first, last, 80.0, last, replace(model, as_of_day=19_850), 90)  # a week on
-    now = as_of_now(written, model, 90)
+    now = as_of_now(written, ReadModels(model))
     assert now["scores_as_of"] == datetime(2025, 1, 12, tzinfo=UTC).isoformat()  # day 20,100 (2025-01-01 is day 20,089)
     assert float(now["purchase_churn_probability"]) > at_write["purchase_churn_probability"]
     assert float(now["p_alive"]) < at_write["p_alive"]
     assert float(now["predicted_value"]) < at_write["predicted_value"]
-    assert as_of_now({"orders": "0"}, model, 90) == {"orders": "0"}
+    assert as_of_now({"orders": "0"}, ReadModels(model)) == {"orders": "0"}
 
 
 def test_purchase_days_count_a_day_once_and_a_state_from_before_counts_its_orders() -> None:

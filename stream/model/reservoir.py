@@ -1,0 +1,102 @@
+"""The churn learner: an L2-regularised logistic regression refitted, every few hundred labels,
+over a uniform sample of every label learnt so far (reservoir sampling, Vitter's algorithm R).
+
+Why not River's ``LogisticRegression`` with SGD, which this replaced: the delayed labels arrive
+in event-time order from an ageing population, and SGD's weights follow the newest labels.
+Measured on CDNOW (labels of 84,000 prediction points, scored at 1997-09-30 against the next
+nine months), SGD ranked 0.73-0.75 by ROC AUC at any learning rate or schedule tried, a refit
+over a 3,000-label uniform sample 0.770, the same as a fit over all the labels. The sample is
+the state: about 180 KB, snapshotted with the trainer; a refit takes a few tens of
+milliseconds.
+
+Scoring is unchanged: the fit is published as scaler means and variances, weights and an
+intercept (:class:`stream.model.params.ModelParams`). Plain numbers in and out; no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping
+
+import numpy as np
+from scipy.optimize import minimize
+
+from stream.core.churn import MODEL_INPUTS
+
+
+class ReservoirLogistic:
+    """``learn_one`` keeps a uniform sample of the labelled inputs; ``predict_proba_one``
+    scores with the last fit, refitted after every ``refit_every`` labels (a refit takes ~50 ms).
+
+    >>> model = ReservoirLogistic(size=500, refit_every=50)
+    >>> rng = random.Random(1)
+    >>> for _ in range(400):
+    ...     silence = rng.random() * 4
+    ...     model.learn_one({"recency_days": silence}, rng.random() < silence / 4)
+    >>> model.predict_proba_one({"recency_days": 3.5}) > 0.6 > 0.4 > model.predict_proba_one({"recency_days": 0.5})
+    True
+    """
+
+    def __init__(self, size: int = 3_000, l2: float = 1e-3, refit_every: int = 1_000, seed: int = 0) -> None:
+        self.size, self.l2, self.refit_every = size, l2, refit_every
+        self.rows = np.full((0, len(MODEL_INPUTS)), np.nan, dtype=np.float32)
+        self.labels = np.zeros(0, dtype=np.int8)
+        self.seen = 0
+        self._rng = random.Random(seed)
+        self._since_fit = 0
+        self.means: dict[str, float] = {}
+        self.variances: dict[str, float] = {}
+        self.weights: dict[str, float] = {}
+        self.intercept = 0.0
+
+    def learn_one(self, x: Mapping[str, float], y: bool) -> None:
+        row = np.array([x.get(name, math.nan) for name in MODEL_INPUTS], dtype=np.float32)
+        self.seen += 1
+        if len(self.labels) < self.size:
+            self.rows = np.vstack([self.rows, row])
+            self.labels = np.append(self.labels, np.int8(y))
+        else:
+            slot = self._rng.randrange(self.seen)
+            if slot < self.size:
+                self.rows[slot], self.labels[slot] = row, y
+        self._since_fit += 1
+        if self._since_fit >= self.refit_every:
+            self.fit()
+
+    def fit(self) -> None:
+        """Refit over the sample (a feature never seen gets no weight)."""
+        self._since_fit = 0
+        if len(self.labels) < 2 or self.labels.min() == self.labels.max():
+            return
+        data = self.rows.astype(float)
+        counts = (~np.isnan(data)).sum(axis=0)
+        seen = counts > 0
+        means = np.where(seen, np.nansum(data, axis=0) / np.maximum(counts, 1), 0.0)
+        data = np.where(np.isnan(data), means, data)  # absent: the mean, as ModelParams.score gives it no part
+        variances = data.var(axis=0)
+        scales = np.where(variances > 0, np.sqrt(variances), 1.0)
+        scaled = np.column_stack([np.ones(len(data)), (data - means) / scales])
+        used = np.concatenate([[True], seen & (variances > 0)])
+        scaled = scaled[:, used]
+        y = self.labels.astype(float)
+
+        def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+            z = scaled @ w
+            p = 1 / (1 + np.exp(-z))
+            penalty = self.l2 * np.concatenate([[0.0], w[1:]])
+            return (float(np.mean(np.logaddexp(0, z) - y * z) + 0.5 * penalty @ w),
+                    scaled.T @ (p - y) / len(y) + penalty)
+
+        w = minimize(loss, np.zeros(scaled.shape[1]), jac=True, method="L-BFGS-B").x
+        names = [name for name, keep in zip(MODEL_INPUTS, used[1:], strict=True) if keep]
+        self.intercept = float(w[0])
+        self.weights = {name: float(weight) for name, weight in zip(names, w[1:], strict=True)}
+        self.means = {name: float(means[MODEL_INPUTS.index(name)]) for name in names}
+        self.variances = {name: float(variances[MODEL_INPUTS.index(name)]) for name in names}
+
+    def predict_proba_one(self, x: Mapping[str, float]) -> float:
+        logit = self.intercept + sum(
+            self.weights[name] * (value - self.means[name]) / math.sqrt(self.variances[name])
+            for name, value in x.items() if name in self.weights)
+        return 1 / (1 + math.exp(-max(-30.0, min(30.0, logit))))
