@@ -161,7 +161,7 @@ class Settings(BaseSettings):
         500, 1, 10_000_000,
         description="Labels the online churn model learns before it may replace the heuristic.")
     churn_model: str = Field(
-        "shadow",
+        "auto",
         description="shadow: the online model learns and reports its quality, scores stay the heuristic's; "
                     "auto: workers score with the model while it is ready and ranks the recent labels "
                     "better than the heuristic.",

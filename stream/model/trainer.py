@@ -2,9 +2,9 @@
 
 **Model.** A logistic regression over the churn features (``MODEL_INPUTS``, skewed ones
 log-transformed), refitted every thousand labels over a uniform sample of all the labels
-learnt (:class:`stream.model.reservoir.ReservoirLogistic`, where the measurement that
-replaced River's SGD learner is; which inputs, and why not the purchase model's outlook:
-``docs/churn-model.md``). Explainable exactly: each feature
+learnt, with River's SGD learner serving until the sample is full
+(:class:`stream.model.reservoir.ReservoirLogistic`, where the measurements behind both are;
+which inputs, and why not the purchase model's outlook: ``docs/churn-model.md``). Explainable exactly: each feature
 contributes weight x scaled value to the logit; its parameters are a few hundred bytes.
 
 **One trainer, many scorers.** Only the trainer holds the learner and River's metrics and
@@ -20,8 +20,14 @@ and log-loss on examples the model had not seen (and the heuristic's AUC on the 
 labels, for comparison).
 
 **Champion and challenger.** Workers switch from the heuristic to the model only when it
-has learnt ``min_labels`` labels and its progressive ROC AUC on the last ``RECENT_LABELS``
-labels beats the heuristic's on the same labels, and back whenever it does not.
+has learnt ``min_labels`` labels and its progressive ROC AUC on the most recent labels beats
+the heuristic's on the same labels, and back whenever it does not. "Most recent" is the last
+``RECENT_PER_CLASS`` labels of each class (:class:`RecentRanking`), not the last few thousand
+to arrive: labels do not arrive in event-time order. A purchase resolves its open predictions
+at once (label 0), while H days of silence resolve them only when a sweep tick passes that
+time (label 1), and in a replay or catch-up the ticks trail the events: on a CDNOW replay the
+last 6,000 labels to arrive were all churned, so an arrival window held one class, had no
+AUC, and the heuristic kept serving.
 
 **The model's alert threshold.** A logistic model's probabilities are calibrated to the
 base rate of the prediction points (about 10% churn), so the heuristic's threshold (0.7)
@@ -58,11 +64,46 @@ import river
 from river import drift, metrics
 
 from schemas import ChurnLabel
+from stream.io.evaluate import roc_auc
 from stream.model.params import ModelParams, Monitoring, transform
 from stream.model.reservoir import ReservoirLogistic
 from stream.model.threshold import THRESHOLD_WINDOW, Point, matched_threshold
 
-RECENT_LABELS = 2_000  # the labels the served scorer is chosen on
+RECENT_PER_CLASS = 1_000  # the served scorer is chosen on the last this many labels of each class
+
+
+class RecentRanking:
+    """The model's and the heuristic's ROC AUC on the same recent labels: the last
+    ``per_class`` labels of each class to arrive (see the module docstring for why per class).
+
+    >>> recent = RecentRanking(per_class=2)
+    >>> for churned, model, heuristic in [(True, .9, .4), (False, .2, .6), (True, .8, .5), (True, .7, .3)]:
+    ...     recent.update(churned, model, heuristic)
+    >>> recent.figures(), recent.model_wins()
+    ({'recent_roc_auc': 1.0, 'recent_heuristic_roc_auc': 0.0}, True)
+    """
+
+    def __init__(self, per_class: int = RECENT_PER_CLASS) -> None:
+        self.churned: deque[tuple[float, float]] = deque(maxlen=per_class)  # (model, heuristic) scores
+        self.stayed: deque[tuple[float, float]] = deque(maxlen=per_class)
+
+    def update(self, churned: bool, model: float, heuristic: float) -> None:
+        (self.churned if churned else self.stayed).append((model, heuristic))
+
+    def aucs(self) -> tuple[float, float] | None:
+        """(model, heuristic) ROC AUC; None until both classes have a label."""
+        if not self.churned or not self.stayed:
+            return None
+        labelled = [(pair, True) for pair in self.churned] + [(pair, False) for pair in self.stayed]
+        return (roc_auc((pair[0], y) for pair, y in labelled), roc_auc((pair[1], y) for pair, y in labelled))
+
+    def model_wins(self) -> bool:
+        aucs = self.aucs()
+        return aucs is not None and aucs[0] > aucs[1]
+
+    def figures(self) -> dict[str, float]:
+        aucs = self.aucs() or (0.0, 0.0)
+        return {"recent_roc_auc": round(aucs[0], 4), "recent_heuristic_roc_auc": round(aucs[1], 4)}
 
 
 class SnapshotError(ValueError):
@@ -80,8 +121,7 @@ class Trainer:
         self.heuristic_auc = metrics.ROCAUC()
         self.purchase_auc = metrics.ROCAUC()  # the population's purchase model, on the labels that carry it
         # which scorer serves is decided on the most recent labels
-        self.recent_auc = metrics.RollingROCAUC(window_size=RECENT_LABELS)
-        self.recent_heuristic_auc = metrics.RollingROCAUC(window_size=RECENT_LABELS)
+        self.recent = RecentRanking()
         self.error_drift = drift.ADWIN(delta=0.002)
         self.base_rate = drift.ADWIN(delta=0.002)
         self.min_labels = min_labels
@@ -106,8 +146,9 @@ class Trainer:
             state.pop("pipeline", None)
             state["model"] = ReservoirLogistic()
         state.pop("relearn_until", None)
-        state.setdefault("recent_auc", metrics.RollingROCAUC(window_size=RECENT_LABELS))
-        state.setdefault("recent_heuristic_auc", metrics.RollingROCAUC(window_size=RECENT_LABELS))
+        state.pop("recent_auc", None)
+        state.pop("recent_heuristic_auc", None)
+        state.setdefault("recent", RecentRanking())
         if "points" in state:  # compact form (see __getstate__)
             vectors, churned, windows = state.pop("points")
             state["recent_points"] = deque((Point(tuple(float(v) for v in vector), bool(c), float(w))
@@ -137,11 +178,10 @@ class Trainer:
         x, y = transform(label.features), bool(label.label)
         p = self.model.predict_proba_one(x)
         self.auc.update(y, p)
-        self.recent_auc.update(y, p)
         self.log_loss.update(y, p)
         if label.score is not None:
             self.heuristic_auc.update(y, label.score)
-            self.recent_heuristic_auc.update(y, label.score)
+            self.recent.update(y, p, label.score)
         if "purchase_churn" in label.features:
             self.purchase_auc.update(y, label.features["purchase_churn"])
         self.recent_points.append(Point.of(label, self.horizon_days))
@@ -152,8 +192,9 @@ class Trainer:
         self.error_drift.update(abs(int(y) - p))
         if self.error_drift.drift_detected and self.labels_seen > self.min_labels:
             records.append(Monitoring("model_drift", label.resolved_at, {
-                "labels_seen": self.labels_seen, "response": f"served only while it beats the heuristic on the "
-                                                             f"last {RECENT_LABELS} labels", **self.metrics()}))
+                "labels_seen": self.labels_seen, **self.metrics(),
+                "response": f"served only while it beats the heuristic on the last {RECENT_PER_CLASS} labels "
+                            "of each class"}))
         self.base_rate.update(float(y))
         if self.base_rate.drift_detected:
             records.append(Monitoring("population_drift", label.resolved_at, {
@@ -180,15 +221,14 @@ class Trainer:
         validation, and an alert threshold chosen: only then do the workers switch (and they
         switch back whenever the heuristic ranks the recent labels better)."""
         return bool(self.labels_seen >= self.min_labels
-                    and float(self.recent_auc.get()) > float(self.recent_heuristic_auc.get())
+                    and self.recent.model_wins()
                     and self.matched()[0] is not None)
 
     def metrics(self) -> dict[str, float]:
         _, matched = self.matched()
         return {"roc_auc": round(float(self.auc.get()), 4), "log_loss": round(float(self.log_loss.get()), 4),
                 "heuristic_roc_auc": round(float(self.heuristic_auc.get()), 4),
-                "recent_roc_auc": round(float(self.recent_auc.get()), 4),
-                "recent_heuristic_roc_auc": round(float(self.recent_heuristic_auc.get()), 4),
+                **self.recent.figures(),
                 "purchase_model_roc_auc": round(float(self.purchase_auc.get()), 4),
                 "base_rate": round(self.positives / self.labels_seen, 4) if self.labels_seen else 0.0, **matched}
 

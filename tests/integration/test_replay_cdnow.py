@@ -165,13 +165,14 @@ def test_cdnow_replay_matches_batch_values_and_exact_population_scores(isolated:
               f"9 months; ROC AUC: " + ", ".join(f"{name} {auc:.3f}" for name, auc in aucs.items())
               + f"; served by {dict(served_by)}")
         assert all(rows[cid]["scores_as_of"] == f"{CUTOFF.isoformat()}T00:00:00+00:00" for cid in exact)
-        # read as of now (the heuristic's, with the default PULSE_CHURN_MODEL=shadow: 0.708; as of
-        # each customer's last event it was 0.700); the population-fitted model ranks near the
-        # customer-base literature's (lifetimes' expected purchases: 0.763; its P(no purchase
-        # within H) with the same parameters: 0.758), far above it
-        assert aucs["churn_probability (served)"] > 0.7
+        # Read as of now, by the learner the champion rule serves (PULSE_CHURN_MODEL=auto, the
+        # default): 0.771 measured, above recency alone (0.759) and the customer-base literature's
+        # BG/NBD (lifetimes' expected purchases: 0.763; our purchase model's P(no purchase within
+        # H): 0.758). The heuristic it replaced read 0.708 (0.700 as of each last event).
+        assert served_by["logreg"] >= 0.95 * len(exact), served_by
+        assert aucs["churn_probability (served)"] > aucs["days since the last purchase"]
+        assert aucs["churn_probability (served)"] >= 0.76
         assert aucs["purchase_churn_probability (BG/NBD, as of now)"] >= 0.75
-        assert aucs["purchase_churn_probability (BG/NBD, as of now)"] > aucs["churn_probability (served)"] + 0.03
         value = _spearman([(rows[cid].get("predicted_value", 0.0), spend_after.get(cid, 0.0)) for cid in exact])
         print(f"CDNOW predicted_value at {CUTOFF} against the spend of the following 9 months: Spearman {value:.3f}, "
               f"top decile captures {_top_decile_share(rows, spend_after, exact):.1%} of that spend")

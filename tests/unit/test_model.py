@@ -71,6 +71,18 @@ def test_it_learns_the_signal_and_explains_scores_by_contributions() -> None:
     assert silent.explanation[0][0] == "recency_days" and silent.model_version == "logreg-v0"
 
 
+def test_a_burst_of_one_class_does_not_hand_serving_back_to_the_heuristic() -> None:
+    # A replay resolves churned labels in bursts, when the sweep ticks catch up with the events:
+    # the choice is still made on both classes, the newest of each.
+    trainer = _trained(3, 3000)
+    assert trainer.ready
+    rng = random.Random(4)
+    for n in range(3000, 6000):
+        trainer.learn(_label(n, rng, churn_rate=1.0))  # every one churned
+    metrics = trainer.metrics()
+    assert trainer.ready and metrics["recent_roc_auc"] > metrics["recent_heuristic_roc_auc"] > 0.5, metrics
+
+
 def test_a_snapshot_restores_the_model_and_its_progressive_metrics_and_refuses_tampering() -> None:
     rng = random.Random(5)
     trainer = Trainer()
