@@ -79,11 +79,14 @@ def in_time_reach(params: ModelParams, points: list[Point], horizon_days: float,
 
 
 def matched_threshold(params: ModelParams, points: list[Point], horizon_days: float,
-                      heuristic_threshold: float) -> tuple[float | None, dict[str, float]]:
+                      heuristic_threshold: float, base_rate: float | None = None
+                      ) -> tuple[float | None, dict[str, float]]:
     """The model's alert threshold: the highest that warns, within the silence that followed
     each churned point, as many churned points as the heuristic warns at its threshold.
     Returns it (None with too few churned points) and both recalls and precisions (an alert
-    on a point followed by a purchase is a false alarm)."""
+    on a point followed by a purchase is a false alarm). With ``base_rate``, the points' share
+    of churned ones in the population they stand for, each class is weighted to it in the
+    precisions (the points then hold a sample of each class, not the population's mix)."""
     churned = np.array([p.churned for p in points], dtype=bool)
     if int(churned.sum()) < THRESHOLD_MIN_POSITIVES:
         return None, {}
@@ -94,8 +97,12 @@ def matched_threshold(params: ModelParams, points: list[Point], horizon_days: fl
     threshold = float(ranked[max(1, math.ceil(recall * positives - 1e-9)) - 1])
     model_warns = reach >= threshold
 
+    weights = np.ones(len(points))
+    if base_rate is not None and positives < len(points):
+        weights = np.where(churned, base_rate / positives, (1 - base_rate) / (len(points) - positives))
+
     def precision(warns: np.ndarray) -> float:
-        return round(float((warns & churned).sum()) / float(warns.sum()), 4) if warns.any() else 0.0
+        return round(float(weights[warns & churned].sum() / weights[warns].sum()), 4) if warns.any() else 0.0
 
     return threshold, {
         "alert_threshold": round(threshold, 4),

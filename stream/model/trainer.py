@@ -32,13 +32,16 @@ AUC, and the heuristic kept serving.
 **The model's alert threshold.** A logistic model's probabilities are calibrated to the
 base rate of the prediction points (about 10% churn), so the heuristic's threshold (0.7)
 would almost never be crossed and the switch would silence the warnings. The trainer
-therefore chooses the model's own threshold on the last ``THRESHOLD_WINDOW`` labelled
-points, judged the way warnings are: each point's features are projected through the
-silence that followed it (to the purchase that labelled it 0, or to H days of silence for
-a churner), and a point is *warned* if the score reaches the threshold in that time. The
+therefore chooses the model's own threshold on the last ``THRESHOLD_WINDOW / 2`` labelled
+points of each class (per class for the reason above), judged the way warnings are: each
+point's features are projected through the silence that followed it (to the purchase that
+labelled it 0, or to H days of silence for a churner), and a point is *warned* if the score
+reaches the threshold in that time. The
 threshold is the highest that warns as many churned points as the heuristic warns at its
 threshold in the same time; warned points followed by a purchase are false alarms. Both
-recalls and precisions are published with the threshold.
+recalls and precisions are published with the threshold, the precisions weighting the two
+classes by the churn base rate of all the labels learnt (the window's own mix is set by
+its halves, not by the population).
 
 **Drift.** River's ADWIN on the model's absolute error: on drift, a ``model_drift`` monitoring
 record. The response is the champion rule above: the model serves only while it ranks the
@@ -133,14 +136,14 @@ class Trainer:
         self._recent_set: set[str] = set()
         self.heuristic_threshold = heuristic_threshold
         self.horizon_days = horizon_days
-        self.recent_points: deque[Point] = deque(maxlen=THRESHOLD_WINDOW)
+        self.churned_points: deque[Point] = deque(maxlen=THRESHOLD_WINDOW // 2)
+        self.stayed_points: deque[Point] = deque(maxlen=THRESHOLD_WINDOW // 2)
         self._matched: tuple[int, tuple[float | None, dict[str, float]]] | None = None
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # snapshots pickled before the model had its own threshold
         state.setdefault("heuristic_threshold", 0.7)
         state.setdefault("horizon_days", 90)
-        state.setdefault("recent_points", deque(maxlen=THRESHOLD_WINDOW))
         state.setdefault("purchase_auc", metrics.ROCAUC())
         if "model" not in state:  # a snapshot of the SGD learner this replaced: learn anew
             state.pop("pipeline", None)
@@ -149,11 +152,13 @@ class Trainer:
         state.pop("recent_auc", None)
         state.pop("recent_heuristic_auc", None)
         state.setdefault("recent", RecentRanking())
+        points: list[Point] = list(state.pop("recent_points", ()))  # one window, before it was per class
         if "points" in state:  # compact form (see __getstate__)
             vectors, churned, windows = state.pop("points")
-            state["recent_points"] = deque((Point(tuple(float(v) for v in vector), bool(c), float(w))
-                                            for vector, c, w in zip(vectors, churned, windows, strict=True)),
-                                           maxlen=THRESHOLD_WINDOW)
+            points += [Point(tuple(float(v) for v in vector), bool(c), float(w))
+                       for vector, c, w in zip(vectors, churned, windows, strict=True)]
+        state["churned_points"] = deque((p for p in points if p.churned), maxlen=THRESHOLD_WINDOW // 2)
+        state["stayed_points"] = deque((p for p in points if not p.churned), maxlen=THRESHOLD_WINDOW // 2)
         state.setdefault("_recent_set", set(state["_recent_ids"]))
         state["_matched"] = None
         self.__dict__.update(state)
@@ -165,8 +170,13 @@ class Trainer:
         compact = (np.array([p.vector for p in points], dtype=float).reshape(len(points), -1),
                    np.array([p.churned for p in points], dtype=bool), np.array([p.window_days for p in points]))
         state = {**self.__dict__, "_matched": None, "points": compact}
-        del state["recent_points"], state["_recent_set"]
+        del state["churned_points"], state["stayed_points"], state["_recent_set"]
         return state
+
+    @property
+    def recent_points(self) -> list[Point]:
+        """The labelled points the alert threshold is chosen on: the newest of each class."""
+        return [*self.churned_points, *self.stayed_points]
 
     def learn(self, label: ChurnLabel, offset: int | None = None) -> list[Monitoring]:
         """Predict, score the prediction, then learn; returns monitoring records raised."""
@@ -184,7 +194,7 @@ class Trainer:
             self.recent.update(y, p, label.score)
         if "purchase_churn" in label.features:
             self.purchase_auc.update(y, label.features["purchase_churn"])
-        self.recent_points.append(Point.of(label, self.horizon_days))
+        (self.churned_points if y else self.stayed_points).append(Point.of(label, self.horizon_days))
         self.model.learn_one(x, y)
         self.labels_seen += 1
         self.positives += y
@@ -211,8 +221,9 @@ class Trainer:
     def matched(self) -> tuple[float | None, dict[str, float]]:
         """The model's alert threshold and its evidence, on the current weights (cached per label count)."""
         if self._matched is None or self._matched[0] != self.labels_seen:
-            self._matched = (self.labels_seen, matched_threshold(self._params(), list(self.recent_points),
-                                                                 self.horizon_days, self.heuristic_threshold))
+            base_rate = self.positives / self.labels_seen if self.labels_seen else None
+            self._matched = (self.labels_seen, matched_threshold(self._params(), self.recent_points, self.horizon_days,
+                                                                 self.heuristic_threshold, base_rate))
         return self._matched[1]
 
     @property

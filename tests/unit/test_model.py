@@ -15,7 +15,15 @@ from hypothesis import strategies as st
 
 from schemas import ChurnLabel
 from stream.core.churn import FEATURES, PROJECTION_DAYS, features, model_crossing
-from stream.model import Point, SegmentMixMonitor, SnapshotError, Trainer, in_time_reach, transform
+from stream.model import (
+    Point,
+    SegmentMixMonitor,
+    SnapshotError,
+    Trainer,
+    in_time_reach,
+    matched_threshold,
+    transform,
+)
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -81,6 +89,7 @@ def test_a_burst_of_one_class_does_not_hand_serving_back_to_the_heuristic() -> N
         trainer.learn(_label(n, rng, churn_rate=1.0))  # every one churned
     metrics = trainer.metrics()
     assert trainer.ready and metrics["recent_roc_auc"] > metrics["recent_heuristic_roc_auc"] > 0.5, metrics
+    assert metrics["model_precision"] < 0.9 and metrics["heuristic_precision"] < 0.9  # not "all churned"
 
 
 def test_a_snapshot_restores_the_model_and_its_progressive_metrics_and_refuses_tampering() -> None:
@@ -183,6 +192,22 @@ def test_the_models_threshold_warns_in_time_as_many_churned_points_as_the_heuris
     assert heuristic_recall <= model_recall <= heuristic_recall + 1 / positives + 1e-9
     assert params.metrics["model_recall"] == round(model_recall, 4)
     assert 0 <= params.metrics["model_precision"] <= 1 and 0 <= params.metrics["heuristic_precision"] <= 1
+
+
+def test_the_published_precisions_stand_for_the_population_not_the_windows_mix() -> None:
+    # The threshold's points hold the newest of each class, so their mix is not the
+    # population's: weighted by the base rate, twice the non-churned points change nothing.
+    trainer = _trained(11, 4000, min_labels=100)
+    params, points = trainer.params(), list(trainer.recent_points)
+    stayed = [p for p in points if not p.churned]
+    once = matched_threshold(params, points, 90, 0.7, base_rate=0.2)
+    twice = matched_threshold(params, points + stayed, 90, 0.7, base_rate=0.2)
+    assert once[0] == twice[0] and once[1] == twice[1]
+    # unweighted, a window with more churned points than the population (a third against a
+    # fifth here) overstates precision
+    unweighted = matched_threshold(params, points + stayed, 90, 0.7)
+    assert sum(p.churned for p in points) / len(points + stayed) > 0.2
+    assert unweighted[1]["model_precision"] > once[1]["model_precision"]
 
 
 def test_a_points_reach_is_the_projected_score_at_the_end_of_its_silence() -> None:
