@@ -277,17 +277,19 @@ def model_crossing(state: CustomerState, now: datetime, config: ChurnConfig, mod
 
 def churn_boundary(state: CustomerState, now: datetime, config: ChurnConfig,
                    model: Scorer | None = None) -> datetime | None:
-    """The next event time at which the score crosses the threshold (the model's, projected,
-    once it is ready; else the heuristic's, exactly), silence becomes inactivity, or an open
-    prediction's horizon ends (its label becomes 1)."""
+    """The next event time at which a score crosses its threshold (the heuristic's, exactly;
+    and the model's, projected, once it is ready: either warns, see
+    :func:`stream.core.alerts.assess`), silence becomes inactivity, or an open prediction's
+    horizon ends (its label becomes 1)."""
     horizon = timedelta(days=config.horizon_days)
     expiries = [predicted_at + horizon for predicted_at, _, _ in state.pending]
-    crossing = model_crossing(state, now, config, model) if model is not None and model.ready \
-        else threshold_crossing(state, now, config)
+    crossings = [threshold_crossing(state, now, config)]
+    if model is not None and model.ready:
+        crossings.append(model_crossing(state, now, config, model))
     # a churn_risk of this silence deferred by the cooldown is due when the cooldown ends
     last_risk = state.alerted.get("churn_risk")
     deferred = last_risk + timedelta(days=config.cooldown_days) \
         if last_risk is not None and state.last_purchase_at is not None and last_risk < state.last_purchase_at else None
-    candidates = (crossing, inactivity_moment(state, config), deferred, *expiries)
+    candidates = (*crossings, inactivity_moment(state, config), deferred, *expiries)
     moments = [m for m in candidates if m is not None and m > now]
     return min(moments) if moments else None

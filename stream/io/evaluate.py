@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-CHURN_KINDS = frozenset({"churn_risk", "high_value_at_risk"})
+from stream.core.alerts import CHURN_WARNINGS
+
+CHURN_KINDS = CHURN_WARNINGS
 
 
 @dataclass(frozen=True)

@@ -234,6 +234,36 @@ def test_a_ready_model_alerts_at_its_own_threshold_and_its_crossing_is_the_next_
             if a.kind == "churn_risk"] == []
 
 
+class _QuietModel(_FixedModel):
+    """A ready model that never reaches its threshold."""
+
+    def score(self, vector):  # type: ignore[no-untyped-def]
+        from stream.core.churn import ChurnScore
+
+        return ChurnScore(0.01, self.version, (("frequency", -2.0),))
+
+
+def test_while_a_model_serves_the_heuristics_crossing_still_warns_and_is_a_boundary() -> None:
+    from stream.core.churn import threshold_crossing
+
+    model = _QuietModel()
+    state = _buyer(gap_days=10, orders=4)
+    last = state.last_purchase_at
+    assert last is not None
+    crossing = threshold_crossing(state, last, CONFIG)
+    assert crossing is not None and churn_boundary(state, last, CONFIG, model) == crossing
+    before = assess(state, state, last, CONFIG, model).state
+    assert (before.churn_probability, before.churn_model) == (0.01, "logreg-test")  # the model serves
+    at = assess(before, before, crossing, CONFIG, model)
+    risk = [a for a in at.alerts if a.kind == "churn_risk"]
+    assert len(risk) == 1 and risk[0].model_version == "heuristic-1" and risk[0].threshold == CONFIG.threshold
+    assert risk[0].score is not None and risk[0].score >= CONFIG.threshold
+    assert at.state.churn_probability == 0.01  # the served score is still the model's
+    # one warning per silence, whichever scorer raised it
+    assert [a for a in assess(at.state, at.state, crossing + timedelta(days=40), CONFIG, model).alerts
+            if a.kind == "churn_risk"] == []
+
+
 class _SteadyModel(_FixedModel):
     """A ready model whose score stays at 0.5 (above its 0.3 threshold) through purchases."""
 
