@@ -40,6 +40,9 @@ def create_app(settings: Settings) -> Pulse:
         value_serializer="raw",
         # at-least-once on purpose: every effect is idempotent (docs/operations.md, "Guarantees")
         processing_guarantee="at_least_once",
+        # a killed worker's partitions move after this silence (Faust's default: 60 s)
+        broker_session_timeout=settings.group_timing["session_timeout_ms"] / 1000,
+        broker_heartbeat_interval=settings.group_timing["heartbeat_interval_ms"] / 1000,
     )
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
                            "value_serializer": "raw"}

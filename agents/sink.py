@@ -82,10 +82,11 @@ async def _no_erasure(erasure: Erasure) -> int:
 
 async def apply_outbox(kafka: KafkaAccess, topic: str, group: str, sink: RedisSink,
                        metrics: WorkerMetrics | None = None,
-                       on_erasure: Callable[[Erasure], Awaitable[int]] = _no_erasure) -> None:
+                       on_erasure: Callable[[Erasure], Awaitable[int]] = _no_erasure,
+                       group_timing: dict[str, int] | None = None) -> None:
     """Apply the outbox topic to Redis for ever (until cancelled)."""
     consumer = AIOKafkaConsumer(topic, **kafka.options(), group_id=group, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
+                                auto_offset_reset="earliest", **(group_timing or {}))
     await consumer.start()
     try:
         while True:
@@ -123,7 +124,8 @@ def register(pulse: Pulse) -> None:
     @pulse.app.task
     async def redis_sink() -> None:
         await apply_outbox(settings.kafka, settings.topic("redis-outbox"),
-                           redis_sink_group(settings.app_id), sink, pulse.metrics, partial(finish_erasure, pulse))
+                           redis_sink_group(settings.app_id), sink, pulse.metrics, partial(finish_erasure, pulse),
+                           settings.group_timing)
 
 
 async def finish_erasure(pulse: Pulse, erasure: Erasure) -> int:

@@ -100,6 +100,10 @@ class Settings(BaseSettings):
         "127.0.0.1",  # type: ignore[assignment]  # validated into an address
         description="Address the worker's HTTP views listen on (loopback: its customer view shows any customer's "
                     "state).", json_schema_extra={"form": "an IP address, e.g. 127.0.0.1 or 0.0.0.0"})
+    kafka_session_timeout_seconds: int = _bounded(
+        15, 6, 90, unit="seconds",
+        description="How long Kafka's consumer groups wait for a silent worker (killed, hung, cut off) before "
+                    "its partitions move to the others: the failover time after a crash.")
     standby_replicas: int = _bounded(
         0, 0, 10,
         description="Standby replicas of each table kept by other workers for fast failover.")
@@ -298,6 +302,13 @@ class Settings(BaseSettings):
         """How every Kafka client of the app connects."""
         return KafkaAccess(self.kafka_bootstrap, self.kafka_security_protocol, self.kafka_sasl_mechanism,
                            self.kafka_sasl_username or None, self.kafka_sasl_password or None, self.kafka_ssl_cafile)
+
+    @property
+    def group_timing(self) -> dict[str, int]:
+        """Session timeout and heartbeat interval (ms) of the app's consumer groups: a heartbeat
+        every third of the session, at most every 3 s (aiokafka's and Faust's default)."""
+        session_ms = self.kafka_session_timeout_seconds * 1000
+        return {"session_timeout_ms": session_ms, "heartbeat_interval_ms": min(3000, session_ms // 3)}
 
     @property
     def redis_display(self) -> str:

@@ -88,12 +88,12 @@ def test_sigkill_twice_mid_stream_then_restart_equals_batch(isolated: Isolated) 
     for progress in (len(events) // 5, len(events) // 2):
         worker = WorkerProcess(worker_env(isolated.env), log, settings.web_port).start()
         try:
-            wait_for(lambda p=progress: applied() >= p, 120, f"{progress} events in Redis")  # type: ignore[misc]
+            wait_for(lambda p=progress: applied() >= p, 120, f"{progress} events in Redis", log)  # type: ignore[misc]
         finally:
             worker.stop(signal.SIGKILL)
     worker = WorkerProcess(worker_env(isolated.env), log, settings.web_port).start()
     try:
-        wait_for(lambda: applied() >= len(events), 180, "every event in Redis after two kills")
+        wait_for(lambda: applied() >= len(events), 180, "every event in Redis after two kills", log)
         _assert_equals_batch(worker, client, events)
     finally:
         worker.stop()
@@ -115,11 +115,12 @@ def test_broker_stopped_mid_stream_then_started_equals_batch(isolated: Isolated,
     worker = WorkerProcess(worker_env(env), isolated.data_dir / "worker.log", settings.web_port).start()
     try:
         asyncio.run(produce(KafkaAccess(bootstrap), settings.topic("events"), records[:600]))
-        wait_for(lambda: applied() >= 300, 120, "the first events in Redis")
+        wait_for(lambda: applied() >= 300, 120, "the first events in Redis", isolated.data_dir / "worker.log")
         process.stop(kafka_dir, "kafka")  # the broker goes away under the running worker
         start_kafka(bootstrap, kafka_dir, 4, say=lambda _: None)
         _produce_once_leaders_are_back(bootstrap, settings.topic("events"), records[600:])
-        wait_for(lambda: applied() >= len(events), 240, "every event in Redis after the broker restart")
+        wait_for(lambda: applied() >= len(events), 240, "every event in Redis after the broker restart",
+                 isolated.data_dir / "worker.log")
         _assert_equals_batch(worker, client, events)
         assert worker.proc is not None and worker.proc.poll() is None, "the worker must ride out the outage"
     finally:

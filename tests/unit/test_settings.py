@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from stream.settings import Settings, SettingsError, load_settings
@@ -35,6 +37,7 @@ def test_environment_is_read_with_the_prefix(monkeypatch: pytest.MonkeyPatch) ->
         ("PULSE_WEB_PORT", "70000", "1 to 65535"),
         ("PULSE_TOPIC_PREFIX", "bad prefix!", "letters, digits"),
         ("PULSE_LOG_LEVEL", "loud", "debug, info"),
+        ("PULSE_KAFKA_SESSION_TIMEOUT_SECONDS", "5", "an integer from 6 to 90 (seconds)"),
     ],
 )
 def test_a_bad_value_names_the_variable_and_the_accepted_form(
@@ -62,3 +65,19 @@ def test_a_dedup_horizon_shorter_than_the_lateness_is_refused(monkeypatch: pytes
         load_settings()
     assert "PULSE_DEDUP_HORIZON_SECONDS=3600" in str(excinfo.value)
     assert "PULSE_ALLOWED_LATENESS_SECONDS (7200)" in str(excinfo.value)
+
+
+@pytest.mark.parametrize(("seconds", "heartbeat_ms"), [(15, 3000), (6, 2000), (90, 3000)])
+def test_group_timing_heartbeats_at_least_three_times_a_session(
+        monkeypatch: pytest.MonkeyPatch, seconds: int, heartbeat_ms: int) -> None:
+    monkeypatch.setenv("PULSE_KAFKA_SESSION_TIMEOUT_SECONDS", str(seconds))
+    timing = load_settings().group_timing
+    assert timing == {"session_timeout_ms": seconds * 1000, "heartbeat_interval_ms": heartbeat_ms}
+
+
+def test_the_worker_app_uses_the_session_timeout(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from agents.app import create_app
+
+    monkeypatch.setenv("PULSE_KAFKA_SESSION_TIMEOUT_SECONDS", "12")
+    conf = create_app(load_settings(data_dir=tmp_path)).app.conf
+    assert (conf.broker_session_timeout, conf.broker_heartbeat_interval) == (12.0, 3.0)
