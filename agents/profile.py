@@ -77,6 +77,8 @@ async def send_effects(pulse: Pulse, effects: Effects, partition: int,
         sends.append(await send("redis-outbox", None, record, partition))
     for label in effects.labels:  # one partition: the single trainer reads them in order
         sends.append(await send("churn-labels", label.customer_id.encode(), label.model_dump_json().encode(), 0))
+    for outcome in effects.outcomes:
+        sends.append(await send("alert-outcomes", outcome.customer_id.encode(), outcome.model_dump_json().encode()))
     for key, letter in effects.dead_letters:
         sends.append(await send("events.dlq", key, letter))
     for key, event in effects.forwards:

@@ -12,12 +12,13 @@ from schemas.events import (
     SupportContact,
     parse_event,
 )
-from schemas.outputs import Alert, ChurnLabel, Contribution, CustomerTags, TagChange
+from schemas.outputs import Alert, AlertOutcome, ChurnLabel, Contribution, CustomerTags, TagChange
 from schemas.state import CustomerState, Profile
 
 __all__ = [
     "CLICK_TYPES",
     "Alert",
+    "AlertOutcome",
     "ChurnLabel",
     "Contribution",
     "EVENT_ADAPTER",

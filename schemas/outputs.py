@@ -77,6 +77,26 @@ class Alert(BaseModel):
     value_tier: str | None = None
     # may the customer be contacted for marketing? their newest stated consent (None: never stated)
     marketing_allowed: bool | None = None
+    # in the control group (stream/core/holdout.py): recorded and measured, but triggers skip it
+    holdout: bool = False
+
+
+class AlertOutcome(BaseModel):
+    """An alert's outcome on ``pulse.alert-outcomes``: did the customer purchase within
+    ``horizon_days`` after it (event time)? Resolved by the first purchase after the alert, or
+    when the horizon passes without one; ``pulse uplift-report`` compares treated and held-out
+    customers on these."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    alert_id: str
+    customer_id: str
+    kind: str
+    holdout: bool
+    alerted_at: AwareDatetime
+    resolved_at: AwareDatetime
+    converted: bool
+    horizon_days: int
 
 
 class ChurnLabel(BaseModel):

@@ -69,6 +69,9 @@ class CustomerState(BaseModel):
     activity_detector: tuple[int, float, float, float] = (0, 0.0, 0.0, 0.0)
     # open churn predictions awaiting their label: (predicted at, score, features), oldest first
     pending: tuple[tuple[AwareDatetime, float | None, dict[str, float]], ...] = ()
+    # alerts awaiting their outcome (a purchase within the horizon or none): (alert id, raised at,
+    # held out), oldest first
+    open_alerts: tuple[tuple[str, AwareDatetime, bool], ...] = ()
     next_boundary_at: AwareDatetime | None = None
     duplicates: int = 0
     too_late: int = 0

@@ -161,6 +161,11 @@ class Settings(BaseSettings):
     alert_cooldown_days: int = _bounded(
         30, 0, 365, unit="days",
         description="At most one alert of each kind per customer within this many days (event time).")
+    holdout_share: float = _bounded(
+        0.0, 0.0, 0.5,
+        description="Share of customers held out from interventions (a control group, by a hash of the id): "
+                    "their alerts carry holdout: true, triggers and the relay skip them, and pulse "
+                    "uplift-report compares their outcomes with the treated customers'.")
     model_min_labels: int = _bounded(
         500, 1, 10_000_000,
         description="Labels the online churn model learns before it may replace the heuristic.")
@@ -330,7 +335,8 @@ class Settings(BaseSettings):
 
     def churn_config(self) -> ChurnConfig:
         return ChurnConfig(horizon_days=self.churn_horizon_days, threshold=self.churn_threshold,
-                           inactivity_factor=self.inactivity_factor, cooldown_days=self.alert_cooldown_days)
+                           inactivity_factor=self.inactivity_factor, cooldown_days=self.alert_cooldown_days,
+                           holdout_share=self.holdout_share)
 
     def api_token_list(self) -> list[str]:
         return [token for token in self.api_tokens.split(",") if token]

@@ -61,6 +61,7 @@ TOPICS: tuple[TopicSpec, ...] = (
               internal=True),
     TopicSpec("tag-changes", "customer id", "TagChange JSON"),
     TopicSpec("alerts", "customer id", "Alert JSON"),
+    TopicSpec("alert-outcomes", "customer id", "AlertOutcome JSON: whether a purchase followed an alert"),
     # one partition: one trainer reads the labels in order
     TopicSpec("churn-labels", "customer id", "ChurnLabel JSON", partitions=1),
     TopicSpec("churn-model", "churn-model", "versioned model snapshots", partitions=1, compacted=True),

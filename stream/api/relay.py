@@ -14,6 +14,10 @@ delivered first on restart. Each POST carries the alert as JSON and:
 Connection errors, timeouts, 408, 429 and 5xx are retried with exponential backoff; after
 ``max_attempts`` (or at once for any other 4xx, which retrying cannot fix) the alert goes to
 the dead-letter stream ``pulse:alerts:relay-dlq`` with the last error, and the relay moves on.
+
+Alerts of held-out customers (``holdout: true``, the control group of ``PULSE_HOLDOUT_SHARE``)
+are acknowledged without a POST: no intervention reaches them, so ``pulse uplift-report`` can
+measure what the interventions add.
 """
 
 from __future__ import annotations
@@ -77,8 +81,9 @@ def describe(alert: Mapping[str, Any]) -> str:
     """One human-readable line per alert (``pulse alerts follow``)."""
     score = alert.get("score")
     shown = f" score {score:.2f}" if isinstance(score, float) else ""
+    held = "  [held out]" if alert.get("holdout") else ""
     return (f"{alert['event_time']}  {alert['severity']:<6} {alert['kind']:<18} {alert['customer_id']}"
-            f"{shown}  {alert['reason']}")
+            f"{shown}  {alert['reason']}{held}")
 
 
 @dataclass
@@ -86,6 +91,7 @@ class RelayStats:
     delivered: int = 0
     attempts: int = 0
     dead_lettered: int = 0
+    held_out: int = 0  # alerts of the control group (PULSE_HOLDOUT_SHARE): acknowledged, not sent
     errors: dict[str, int] = field(default_factory=dict)
 
 
@@ -151,6 +157,10 @@ class Relay:
             alert = alert_from_stream(decoded)
         except ValueError as exc:
             self._dead_letter(entry_id, decoded, f"not an alert: {exc}", attempts=0)
+            return
+        if alert["holdout"]:  # the control group: recorded and measured, never acted on
+            self.client.xack(self.stream, self.group, entry_id)
+            self.stats.held_out += 1
             return
         body = json.dumps(alert, separators=(",", ":")).encode()
         backoff, error = self.initial_backoff, ""

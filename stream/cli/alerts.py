@@ -83,5 +83,6 @@ def relay(webhook: str, group: str, consumer: str, from_beginning: bool, max_att
     except redis.RedisError as exc:
         raise click.ClickException(f"Redis at {settings.redis_display}: {exc}") from None
     echo_err(f"stopped: {stats.delivered} delivered, {stats.dead_lettered} dead-lettered, "
+             f"{stats.held_out} held out (not sent), "
              f"{stats.attempts} attempts")
 

@@ -1,4 +1,4 @@
-"""Data commands: replay, generate, export, churn-report, profile."""
+"""Data commands: replay, generate, export, churn-report, uplift-report, profile."""
 
 from __future__ import annotations
 
@@ -152,6 +152,49 @@ def churn_report(events_file: Path, truth_file: Path) -> None:
     click.echo(f"H = {settings.churn_horizon_days} days, threshold {settings.churn_threshold}, "
                f"{len(alerts)} alerts in Redis")
     for line in result.lines():
+        click.echo(line)
+
+
+@main.command(name="uplift-report",
+              help="Compare purchases after alerts between treated and held-out customers (PULSE_HOLDOUT_SHARE), "
+                   "per alert kind, with a confidence interval.")
+@click.option("--kind", "kinds", multiple=True, help="Only this alert kind (repeatable); default: every kind.")
+@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="Only alerts raised on or after this date (UTC, event time).")
+@click.option("--until", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="Only alerts raised before this date (UTC, event time).")
+@click.option("--confidence", type=click.FloatRange(0.5, 0.999), default=0.95, show_default=True,
+              help="Confidence level of the interval.")
+@click.option("--json", "as_json", is_flag=True, help="The report as one JSON document.")
+def uplift_report(kinds: tuple[str, ...], since: datetime | None, until: datetime | None, confidence: float,
+                  as_json: bool) -> None:
+    import asyncio
+
+    from aiokafka.errors import KafkaError
+
+    from schemas import AlertOutcome
+    from stream.core.uplift import report_lines
+    from stream.core.uplift import uplift_report as report
+    from stream.io.access import read_keyed
+
+    settings = load_or_exit(kafka=True)
+    topic = settings.topic("alert-outcomes")
+    try:
+        values = asyncio.run(read_keyed(settings.kafka, topic, None))
+    except KafkaError as exc:
+        raise click.ClickException(f"cannot read {topic} from {settings.kafka_bootstrap}: {exc}") from None
+    outcomes = [AlertOutcome.model_validate_json(value) for value in values if value]
+    rows = report(outcomes, confidence, kinds, since.replace(tzinfo=UTC) if since else None,
+                  until.replace(tzinfo=UTC) if until else None)
+    if as_json:
+        click.echo(json.dumps({"topic": topic, "outcomes_read": len(outcomes),
+                               "holdout_share": settings.holdout_share,
+                               "unit": "each customer's first resolved alert of the kind",
+                               "kinds": [row.to_dict() for row in rows]}, indent=2))
+        return
+    click.echo(f"{len(outcomes)} alert outcomes in {topic}; held-out share now {settings.holdout_share:g}; "
+               "one unit per customer and kind: their first resolved alert")
+    for line in report_lines(rows):
         click.echo(line)
 
 

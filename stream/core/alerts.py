@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from schemas import Alert, ChurnLabel, Contribution, CustomerState
+from schemas import Alert, AlertOutcome, ChurnLabel, Contribution, CustomerState
 from stream.core.churn import (
     HEURISTIC_VERSION,
     ChurnConfig,
@@ -21,6 +21,7 @@ from stream.core.churn import (
     inactivity_moment,
     typical_gap_days,
 )
+from stream.core.holdout import in_holdout
 from stream.core.purchase_outlook import PurchaseModel
 
 DOWNGRADE_FROM = frozenset({"Champions", "Loyal"})
@@ -70,6 +71,7 @@ class Assessment:
     state: CustomerState
     alerts: tuple[Alert, ...]
     labels: tuple[ChurnLabel, ...] = ()
+    outcomes: tuple[AlertOutcome, ...] = ()
 
 
 def resolve_labels(state: CustomerState, now: datetime, purchased_at: datetime | None,
@@ -90,6 +92,28 @@ def resolve_labels(state: CustomerState, now: datetime, purchased_at: datetime |
                                  customer_id=state.customer_id, predicted_at=predicted_at, resolved_at=resolved_at,
                                  label=label, features=vector, score=score, model_version=HEURISTIC_VERSION))
     return tuple(labels), tuple(still_open)
+
+
+def resolve_outcomes(state: CustomerState, now: datetime, purchased_at: datetime | None,
+                     config: ChurnConfig) -> tuple[tuple[AlertOutcome, ...], tuple]:
+    """Resolve open alerts the way :func:`resolve_labels` resolves predictions: a purchase within
+    H days after one makes it converted; event time passing H days after it makes it not.
+    Returns (outcomes, still open)."""
+    horizon = timedelta(days=config.horizon_days)
+    outcomes, still_open = [], []
+    for alert_id, alerted_at, holdout in state.open_alerts:
+        if purchased_at is not None and alerted_at < purchased_at <= alerted_at + horizon:
+            converted, resolved_at = True, purchased_at
+        elif alerted_at + horizon <= now:
+            converted, resolved_at = False, alerted_at + horizon
+        else:
+            still_open.append((alert_id, alerted_at, holdout))
+            continue
+        outcomes.append(AlertOutcome(alert_id=alert_id, customer_id=state.customer_id,
+                                     kind=alert_id.rsplit(":", 2)[-2], holdout=holdout, alerted_at=alerted_at,
+                                     resolved_at=resolved_at, converted=converted,
+                                     horizon_days=config.horizon_days))
+    return tuple(outcomes), tuple(still_open)
 
 
 def _with_prediction(pending: tuple, now: datetime, score: float | None, state: CustomerState,
@@ -163,6 +187,9 @@ def assess(before: CustomerState, after: CustomerState, now: datetime, config: C
             candidates.append(("activity_drop", "medium",
                                f"active days are getting further apart (latest gap {active_gap:.0f} days)"))
 
+    purchased_at = after.last_purchase_at if after.orders > before.orders else None
+    outcomes, open_alerts = resolve_outcomes(after, now, purchased_at, config)
+    holdout = bool(candidates) and in_holdout(after.customer_id, config.holdout_share)
     alerted = dict(after.alerted)
     alerts = []
     cooldown = timedelta(days=config.cooldown_days)
@@ -180,9 +207,10 @@ def assess(before: CustomerState, after: CustomerState, now: datetime, config: C
                               for f, c in (behind.explanation if behind else ())),
             event_time=now, model_version=behind.model_version if behind else HEURISTIC_VERSION,
             rules_version=after.tags.rules_version, segment=new_segment, value_tier=after.tags.value_tier,
-            marketing_allowed=after.marketing_consent,
+            marketing_allowed=after.marketing_consent, holdout=holdout,
         ))
-    purchased_at = after.last_purchase_at if after.orders > before.orders else None
+    if alerts:
+        open_alerts = (*open_alerts, *((alert.alert_id, now, holdout) for alert in alerts))[-config.max_open_alerts:]
     labels, pending = resolve_labels(after, now, purchased_at, config)
     if heuristic is not None and days_between(now, after.last_purchase_at) < config.horizon_days:
         # (a customer already silent for H days has churned by definition: nothing to predict)
@@ -190,9 +218,9 @@ def assess(before: CustomerState, after: CustomerState, now: datetime, config: C
     updated = after.model_copy(update={
         "churn_probability": p, "churn_model": score.model_version if score else None, "churn_threshold": limit,
         "churn_reasons": score.reasons() if score else None, "churn_as_of": now, "alerted": alerted,
-        "pending": pending, "activity_detector": detector,
+        "pending": pending, "activity_detector": detector, "open_alerts": open_alerts,
     })
-    return Assessment(updated, tuple(alerts), labels)
+    return Assessment(updated, tuple(alerts), labels, outcomes)
 
 
 # days ahead at which a model's score is projected, looking for its threshold crossing

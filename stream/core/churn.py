@@ -55,6 +55,10 @@ class ChurnConfig:
     cooldown_days: int = 30
     max_pending: int = 3  # open predictions per customer (each ~300 bytes of state)
     prediction_spacing_days: int = 30  # a new prediction point at most this often
+    holdout_share: float = 0.0  # customers held out from interventions (stream/core/holdout.py)
+    # alerts per customer awaiting their outcome (each ~90 bytes of state): six kinds, each at most
+    # every 30 days (the default cooldown) over a 90-day horizon; beyond it the oldest is dropped
+    max_open_alerts: int = 18
 
     def __post_init__(self) -> None:
         if not 0 < self.threshold < 1:
@@ -280,9 +284,10 @@ def churn_boundary(state: CustomerState, now: datetime, config: ChurnConfig,
     """The next event time at which a score crosses its threshold (the heuristic's, exactly;
     and the model's, projected, once it is ready: either warns, see
     :func:`stream.core.alerts.assess`), silence becomes inactivity, or an open prediction's
-    horizon ends (its label becomes 1)."""
+    or alert's horizon ends (its label becomes 1, its outcome "not converted")."""
     horizon = timedelta(days=config.horizon_days)
     expiries = [predicted_at + horizon for predicted_at, _, _ in state.pending]
+    expiries += [alerted_at + horizon for _, alerted_at, _ in state.open_alerts]
     crossings = [threshold_crossing(state, now, config)]
     if model is not None and model.ready:
         crossings.append(model_crossing(state, now, config, model))

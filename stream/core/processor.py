@@ -13,7 +13,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from schemas import EVENT_ADAPTER, Alert, ChurnLabel, CustomerState, Event, Profile, Purchase, SupportContact, TagChange
+from schemas import (
+    EVENT_ADAPTER,
+    Alert,
+    AlertOutcome,
+    ChurnLabel,
+    CustomerState,
+    Event,
+    Profile,
+    Purchase,
+    SupportContact,
+    TagChange,
+)
 from stream.core.activity import event_counts
 from stream.core.alerts import assess
 from stream.core.churn import ChurnConfig, Scorer
@@ -183,7 +194,7 @@ class Processor:
         work.put(new_state)
         if boundary != state.next_boundary_at:
             file_boundary(work.index, partition, new_state.customer_id, boundary, old=state.next_boundary_at)
-        effects.publish(new_state, changes, assessed.alerts, assessed.labels)
+        effects.publish(new_state, changes, assessed.alerts, assessed.labels, assessed.outcomes)
         if assessed.alerts:
             work.count("alerts.raised", partition, by=len(assessed.alerts))
         if self.population is not None and self.population.due(partition, self.rescore_seconds):
@@ -256,6 +267,7 @@ class Processor:
         changes: list[TagChange] = []
         alerts: list[Alert] = []
         labels: list[ChurnLabel] = []
+        outcomes: list[AlertOutcome] = []
         scorer, purchase = self.scorer(), self._purchase()
         current, boundary = state, state.next_boundary_at
         while boundary is not None and boundary <= due:
@@ -266,6 +278,7 @@ class Processor:
             assessed = assess(current, stepped, boundary, self.churn, scorer, purchase)
             alerts += assessed.alerts
             labels += assessed.labels
+            outcomes += assessed.outcomes
             current = assessed.state
             boundary = next_boundary(current, boundary, self.rules, self.churn, scorer)
         work.count("sweeper.transitions", partition, by=len(changes))
@@ -273,7 +286,7 @@ class Processor:
         swept = current.model_copy(update={"next_boundary_at": boundary})
         work.put(swept)
         file_boundary(work.index, partition, swept.customer_id, swept.next_boundary_at)
-        effects.publish(swept, changes, alerts, labels)
+        effects.publish(swept, changes, alerts, labels, outcomes)
         return swept
 
     def _rescore(self, partition: int, work: Work, effects: Effects) -> None:
@@ -302,7 +315,7 @@ class Processor:
             moved_state = state.model_copy(update={"tags": tags, "revision": revision})
             assessed = assess(state, moved_state, as_of, self.churn, scorer, self._purchase())
             work.put(assessed.state)
-            effects.publish(assessed.state, changes, assessed.alerts, assessed.labels)
+            effects.publish(assessed.state, changes, assessed.alerts, assessed.labels, assessed.outcomes)
             rescored += 1
         work.count("rfm.rescored", partition, by=rescored)
         book.set_applied(partition, new, work.index)

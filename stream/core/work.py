@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from schemas import Alert, ChurnLabel, CustomerState, TagChange
+from schemas import Alert, AlertOutcome, ChurnLabel, CustomerState, TagChange
 from stream.core.counters import counter_key
 from stream.core.erasure import Erasure, Suppression, subject_digest
 from stream.core.watermark import advance
@@ -41,6 +41,7 @@ class Effects:
     tag_changes: list[TagChange] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
     labels: list[ChurnLabel] = field(default_factory=list)
+    outcomes: list[AlertOutcome] = field(default_factory=list)
     dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)  # key, DeadLetter JSON
     forwards: list[tuple[bytes, bytes]] = field(default_factory=list)  # customer id, event JSON: its owner's
     activity: dict[int, dict[str, float]] = field(default_factory=dict)  # event-time day: population counts
@@ -60,13 +61,15 @@ class Effects:
         self.tag_changes = [c for c in self.tag_changes if c.customer_id != customer_id]
         self.alerts = [a for a in self.alerts if a.customer_id != customer_id]
         self.labels = [label for label in self.labels if label.customer_id != customer_id]
+        self.outcomes = [outcome for outcome in self.outcomes if outcome.customer_id != customer_id]
 
     def publish(self, state: CustomerState, changes: Iterable[TagChange] = (), alerts: Iterable[Alert] = (),
-                labels: Iterable[ChurnLabel] = ()) -> None:
+                labels: Iterable[ChurnLabel] = (), outcomes: Iterable[AlertOutcome] = ()) -> None:
         self.profiles[state.customer_id] = state
         self.tag_changes.extend(changes)
         self.alerts.extend(alerts)
         self.labels.extend(labels)
+        self.outcomes.extend(outcomes)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ customer, from where it is held, as one JSON document.
   the partition that owns the customer): what a worker restores after a restart;
 - the Redis profile hash, the segment set it is in, its entries in the tag-change and alert
   streams and in the alert relay's dead letters;
-- its delayed churn labels (``churn-labels``).
+- its delayed churn labels (``churn-labels``) and its alerts' outcomes (``alert-outcomes``).
 
 The raw events (``events``, ``customer-events``) and dead letters (``events.dlq``) are not
 read (a full scan of the input); the document says so and for how long Kafka keeps them.
@@ -29,8 +29,10 @@ from stream.sinks.redis import CUSTOMER_STREAMS, KEY_PREFIX, customer_key, segme
 from stream.topology import changelog_topic
 
 
-async def read_keyed(kafka: KafkaAccess, topic: str, key: bytes, partitions: list[int] | None = None) -> list[bytes]:
-    """The values of every record with ``key`` in ``topic`` (all partitions, or these), oldest first."""
+async def read_keyed(kafka: KafkaAccess, topic: str, key: bytes | None, partitions: list[int] | None = None
+                     ) -> list[bytes]:
+    """The values of every record with ``key`` (None: every record) in ``topic`` (all partitions,
+    or these), oldest first within a partition; an absent topic has none."""
     admin = AIOKafkaAdminClient(**kafka.options())
     await admin.start()
     try:
@@ -52,7 +54,7 @@ async def read_keyed(kafka: KafkaAccess, topic: str, key: bytes, partitions: lis
         while remaining:
             batches = await consumer.getmany(*remaining, timeout_ms=1000, max_records=5000)
             for records in batches.values():
-                found += [r.value or b"" for r in records if r.key == key]
+                found += [r.value or b"" for r in records if key is None or r.key == key]
             for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:  # offsets, not records: compaction leaves gaps
                     remaining.discard(tp)
@@ -69,6 +71,7 @@ async def subject_access(settings: Settings, requested_id: str) -> dict[str, Any
     states = await read_keyed(settings.kafka, changelog_topic(settings, "customer-state"), table_key,
                               [owner])
     labels = await read_keyed(settings.kafka, settings.topic("churn-labels"), key)
+    outcomes = await read_keyed(settings.kafka, settings.topic("alert-outcomes"), key)
 
     client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
     try:
@@ -93,11 +96,13 @@ async def subject_access(settings: Settings, requested_id: str) -> dict[str, Any
         "segment_sets": [segment] if in_segment else [],
         **streams,
         "churn_labels": [json.loads(value) for value in labels if value],
+        "alert_outcomes": [json.loads(value) for value in outcomes if value],
         "sources": {
             "state": f"{changelog_topic(settings, 'customer-state')}[{owner}]",
             "profile": customer_key(customer_id), "segment_sets": segment_key("*"),
             **{name: f"{KEY_PREFIX}{suffix}" for name, suffix in CUSTOMER_STREAMS.items()},
             "churn_labels": settings.topic("churn-labels"),
+            "alert_outcomes": settings.topic("alert-outcomes"),
         },
         "not_included": [f"raw events in {settings.topic('events')} and {settings.topic('customer-events')}, and "
                          f"dead letters in {settings.topic('events.dlq')}: kept until the topics' retention "

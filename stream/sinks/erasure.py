@@ -22,7 +22,7 @@ SCAN_COUNT = 1000
 RECEIPT_TTL_SECONDS = 400 * 86_400  # receipts are the controller's evidence: kept over a year
 # Topics whose records about the customer stay until retention deletes them (not compacted).
 RETAINED_TOPICS = ("events", "customer-events", "events.dlq", "redis-outbox", "tag-changes", "alerts",
-                   "churn-labels")
+                   "churn-labels", "alert-outcomes")
 # How long a compacted topic may keep an erased value (and then its tombstone): stream/topology.py
 COMPACTED_GONE_WITHIN = "max.compaction.lag.ms + delete.retention.ms"
 

@@ -22,11 +22,11 @@ from tests.integration.conftest import SECRET, Isolated, Receiver, wait_for
 
 pytestmark = pytest.mark.integration
 
-def _alerts(url: str, names: list[str]) -> list[str]:
+def _alerts(url: str, names: list[str], held_out: frozenset[str] = frozenset()) -> list[str]:
     alerts = [Alert(alert_id=f"{name}:churn_risk:1", customer_id=name, kind="churn_risk", severity="high", score=0.9,
                     threshold=0.7, reason="silent for 3 usual gaps", event_time=datetime(2024, 3, 1, tzinfo=UTC),
                     explanation=(Contribution(feature="recency_ratio", contribution=1.2),),
-                    model_version="heuristic-1", rules_version="r1") for name in names]
+                    model_version="heuristic-1", rules_version="r1", holdout=name in held_out) for name in names]
 
     async def write() -> None:
         sink = RedisSink.from_url(url)
@@ -98,6 +98,28 @@ def test_an_alert_the_receiver_refuses_is_dead_lettered_and_the_rest_delivered(
     finally:
         relay.send_signal(signal.SIGTERM)
         relay.wait(timeout=20)
+
+
+def test_held_out_alerts_are_acknowledged_and_never_sent(isolated: Isolated,
+                                                         receiver: tuple[Receiver, str]) -> None:
+    state, webhook = receiver
+    env = {**os.environ, **isolated.env, "PULSE_WEBHOOK_SECRET": SECRET}
+    url = isolated.settings.redis_url
+    ids = _alerts(url, ["h1", "t1", "h2", "t2"], held_out=frozenset({"h1", "h2"}))
+    relay = _relay(env, webhook, "--from-beginning")
+    try:
+        wait_for(lambda: state.ids() == {ids[1], ids[3]}, 60, "the treated customers' alerts delivered")
+        client = redis.Redis.from_url(url, decode_responses=True)
+        # every entry acknowledged in the relay's group, the held-out ones too: none waits for delivery
+        wait_for(lambda: client.xpending("pulse:alerts", "pulse-relay")["pending"] == 0, 30, "nothing pending")
+        assert not set(state.attempts) & {ids[0], ids[2]}
+        assert not client.exists("pulse:alerts:relay-dlq")
+    finally:
+        relay.send_signal(signal.SIGTERM)
+        _, err = relay.communicate(timeout=20)
+    assert "2 delivered" in err.decode() and "2 held out (not sent)" in err.decode()
+    shown = run_pulse(env, "alerts", "follow", "--from-beginning", "--count", "1", timeout=60)
+    assert "h1" in shown.stdout and "[held out]" in shown.stdout
 
 
 def test_relay_needs_a_secret_and_follow_prints_the_alerts(isolated: Isolated) -> None:

@@ -5,6 +5,7 @@ same events again raises no alert twice."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -14,7 +15,9 @@ from datetime import datetime, timedelta
 import pytest
 import redis
 
+from stream.core.holdout import in_holdout
 from stream.infra.worker import WorkerProcess, worker_env
+from stream.io.access import read_keyed
 from stream.io.evaluate import churn_report
 from stream.io.generate import marketing_allowed
 from stream.sinks.redis import customer_key
@@ -22,12 +25,13 @@ from tests.helpers import run_pulse
 from tests.integration.conftest import Isolated
 
 pytestmark = pytest.mark.integration
+HOLDOUT = 0.3
 
 
 def test_generated_churners_are_warned_in_time_once_each(isolated: Isolated) -> None:
     redis_url = isolated.settings.redis_url  # the session's test database, empty now (the alert stream is shared)
     client = redis.Redis.from_url(redis_url, decode_responses=True)
-    env = {**os.environ, **isolated.env, "PULSE_REDIS_URL": redis_url}
+    env = {**os.environ, **isolated.env, "PULSE_REDIS_URL": redis_url, "PULSE_HOLDOUT_SHARE": str(HOLDOUT)}
     out, truth = isolated.data_dir / "events.jsonl", isolated.data_dir / "truth.jsonl"
     run_pulse(env, "generate", "--customers", "250", "--days", "365", "--seed", "7", "--prefix", f"c{isolated.tag}",
            "--out", str(out), "--truth", str(truth))
@@ -60,6 +64,11 @@ def test_generated_churners_are_warned_in_time_once_each(isolated: Isolated) -> 
         # each alert says whether the customer agreed to marketing (their sessions' consent)
         assert {a["marketing_allowed"] for a in alerts} == {"True", "False"}
         assert all(a["marketing_allowed"] == str(marketing_allowed(a["customer_id"])) for a in alerts)
+
+        # the control group: each alert says whether its customer is held out, by the customer's id
+        assert {a["holdout"] for a in alerts} == {"True", "False"}
+        assert all(a["holdout"] == str(in_holdout(a["customer_id"], HOLDOUT)) for a in alerts)
+        _check_alert_outcomes(env, isolated, events, alerts)
 
         # every alert once, with its reason and explanation, and the cooldown per kind
         ids = [a["alert_id"] for a in alerts]
@@ -112,3 +121,43 @@ def test_generated_churners_are_warned_in_time_once_each(isolated: Isolated) -> 
         worker.stop()
         listener.stop()
         listener.join(timeout=5)
+
+
+def _check_alert_outcomes(env: dict[str, str], isolated: Isolated, events: list[dict], alerts: list[dict]) -> None:
+    """Every alert resolves into the outcome the generated events give it (a purchase within H
+    days after it, or none once H days have passed), and ``pulse uplift-report`` counts each
+    customer's first resolved alert of a kind in its group."""
+    horizon = timedelta(days=90)
+    purchases: dict[str, list[datetime]] = defaultdict(list)
+    for event in events:
+        if event["type"] == "purchase":
+            purchases[event["customer_id"]].append(datetime.fromisoformat(event["event_time"]))
+    swept_to = max(datetime.fromisoformat(e["event_time"]) for e in events) \
+        - timedelta(seconds=isolated.settings.allowed_lateness_seconds)
+    values = asyncio.run(read_keyed(isolated.settings.kafka, isolated.settings.topic("alert-outcomes"), None))
+    outcomes = {o["alert_id"]: o for o in map(json.loads, values)}
+    by_id = {a["alert_id"]: a for a in alerts}
+    assert set(outcomes) <= set(by_id)
+    for alert_id, alert in by_id.items():
+        at = datetime.fromisoformat(alert["event_time"])
+        bought = [p for p in purchases[alert["customer_id"]] if at < p <= at + horizon]
+        outcome = outcomes.get(alert_id)
+        if bought:  # resolved by the first purchase after the alert
+            assert outcome is not None and outcome["converted"], (alert, outcome)
+            assert datetime.fromisoformat(outcome["resolved_at"]) == min(bought)
+        elif at + horizon <= swept_to - timedelta(days=1):  # (the sweeps' last tick may trail by a few seconds)
+            assert outcome is not None and not outcome["converted"], (alert, outcome)
+        if outcome is not None:
+            assert (outcome["kind"], str(outcome["holdout"])) == (alert["kind"], alert["holdout"])
+
+    printed = json.loads(run_pulse(env, "uplift-report", "--json").stdout)
+    firsts: dict[tuple[str, str], dict] = {}
+    for outcome in sorted(outcomes.values(), key=lambda o: o["alerted_at"]):
+        firsts.setdefault((outcome["kind"], outcome["customer_id"]), outcome)
+    assert printed["outcomes_read"] >= len(outcomes) and printed["holdout_share"] == HOLDOUT
+    assert {row["kind"] for row in printed["kinds"]} == {kind for kind, _ in firsts}
+    for row in printed["kinds"]:
+        for group, held in (("treated", False), ("holdout", True)):
+            mine = [o for (kind, _), o in firsts.items() if kind == row["kind"] and o["holdout"] == held]
+            assert (row[group]["alerts"], row[group]["converted"]) == (len(mine), sum(o["converted"] for o in mine))
+    print("\n" + run_pulse(env, "uplift-report").stdout)
