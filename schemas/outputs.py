@@ -64,7 +64,7 @@ class Alert(BaseModel):
     alert_id: str
     customer_id: str
     kind: Literal["churn_risk", "activity_drop", "inactivity", "segment_downgrade", "high_value_at_risk",
-                  "complaint_spike"]
+                  "complaint_spike", "suspicious_transaction"]
     severity: Literal["low", "medium", "high"]
     score: float | None
     threshold: float | None = None  # the churn_risk threshold of the scorer behind ``score``

@@ -54,6 +54,8 @@ class CustomerState(BaseModel):
     last_complaint_at: AwareDatetime | None = None
     refunds: int = 0
     refund_cents: int = 0
+    # purchase amounts: count, mean and sum of squared deviations of log(total) (stream/core/anomaly.py)
+    amount_stats: tuple[int, float, float] = (0, 0.0, 0.0)
     # marketing consent as the newest event stating it says (event time; a tie goes to "no")
     marketing_consent: bool | None = None
     marketing_consent_at: AwareDatetime | None = None

@@ -41,7 +41,7 @@ STATIC = FilePath(__file__).parent / "static"
 BEARER = HTTPBearer(auto_error=False)  # module level: the routes' annotations are resolved in this module
 AlertKind = Literal[  # schemas.Alert.kind (a unit test holds them equal)
     "churn_risk", "activity_drop", "inactivity", "segment_downgrade", "high_value_at_risk",
-                    "complaint_spike"]
+                    "complaint_spike", "suspicious_transaction"]
 
 
 class ApiError(Exception):

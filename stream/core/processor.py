@@ -22,11 +22,13 @@ from schemas import (
     Event,
     Profile,
     Purchase,
+    Refund,
     SupportContact,
     TagChange,
 )
 from stream.core.activity import event_counts
 from stream.core.alerts import assess
+from stream.core.anomaly import screen, suspicious_alert, with_amount
 from stream.core.churn import ChurnConfig, Scorer
 from stream.core.dedup import Admission, DedupPolicy
 from stream.core.erasure import ERASE_KEY, ErasureRequest
@@ -190,13 +192,22 @@ class Processor:
         purchase = self._purchase()
         assessed = assess(state, new_state.model_copy(update={"tags": tags}), now, self.churn, scorer, purchase)
         boundary = next_boundary(assessed.state, now, self.rules, self.churn, scorer)
-        new_state = assessed.state.model_copy(update={"next_boundary_at": boundary})
+        update: dict[str, object] = {"next_boundary_at": boundary}
+        alerts = assessed.alerts
+        if isinstance(event, Purchase | Refund):
+            cents = to_cents(event.total if isinstance(event, Purchase) else event.amount)
+            screening = screen(state, event, cents)
+            if isinstance(event, Purchase) and not screening.flagged:  # a flagged one stays out of the usual
+                update["amount_stats"] = with_amount(state.amount_stats, cents)
+            if screening.flagged:
+                alerts = (*alerts, suspicious_alert(assessed.state, event, cents, screening))
+        new_state = assessed.state.model_copy(update=update)
         work.put(new_state)
         if boundary != state.next_boundary_at:
             file_boundary(work.index, partition, new_state.customer_id, boundary, old=state.next_boundary_at)
-        effects.publish(new_state, changes, assessed.alerts, assessed.labels, assessed.outcomes)
-        if assessed.alerts:
-            work.count("alerts.raised", partition, by=len(assessed.alerts))
+        effects.publish(new_state, changes, alerts, assessed.labels, assessed.outcomes)
+        if alerts:
+            work.count("alerts.raised", partition, by=len(alerts))
         if self.population is not None and self.population.due(partition, self.rescore_seconds):
             self._rescore(partition, work, effects)
 

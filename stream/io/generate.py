@@ -279,3 +279,44 @@ def _poisson(rng: random.Random, mean: float) -> int:
         if p <= limit:
             return k
         k += 1
+
+
+def inject_anomalies(events: list[dict[str, Any]], share: float, seed: int = 0
+                     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Plant abnormal purchases: for ``share`` of the customers with at least four purchases,
+    one extra purchase after their third, of 20 times their median basket so far, at 03:00-04:59
+    UTC on another channel than their own. Returns the events with them (in event-time order)
+    and the planted purchases. The generated events themselves are unchanged, so a seed gives
+    the same population with or without anomalies.
+
+    >>> events, _ = generate(PopulationSpec(customers=60, days=120, seed=3))
+    >>> mixed, planted = inject_anomalies(events, 0.5, seed=1)
+    >>> len(mixed) == len(events) + len(planted) > len(events)
+    True
+    """
+    rng = random.Random(seed)
+    purchases: dict[str, list[dict[str, Any]]] = {}
+    for event in events:
+        if event["type"] == "purchase":
+            purchases.setdefault(event["customer_id"], []).append(event)
+    planted = []
+    for cid in sorted(purchases):
+        bought = purchases[cid]
+        if len(bought) < 4 or rng.random() >= share:
+            continue
+        after = rng.randrange(2, len(bought) - 1)  # a day or more after the (after+1)-th purchase
+        start = datetime.fromisoformat(bought[after]["event_time"])
+        end = datetime.fromisoformat(bought[after + 1]["event_time"])
+        day = start + timedelta(days=rng.randint(1, max(1, (end - start).days)))
+        when = day.replace(hour=3, minute=rng.randrange(120) % 60, second=rng.randrange(60)) + timedelta(
+            hours=rng.randrange(2))
+        totals = sorted(Decimal(p["total"]) for p in bought[:after + 1])
+        total = (totals[len(totals) // 2] * 20).quantize(Decimal("0.01"))
+        channel = rng.choice([c for c in CHANNELS if c != bought[after]["channel"]])
+        category = bought[after]["items"][0]["category"]
+        planted.append({"type": "purchase", "event_id": f"{cid}-anomaly", "customer_id": cid,
+                        "event_time": when.isoformat(), "channel": channel, "order_id": f"o-{cid}-anomaly",
+                        "items": [{"sku": f"sku-{category}-999", "category": category, "quantity": 1,
+                                   "unit_price": str(total)}], "total": str(total), "currency": "USD"})
+    mixed = sorted(events + planted, key=lambda e: (e["event_time"], e["event_id"]))
+    return mixed, planted
