@@ -121,3 +121,5 @@ class Profile(BaseModel):
     potential: str | None = None  # high (low value today, predicted well above the mean), medium, low
     purchase_model: str | None = None  # the fitted model's version
     scores_as_of: datetime | None = None
+    # in the control group (PULSE_HOLDOUT_SHARE): personalization that acts on alerts or scores skips it
+    holdout: bool = False

