@@ -75,11 +75,17 @@ def replay(path: Path, fmt: str, until: datetime | None, speed: float | None, wa
 @click.option("--incident", default=None, metavar="SIGNAL:FACTOR:YYYY-MM-DD:DAYS",
               help="Inject an incident, e.g. conversion:0.5:2024-06-01:14 halves the chance that a session "
                    "buys for 14 days (signals: conversion, basket_value, refund_rate).")
+@click.option("--anomalies", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+              help="Plant an abnormal purchase (20x the median basket, 03:00-04:59, another channel) for this "
+                   "share of the customers with four or more purchases.")
+@click.option("--anomalies-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the planted abnormal purchases here (JSON lines), to score suspicious_transaction alerts.")
 @click.option("--produce", "to_kafka", is_flag=True, help="Produce the events to the events topic.")
 def generate(customers: int, days: int, start: datetime, seed: int, churn_share: float, seasonal_share: float,
-             incident: str | None, prefix: str, out: Path | None, truth: Path | None, to_kafka: bool) -> None:
+             incident: str | None, prefix: str, out: Path | None, truth: Path | None, anomalies: float,
+             anomalies_out: Path | None, to_kafka: bool) -> None:
 
-    from stream.io.generate import Incident, PopulationSpec, truth_rows
+    from stream.io.generate import Incident, PopulationSpec, inject_anomalies, truth_rows
     from stream.io.generate import generate as make_population
 
     if out is None and not to_kafka:
@@ -90,10 +96,19 @@ def generate(customers: int, days: int, start: datetime, seed: int, churn_share:
         raise click.BadParameter(str(exc).removeprefix("--incident: "), param_hint="--incident") from None
     spec = PopulationSpec(customers=customers, days=days, start=start.replace(tzinfo=UTC), seed=seed,
                           churn_share=churn_share, seasonal_share=seasonal_share, prefix=prefix, incident=injected)
+    if anomalies_out is not None and not anomalies:
+        raise click.UsageError("--anomalies-out needs --anomalies SHARE (e.g. 0.1)")
     events, hidden = make_population(spec)
+    planted: list[dict[str, Any]] = []
+    if anomalies:
+        events, planted = inject_anomalies(events, anomalies, seed)
     churners = sum(t.churns for t in hidden)
     click.echo(f"generated {len(events)} events for {customers} customers over {days} days "
-               f"({churners} churn)")
+               f"({churners} churn" + (f", {len(planted)} abnormal purchases planted)" if anomalies else ")"))
+    if anomalies_out is not None:
+        anomalies_out.parent.mkdir(parents=True, exist_ok=True)
+        anomalies_out.write_text("".join(json.dumps(event) + "\n" for event in planted), encoding="utf-8")
+        click.echo(f"planted abnormal purchases -> {anomalies_out}")
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         with out.open("w", encoding="utf-8") as handle:
