@@ -6,8 +6,10 @@ open prediction points into labels and opens new ones."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from schemas import Alert, AlertOutcome, ChurnLabel, Contribution, CustomerState
 from stream.core.churn import (
@@ -28,6 +30,8 @@ DOWNGRADE_FROM = frozenset({"Champions", "Loyal"})
 DOWNGRADE_TO = frozenset({"At Risk", "Can't Lose Them", "Hibernating", "Lost"})
 HIGH_VALUE_TIERS = frozenset({"diamond", "gold"})
 CHURN_WARNINGS = frozenset({"churn_risk", "high_value_at_risk"})  # raised by a churn score reaching its threshold
+
+T = TypeVar("T")
 
 PH_DELTA = 0.1  # tolerated increase of the mean log gap before it counts
 PH_LAMBDA = 2.5  # cumulative excess (in log days) that signals a drop in activity
@@ -74,46 +78,45 @@ class Assessment:
     outcomes: tuple[AlertOutcome, ...] = ()
 
 
+def _resolve(opened: Iterable[T], moment: Callable[[T], datetime], now: datetime, purchased_at: datetime | None,
+             config: ChurnConfig) -> tuple[list[tuple[T, bool, datetime]], tuple[T, ...]]:
+    """Split open items (predictions, alerts) opened at ``moment(item)`` into those resolved now,
+    each with whether a purchase resolved it and when (a purchase within H days after it; else
+    event time passing H days after it), and those still open."""
+    horizon = timedelta(days=config.horizon_days)
+    resolved, still_open = [], []
+    for item in opened:
+        at = moment(item)
+        if purchased_at is not None and at < purchased_at <= at + horizon:
+            resolved.append((item, True, purchased_at))
+        elif at + horizon <= now:
+            resolved.append((item, False, at + horizon))
+        else:
+            still_open.append(item)
+    return resolved, tuple(still_open)
+
+
 def resolve_labels(state: CustomerState, now: datetime, purchased_at: datetime | None,
                    config: ChurnConfig) -> tuple[tuple[ChurnLabel, ...], tuple]:
     """Resolve open predictions: a purchase within H days of one labels it 0; event time
     passing H days after it with no purchase labels it 1. Returns (labels, still open)."""
-    horizon = timedelta(days=config.horizon_days)
-    labels, still_open = [], []
-    for predicted_at, score, vector in state.pending:
-        if purchased_at is not None and predicted_at < purchased_at <= predicted_at + horizon:
-            label, resolved_at = 0, purchased_at
-        elif predicted_at + horizon <= now:
-            label, resolved_at = 1, predicted_at + horizon
-        else:
-            still_open.append((predicted_at, score, vector))
-            continue
-        labels.append(ChurnLabel(label_id=f"{state.customer_id}:{predicted_at.isoformat()}",
-                                 customer_id=state.customer_id, predicted_at=predicted_at, resolved_at=resolved_at,
-                                 label=label, features=vector, score=score, model_version=HEURISTIC_VERSION))
-    return tuple(labels), tuple(still_open)
+    resolved, still_open = _resolve(state.pending, lambda item: item[0], now, purchased_at, config)
+    return tuple(ChurnLabel(label_id=f"{state.customer_id}:{predicted_at.isoformat()}", customer_id=state.customer_id,
+                            predicted_at=predicted_at, resolved_at=resolved_at, label=0 if bought else 1,
+                            features=vector, score=score, model_version=HEURISTIC_VERSION)
+                 for (predicted_at, score, vector), bought, resolved_at in resolved), still_open
 
 
 def resolve_outcomes(state: CustomerState, now: datetime, purchased_at: datetime | None,
                      config: ChurnConfig) -> tuple[tuple[AlertOutcome, ...], tuple]:
-    """Resolve open alerts the way :func:`resolve_labels` resolves predictions: a purchase within
-    H days after one makes it converted; event time passing H days after it makes it not.
-    Returns (outcomes, still open)."""
-    horizon = timedelta(days=config.horizon_days)
-    outcomes, still_open = [], []
-    for alert_id, alerted_at, holdout in state.open_alerts:
-        if purchased_at is not None and alerted_at < purchased_at <= alerted_at + horizon:
-            converted, resolved_at = True, purchased_at
-        elif alerted_at + horizon <= now:
-            converted, resolved_at = False, alerted_at + horizon
-        else:
-            still_open.append((alert_id, alerted_at, holdout))
-            continue
-        outcomes.append(AlertOutcome(alert_id=alert_id, customer_id=state.customer_id,
-                                     kind=alert_id.rsplit(":", 2)[-2], holdout=holdout, alerted_at=alerted_at,
-                                     resolved_at=resolved_at, converted=converted,
-                                     horizon_days=config.horizon_days))
-    return tuple(outcomes), tuple(still_open)
+    """Resolve open alerts as :func:`resolve_labels` resolves predictions: converted by a
+    purchase within H days after the alert, not converted once H days pass. Returns (outcomes,
+    still open)."""
+    resolved, still_open = _resolve(state.open_alerts, lambda item: item[1], now, purchased_at, config)
+    return tuple(AlertOutcome(alert_id=alert_id, customer_id=state.customer_id, kind=alert_id.rsplit(":", 2)[-2],
+                              holdout=holdout, alerted_at=alerted_at, resolved_at=resolved_at, converted=bought,
+                              horizon_days=config.horizon_days)
+                 for (alert_id, alerted_at, holdout), bought, resolved_at in resolved), still_open
 
 
 def _with_prediction(pending: tuple, now: datetime, score: float | None, state: CustomerState,
