@@ -37,6 +37,9 @@ class CustomerState(BaseModel):
     # the purchase days a late purchase could still share (within the lateness of the newest event)
     purchase_days: int = 0
     recent_purchase_days: list[int] = Field(default_factory=list)
+    # distinct UTC days with any event (the churn heuristic's pace of activity), kept the same way
+    active_days: int = 0
+    recent_active_days: list[int] = Field(default_factory=list)
     # inter-purchase gaps in days (Welford's running mean and sum of squared deviations)
     interval_count: int = 0
     interval_mean_days: float = 0.0

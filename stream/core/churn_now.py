@@ -19,8 +19,8 @@ from stream.core.churn import (
     features,
     gap_of,
     heuristic_of,
-    heuristic_terms,
     projected,
+    vector_terms,
 )
 
 INPUT_DIGITS = 4
@@ -41,11 +41,12 @@ def score_later(inputs: Mapping[str, float], ahead_days: float, config: ChurnCon
     ready ``model``, else the heuristic.
 
     >>> inputs = {"recency_days": 10.0, "frequency": 1.0, "interval_mean_days": 0.0, "tenure_days": 10.0,
-    ...           "activity_trend": 0.0, "complaints": 0.0, "refunds": 0.0, "recency_ratio": 10 / 45}
-    >>> round(score_later(inputs, 35, ChurnConfig(), None).probability, 3)  # 45 days: the usual gap
-    0.5
+    ...           "activity_trend": 0.0, "complaints": 0.0, "refunds": 0.0, "recency_ratio": 10 / 45,
+    ...           "silence_days": 10.0, "active_days": 1.0, "active_span_days": 0.0}
+    >>> [round(score_later(inputs, ahead, ChurnConfig(), None).probability, 3) for ahead in (0, 35, 80)]
+    [0.012, 0.262, 0.747]
     """
     vector = projected(inputs, max(0.0, ahead_days), gap_of(inputs, config))
     if model is not None and model.ready:
         return model.score(vector)
-    return heuristic_of(heuristic_terms(vector["recency_ratio"], vector["complaints"], vector["refunds"]))
+    return heuristic_of(vector_terms(vector))

@@ -85,6 +85,7 @@ def apply_event(state: CustomerState, event: Event,
         "dedup_evicted": state.dedup_evicted + evicted,
     }
     update.update(_behaviour(state, event, newest))
+    update.update(_active_day(state, event.event_time, newest, policy))
     update.update(marketing_consent(state, event))
     if isinstance(event, Purchase):
         update.update(_purchase_day(state, event.event_time, newest, policy))
@@ -114,15 +115,36 @@ def marketing_consent(state: CustomerState, event: Event) -> dict[str, object]:
 
 
 def _purchase_day(state: CustomerState, at: datetime, newest: datetime, policy: DedupPolicy) -> dict[str, object]:
-    """Count the purchase's day once, in any arrival order: an admitted purchase is never more
-    than the lateness before the newest event, so remembering the purchase days since then is
-    enough to know whether its day was counted."""
-    day, oldest_possible = _day(at), _day(newest - policy.lateness)
-    recent = [d for d in state.recent_purchase_days if d >= oldest_possible]
-    if day in recent:
-        return {"recent_purchase_days": recent}
+    """Count the purchase's day once, in any arrival order (see :func:`_count_day`)."""
     counted = state.purchase_days or state.orders  # a state from before purchase days: its orders
-    return {"purchase_days": counted + 1, "recent_purchase_days": sorted([*recent, day])}
+    total, recent = _count_day(counted, state.recent_purchase_days, at, newest, policy)
+    return {"purchase_days": total, "recent_purchase_days": recent}
+
+
+def _active_day(state: CustomerState, at: datetime, newest: datetime, policy: DedupPolicy) -> dict[str, object]:
+    """Count the event's day once among the days with any event (see :func:`_count_day`)."""
+    # a state from before active days: at least its purchase days (a lower bound)
+    counted = state.active_days or state.purchase_days or state.orders
+    total, recent = _count_day(counted, state.recent_active_days, at, newest, policy)
+    return {"active_days": total, "recent_active_days": recent}
+
+
+def _count_day(counted: int, recent_days: list[int], at: datetime, newest: datetime,
+               policy: DedupPolicy) -> tuple[int, list[int]]:
+    """A count of distinct days, exact in any arrival order: an admitted event is never more
+    than the lateness before the newest event, so remembering the counted days since then is
+    enough to know whether its day was counted.
+
+    >>> from datetime import UTC
+    >>> day = datetime(2024, 1, 2, 12, tzinfo=UTC)
+    >>> _count_day(4, [19723, 19724], day, day, DEFAULT_POLICY)  # 2 Jan 2024 is day 19724
+    (4, [19723, 19724])
+    """
+    day, oldest_possible = _day(at), _day(newest - policy.lateness)
+    recent = [d for d in recent_days if d >= oldest_possible]
+    if day in recent:
+        return counted, recent
+    return counted + 1, sorted([*recent, day])
 
 
 def _day(moment: datetime) -> int:

@@ -10,7 +10,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from schemas import ChurnLabel
-from stream.core.churn import FEATURES, MODEL_INPUTS, PROJECTION_DAYS, ChurnConfig, gap_of, heuristic_terms
+from stream.core.churn import (
+    FEATURES,
+    MODEL_INPUTS,
+    PROJECTION_DAYS,
+    ChurnConfig,
+    gap_of,
+    projected,
+    vector_terms,
+    with_heuristic_inputs,
+)
 from stream.model.params import LOG_FEATURES, ModelParams
 
 THRESHOLD_WINDOW = 1_500  # recent labelled prediction points the alert threshold is chosen on
@@ -29,7 +38,8 @@ class Point:
 
     @classmethod
     def of(cls, label: ChurnLabel, horizon_days: float) -> Point:
-        vector = tuple(float(label.features.get(name, 0.0)) for name in FEATURES)
+        full = with_heuristic_inputs(label.features)
+        vector = tuple(float(full.get(name, 0.0)) for name in FEATURES)
         if label.label:
             window = horizon_days - vector[FEATURES.index("recency_days")]
         else:
@@ -72,8 +82,8 @@ def in_time_reach(params: ModelParams, points: list[Point], horizon_days: float,
     # the heuristic only grows with silence: its highest score is at the end of the window
     target = math.log(heuristic_threshold / (1 - heuristic_threshold))
     heuristic_warns = np.array([
-        sum(heuristic_terms((p.vector[index["recency_days"]] + max(0.0, p.window_days - 1e-6)) / gap,
-                            p.vector[index["complaints"]], p.vector[index["refunds"]]).values()) >= target
+        sum(vector_terms(projected(dict(zip(FEATURES, p.vector, strict=True)), max(0.0, p.window_days - 1e-6),
+                                   gap)).values()) >= target
         for p, gap in zip(points, gaps, strict=True)], dtype=bool)
     return reach, heuristic_warns
 

@@ -12,6 +12,7 @@ from schemas import CustomerState, CustomerTags, parse_event
 from stream.core.alerts import assess
 from stream.core.churn import (
     FEATURES,
+    HEURISTIC_VERSION,
     PURCHASE_FEATURES,
     ChurnConfig,
     churn_boundary,
@@ -87,16 +88,17 @@ def _walk(state: CustomerState, until: datetime) -> tuple[CustomerState, list]:
     return state, alerts
 
 
-def test_a_silent_customer_gets_one_churn_risk_and_one_inactivity_alert_in_order() -> None:
+def test_a_silent_customer_gets_one_inactivity_and_one_churn_risk_alert_in_order() -> None:
     state = _buyer(gap_days=20, orders=6)
     last = state.last_purchase_at
     assert last is not None
     state, alerts = _walk(state, last + timedelta(days=365))
-    assert [a.kind for a in alerts] == ["churn_risk", "inactivity"]
-    risk, idle = alerts
-    assert risk.event_time < last + timedelta(days=CONFIG.horizon_days)
+    # six active days in 100: twice the usual gap is reached first, the churn odds at 84 days
+    assert [a.kind for a in alerts] == ["inactivity", "churn_risk"]
+    idle, risk = alerts
+    assert last + timedelta(days=80) < risk.event_time < last + timedelta(days=CONFIG.horizon_days)
     assert risk.score is not None and risk.score >= CONFIG.threshold
-    assert risk.explanation[0].feature == "recency_ratio" and risk.explanation[0].contribution > 0
+    assert risk.explanation[0].feature == "silence" and risk.explanation[0].contribution > 0
     assert idle.event_time == last + timedelta(days=40, microseconds=1)  # 2 x the 20-day gap
     assert len({a.alert_id for a in alerts}) == 2 and all(a.alert_id.startswith("c:") for a in alerts)
     assert state.alerted == {"churn_risk": risk.event_time, "inactivity": idle.event_time}
@@ -247,20 +249,21 @@ def test_while_a_model_serves_the_heuristics_crossing_still_warns_and_is_a_bound
     from stream.core.churn import threshold_crossing
 
     model = _QuietModel()
+    config = ChurnConfig(inactivity_factor=20.0)  # so that the crossing is the first boundary
     state = _buyer(gap_days=10, orders=4)
     last = state.last_purchase_at
     assert last is not None
-    crossing = threshold_crossing(state, last, CONFIG)
-    assert crossing is not None and churn_boundary(state, last, CONFIG, model) == crossing
-    before = assess(state, state, last, CONFIG, model).state
+    crossing = threshold_crossing(state, last, config)
+    assert crossing is not None and churn_boundary(state, last, config, model) == crossing
+    before = assess(state, state, last, config, model).state
     assert (before.churn_probability, before.churn_model) == (0.01, "logreg-test")  # the model serves
-    at = assess(before, before, crossing, CONFIG, model)
+    at = assess(before, before, crossing, config, model)
     risk = [a for a in at.alerts if a.kind == "churn_risk"]
-    assert len(risk) == 1 and risk[0].model_version == "heuristic-1" and risk[0].threshold == CONFIG.threshold
-    assert risk[0].score is not None and risk[0].score >= CONFIG.threshold
+    assert len(risk) == 1 and risk[0].model_version == HEURISTIC_VERSION and risk[0].threshold == config.threshold
+    assert risk[0].score is not None and risk[0].score >= config.threshold
     assert at.state.churn_probability == 0.01  # the served score is still the model's
     # one warning per silence, whichever scorer raised it
-    assert [a for a in assess(at.state, at.state, crossing + timedelta(days=40), CONFIG, model).alerts
+    assert [a for a in assess(at.state, at.state, crossing + timedelta(days=40), config, model).alerts
             if a.kind == "churn_risk"] == []
 
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from schemas import CustomerState, parse_event
 from stream.core.alerts import assess
-from stream.core.churn import ChurnConfig, features, heuristic_score, risk_band
+from stream.core.churn import HEURISTIC_VERSION, ChurnConfig, features, heuristic_score, risk_band
 from stream.core.fold import apply_event, to_profile
 from stream.core.purchase import DAY_SECONDS, BgNbd, GammaGamma
 from stream.core.purchase_outlook import PurchaseModel
@@ -71,7 +71,7 @@ def test_a_heuristic_score_read_later_is_the_score_at_that_moment(gap: int, orde
     assert expected is not None
     assert float(read["churn_probability"]) == pytest.approx(expected.probability, abs=2e-4)
     assert read["churn_risk"] == risk_band(expected.probability, CONFIG.threshold)
-    assert read["model_version"] == "heuristic-1"
+    assert read["model_version"] == HEURISTIC_VERSION
     if silence >= 1:  # a silent customer's score has moved on, and says when it is for
         assert now > at and float(read["churn_probability"]) >= float(stored["churn_probability"])
 

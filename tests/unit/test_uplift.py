@@ -85,7 +85,7 @@ def simulate(effect: float, customers: int, seed: int) -> tuple[list[AlertOutcom
 
 
 def test_the_uplift_interval_contains_the_planted_effect() -> None:
-    outcomes, planted = simulate(effect=0.4, customers=400, seed=11)
+    outcomes, planted = simulate(effect=0.4, customers=550, seed=11)
     [report] = uplift_report(outcomes, kinds=[KIND])
     low, high = report.interval  # type: ignore[misc]
     print(f"planted {planted:.3f}, reported {report.uplift:.3f} [{low:.3f}, {high:.3f}], "
