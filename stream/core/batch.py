@@ -20,6 +20,7 @@ class RawRfm:
     first_purchase_at: datetime | None
     last_purchase_at: datetime | None
     purchase_days: int = 0  # distinct UTC days with a purchase
+    active_days: int = 0  # distinct UTC days with any event
 
 
 def batch_raw_rfm(events: Iterable[Mapping[str, Any]]) -> dict[str, RawRfm]:
@@ -55,6 +56,7 @@ def batch_raw_rfm(events: Iterable[Mapping[str, Any]]) -> dict[str, RawRfm]:
             first_purchase_at=min(times) if times else None,
             last_purchase_at=max(times) if times else None,
             purchase_days=len({int(t.timestamp() // 86_400) for t in times}),
+            active_days=len({int(datetime.fromisoformat(str(e["event_time"])).timestamp() // 86_400) for e in evs}),
         )
     return result
 

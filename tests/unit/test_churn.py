@@ -315,3 +315,22 @@ def test_with_a_fitted_purchase_model_the_features_carry_its_outlook_which_silen
     assert set(soon) == set(FEATURES) | set(PURCHASE_FEATURES)
     assert 0 < soon["purchase_churn"] < later["purchase_churn"] < 1
     assert soon["expected_orders"] > later["expected_orders"] >= 0
+
+
+def test_silence_counts_from_the_last_event_of_any_kind_against_the_customers_pace() -> None:
+    buyer = _buyer(gap_days=10, orders=4)  # four active days in a month
+    last = buyer.last_purchase_at
+    assert last is not None
+    browser = buyer
+    for day in range(3, 73, 3):  # the same purchases, then a page view every third day for 72 days
+        browser = _apply(browser, {"type": "page_view", "event_id": f"v{day}", "customer_id": "c",
+                                   "event_time": (last + timedelta(days=day)).isoformat()})
+    assert (buyer.active_days, browser.active_days) == (4, 28)
+    quiet, busy = threshold_crossing(buyer, last, CONFIG), threshold_crossing(browser, last, CONFIG)
+    assert quiet is not None and busy is not None and browser.last_event_at is not None
+    # still around while browsing: not at risk when the buyer who stopped already is
+    browsing, stopped = heuristic_score(browser, quiet, CONFIG), heuristic_score(buyer, quiet, CONFIG)
+    assert browsing is not None and stopped is not None
+    assert browsing.probability < CONFIG.threshold <= stopped.probability
+    # a busier customer's silence weighs more: the same odds after a shorter silence
+    assert busy - browser.last_event_at < quiet - last
