@@ -176,6 +176,13 @@ class Settings(BaseSettings):
                     "better than the heuristic.",
         json_schema_extra={"form": "shadow or auto"},
     )
+    churn_warn_by: str = Field(
+        "either",
+        description="either: while the online model serves, a churn_risk warning is raised when it or the "
+                    "heuristic reaches its threshold (no warning the heuristic would give is lost by the "
+                    "switch); served: only the scorer that serves the score warns.",
+        json_schema_extra={"form": "either or served"},
+    )
     api_tokens: str = Field(
         "",
         repr=False,
@@ -286,6 +293,14 @@ class Settings(BaseSettings):
             raise ValueError("must be shadow or auto")
         return value
 
+    @field_validator("churn_warn_by")
+    @classmethod
+    def _check_churn_warn_by(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in {"either", "served"}:
+            raise ValueError("must be either or served")
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _check_log_level(cls, value: str) -> str:
@@ -336,7 +351,7 @@ class Settings(BaseSettings):
     def churn_config(self) -> ChurnConfig:
         return ChurnConfig(horizon_days=self.churn_horizon_days, threshold=self.churn_threshold,
                            inactivity_factor=self.inactivity_factor, cooldown_days=self.alert_cooldown_days,
-                           holdout_share=self.holdout_share)
+                           holdout_share=self.holdout_share, warn_by=self.churn_warn_by)
 
     def api_token_list(self) -> list[str]:
         return [token for token in self.api_tokens.split(",") if token]

@@ -158,8 +158,9 @@ def assess(before: CustomerState, after: CustomerState, now: datetime, config: C
     # is still a new risk to warn of. A cooldown only defers it to the next scoring.)
     last_risk = after.alerted.get("churn_risk")
     warned = last_risk is not None and after.last_purchase_at is not None and last_risk >= after.last_purchase_at
+    scorers = ((score, limit), (heuristic, config.threshold)) if config.warn_by == "either" else ((score, limit),)
     warning = None if warned or score is None or heuristic is None else next(
-        ((s, t) for s, t in ((score, limit), (heuristic, config.threshold)) if s.probability >= t), None)
+        ((s, t) for s, t in scorers if s is not None and s.probability >= t), None)
     if warning is not None:
         by, at_least = warning
         candidates.append(("churn_risk", "high" if by.probability >= at_least + 2 * (1 - at_least) / 3 else "medium",

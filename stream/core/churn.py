@@ -78,10 +78,14 @@ class ChurnConfig:
     # alerts per customer awaiting their outcome (each ~90 bytes of state): six kinds, each at most
     # every 30 days (the default cooldown) over a 90-day horizon; beyond it the oldest is dropped
     max_open_alerts: int = 18
+    # while a model serves: "either" it or the heuristic warns (at its own threshold), or only the "served" one
+    warn_by: str = "either"
 
     def __post_init__(self) -> None:
         if not 0 < self.threshold < 1:
             raise ValueError("threshold must be between 0 and 1 (exclusive)")
+        if self.warn_by not in ("either", "served"):
+            raise ValueError("warn_by must be either or served")
 
 
 def typical_gap_days(state: CustomerState, config: ChurnConfig) -> float:
@@ -392,7 +396,8 @@ def churn_boundary(state: CustomerState, now: datetime, config: ChurnConfig,
     horizon = timedelta(days=config.horizon_days)
     expiries = [predicted_at + horizon for predicted_at, _, _ in state.pending]
     expiries += [alerted_at + horizon for _, alerted_at, _ in state.open_alerts]
-    crossings = [threshold_crossing(state, now, config)]
+    serving = model is not None and model.ready
+    crossings = [threshold_crossing(state, now, config)] if not serving or config.warn_by == "either" else []
     if model is not None and model.ready:
         crossings.append(model_crossing(state, now, config, model))
     # a churn_risk of this silence deferred by the cooldown is due when the cooldown ends

@@ -334,3 +334,23 @@ def test_silence_counts_from_the_last_event_of_any_kind_against_the_customers_pa
     assert browsing.probability < CONFIG.threshold <= stopped.probability
     # a busier customer's silence weighs more: the same odds after a shorter silence
     assert busy - browser.last_event_at < quiet - last
+
+
+def test_with_warn_by_served_only_the_serving_model_warns() -> None:
+    from stream.core.churn import threshold_crossing
+
+    model = _QuietModel()
+    config = ChurnConfig(inactivity_factor=20.0, warn_by="served")
+    state = _buyer(gap_days=10, orders=4)
+    last = state.last_purchase_at
+    assert last is not None
+    crossing = threshold_crossing(state, last, config)
+    assert crossing is not None
+    boundary = churn_boundary(state, last, config, model)
+    assert boundary is None or boundary > crossing  # the heuristic's crossing is no longer a boundary
+    before = assess(state, state, last, config, model).state
+    at = assess(before, before, crossing + timedelta(days=1), config, model)
+    assert [a for a in at.alerts if a.kind == "churn_risk"] == []  # the quiet model never warns
+    # with no model ready, the heuristic serves and warns as before
+    alone = assess(state, state, crossing, config)
+    assert [a.kind for a in alone.alerts if a.kind == "churn_risk"] == ["churn_risk"]
