@@ -58,7 +58,7 @@ def create_app(settings: Settings) -> Pulse:
         # customer's partition forwarded to customer-events) and customer-events
         inputs=app.topic(settings.topic("events"), settings.topic("customer-events"), **raw),
         population=PopulationBook(settings.partitions, tables["customer-state"], tables["sweep-index"],
-                                  mode=rules.scoring.mode),
+                                  mode=rules.scoring.mode, counters=tables["profile-counters"]),
         activity=ActivityMonitor(lateness=settings.dedup_policy().lateness),
     )
     if rules.scoring.mode == "population":

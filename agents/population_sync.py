@@ -5,7 +5,9 @@ other worker's from it (the book itself, and how rescoring works: ``stream/core/
 Every ``PULSE_PURCHASE_FIT_SECONDS`` each worker also refits the purchase model
 (``stream/core/purchase.py``) over the merged population when it changed, in a thread so
 the event loop goes on, and writes it to Redis (``pulse:purchase-model``) for readers that
-compute outlooks as of the model's now (``pulse export``, the lookup API)."""
+compute outlooks as of the model's now (``pulse export``, the lookup API). At the same pace it
+derives the cross-sell rules of the merged population (``stream/core/affinity.py``), which the
+profiles' ``next_best_categories`` use, and writes them to Redis (``pulse:affinity``)."""
 
 from __future__ import annotations
 
@@ -18,11 +20,12 @@ from typing import Any
 from agents.context import Pulse
 from agents.follow import follow
 from agents.publish import set_json
+from stream.core.affinity import ANY, affinity_document, rules
 from stream.core.population import PopulationBook
 from stream.core.purchase import FitError
 from stream.core.purchase_outlook import fit_population
 from stream.core.rfm import MONETARY_RESOLUTION, Population
-from stream.sinks.redis import PURCHASE_MODEL_KEY
+from stream.sinks.redis import AFFINITY_KEY, PURCHASE_MODEL_KEY
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,16 @@ def register(pulse: Pulse, book: PopulationBook) -> None:
         await follow(pulse.settings.kafka, topic, on_share, start="beginning", what="rfm population")
 
     fitted: dict[str, Any] = {"inputs": None, "published": False}
+    published_rules: dict[str, Any] = {"document": None}
+
+    @app.timer(interval=pulse.settings.purchase_fit_seconds)
+    async def derive_affinity() -> None:
+        merged = book.merged()
+        book.affinity = rules(merged.category_orders, merged.follows)
+        document = affinity_document(merged.category_orders.get(ANY, 0), book.affinity)
+        if document != published_rules["document"] and await set_json(pulse.settings, AFFINITY_KEY, document,
+                                                                        "cross-sell rules"):
+            published_rules["document"] = document
 
     @app.timer(interval=pulse.settings.purchase_fit_seconds)
     async def fit_purchase_model() -> None:

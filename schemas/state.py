@@ -52,6 +52,10 @@ class CustomerState(BaseModel):
     last_session_id: str | None = None
     funnel_stage: str | None = None
     category_interest: dict[str, tuple[float, float]] = {}
+    # cross-sell affinity (stream/core/affinity.py): the categories bought (the first 8), and the
+    # baskets of the last 30 days + lateness, (epoch seconds, categories), for exact follow counts
+    categories_bought: list[str] = Field(default_factory=list)
+    recent_baskets: list[tuple[int, tuple[str, ...]]] = Field(default_factory=list)
     channel_counts: dict[str, int] = {}
     complaints: int = 0
     last_complaint_at: AwareDatetime | None = None
@@ -122,6 +126,9 @@ class Profile(BaseModel):
     expected_orders: float | None = None  # within H days
     predicted_value: float | None = None  # expected spend within H days
     potential: str | None = None  # high (low value today, predicted well above the mean), medium, low
+    # cross-sell: categories not bought yet, by the lift of the best population rule from one bought
+    # ("music:3.41,toys:1.52"; stream/core/affinity.py), as of the rules when the profile was written
+    next_best_categories: str | None = None
     purchase_model: str | None = None  # the fitted model's version
     scores_as_of: datetime | None = None
     # in the control group (PULSE_HOLDOUT_SHARE): personalization that acts on alerts or scores skips it

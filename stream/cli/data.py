@@ -80,12 +80,15 @@ def replay(path: Path, fmt: str, until: datetime | None, speed: float | None, wa
                    "share of the customers with four or more purchases.")
 @click.option("--anomalies-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the planted abnormal purchases here (JSON lines), to score suspicious_transaction alerts.")
+@click.option("--cross-sell", default=None, metavar="A:B:SHARE",
+              help="Plant a cross-sell rule, e.g. books:music:0.5: after a purchase of books, half the time a "
+                   "purchase of music 1-30 days later (music is then bought only that way).")
 @click.option("--produce", "to_kafka", is_flag=True, help="Produce the events to the events topic.")
 def generate(customers: int, days: int, start: datetime, seed: int, churn_share: float, seasonal_share: float,
              incident: str | None, prefix: str, out: Path | None, truth: Path | None, anomalies: float,
-             anomalies_out: Path | None, to_kafka: bool) -> None:
+             anomalies_out: Path | None, cross_sell: str | None, to_kafka: bool) -> None:
 
-    from stream.io.generate import Incident, PopulationSpec, inject_anomalies, truth_rows
+    from stream.io.generate import CrossSell, Incident, PopulationSpec, inject_anomalies, plant_cross_sell, truth_rows
     from stream.io.generate import generate as make_population
 
     if out is None and not to_kafka:
@@ -94,6 +97,10 @@ def generate(customers: int, days: int, start: datetime, seed: int, churn_share:
         injected = Incident.parse(incident) if incident else None
     except ValueError as exc:
         raise click.BadParameter(str(exc).removeprefix("--incident: "), param_hint="--incident") from None
+    try:
+        rule = CrossSell.parse(cross_sell) if cross_sell else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc).removeprefix("--cross-sell: "), param_hint="--cross-sell") from None
     spec = PopulationSpec(customers=customers, days=days, start=start.replace(tzinfo=UTC), seed=seed,
                           churn_share=churn_share, seasonal_share=seasonal_share, prefix=prefix, incident=injected)
     if anomalies_out is not None and not anomalies:
@@ -102,9 +109,16 @@ def generate(customers: int, days: int, start: datetime, seed: int, churn_share:
     planted: list[dict[str, Any]] = []
     if anomalies:
         events, planted = inject_anomalies(events, anomalies, seed)
+    cross_sold: list[dict[str, Any]] = []
+    if rule is not None:
+        events, cross_sold = plant_cross_sell(events, rule, seed)
     churners = sum(t.churns for t in hidden)
-    click.echo(f"generated {len(events)} events for {customers} customers over {days} days "
-               f"({churners} churn" + (f", {len(planted)} abnormal purchases planted)" if anomalies else ")"))
+    notes = [f"{churners} churn"]
+    if anomalies:
+        notes.append(f"{len(planted)} abnormal purchases planted")
+    if rule is not None:
+        notes.append(f"{len(cross_sold)} {rule.consequent} purchases planted after {rule.antecedent}")
+    click.echo(f"generated {len(events)} events for {customers} customers over {days} days ({', '.join(notes)})")
     if anomalies_out is not None:
         anomalies_out.parent.mkdir(parents=True, exist_ok=True)
         anomalies_out.write_text("".join(json.dumps(event) + "\n" for event in planted), encoding="utf-8")
@@ -211,6 +225,37 @@ def uplift_report(kinds: tuple[str, ...], since: datetime | None, until: datetim
                "one unit per customer and kind: their first resolved alert")
     for line in report_lines(rows):
         click.echo(line)
+
+
+@main.command(help="Print the population's cross-sell rules (a purchase of A followed by one of B within 30 days), "
+                    "as the workers last published them.")
+@click.option("--top", default=20, show_default=True, type=click.IntRange(1, 1000), help="How many rules, by lift.")
+@click.option("--json", "as_json", is_flag=True, help="The published document as JSON.")
+def affinity(top: int, as_json: bool) -> None:
+
+    import redis
+
+    from stream.sinks.redis import AFFINITY_KEY
+
+    settings = load_or_exit(redis=True)
+    try:
+        stored = redis.Redis.from_url(settings.redis_url, decode_responses=True).get(AFFINITY_KEY)
+    except redis.RedisError as exc:
+        raise click.ClickException(f"cannot read {AFFINITY_KEY} from {settings.redis_display}: {exc}") from None
+    if not stored:
+        raise click.ClickException(f"no cross-sell rules in {AFFINITY_KEY} yet: a worker with population scoring "
+                                   "publishes them every PULSE_PURCHASE_FIT_SECONDS once purchases arrive")
+    document = json.loads(str(stored))
+    document["rules"] = document["rules"][:top]
+    if as_json:
+        click.echo(json.dumps(document, indent=2))
+        return
+    click.echo(f"{document['purchases']:,} purchases; a rule needs {document['min_purchases']} purchases of A "
+               f"followed by B within {document['window_days']} days")
+    click.echo(f"  {'if':<14} {'then':<14} {'lift':>6} {'confidence':>11} {'support':>8} {'purchases':>10}")
+    for rule in document["rules"]:
+        click.echo(f"  {rule['if']:<14} {rule['then']:<14} {rule['lift']:>6.2f} {rule['confidence']:>11.3f} "
+                   f"{rule['support']:>8.4f} {rule['purchases']:>10,}")
 
 
 @main.command(help="Write every customer's profile from Redis as JSON lines (purchase-model scores as "

@@ -63,3 +63,57 @@ def batch_raw_rfm(events: Iterable[Mapping[str, Any]]) -> dict[str, RawRfm]:
 
 def _cents(value: Any) -> Decimal:
     return Decimal(str(value)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+@dataclass(frozen=True)
+class BatchAffinity:
+    """Cross-sell counts over a whole event log (``stream/core/affinity.py``)."""
+
+    orders: dict[str, int]  # purchases with each category ("*": all)
+    follows: dict[tuple[str, str], int]  # of those, followed by another purchase with B within the window
+    by_customer: dict[str, tuple[dict[str, int], dict[str, int]]]  # the same per customer ("A>B" keys)
+
+
+def batch_affinity(events: Iterable[Mapping[str, Any]], window_seconds: int) -> BatchAffinity:
+    """Deduplicate by event id; a purchase is followed by B when another purchase of the same
+    customer containing B is at most ``window_seconds`` after it (or at the same second).
+
+    >>> evs = [{"event_id": "1", "customer_id": "a", "type": "purchase", "event_time": "2024-01-01T00:00:00+00:00",
+    ...         "items": [{"category": "books"}]},
+    ...        {"event_id": "2", "customer_id": "a", "type": "purchase", "event_time": "2024-01-20T00:00:00+00:00",
+    ...         "items": [{"category": "music"}]}]
+    >>> found = batch_affinity(evs, 30 * 86_400)
+    >>> found.orders, found.follows
+    ({'*': 2, 'books': 1, 'music': 1}, {('*', 'music'): 1, ('books', 'music'): 1})
+    """
+    unique: dict[str, Mapping[str, Any]] = {}
+    for event in events:
+        unique.setdefault(str(event["event_id"]), event)
+    baskets: dict[str, list[tuple[int, str, set[str]]]] = {}
+    for event_id, event in unique.items():
+        if event["type"] != "purchase":
+            continue
+        moment = int(datetime.fromisoformat(str(event["event_time"])).timestamp())
+        categories = {str(item["category"]) for item in event.get("items", ()) if item.get("category")}
+        baskets.setdefault(str(event["customer_id"]).strip(), []).append((moment, event_id, categories))
+    orders: dict[str, int] = {}
+    follows: dict[tuple[str, str], int] = {}
+    by_customer = {}
+    for customer_id, mine in baskets.items():
+        own_orders: dict[str, int] = {}
+        own_follows: dict[str, int] = {}
+        for moment, event_id, categories in mine:
+            after = set().union(*(cats for when, other, cats in mine
+                                  if other != event_id and 0 <= when - moment <= window_seconds))
+            for antecedent in ("*", *categories):
+                own_orders[antecedent] = own_orders.get(antecedent, 0) + 1
+                for consequent in after:
+                    key = f"{antecedent}>{consequent}"
+                    own_follows[key] = own_follows.get(key, 0) + 1
+        by_customer[customer_id] = (dict(sorted(own_orders.items())), dict(sorted(own_follows.items())))
+        for key, n in own_orders.items():
+            orders[key] = orders.get(key, 0) + n
+        for pair, n in own_follows.items():
+            a, _, b = pair.partition(">")
+            follows[(a, b)] = follows.get((a, b), 0) + n
+    return BatchAffinity(dict(sorted(orders.items())), dict(sorted(follows.items())), by_customer)

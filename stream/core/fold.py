@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from schemas import CLICK_TYPES, CustomerState, Event, Profile, Purchase, Refund, SupportContact
+from stream.core.affinity import Rule, next_best, suggestion_text
 from stream.core.churn import ChurnConfig, risk_band
 from stream.core.churn_now import stored_inputs
 from stream.core.dedup import DEFAULT_POLICY, Admission, DedupPolicy, admit, remember
@@ -214,9 +216,10 @@ def _behaviour(state: CustomerState, event: Event, newest: datetime) -> dict[str
 
 
 def to_profile(state: CustomerState, computed_at: datetime, churn: ChurnConfig = DEFAULT_CHURN,
-               purchase: PurchaseModel | None = None) -> Profile:
+               purchase: PurchaseModel | None = None, affinity: Sequence[Rule] = ()) -> Profile:
     """The Redis projection of a state (with the purchase model's outlook, as of the
-    newer of the state's event time and the model's now, when a model is given)."""
+    newer of the state's event time and the model's now, when a model is given, and the
+    next best categories by the population's cross-sell ``affinity`` rules)."""
     tags = state.tags
     as_of = max((t for t in (state.last_event_at, tags.as_of) if t is not None), default=None)
     return Profile(
@@ -244,6 +247,7 @@ def to_profile(state: CustomerState, computed_at: datetime, churn: ChurnConfig =
         churn_as_of=state.churn_as_of,
         churn_inputs=stored_inputs(state, state.churn_as_of, churn),
         holdout=in_holdout(state.customer_id, churn.holdout_share),
+        next_best_categories=suggestion_text(next_best(state.categories_bought, affinity)) if affinity else None,
     )
 
 

@@ -23,6 +23,7 @@ from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 from schemas import CustomerState
+from stream.core.affinity import Rule, from_counter
 from stream.core.owner import owner_partition
 from stream.core.purchase_outlook import PurchaseModel
 from stream.core.rfm import Cuts, PartitionIndex, Population
@@ -40,9 +41,10 @@ class PopulationBook:
     cut points each owned partition's scores were computed with."""
 
     def __init__(self, partitions: int, states: Mapping[str, bytes], index: Mapping[str, bytes],
-                 mode: str = "population") -> None:
+                 mode: str = "population", counters: Mapping[str, bytes] | None = None) -> None:
         self.partitions = partitions
         self.states = states  # the customer-state table
+        self.counters: Mapping[str, bytes] = counters if counters is not None else {}  # profile-counters
         self.stored_cuts = index  # the sweep-index table, which keeps each partition's applied cuts
         self.mode = mode
         self.local: dict[int, PartitionIndex] = {}
@@ -52,6 +54,7 @@ class PopulationBook:
         self.last_rescore: dict[int, float] = {}
         self._merged: Cuts | None = None
         self.purchase: PurchaseModel | None = None  # fitted by agents/population_sync.py
+        self.affinity: list[Rule] = []  # cross-sell rules of the merged population, by agents/population_sync.py
 
     # -- owned partitions -------------------------------------------------------------
     def index(self, partition: int) -> PartitionIndex:
@@ -72,6 +75,18 @@ class PopulationBook:
             if values is not None:
                 fresh.setdefault(partition, PartitionIndex()).replace(customer_id, None, values)
                 customers += 1
+        for key, value in list(self.counters.items()):  # cross-sell counts live in the counters, by partition
+            name, _, at = key.rpartition("@")
+            which = from_counter(name)
+            if which is None or not at.isdigit() or int(at) in self.local:
+                continue
+            _, what = which
+            count = int(value)
+            share = fresh.setdefault(int(at), PartitionIndex()).population
+            if isinstance(what, tuple):
+                share.add_affinity({}, {what: count})
+            else:
+                share.add_affinity({what: count}, {})
         for partition, index in fresh.items():
             self.local[partition] = index
             stored_cuts = self.stored_cuts.get(applied_key(partition))
@@ -89,6 +104,11 @@ class PopulationBook:
             self.index(partition).replace(customer_id, before, after)
             self.dirty.add(partition)
             self._merged = None
+
+    def add_affinity(self, partition: int, orders: Mapping[str, int], follows: Mapping[tuple[str, str], int]) -> None:
+        """A purchase's cross-sell counts (also added to the partition's counters by the caller)."""
+        self.index(partition).population.add_affinity(orders, follows)
+        self.dirty.add(partition)
 
     def cuts_for(self, partition: int) -> Cuts:
         self.index(partition)

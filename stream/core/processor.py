@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -27,6 +27,7 @@ from schemas import (
     TagChange,
 )
 from stream.core.activity import event_counts
+from stream.core.affinity import Rule, counter_names, cross_sell
 from stream.core.alerts import assess
 from stream.core.anomaly import screen, suspicious_alert, with_amount
 from stream.core.churn import ChurnConfig, Scorer
@@ -66,6 +67,10 @@ class ScoringBook(Protocol):
     def due(self, partition: int, every: float) -> bool: ...
     @property
     def purchase(self) -> PurchaseModel | None: ...
+    @property
+    def affinity(self) -> Sequence[Rule]: ...
+    def add_affinity(self, partition: int, orders: Mapping[str, int], follows: Mapping[tuple[str, str], int]
+                     ) -> None: ...
 
 
 @dataclass
@@ -113,9 +118,19 @@ class Processor:
         work.flush()
         return effects
 
+    def _cross_sell(self, event: Purchase, state: CustomerState, partition: int, work: Work) -> CustomerState:
+        """A purchase's cross-sell counts, into the partition's counters and the population book."""
+        state, orders, follows = cross_sell(state, event, self.policy.lateness)
+        for name, by in counter_names(orders, follows).items():
+            work.count(name, partition, by)
+        if self.population is not None:
+            self.population.add_affinity(partition, orders, follows)
+        return state
+
     def profile(self, state: CustomerState) -> Profile:
         """The Redis projection of a state, computed now."""
-        return to_profile(state, self.clock(), self.churn, self._purchase())
+        return to_profile(state, self.clock(), self.churn, self._purchase(),
+                          self.population.affinity if self.population is not None else ())
 
     def _purchase(self) -> PurchaseModel | None:
         return self.population.purchase if self.population is not None else None
@@ -182,6 +197,8 @@ class Processor:
                     "too_late", f"event_time: {event.event_time.isoformat()} is more than "
                     f"{self.policy.lateness} before the customer's newest event ({newest})"), effects)
             return
+        if isinstance(event, Purchase):
+            new_state = self._cross_sell(event, new_state, partition, work)
         if self.population is not None:
             self.population.update(partition, event.customer_id, state, new_state)
         now = max(t for t in (new_state.last_event_at, state.tags.as_of) if t is not None)

@@ -84,6 +84,9 @@ class Population:
     # the purchase model's inputs: (purchase days, first day, last day) and (orders, bucket of the mean order)
     purchases: dict[tuple[int, ...], int] = field(default_factory=dict)
     spend: dict[tuple[int, ...], int] = field(default_factory=dict)
+    # cross-sell affinity (stream/core/affinity.py): purchases with each category, and of those followed by B
+    category_orders: dict[str, int] = field(default_factory=dict)
+    follows: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def add(self, values: RawRfmValues, sign: int = 1) -> None:
         keyed: list[tuple[dict[Any, int], Any]] = [
@@ -103,6 +106,14 @@ class Population:
                 histogram.pop(key, None)
         self.size += sign
 
+    def add_affinity(self, orders: Mapping[str, int], follows: Mapping[tuple[str, str], int]) -> None:
+        """Purchase and follow counts of cross-sell affinity (``stream/core/affinity.py``): kept in
+        the partition's counters, not derived from its customers' states."""
+        for category, n in orders.items():
+            self.category_orders[category] = self.category_orders.get(category, 0) + n
+        for pair, n in follows.items():
+            self.follows[pair] = self.follows.get(pair, 0) + n
+
     def remove(self, values: RawRfmValues) -> None:
         self.add(values, sign=-1)
 
@@ -119,7 +130,8 @@ class Population:
         for part in parts:
             pairs: tuple[tuple[dict[Any, int], dict[Any, int]], ...] = (
                 (merged.days, part.days), (merged.orders, part.orders), (merged.monetary, part.monetary),
-                (merged.purchases, part.purchases), (merged.spend, part.spend))
+                (merged.purchases, part.purchases), (merged.spend, part.spend),
+                (merged.category_orders, part.category_orders), (merged.follows, part.follows))
             for mine, theirs in pairs:
                 for key, count in theirs.items():
                     mine[key] = mine.get(key, 0) + count
@@ -130,14 +142,21 @@ class Population:
         return {"days": _pairs(self.days), "orders": _pairs(self.orders),
                 "monetary": _pairs(self.monetary), "size": self.size,
                 "purchases": [[*k, v] for k, v in sorted(self.purchases.items())],
-                "spend": [[*k, v] for k, v in sorted(self.spend.items())]}
+                "spend": [[*k, v] for k, v in sorted(self.spend.items())],
+                "category_orders": dict(sorted(self.category_orders.items())),
+                "follows": [[*k, v] for k, v in sorted(self.follows.items())]}
 
     @classmethod
     def from_json(cls, data: Mapping[str, object]) -> Population:
-        """(Shares published before the purchase model have no ``purchases`` or ``spend``.)"""
+        """(Shares published before the purchase model have no ``purchases`` or ``spend``, and
+        before cross-sell affinity no ``category_orders`` or ``follows``.)"""
+        orders: Any = data.get("category_orders", {})
+        follows: Any = data.get("follows", ())
         return cls(days=_unpairs(data["days"]), orders=_unpairs(data["orders"]),
                    monetary=_unpairs(data["monetary"]), size=int(data["size"]),  # type: ignore[call-overload]
-                   purchases=_untuples(data.get("purchases", ())), spend=_untuples(data.get("spend", ())))
+                   purchases=_untuples(data.get("purchases", ())), spend=_untuples(data.get("spend", ())),
+                   category_orders={str(k): int(v) for k, v in orders.items()},
+                   follows={(str(a), str(b)): int(n) for a, b, n in follows})
 
     def histogram(self, dimension: Dimension) -> dict[int, int]:
         return {"days": self.days, "orders": self.orders, "monetary": self.monetary}[dimension]

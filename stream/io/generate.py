@@ -320,3 +320,88 @@ def inject_anomalies(events: list[dict[str, Any]], share: float, seed: int = 0
                                    "unit_price": str(total)}], "total": str(total), "currency": "USD"})
     mixed = sorted(events + planted, key=lambda e: (e["event_time"], e["event_id"]))
     return mixed, planted
+
+
+@dataclass(frozen=True)
+class CrossSell:
+    """A planted rule: after a purchase of ``antecedent``, with probability ``share`` the
+    customer buys ``consequent`` 1-``within_days`` days later."""
+
+    antecedent: str
+    consequent: str
+    share: float
+    within_days: int = 30
+
+    @classmethod
+    def parse(cls, text: str) -> CrossSell:
+        """
+        >>> CrossSell.parse("books:music:0.6")
+        CrossSell(antecedent='books', consequent='music', share=0.6, within_days=30)
+        >>> CrossSell.parse("books:books:0.6")
+        Traceback (most recent call last):
+        ValueError: --cross-sell: expected A:B:SHARE with two different categories of ...
+        """
+        parts = text.split(":")
+        categories = ", ".join(CATEGORIES)
+        try:
+            antecedent, consequent, share = parts[0], parts[1], float(parts[2])
+        except (IndexError, ValueError):
+            antecedent = consequent = ""
+            share = -1.0
+        if len(parts) != 3 or antecedent == consequent or {antecedent, consequent} - set(CATEGORIES) \
+                or not 0 < share <= 1:
+            raise ValueError(f"--cross-sell: expected A:B:SHARE with two different categories of {categories} "
+                             f"and 0 < SHARE <= 1, e.g. books:music:0.6; got {text!r}")
+        return cls(antecedent, consequent, share)
+
+
+def plant_cross_sell(events: list[dict[str, Any]], rule: CrossSell, seed: int = 0
+                     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """After each purchase with ``rule.antecedent`` in its basket, with probability
+    ``rule.share``, a purchase of ``rule.consequent`` 1 to ``rule.within_days`` days later
+    (inside the generated period). The consequent is bought only through the rule: the
+    generated purchases' items of that category move to another category (neither of the
+    rule's), so the rule stands out from the population's mix of categories. Returns the events
+    with the planted purchases (in event-time order), and the planted purchases.
+
+    >>> events, _ = generate(PopulationSpec(customers=60, days=120, seed=3))
+    >>> mixed, planted = plant_cross_sell(events, CrossSell("books", "music", 0.5), seed=1)
+    >>> len(mixed) == len(events) + len(planted) > len(events)
+    True
+    """
+    rng = random.Random(seed)
+    end = max(datetime.fromisoformat(e["event_time"]) for e in events) if events else None
+    others = [c for c in CATEGORIES if c not in (rule.antecedent, rule.consequent)]
+    events = [_without(event, rule.consequent, others, rng) for event in events]
+    planted: list[dict[str, Any]] = []
+    for event in events:
+        if event["type"] != "purchase" or not any(
+                item.get("category") == rule.antecedent for item in event.get("items", ())):
+            continue
+        if rng.random() >= rule.share:
+            continue
+        when = datetime.fromisoformat(event["event_time"]) + timedelta(
+            seconds=rng.randrange(86_400, rule.within_days * 86_400))
+        if end is None or when > end:
+            continue
+        price = Decimal(str(round(math.exp(rng.gauss(math.log(30), 0.4)), 2)))
+        number = len(planted) + 1
+        cid = event["customer_id"]
+        planted.append({"type": "purchase", "event_id": f"{cid}-xsell-{number}", "customer_id": cid,
+                        "event_time": when.isoformat(), "channel": event.get("channel", "web"),
+                        "order_id": f"o-{cid}-xsell-{number}",
+                        "items": [{"sku": f"sku-{rule.consequent}-{rng.randint(1, 200)}", "category": rule.consequent,
+                                   "quantity": 1, "unit_price": str(price)}],
+                        "total": str(price), "currency": "USD"})
+    mixed = sorted(events + planted, key=lambda e: (e["event_time"], e["event_id"]))
+    return mixed, planted
+
+
+def _without(event: dict[str, Any], category: str, others: list[str], rng: random.Random) -> dict[str, Any]:
+    """The event with a purchase's items of ``category`` moved to one of ``others``."""
+    if event["type"] != "purchase" or not any(item.get("category") == category for item in event.get("items", ())):
+        return event
+    moved = rng.choice(others)
+    items = [{**item, "category": moved, "sku": f"sku-{moved}-{item['sku'].rsplit('-', 1)[-1]}"}
+             if item.get("category") == category else item for item in event["items"]]
+    return {**event, "items": items}

@@ -73,7 +73,8 @@ def test_bad_records_are_dead_lettered_with_the_reason_and_the_rest_is_processed
     state = _state(tables, "c1")
     assert (state.orders, state.duplicates, state.too_late) == (1, 1, 1)
     assert tables.counters == {"profile.applied@0": b"1", "profile.duplicate@0": b"1",
-                               "profile.too_late@0": b"1", "profile.failed@0": b"1"}
+                               "profile.too_late@0": b"1", "profile.failed@0": b"1",
+                               "affinity.orders:*@0": b"1"}  # the applied purchase, for cross-sell
 
 
 def test_a_sweep_tick_moves_silent_customers_on_without_an_event() -> None:

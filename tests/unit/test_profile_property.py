@@ -20,7 +20,8 @@ START = datetime(2024, 1, 1, tzinfo=UTC)
 @st.composite
 def event_lists(draw: st.DrawFn) -> list[dict]:
     n = draw(st.integers(min_value=1, max_value=40))
-    span = draw(st.sampled_from([500_000, 10_000]))  # a year, or a week (many purchases share a day)
+    # a year, a week (many purchases share a day), or two months (purchases 30 days apart, give or take)
+    span = draw(st.sampled_from([500_000, 10_000, 86_400]))
     events = []
     for i in range(n):
         customer = draw(st.sampled_from(["a", "b", "c"]))
@@ -30,7 +31,9 @@ def event_lists(draw: st.DrawFn) -> list[dict]:
         cents = draw(st.integers(0, 10_000_000))
         amount = str(Decimal(cents) / 100)
         if kind == "purchase":
-            events.append({**base, "type": "purchase", "order_id": f"o{i}", "total": amount})
+            basket = draw(st.lists(st.sampled_from(["books", "music", "toys"]), max_size=2))
+            items = [{"sku": f"s{n}", "category": c, "quantity": 1, "unit_price": "1.00"} for n, c in enumerate(basket)]
+            events.append({**base, "type": "purchase", "order_id": f"o{i}", "total": amount, "items": items})
         elif kind == "refund":
             events.append({**base, "type": "refund", "order_id": f"o{i}", "amount": amount})
         else:

@@ -6,9 +6,11 @@ import json
 import random
 from datetime import UTC, datetime, timedelta
 
-from schemas import CustomerState, parse_event
+from schemas import CustomerState, Purchase, parse_event
+from stream.core.affinity import MAX_BASKETS, MAX_CATEGORIES, cross_sell
 from stream.core.alerts import assess
 from stream.core.churn import ChurnConfig
+from stream.core.dedup import DEFAULT_POLICY
 from stream.core.fold import apply_event
 from stream.core.rfm import Cuts
 from stream.core.rules import load_rules
@@ -43,14 +45,16 @@ def _events(n: int, seed: int = 1):  # type: ignore[no-untyped-def]
 
 
 def test_a_customer_with_10000_events_stays_within_the_budget() -> None:
-    # What the profile agent stores per event: the state, its tags, its churn score, alerts
-    # sent, open predictions, the activity detector and the next boundary.
+    # What the profile agent stores per event: the state, its cross-sell baskets, its tags, its
+    # churn score, alerts sent, open predictions, the activity detector and the next boundary.
     rules, churn, cuts = load_rules(), ChurnConfig(), Cuts(days=(1, 2, 3, 4), orders=(2, 3, 5, 8))
     state = CustomerState(customer_id="heavy")
     largest = 0
     for raw in _events(10_000):
         event = parse_event(json.dumps(raw))
         applied, _ = apply_event(state, event)
+        if isinstance(event, Purchase):
+            applied = cross_sell(applied, event, DEFAULT_POLICY.lateness)[0]
         tagged = applied.model_copy(update={"tags": compute_tags(applied, event.event_time, rules, cuts)})
         assessed = assess(state, tagged, event.event_time, churn).state
         state = assessed.model_copy(update={"next_boundary_at": next_boundary(assessed, event.event_time, rules,
@@ -61,6 +65,7 @@ def test_a_customer_with_10000_events_stays_within_the_budget() -> None:
     assert largest <= STATE_BYTE_BUDGET, f"state grew to {largest} bytes"
     assert len(state.daily) <= 30 and len(state.weekly) <= 54
     assert len(state.category_interest) <= 8
+    assert len(state.recent_baskets) <= MAX_BASKETS and len(state.categories_bought) == MAX_CATEGORIES
 
 
 def test_windows_agree_with_counting_the_events() -> None:
