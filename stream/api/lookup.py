@@ -202,6 +202,10 @@ class LookupClient:
                                          count=limit if kind is None else ALERT_SCAN)
         return _alerts(entries, kind, limit)
 
+    def affinity(self) -> dict[str, Any] | None:
+        """The population's cross-sell rules as the workers last published them (None: none yet)."""
+        return _affinity(self._client.get(f"{self._prefix}affinity"))
+
     def close(self) -> None:
         self._client.close()
 
@@ -244,6 +248,10 @@ class AsyncLookupClient:
                                                count=limit if kind is None else ALERT_SCAN)
         return _alerts(entries, kind, limit)
 
+    async def affinity(self) -> dict[str, Any] | None:
+        """The population's cross-sell rules as the workers last published them (None: none yet)."""
+        return _affinity(await self._client.get(f"{self._prefix}affinity"))
+
     async def recent_tag_changes(self, limit: int) -> list[dict[str, str]]:
         """The newest ``limit`` entries of the tag-change stream, oldest first."""
         entries = await self._client.xrevrange(f"{self._prefix}tags", "+", "-", count=limit)
@@ -275,3 +283,15 @@ class AsyncLookupClient:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def _affinity(stored: Any) -> dict[str, Any] | None:
+    """``pulse:affinity`` decoded.
+
+    >>> _affinity(None), _affinity(b'{"purchases": 3, "rules": []}')
+    (None, {'purchases': 3, 'rules': []})
+    """
+    if not stored:
+        return None
+    document: dict[str, Any] = json.loads(stored)
+    return document

@@ -226,6 +226,21 @@ def create_app(client: AsyncLookupClient, tokens: Sequence[str], segments: Seque
             raise ApiError(422, "invalid_request", "since: give a time zone, e.g. 2026-12-01T10:00:00Z")
         return _json(AlertList(alerts=await client.recent_alerts(kind, since, limit)))
 
+    @app.get("/v1/affinity", dependencies=guarded, tags=["customers"],
+             responses={**ERRORS, 404: {"model": ErrorBody, "description": "No rules published yet."}})
+    async def affinity(limit: Annotated[int, Query(ge=1, le=200)] = 20,
+                       antecedent: Annotated[str | None, Query(alias="if", max_length=200,
+                                                               description="Only rules from this category.")] = None
+                       ) -> JSONResponse:
+        """The population's cross-sell rules (a purchase of A followed by one of B within 30 days),
+        strongest lift first, as the workers last published them (docs/api.md#cross-sell-affinity)."""
+        document = await client.affinity()
+        if document is None:
+            raise ApiError(404, "not_found", "no cross-sell rules yet: workers with population scoring publish them "
+                                             "every PULSE_PURCHASE_FIT_SECONDS once purchases arrive")
+        rules = [r for r in document.get("rules", []) if antecedent is None or r.get("if") == antecedent]
+        return JSONResponse({**document, "rules": rules[:limit]})
+
     @app.delete("/v1/customers/{customer_id}", status_code=202, dependencies=guarded, tags=["privacy"],
                 responses={**ERRORS, 202: {"description": "Erasure requested; its receipt will be at Location."}})
     async def erase_customer(customer_id: Annotated[str, Path(min_length=1, max_length=200)]) -> JSONResponse:

@@ -5,6 +5,7 @@ made of it once every score has settled; then the lookup API and dashboard, left
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import subprocess
@@ -23,16 +24,18 @@ from stream.core.batch import batch_raw_rfm
 from stream.infra import services
 from stream.infra.process import InfraError
 from stream.infra.worker import WorkerProcess, worker_env
-from stream.io.generate import PopulationSpec, generate
+from stream.io.generate import CrossSell, PopulationSpec, generate, plant_cross_sell
 from stream.io.produce import event_records, produce
 from stream.io.replay import wait_until_processed
 from stream.settings import Settings
-from stream.sinks.redis import KEY_PREFIX, customer_key
+from stream.sinks.redis import AFFINITY_KEY, KEY_PREFIX, customer_key
 from stream.topology import processing_groups
 
 BAD_RECORDS = [b'{"type": "purchase", "event_id": ', b"\xff\xfe not utf-8",
                b'{"type": "teleport", "event_id": "x", "customer_id": "c"}']
 START = datetime(2025, 1, 1, tzinfo=UTC)  # fixed: the same command gives the same customers and scores
+CROSS_SELL = CrossSell("books", "music", 0.5)  # planted, for the cross-sell rules to find
+RULES_WAIT_SECONDS = 45.0  # the rules follow the population every PULSE_PURCHASE_FIT_SECONDS (30 s)
 
 
 def _counts(values: Any) -> str:
@@ -53,8 +56,10 @@ def run_demo(settings: Settings, *, customers: int, days: int, seed: int, timeou
         spec = PopulationSpec(customers=customers, days=days, start=START, seed=seed,
                               prefix=f"demo{seed}-{customers}x{days}")
         events, hidden = generate(spec)
+        events, planted = plant_cross_sell(events, CROSS_SELL, seed)
         say(f"== 3/5 producing {len(events):,} events of {customers} customers over {days} days "
-            f"({sum(t.churns for t in hidden)} of them stop buying), +{len(BAD_RECORDS)} malformed records "
+            f"({sum(t.churns for t in hidden)} of them stop buying; {len(planted)} purchases of "
+            f"{CROSS_SELL.consequent} planted after {CROSS_SELL.antecedent}), +{len(BAD_RECORDS)} malformed records "
             f"for {settings.topic('events.dlq')}")
         records = event_records(events) + [(b"bad", raw) for raw in BAD_RECORDS]
         asyncio.run(produce(settings.kafka, settings.topic("events"), records))
@@ -106,9 +111,25 @@ def _summary(settings: Settings, events: list[dict[str, Any]], say: Callable[[st
     for row in at_risk:
         say(f"     {row['customer_id']:<22} {float(row['churn_probability']):.2f} {row.get('churn_risk', ''):<6} "
             f"{row.get('segment', ''):<20} {row.get('churn_reasons', '')[:70]}")
+    say(f"   cross-sell    {_rules(client, sum(e['type'] == 'purchase' for e in events))}")
     say(f"   {exact}/{len(expected)} customers' orders and monetary in Redis equal the batch computation "
         "over the same events")
     return exact == len(expected)
+
+
+def _rules(client: redis.Redis, purchases: int) -> str:
+    """The strongest cross-sell rules, once the workers derived them over every purchase."""
+    deadline, document = time.monotonic() + RULES_WAIT_SECONDS, None
+    while time.monotonic() < deadline:
+        stored = client.get(AFFINITY_KEY)
+        document = json.loads(str(stored)) if stored else None
+        if document is not None and document["purchases"] >= purchases:
+            break
+        time.sleep(1.0)
+    if document is None or not document["rules"]:
+        return "no rules yet (pulse affinity shows them once derived)"
+    return ", ".join(f"{r['if']} -> {r['then']} lift {r['lift']:.2f}" for r in document["rules"][:3]) + \
+        f" (over {document['purchases']:,} purchases; pulse affinity)"
 
 
 def _serve(settings: Settings, port: int, example: str, say: Callable[[str], None]) -> None:

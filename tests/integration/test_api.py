@@ -162,6 +162,29 @@ async def test_recent_alerts_filter_by_kind_and_time(api: httpx.AsyncClient, sin
     assert [a["alert_id"] for a in one] == ["a3:churn_risk:1"]
 
 
+async def test_cross_sell_rules_are_served_strongest_first_and_filtered_by_antecedent(
+        api: httpx.AsyncClient, test_redis: str) -> None:
+    import json
+
+    from stream.core.affinity import affinity_document, rules
+
+    missing = await api.get("/v1/affinity", headers=AUTH)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    found = rules({"*": 100, "books": 20, "toys": 30},
+                  {("*", "music"): 10, ("*", "games"): 20, ("books", "music"): 8, ("toys", "games"): 9,
+                   ("books", "games"): 6})
+    writer = aioredis.Redis.from_url(test_redis)
+    await writer.set("pulse:affinity", json.dumps(affinity_document(100, found)))
+    await writer.aclose()
+    assert (await api.get("/v1/affinity")).status_code == 401
+    body = (await api.get("/v1/affinity", headers=AUTH)).json()
+    assert [(r["if"], r["then"], r["lift"]) for r in body["rules"]] == [("books", "music", 4.0), ("books", "games", 1.5),
+                                                                        ("toys", "games", 1.5)]
+    assert body["purchases"] == 100 and body["window_days"] == 30
+    books = (await api.get("/v1/affinity", params={"if": "books", "limit": 1}, headers=AUTH)).json()["rules"]
+    assert [(r["if"], r["then"]) for r in books] == [("books", "music")]
+
+
 @pytest.fixture
 def silent_server() -> Iterator[int]:
     """A TCP server that accepts connections and never answers (a hung Redis)."""
