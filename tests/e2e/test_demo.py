@@ -37,7 +37,8 @@ def test_demo_summarises_a_settled_population_and_leaves_a_working_api(isolated:
         assert "high" in _line(first, "churn risk") and "churn_risk" in _line(first, "alerts")
         at_risk = first.split("most at risk:")[1].splitlines()[1:6]
         assert all(re.match(r"\s+demo3-60x240-\S+\s+[01]\.\d\d \w+", row) for row in at_risk), at_risk
-        assert re.match(r"\s+cross-sell\s+books -> music lift \d", _line(first, "cross-sell")), first  # the planted rule
+        # the planted rule is the strongest
+        assert re.match(r"\s+cross-sell\s+books -> music lift \d", _line(first, "cross-sell")), first
 
         token = re.search(r"#token=(\S+)", first).group(1)  # type: ignore[union-attr]
         lookup = re.search(r"curl -s -H 'Authorization: Bearer \S+' (\S+)", first).group(1)  # type: ignore[union-attr]

@@ -178,8 +178,8 @@ async def test_cross_sell_rules_are_served_strongest_first_and_filtered_by_antec
     await writer.aclose()
     assert (await api.get("/v1/affinity")).status_code == 401
     body = (await api.get("/v1/affinity", headers=AUTH)).json()
-    assert [(r["if"], r["then"], r["lift"]) for r in body["rules"]] == [("books", "music", 4.0), ("books", "games", 1.5),
-                                                                        ("toys", "games", 1.5)]
+    assert [(r["if"], r["then"], r["lift"]) for r in body["rules"]] == [
+        ("books", "music", 4.0), ("books", "games", 1.5), ("toys", "games", 1.5)]
     assert body["purchases"] == 100 and body["window_days"] == 30
     books = (await api.get("/v1/affinity", params={"if": "books", "limit": 1}, headers=AUTH)).json()["rules"]
     assert [(r["if"], r["then"]) for r in books] == [("books", "music")]
