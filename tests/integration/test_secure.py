@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -20,7 +22,7 @@ import pytest
 import redis
 
 from stream.infra.kafka import start_kafka
-from stream.infra.process import InfraError, port_open, stop
+from stream.infra.process import InfraError, stop
 from stream.infra.redis import start_redis, tls_server_binary
 from stream.infra.secure import SecureSetup, ensure_setup
 from stream.infra.worker import WorkerProcess, worker_env
@@ -34,13 +36,26 @@ ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "secure-test-token-0123456789"
 
 
-def _free_pair() -> int:
-    """A port whose successor is free too (the broker's controller listener)."""
-    for _ in range(50):
-        port = free_port()
-        if port < 65535 and not port_open("127.0.0.1", port + 1):
-            return port
-    raise RuntimeError("no two consecutive free ports")
+def _listen_ports(count: int) -> list[int]:
+    """``count`` consecutive ports below Linux's ephemeral range (32768-60999), each bindable now:
+    a port in that range can be taken by any outgoing connection's local end before the broker
+    binds it (CI once failed so on the controller listener's port)."""
+    rng = random.Random()
+    for _ in range(200):
+        first = rng.randrange(20_000, 32_000 - count)
+        held = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket()
+                held.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return list(range(first, first + count))
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
+    raise RuntimeError(f"no {count} consecutive free ports between 20000 and 32000")
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +66,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SecureSe
         subprocess.run([str(ROOT / "scripts" / "install-redis-tls.sh")], check=True, stdout=subprocess.DEVNULL)
     home = tmp_path_factory.mktemp("secured")
     setup = ensure_setup(home / "tls")
-    kafka_port, redis_port = _free_pair(), free_port()
+    kafka_port, _controller_port, redis_port = _listen_ports(3)  # the broker takes kafka_port + 1 too
     env = setup.env(f"127.0.0.1:{kafka_port}", "127.0.0.1", redis_port)
     try:
         start_kafka(env["PULSE_KAFKA_BOOTSTRAP"], home, 4, say=lambda _: None, secure=setup)
