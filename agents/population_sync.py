@@ -61,17 +61,14 @@ def register(pulse: Pulse, book: PopulationBook) -> None:
     published_rules: dict[str, Any] = {"document": None}
 
     @app.timer(interval=pulse.settings.purchase_fit_seconds)
-    async def derive_affinity() -> None:
-        merged = book.merged()
+    async def refit_population_models() -> None:
+        merged = book.merged()  # once for both: the cross-sell rules, then the purchase model
         book.affinity = rules(merged.category_orders, merged.follows)
         document = affinity_document(merged.category_orders.get(ANY, 0), book.affinity)
         if document != published_rules["document"] and await set_json(pulse.settings, AFFINITY_KEY, document,
                                                                         "cross-sell rules"):
             published_rules["document"] = document
-
-    @app.timer(interval=pulse.settings.purchase_fit_seconds)
-    async def fit_purchase_model() -> None:
-        purchases, spend = book.purchase_inputs()
+        purchases, spend = dict(merged.purchases), dict(merged.spend)  # copies: fitted off the loop
         if purchases and purchases != fitted["inputs"]:
             started = time.monotonic()
             try:

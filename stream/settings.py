@@ -25,6 +25,7 @@ _TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9._\-]{0,100}$")
 _TOKEN = re.compile(r"^[A-Za-z0-9\-_.~]{16,200}$")
 _APP_ID = re.compile(r"^[A-Za-z0-9._\-]{1,100}$")
 _CHOICES = {"kafka_security_protocol": SECURITY_PROTOCOLS, "kafka_sasl_mechanism": SASL_MECHANISMS}
+_MODES = {"churn_model": ("shadow", "auto"), "churn_warn_by": ("either", "served")}  # lower case
 
 
 def _bounded(default: float, lo: float, hi: float, *, description: str, unit: str = "", also: str = "") -> Any:
@@ -285,20 +286,13 @@ class Settings(BaseSettings):
             raise ValueError("shorter than 16 characters, longer than 200, or other characters")
         return ",".join(tokens)
 
-    @field_validator("churn_model")
+    @field_validator("churn_model", "churn_warn_by")
     @classmethod
-    def _check_churn_model(cls, value: str) -> str:
+    def _check_mode(cls, value: str, info: ValidationInfo) -> str:
+        allowed = _MODES[info.field_name or ""]
         value = value.strip().lower()
-        if value not in {"shadow", "auto"}:
-            raise ValueError("must be shadow or auto")
-        return value
-
-    @field_validator("churn_warn_by")
-    @classmethod
-    def _check_churn_warn_by(cls, value: str) -> str:
-        value = value.strip().lower()
-        if value not in {"either", "served"}:
-            raise ValueError("must be either or served")
+        if value not in allowed:
+            raise ValueError(f"must be {' or '.join(allowed)}")
         return value
 
     @field_validator("log_level")

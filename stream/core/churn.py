@@ -142,8 +142,7 @@ def features(state: CustomerState, now: datetime, config: ChurnConfig,
         "refunds": float(state.refunds),
         "tenure_days": days_between(now, state.first_seen_at),
         "silence_days": silence,
-        "active_days": float(state.active_days or state.purchase_days or state.orders),
-        "active_span_days": days_between(state.last_event_at or now, state.first_seen_at),
+        **dict(zip(("active_days", "active_span_days"), _activity(state), strict=True)),
         **purchase_features(state, now, config, purchase),
     }
 
@@ -238,9 +237,15 @@ def heuristic_score(state: CustomerState, now: datetime, config: ChurnConfig) ->
                                         state.complaints, state.refunds))
 
 
+def active_day_count(state: CustomerState) -> int:
+    """Days with any event; a state from before active days counts its purchase days (a lower bound)."""
+    return state.active_days or state.purchase_days or state.orders
+
+
 def _activity(state: CustomerState) -> tuple[float, float]:
-    return (float(state.active_days or state.purchase_days or state.orders),
-            days_between(state.last_event_at or state.first_seen_at or datetime.min, state.first_seen_at))
+    """The heuristic's pace inputs: active days, and days from the first to the last event."""
+    span = days_between(state.last_event_at, state.first_seen_at) if state.last_event_at is not None else 0.0
+    return float(active_day_count(state)), span
 
 
 def heuristic_of(terms: Mapping[str, float]) -> ChurnScore:

@@ -9,7 +9,7 @@ from typing import Any
 
 from schemas import CLICK_TYPES, CustomerState, Event, Profile, Purchase, Refund, SupportContact
 from stream.core.affinity import Rule, next_best, suggestion_text
-from stream.core.churn import ChurnConfig, risk_band
+from stream.core.churn import ChurnConfig, active_day_count, risk_band
 from stream.core.churn_now import stored_inputs
 from stream.core.dedup import DEFAULT_POLICY, Admission, DedupPolicy, admit, remember
 from stream.core.holdout import in_holdout
@@ -125,9 +125,7 @@ def _purchase_day(state: CustomerState, at: datetime, newest: datetime, policy: 
 
 def _active_day(state: CustomerState, at: datetime, newest: datetime, policy: DedupPolicy) -> dict[str, object]:
     """Count the event's day once among the days with any event (see :func:`_count_day`)."""
-    # a state from before active days: at least its purchase days (a lower bound)
-    counted = state.active_days or state.purchase_days or state.orders
-    total, recent = _count_day(counted, state.recent_active_days, at, newest, policy)
+    total, recent = _count_day(active_day_count(state), state.recent_active_days, at, newest, policy)
     return {"active_days": total, "recent_active_days": recent}
 
 

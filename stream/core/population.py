@@ -142,11 +142,6 @@ class PopulationBook:
             self._merged = self.merged().cuts()
         return self._merged
 
-    def purchase_inputs(self) -> tuple[dict[tuple[int, ...], int], dict[tuple[int, ...], int]]:
-        """Copies of the merged population's purchase-model histograms (to fit off the loop)."""
-        merged = self.merged()
-        return dict(merged.purchases), dict(merged.spend)
-
     def on_remote(self, partition: int, population: Population) -> None:
         self.remote[partition] = population
         if partition not in self.local:
