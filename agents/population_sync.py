@@ -7,7 +7,10 @@ Every ``PULSE_PURCHASE_FIT_SECONDS`` each worker also refits the purchase model
 the event loop goes on, and writes it to Redis (``pulse:purchase-model``) for readers that
 compute outlooks as of the model's now (``pulse export``, the lookup API). At the same pace it
 derives the cross-sell rules of the merged population (``stream/core/affinity.py``), which the
-profiles' ``next_best_categories`` use, and writes them to Redis (``pulse:affinity``)."""
+profiles' ``next_best_categories`` use, and writes them to Redis (``pulse:affinity``), and refits
+the behavioural clusters over the merged behaviour sample (``stream/core/clusters.py``), from the
+previous centroids so that ids stay put: each refit starts from the clusters last published in
+Redis (``pulse:clusters``) by any worker, so ids agree across workers and survive restarts."""
 
 from __future__ import annotations
 
@@ -15,17 +18,21 @@ import asyncio
 import json
 import logging
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from agents.context import Pulse
 from agents.follow import follow
-from agents.publish import set_json
+from agents.publish import get_json, set_json
 from stream.core.affinity import ANY, affinity_document, rules
+from stream.core.clusters import ClusterModel
+from stream.core.clusters import FitError as ClusterFitError
+from stream.core.clusters import fit as fit_clusters
 from stream.core.population import PopulationBook
 from stream.core.purchase import FitError
 from stream.core.purchase_outlook import fit_population
 from stream.core.rfm import MONETARY_RESOLUTION, Population
-from stream.sinks.redis import AFFINITY_KEY, PURCHASE_MODEL_KEY
+from stream.sinks.redis import AFFINITY_KEY, CLUSTERS_KEY, PURCHASE_MODEL_KEY
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +67,36 @@ def register(pulse: Pulse, book: PopulationBook) -> None:
     fitted: dict[str, Any] = {"inputs": None, "published": False}
     published_rules: dict[str, Any] = {"document": None}
 
+    clustered: dict[str, Any] = {"sample": None, "published": None}
+
+    async def refit_clusters(sample: dict[str, tuple[float, ...]]) -> None:
+        # Every worker starts each refit from the clusters last published by any worker, so their
+        # ids agree across workers and survive restarts (a worker that published last reads its own).
+        published = _usable(await get_json(pulse.settings, CLUSTERS_KEY, "behavioural clusters"),
+                            pulse.settings.clusters)
+        current = book.clusters
+        if published is not None and (current is None or published.version not in (current.version,
+                                                                                    clustered["published"])):
+            if current is None:
+                log.info("clusters: starting from the published %s (%d clusters)", published.version, published.k)
+            book.clusters = published
+            clustered["published"] = published.version
+        if sample and sample != clustered["sample"]:
+            started = time.monotonic()
+            try:
+                book.clusters = await asyncio.get_running_loop().run_in_executor(
+                    None, fit_clusters, list(sample.values()), book.clusters, pulse.settings.clusters)
+            except ClusterFitError as exc:
+                log.info("clusters: not fitted yet: %s", exc)
+                return
+            clustered["sample"] = sample
+            log.info("clusters %s fitted over %d sampled customers in %.2f s", book.clusters.version,
+                     book.clusters.sample, time.monotonic() - started)
+        if book.clusters is not None and book.clusters.version != clustered["published"]:
+            document = {**book.clusters.to_json(), "fitted_at": datetime.now(UTC).isoformat()}
+            if await set_json(pulse.settings, CLUSTERS_KEY, document, "behavioural clusters"):
+                clustered["published"] = book.clusters.version
+
     @app.timer(interval=pulse.settings.purchase_fit_seconds)
     async def refit_population_models() -> None:
         merged = book.merged()  # once for both: the cross-sell rules, then the purchase model
@@ -68,6 +105,7 @@ def register(pulse: Pulse, book: PopulationBook) -> None:
         if document != published_rules["document"] and await set_json(pulse.settings, AFFINITY_KEY, document,
                                                                         "cross-sell rules"):
             published_rules["document"] = document
+        await refit_clusters(dict(merged.behaviour))
         purchases, spend = dict(merged.purchases), dict(merged.spend)  # copies: fitted off the loop
         if purchases and purchases != fitted["inputs"]:
             started = time.monotonic()
@@ -84,3 +122,19 @@ def register(pulse: Pulse, book: PopulationBook) -> None:
         if book.purchase is not None and not fitted["published"]:
             fitted["published"] = await set_json(pulse.settings, PURCHASE_MODEL_KEY, book.purchase.to_json(),
                                                  "purchase model")
+
+
+def _usable(stored: Any, wanted: int) -> ClusterModel | None:
+    """The published clusters, when readable and of the configured number."""
+    if stored is None:
+        return None
+    try:
+        published = ClusterModel.from_json(stored)
+    except (KeyError, TypeError, ValueError) as exc:
+        log.warning("clusters: not starting from the published centroids (%s)", exc)
+        return None
+    if wanted and wanted != published.k:
+        log.warning("clusters: PULSE_CLUSTERS=%d but %d are published: fitting %d (ids change)",
+                    wanted, published.k, wanted)
+        return None
+    return published

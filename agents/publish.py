@@ -26,3 +26,16 @@ async def set_json(settings: Settings, key: str, value: Any, what: str) -> bool:
         return False
     finally:
         await client.aclose()
+
+
+async def get_json(settings: Settings, key: str, what: str) -> Any:
+    """The JSON value at ``key``: None when absent, unreadable or Redis cannot answer (logged)."""
+    client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=2)
+    try:
+        stored = await client.get(key)
+        return json.loads(stored) if stored is not None else None
+    except (aioredis.RedisError, OSError, ValueError) as exc:
+        log.warning("%s: cannot read it from Redis: %s", what, exc)
+        return None
+    finally:
+        await client.aclose()

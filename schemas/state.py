@@ -129,6 +129,11 @@ class Profile(BaseModel):
     # cross-sell: categories not bought yet, by the lift of the best population rule from one bought
     # ("music:3.41,toys:1.52"; stream/core/affinity.py), as of the rules when the profile was written
     next_best_categories: str | None = None
+    # behavioural cluster (stream/core/clusters.py): the nearest centroid's id, the distance to it in
+    # population standard deviations, and the clusters' version, as of the clusters when written
+    cluster: int | None = None
+    cluster_distance: float | None = None
+    cluster_model: str | None = None
     purchase_model: str | None = None  # the fitted model's version
     scores_as_of: datetime | None = None
     # in the control group (PULSE_HOLDOUT_SHARE): personalization that acts on alerts or scores skips it

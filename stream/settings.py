@@ -162,6 +162,11 @@ class Settings(BaseSettings):
     alert_cooldown_days: int = _bounded(
         30, 0, 365, unit="days",
         description="At most one alert of each kind per customer within this many days (event time).")
+    clusters: int = _bounded(
+        5, 0, 8, also="not 1",
+        description="Behavioural clusters (k-means over the population's behaviour, refitted at the purchase "
+                    "model's pace): how many (2-8), or 0 to choose by silhouette at the first fit. Kept while the "
+                    "published clusters (pulse:clusters) have this many, so cluster ids stay stable.")
     holdout_share: float = _bounded(
         0.0, 0.0, 0.5,
         description="Share of customers held out from interventions (a control group, by a hash of the id): "
@@ -285,6 +290,13 @@ class Settings(BaseSettings):
         if not all(_TOKEN.match(t) for t in tokens):
             raise ValueError("shorter than 16 characters, longer than 200, or other characters")
         return ",".join(tokens)
+
+    @field_validator("clusters")
+    @classmethod
+    def _check_clusters(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError("one cluster says nothing: give 2 to 8, or 0 to choose by silhouette")
+        return value
 
     @field_validator("churn_model", "churn_warn_by")
     @classmethod

@@ -204,7 +204,11 @@ class LookupClient:
 
     def affinity(self) -> dict[str, Any] | None:
         """The population's cross-sell rules as the workers last published them (None: none yet)."""
-        return _affinity(self._client.get(f"{self._prefix}affinity"))
+        return _document(self._client.get(f"{self._prefix}affinity"))
+
+    def clusters(self) -> dict[str, Any] | None:
+        """The behavioural clusters as the workers last published them (None: none yet)."""
+        return _document(self._client.get(f"{self._prefix}clusters"))
 
     def close(self) -> None:
         self._client.close()
@@ -250,7 +254,11 @@ class AsyncLookupClient:
 
     async def affinity(self) -> dict[str, Any] | None:
         """The population's cross-sell rules as the workers last published them (None: none yet)."""
-        return _affinity(await self._client.get(f"{self._prefix}affinity"))
+        return _document(await self._client.get(f"{self._prefix}affinity"))
+
+    async def clusters(self) -> dict[str, Any] | None:
+        """The behavioural clusters as the workers last published them (None: none yet)."""
+        return _document(await self._client.get(f"{self._prefix}clusters"))
 
     async def recent_tag_changes(self, limit: int) -> list[dict[str, str]]:
         """The newest ``limit`` entries of the tag-change stream, oldest first."""
@@ -285,10 +293,10 @@ class AsyncLookupClient:
         await self._client.aclose()
 
 
-def _affinity(stored: Any) -> dict[str, Any] | None:
-    """``pulse:affinity`` decoded.
+def _document(stored: Any) -> dict[str, Any] | None:
+    """A published JSON document (``pulse:affinity``, ``pulse:clusters``) decoded.
 
-    >>> _affinity(None), _affinity(b'{"purchases": 3, "rules": []}')
+    >>> _document(None), _document(b'{"purchases": 3, "rules": []}')
     (None, {'purchases': 3, 'rules': []})
     """
     if not stored:

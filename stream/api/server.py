@@ -241,6 +241,18 @@ def create_app(client: AsyncLookupClient, tokens: Sequence[str], segments: Seque
         rules = [r for r in document.get("rules", []) if antecedent is None or r.get("if") == antecedent]
         return JSONResponse({**document, "rules": rules[:limit]})
 
+    @app.get("/v1/clusters", dependencies=guarded, tags=["customers"],
+             responses={**ERRORS, 404: {"model": ErrorBody, "description": "No clusters published yet."}})
+    async def clusters() -> JSONResponse:
+        """The behavioural clusters (k-means over the customers' behaviour): each cluster's id, size
+        in the sample, centroid and description, as the workers last published them
+        (docs/api.md#behavioural-clusters). A customer's own is the hash's `cluster` field."""
+        document = await client.clusters()
+        if document is None:
+            raise ApiError(404, "not_found", "no clusters yet: workers with population scoring publish them every "
+                                             "PULSE_PURCHASE_FIT_SECONDS once customers have three sessions")
+        return JSONResponse(document)
+
     @app.delete("/v1/customers/{customer_id}", status_code=202, dependencies=guarded, tags=["privacy"],
                 responses={**ERRORS, 202: {"description": "Erasure requested; its receipt will be at Location."}})
     async def erase_customer(customer_id: Annotated[str, Path(min_length=1, max_length=200)]) -> JSONResponse:

@@ -83,10 +83,13 @@ def replay(path: Path, fmt: str, until: datetime | None, speed: float | None, wa
 @click.option("--cross-sell", default=None, metavar="A:B:SHARE",
               help="Plant a cross-sell rule, e.g. books:music:0.5: after a purchase of books, half the time a "
                    "purchase of music 1-30 days later (music is then bought only that way).")
+@click.option("--behaviour-groups", is_flag=True,
+              help="Plant four behaviour groups (frequent_small, rare_large, browser, regular: purchase rate, "
+                   "basket, conversion and channel), named in the truth's group field, to score the clusters.")
 @click.option("--produce", "to_kafka", is_flag=True, help="Produce the events to the events topic.")
 def generate(customers: int, days: int, start: datetime, seed: int, churn_share: float, seasonal_share: float,
              incident: str | None, prefix: str, out: Path | None, truth: Path | None, anomalies: float,
-             anomalies_out: Path | None, cross_sell: str | None, to_kafka: bool) -> None:
+             anomalies_out: Path | None, cross_sell: str | None, behaviour_groups: bool, to_kafka: bool) -> None:
 
     from stream.io.generate import CrossSell, Incident, PopulationSpec, inject_anomalies, plant_cross_sell, truth_rows
     from stream.io.generate import generate as make_population
@@ -102,7 +105,8 @@ def generate(customers: int, days: int, start: datetime, seed: int, churn_share:
     except ValueError as exc:
         raise click.BadParameter(str(exc).removeprefix("--cross-sell: "), param_hint="--cross-sell") from None
     spec = PopulationSpec(customers=customers, days=days, start=start.replace(tzinfo=UTC), seed=seed,
-                          churn_share=churn_share, seasonal_share=seasonal_share, prefix=prefix, incident=injected)
+                          churn_share=churn_share, seasonal_share=seasonal_share, prefix=prefix, incident=injected,
+                          behaviour_groups=behaviour_groups)
     if anomalies_out is not None and not anomalies:
         raise click.UsageError("--anomalies-out needs --anomalies SHARE (e.g. 0.1)")
     events, hidden = make_population(spec)
@@ -225,37 +229,6 @@ def uplift_report(kinds: tuple[str, ...], since: datetime | None, until: datetim
                "one unit per customer and kind: their first resolved alert")
     for line in report_lines(rows):
         click.echo(line)
-
-
-@main.command(help="Print the population's cross-sell rules (a purchase of A followed by one of B within 30 days), "
-                    "as the workers last published them.")
-@click.option("--top", default=20, show_default=True, type=click.IntRange(1, 1000), help="How many rules, by lift.")
-@click.option("--json", "as_json", is_flag=True, help="The published document as JSON.")
-def affinity(top: int, as_json: bool) -> None:
-
-    import redis
-
-    from stream.sinks.redis import AFFINITY_KEY
-
-    settings = load_or_exit(redis=True)
-    try:
-        stored = redis.Redis.from_url(settings.redis_url, decode_responses=True).get(AFFINITY_KEY)
-    except redis.RedisError as exc:
-        raise click.ClickException(f"cannot read {AFFINITY_KEY} from {settings.redis_display}: {exc}") from None
-    if not stored:
-        raise click.ClickException(f"no cross-sell rules in {AFFINITY_KEY} yet: a worker with population scoring "
-                                   "publishes them every PULSE_PURCHASE_FIT_SECONDS once purchases arrive")
-    document = json.loads(str(stored))
-    document["rules"] = document["rules"][:top]
-    if as_json:
-        click.echo(json.dumps(document, indent=2))
-        return
-    click.echo(f"{document['purchases']:,} purchases; a rule needs {document['min_purchases']} purchases of A "
-               f"followed by B within {document['window_days']} days")
-    click.echo(f"  {'if':<14} {'then':<14} {'lift':>6} {'confidence':>11} {'support':>8} {'purchases':>10}")
-    for rule in document["rules"]:
-        click.echo(f"  {rule['if']:<14} {rule['then']:<14} {rule['lift']:>6.2f} {rule['confidence']:>11.3f} "
-                   f"{rule['support']:>8.4f} {rule['purchases']:>10,}")
 
 
 @main.command(help="Write every customer's profile from Redis as JSON lines (purchase-model scores as "

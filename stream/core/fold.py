@@ -11,6 +11,7 @@ from schemas import CLICK_TYPES, CustomerState, Event, Profile, Purchase, Refund
 from stream.core.affinity import Rule, next_best, suggestion_text
 from stream.core.churn import ChurnConfig, active_day_count, risk_band
 from stream.core.churn_now import stored_inputs
+from stream.core.clusters import ClusterModel, behaviour_vector
 from stream.core.dedup import DEFAULT_POLICY, Admission, DedupPolicy, admit, remember
 from stream.core.holdout import in_holdout
 from stream.core.preferences import WEIGHTS, add_interest, preferred_channel, top_categories
@@ -214,11 +215,15 @@ def _behaviour(state: CustomerState, event: Event, newest: datetime) -> dict[str
 
 
 def to_profile(state: CustomerState, computed_at: datetime, churn: ChurnConfig = DEFAULT_CHURN,
-               purchase: PurchaseModel | None = None, affinity: Sequence[Rule] = ()) -> Profile:
+               purchase: PurchaseModel | None = None, affinity: Sequence[Rule] = (),
+               clusters: ClusterModel | None = None) -> Profile:
     """The Redis projection of a state (with the purchase model's outlook, as of the
-    newer of the state's event time and the model's now, when a model is given, and the
-    next best categories by the population's cross-sell ``affinity`` rules)."""
+    newer of the state's event time and the model's now, when a model is given, the
+    next best categories by the population's cross-sell ``affinity`` rules, and the nearest
+    behavioural cluster of ``clusters``)."""
     tags = state.tags
+    vector = behaviour_vector(state) if clusters is not None else None
+    cluster, distance = clusters.assign(vector) if clusters is not None and vector is not None else (None, None)
     as_of = max((t for t in (state.last_event_at, tags.as_of) if t is not None), default=None)
     return Profile(
         **purchase_fields(state.orders, state.purchase_days, state.first_purchase_at, state.last_purchase_at,
@@ -246,6 +251,8 @@ def to_profile(state: CustomerState, computed_at: datetime, churn: ChurnConfig =
         churn_inputs=stored_inputs(state, state.churn_as_of, churn),
         holdout=in_holdout(state.customer_id, churn.holdout_share),
         next_best_categories=suggestion_text(next_best(state.categories_bought, affinity)) if affinity else None,
+        cluster=cluster, cluster_distance=distance,
+        cluster_model=clusters.version if cluster is not None and clusters is not None else None,
     )
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from schemas import CustomerState
 from stream.core.affinity import Rule, from_counter
+from stream.core.clusters import BottomK, ClusterModel, behaviour_vector
 from stream.core.owner import owner_partition
 from stream.core.purchase_outlook import PurchaseModel
 from stream.core.rfm import Cuts, PartitionIndex, Population
@@ -55,6 +56,8 @@ class PopulationBook:
         self._merged: Cuts | None = None
         self.purchase: PurchaseModel | None = None  # fitted by agents/population_sync.py
         self.affinity: list[Rule] = []  # cross-sell rules of the merged population, by agents/population_sync.py
+        self.clusters: ClusterModel | None = None  # behavioural clusters, fitted by agents/population_sync.py
+        self.samples: dict[int, BottomK] = {}  # each owned partition's behaviour sample
 
     # -- owned partitions -------------------------------------------------------------
     def index(self, partition: int) -> PartitionIndex:
@@ -66,15 +69,21 @@ class PopulationBook:
 
     def _build(self, wanted: int) -> None:
         fresh: dict[int, PartitionIndex] = {wanted: PartitionIndex()}
+        samples: dict[int, BottomK] = {}
         started, customers = time.monotonic(), 0
         for customer_id, stored in list(self.states.items()):
             partition = owner_partition(customer_id, self.partitions)
             if partition in self.local:
                 continue
-            values = raw_values(CustomerState.model_validate_json(stored))
+            state = CustomerState.model_validate_json(stored)
+            values = raw_values(state)
+            share = fresh.setdefault(partition, PartitionIndex())
             if values is not None:
-                fresh.setdefault(partition, PartitionIndex()).replace(customer_id, None, values)
+                share.replace(customer_id, None, values)
                 customers += 1
+            sample = samples.get(partition) or samples.setdefault(partition, BottomK(share.population.behaviour))
+            if sample.wants(customer_id):
+                sample.offer(customer_id, behaviour_vector(state))
         for key, value in list(self.counters.items()):  # cross-sell counts live in the counters, by partition
             name, _, at = key.rpartition("@")
             which = from_counter(name)
@@ -82,13 +91,14 @@ class PopulationBook:
                 continue
             _, what = which
             count = int(value)
-            share = fresh.setdefault(int(at), PartitionIndex()).population
+            counted = fresh.setdefault(int(at), PartitionIndex()).population
             if isinstance(what, tuple):
-                share.add_affinity({}, {what: count})
+                counted.add_affinity({}, {what: count})
             else:
-                share.add_affinity({what: count}, {})
+                counted.add_affinity({what: count}, {})
         for partition, index in fresh.items():
             self.local[partition] = index
+            self.samples[partition] = samples.get(partition) or BottomK(index.population.behaviour)
             stored_cuts = self.stored_cuts.get(applied_key(partition))
             # Nothing applied yet (a new partition, or a switch from fixed scoring): the
             # empty cuts make the first rescore visit every customer of the partition once.
@@ -99,11 +109,15 @@ class PopulationBook:
                  sorted(fresh), customers, time.monotonic() - started)
 
     def update(self, partition: int, customer_id: str, old: CustomerState, new: CustomerState) -> None:
+        index = self.index(partition)
         before, after = raw_values(old), raw_values(new)
         if before != after:
-            self.index(partition).replace(customer_id, before, after)
+            index.replace(customer_id, before, after)
             self.dirty.add(partition)
             self._merged = None
+        sample = self.samples[partition]
+        if sample.wants(customer_id) and sample.offer(customer_id, behaviour_vector(new)):
+            self.dirty.add(partition)
 
     def add_affinity(self, partition: int, orders: Mapping[str, int], follows: Mapping[tuple[str, str], int]) -> None:
         """A purchase's cross-sell counts (also added to the partition's counters by the caller)."""
@@ -127,6 +141,7 @@ class PopulationBook:
     def forget_all(self) -> None:
         """After a rebalance: rebuild from the tables (another worker may have moved them on)."""
         self.local.clear()
+        self.samples.clear()
         self.applied.clear()
         self.dirty.clear()
         self._merged = None
@@ -160,4 +175,6 @@ class PopulationBook:
                            for p, index in sorted(self.local.items())},
             "remote_partitions": sorted(p for p in self.remote if p not in self.local),
             "purchase_model": self.purchase.to_json() if self.purchase is not None else None,
+            "behaviour_sample": len(merged.behaviour),
+            "clusters": self.clusters.to_json() if self.clusters is not None else None,
         }

@@ -31,6 +31,7 @@ from stream.core.affinity import Rule, counter_names, cross_sell
 from stream.core.alerts import assess
 from stream.core.anomaly import screen, suspicious_alert, with_amount
 from stream.core.churn import ChurnConfig, Scorer
+from stream.core.clusters import ClusterModel
 from stream.core.dedup import Admission, DedupPolicy
 from stream.core.erasure import ERASE_KEY, ErasureRequest
 from stream.core.fold import apply_event, to_cents, to_profile
@@ -69,6 +70,8 @@ class ScoringBook(Protocol):
     def purchase(self) -> PurchaseModel | None: ...
     @property
     def affinity(self) -> Sequence[Rule]: ...
+    @property
+    def clusters(self) -> ClusterModel | None: ...
     def add_affinity(self, partition: int, orders: Mapping[str, int], follows: Mapping[tuple[str, str], int]
                      ) -> None: ...
 
@@ -129,8 +132,9 @@ class Processor:
 
     def profile(self, state: CustomerState) -> Profile:
         """The Redis projection of a state, computed now."""
+        book = self.population
         return to_profile(state, self.clock(), self.churn, self._purchase(),
-                          self.population.affinity if self.population is not None else ())
+                          book.affinity if book is not None else (), book.clusters if book is not None else None)
 
     def _purchase(self) -> PurchaseModel | None:
         return self.population.purchase if self.population is not None else None

@@ -87,6 +87,8 @@ class Population:
     # cross-sell affinity (stream/core/affinity.py): purchases with each category, and of those followed by B
     category_orders: dict[str, int] = field(default_factory=dict)
     follows: dict[tuple[str, str], int] = field(default_factory=dict)
+    # behavioural clusters (stream/core/clusters.py): a bottom-k sample of customers' behaviour vectors
+    behaviour: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
     def add(self, values: RawRfmValues, sign: int = 1) -> None:
         keyed: list[tuple[dict[Any, int], Any]] = [
@@ -136,6 +138,7 @@ class Population:
                 for key, count in theirs.items():
                     mine[key] = mine.get(key, 0) + count
             merged.size += part.size
+            merged.behaviour.update(part.behaviour)
         return merged
 
     def to_json(self) -> dict[str, object]:
@@ -144,19 +147,23 @@ class Population:
                 "purchases": [[*k, v] for k, v in sorted(self.purchases.items())],
                 "spend": [[*k, v] for k, v in sorted(self.spend.items())],
                 "category_orders": dict(sorted(self.category_orders.items())),
-                "follows": [[*k, v] for k, v in sorted(self.follows.items())]}
+                "follows": [[*k, v] for k, v in sorted(self.follows.items())],
+                "behaviour": {k: list(v) for k, v in sorted(self.behaviour.items())}}
 
     @classmethod
     def from_json(cls, data: Mapping[str, object]) -> Population:
         """(Shares published before the purchase model have no ``purchases`` or ``spend``, and
-        before cross-sell affinity no ``category_orders`` or ``follows``.)"""
+        before cross-sell affinity no ``category_orders`` or ``follows``, before clusters no
+        ``behaviour``.)"""
         orders: Any = data.get("category_orders", {})
+        behaviour: Any = data.get("behaviour", {})
         follows: Any = data.get("follows", ())
         return cls(days=_unpairs(data["days"]), orders=_unpairs(data["orders"]),
                    monetary=_unpairs(data["monetary"]), size=int(data["size"]),  # type: ignore[call-overload]
                    purchases=_untuples(data.get("purchases", ())), spend=_untuples(data.get("spend", ())),
                    category_orders={str(k): int(v) for k, v in orders.items()},
-                   follows={(str(a), str(b)): int(n) for a, b, n in follows})
+                   follows={(str(a), str(b)): int(n) for a, b, n in follows},
+                   behaviour={str(k): tuple(float(x) for x in v) for k, v in behaviour.items()})
 
     def histogram(self, dimension: Dimension) -> dict[int, int]:
         return {"days": self.days, "orders": self.orders, "monetary": self.monetary}[dimension]

@@ -39,6 +39,28 @@ class Truth:
     churns: bool
     decay_starts_at: str | None
     churn_at: str | None
+    group: str | None = None  # the planted behaviour group (``--behaviour-groups``)
+
+
+@dataclass(frozen=True)
+class BehaviourGroup:
+    """A planted behaviour: purchases per 30 days, typical basket, share of sessions that buy,
+    and the channel most sessions use."""
+
+    purchases_per_30d: float
+    basket: float
+    conversion: float
+    channel: str
+
+
+# Four groups the seeds name: high-frequency low-value, low-frequency high-value, browsers who
+# seldom buy, and regulars in between; each customer's rate and basket vary around the group's.
+BEHAVIOUR_GROUPS = {
+    "frequent_small": BehaviourGroup(6.0, 14.0, 0.4, "app"),
+    "rare_large": BehaviourGroup(0.6, 220.0, 0.3, "store"),
+    "browser": BehaviourGroup(0.5, 40.0, 0.05, "web"),
+    "regular": BehaviourGroup(1.5, 55.0, 0.2, "web"),
+}
 
 
 INCIDENT_SIGNALS = ("conversion", "basket_value", "refund_rate")
@@ -96,6 +118,7 @@ class PopulationSpec:
     decay_days: int = 28
     prefix: str = "gen"
     incident: Incident | None = None
+    behaviour_groups: bool = False  # plant BEHAVIOUR_GROUPS (each customer in one, by its own draw)
 
     def __post_init__(self) -> None:
         if self.customers < 1 or self.days < 1:
@@ -114,6 +137,7 @@ class _Customer:
     channel: str
     decay_start: datetime | None
     churn_at: datetime | None
+    conversion: float = 0.25  # the chance that a session buys
 
 
 def generate(spec: PopulationSpec) -> tuple[list[dict[str, Any]], list[Truth]]:
@@ -158,6 +182,15 @@ def _make_customer(rng: random.Random, spec: PopulationSpec, index: int) -> _Cus
         decay_start = churn_at - timedelta(days=spec.decay_days)
     else:
         churns = False
+    group, conversion = None, 0.25
+    if spec.behaviour_groups:
+        # its own stream, so the population's other draws stay those of a run without groups
+        own = random.Random(f"{spec.seed}-group-{index}")
+        group = own.choice(sorted(BEHAVIOUR_GROUPS))
+        planted = BEHAVIOUR_GROUPS[group]
+        purchase_rate = planted.purchases_per_30d * math.exp(own.gauss(0, 0.25)) / 30
+        basket_mu = math.log(planted.basket) + own.gauss(0, 0.2)
+        conversion, channel = planted.conversion, planted.channel
     truth = Truth(
         customer_id=f"{spec.prefix}-{index + 1:06d}",
         signup_at=signup.isoformat(),
@@ -167,8 +200,10 @@ def _make_customer(rng: random.Random, spec: PopulationSpec, index: int) -> _Cus
         churns=churns,
         decay_starts_at=decay_start.isoformat() if decay_start else None,
         churn_at=churn_at.isoformat() if churn_at else None,
+        group=group,
     )
-    return _Customer(truth, signup, purchase_rate, basket_mu, favourites, channel, decay_start, churn_at)
+    return _Customer(truth, signup, purchase_rate, basket_mu, favourites, channel, decay_start, churn_at,
+                     conversion)
 
 
 def _activity(customer: _Customer, when: datetime, spec: PopulationSpec) -> float:
@@ -196,15 +231,15 @@ def _customer_events(rng: random.Random, spec: PopulationSpec,
         level = _activity(customer, day, spec)
         if level > 0:
             in_decay = customer.decay_start is not None and day >= customer.decay_start
-            # Browsing sessions are ~3x as frequent as purchases.
-            for _ in range(_poisson(rng, customer.purchase_rate * 4 * level)):
+            # Browsing sessions outnumber purchases (4 to 1 unless the customer's group says otherwise).
+            for _ in range(_poisson(rng, customer.purchase_rate / customer.conversion * level)):
                 when = day + timedelta(seconds=rng.randrange(86_400))
                 if when >= end:
                     continue
                 factors = {name: spec.incident.factor_for(name, when) if spec.incident else 1.0
                            for name in INCIDENT_SIGNALS}
-                for event in _session(rng, customer, when, buys=rng.random() < 0.25 * factors["conversion"],
-                                      in_decay=in_decay, factors=factors):
+                buys = rng.random() < customer.conversion * factors["conversion"]
+                for event in _session(rng, customer, when, buys=buys, in_decay=in_decay, factors=factors):
                     counter += 1
                     event["event_id"] = f"{cid}-{counter:07d}"
                     yield event

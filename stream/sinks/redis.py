@@ -25,6 +25,7 @@ from stream.sinks.outbox import RedisWrites
 KEY_PREFIX = "pulse:"
 PURCHASE_MODEL_KEY = f"{KEY_PREFIX}purchase-model"  # the fitted purchase model (stream/core/purchase.py)
 AFFINITY_KEY = f"{KEY_PREFIX}affinity"  # the population's cross-sell rules (stream/core/affinity.py)
+CLUSTERS_KEY = f"{KEY_PREFIX}clusters"  # the behavioural clusters' centroids (stream/core/clusters.py)
 CHURN_MODEL_KEY = f"{KEY_PREFIX}churn-model"  # the churn scorer the workers use now (stream/model/params.py)
 # The Redis streams whose entries carry a customer_id field (access exports and erasure read them).
 CUSTOMER_STREAMS = {"tag_changes": "tags", "alerts": "alerts", "relay_dead_letters": "alerts:relay-dlq"}

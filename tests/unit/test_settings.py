@@ -39,6 +39,7 @@ def test_environment_is_read_with_the_prefix(monkeypatch: pytest.MonkeyPatch) ->
         ("PULSE_LOG_LEVEL", "loud", "debug, info"),
         ("PULSE_KAFKA_SESSION_TIMEOUT_SECONDS", "5", "an integer from 6 to 90 (seconds)"),
         ("PULSE_CHURN_WARN_BY", "both", "either or served"),
+        ("PULSE_CLUSTERS", "1", "give 2 to 8, or 0"),
         ("PULSE_CHURN_MODEL", "x", "shadow or auto"),
         ("PULSE_KAFKA_SECURITY_PROTOCOL", "bogus", "PLAINTEXT, SSL"),
     ],
