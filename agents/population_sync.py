@@ -99,13 +99,13 @@ def register(pulse: Pulse, book: PopulationBook) -> None:
 
     @app.timer(interval=pulse.settings.purchase_fit_seconds)
     async def refit_population_models() -> None:
-        merged = book.merged()  # once for both: the cross-sell rules, then the purchase model
+        merged = book.merged()  # once for all: the clusters, the cross-sell rules, then the purchase model
+        await refit_clusters(dict(merged.behaviour))  # before the rules: readers that saw the rules find them
         book.affinity = rules(merged.category_orders, merged.follows)
         document = affinity_document(merged.category_orders.get(ANY, 0), book.affinity)
         if document != published_rules["document"] and await set_json(pulse.settings, AFFINITY_KEY, document,
                                                                         "cross-sell rules"):
             published_rules["document"] = document
-        await refit_clusters(dict(merged.behaviour))
         purchases, spend = dict(merged.purchases), dict(merged.spend)  # copies: fitted off the loop
         if purchases and purchases != fitted["inputs"]:
             started = time.monotonic()

@@ -28,7 +28,7 @@ from stream.io.generate import CrossSell, PopulationSpec, generate, plant_cross_
 from stream.io.produce import event_records, produce
 from stream.io.replay import wait_until_processed
 from stream.settings import Settings
-from stream.sinks.redis import AFFINITY_KEY, KEY_PREFIX, customer_key
+from stream.sinks.redis import AFFINITY_KEY, CLUSTERS_KEY, KEY_PREFIX, customer_key
 from stream.topology import processing_groups
 
 BAD_RECORDS = [b'{"type": "purchase", "event_id": ', b"\xff\xfe not utf-8",
@@ -112,6 +112,7 @@ def _summary(settings: Settings, events: list[dict[str, Any]], say: Callable[[st
         say(f"     {row['customer_id']:<22} {float(row['churn_probability']):.2f} {row.get('churn_risk', ''):<6} "
             f"{row.get('segment', ''):<20} {row.get('churn_reasons', '')[:70]}")
     say(f"   cross-sell    {_rules(client, sum(e['type'] == 'purchase' for e in events))}")
+    say(f"   clusters      {_clusters(client)}")
     say(f"   {exact}/{len(expected)} customers' orders and monetary in Redis equal the batch computation "
         "over the same events")
     return exact == len(expected)
@@ -130,6 +131,16 @@ def _rules(client: redis.Redis, purchases: int) -> str:
         return "no rules yet (pulse affinity shows them once derived)"
     return ", ".join(f"{r['if']} -> {r['then']} lift {r['lift']:.2f}" for r in document["rules"][:3]) + \
         f" (over {document['purchases']:,} purchases; pulse affinity)"
+
+
+def _clusters(client: redis.Redis) -> str:
+    """The behavioural clusters as published (by the time the rules are, so are they)."""
+    stored = client.get(CLUSTERS_KEY)
+    if not stored:
+        return "none yet (pulse clusters shows them once fitted)"
+    document = json.loads(str(stored))
+    parts = [f"{c['id']}: {', '.join(c['description'].split(', ')[:2])}" for c in document["clusters"]]
+    return f"{document['k']} behaviour clusters: " + "; ".join(parts) + " (pulse clusters)"
 
 
 def _serve(settings: Settings, port: int, example: str, say: Callable[[str], None]) -> None:

@@ -39,6 +39,7 @@ def test_demo_summarises_a_settled_population_and_leaves_a_working_api(isolated:
         assert all(re.match(r"\s+demo3-60x240-\S+\s+[01]\.\d\d \w+", row) for row in at_risk), at_risk
         # the planted rule is the strongest
         assert re.match(r"\s+cross-sell\s+books -> music lift \d", _line(first, "cross-sell")), first
+        assert re.match(r"\s+clusters\s+5 behaviour clusters: 0: \w", _line(first, "clusters ")), first
 
         token = re.search(r"#token=(\S+)", first).group(1)  # type: ignore[union-attr]
         lookup = re.search(r"curl -s -H 'Authorization: Bearer \S+' (\S+)", first).group(1)  # type: ignore[union-attr]

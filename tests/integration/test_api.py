@@ -185,6 +185,25 @@ async def test_cross_sell_rules_are_served_strongest_first_and_filtered_by_antec
     assert [(r["if"], r["then"]) for r in books] == [("books", "music")]
 
 
+async def test_the_behavioural_clusters_are_served_as_published(api: httpx.AsyncClient, test_redis: str) -> None:
+    import json
+    import random
+
+    from stream.core.clusters import FEATURES, fit
+
+    missing = await api.get("/v1/clusters", headers=AUTH)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    rng = random.Random(1)
+    model = fit([tuple(rng.gauss(c, 0.2) for _ in FEATURES) for c in (1, 3) for _ in range(30)], clusters=2)
+    writer = aioredis.Redis.from_url(test_redis)
+    await writer.set("pulse:clusters", json.dumps({**model.to_json(), "fitted_at": "2026-12-02T15:00:00+00:00"}))
+    await writer.aclose()
+    assert (await api.get("/v1/clusters")).status_code == 401
+    body = (await api.get("/v1/clusters", headers=AUTH)).json()
+    assert body["version"] == model.version and body["k"] == 2 and body["features"] == list(FEATURES)
+    assert [c["id"] for c in body["clusters"]] == [0, 1] and sorted(c["size"] for c in body["clusters"]) == [30, 30]
+
+
 @pytest.fixture
 def silent_server() -> Iterator[int]:
     """A TCP server that accepts connections and never answers (a hung Redis)."""
