@@ -57,6 +57,8 @@ class CustomerState(BaseModel):
     categories_bought: list[str] = Field(default_factory=list)
     recent_baskets: list[tuple[int, tuple[str, ...]]] = Field(default_factory=list)
     channel_counts: dict[str, int] = {}
+    # events by time of day (UTC), in 3-hour buckets from 00:00 (empty: a state from before they were counted)
+    hour_counts: tuple[int, ...] = ()
     complaints: int = 0
     last_complaint_at: AwareDatetime | None = None
     refunds: int = 0

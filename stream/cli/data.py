@@ -76,8 +76,13 @@ def replay(path: Path, fmt: str, until: datetime | None, speed: float | None, wa
               help="Inject an incident, e.g. conversion:0.5:2024-06-01:14 halves the chance that a session "
                    "buys for 14 days (signals: conversion, basket_value, refund_rate).")
 @click.option("--anomalies", default=0.0, show_default=True, type=click.FloatRange(0, 1),
-              help="Plant an abnormal purchase (20x the median basket, 03:00-04:59, another channel) for this "
-                   "share of the customers with four or more purchases.")
+              help="Plant an abnormal purchase (--anomaly-factor x the median basket, 03:00-04:59, another "
+                   "channel) for this share of the customers with four or more purchases.")
+@click.option("--anomaly-factor", default=20.0, show_default=True, type=click.FloatRange(1.5, 1000),
+              help="The planted abnormal purchases' multiple of the customer's median basket.")
+@click.option("--diurnal", is_flag=True,
+              help="Sessions around each customer's own hour of the day (between 08 and 22 UTC, spread 2 h) "
+                   "instead of evenly over the day.")
 @click.option("--anomalies-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the planted abnormal purchases here (JSON lines), to score suspicious_transaction alerts.")
 @click.option("--cross-sell", default=None, metavar="A:B:SHARE",
@@ -89,7 +94,8 @@ def replay(path: Path, fmt: str, until: datetime | None, speed: float | None, wa
 @click.option("--produce", "to_kafka", is_flag=True, help="Produce the events to the events topic.")
 def generate(customers: int, days: int, start: datetime, seed: int, churn_share: float, seasonal_share: float,
              incident: str | None, prefix: str, out: Path | None, truth: Path | None, anomalies: float,
-             anomalies_out: Path | None, cross_sell: str | None, behaviour_groups: bool, to_kafka: bool) -> None:
+             anomaly_factor: float, diurnal: bool, anomalies_out: Path | None, cross_sell: str | None,
+             behaviour_groups: bool, to_kafka: bool) -> None:
 
     from stream.io.generate import CrossSell, Incident, PopulationSpec, inject_anomalies, plant_cross_sell, truth_rows
     from stream.io.generate import generate as make_population
@@ -106,13 +112,13 @@ def generate(customers: int, days: int, start: datetime, seed: int, churn_share:
         raise click.BadParameter(str(exc).removeprefix("--cross-sell: "), param_hint="--cross-sell") from None
     spec = PopulationSpec(customers=customers, days=days, start=start.replace(tzinfo=UTC), seed=seed,
                           churn_share=churn_share, seasonal_share=seasonal_share, prefix=prefix, incident=injected,
-                          behaviour_groups=behaviour_groups)
+                          behaviour_groups=behaviour_groups, diurnal=diurnal)
     if anomalies_out is not None and not anomalies:
         raise click.UsageError("--anomalies-out needs --anomalies SHARE (e.g. 0.1)")
     events, hidden = make_population(spec)
     planted: list[dict[str, Any]] = []
     if anomalies:
-        events, planted = inject_anomalies(events, anomalies, seed)
+        events, planted = inject_anomalies(events, anomalies, seed, anomaly_factor)
     cross_sold: list[dict[str, Any]] = []
     if rule is not None:
         events, cross_sold = plant_cross_sell(events, rule, seed)

@@ -9,7 +9,9 @@ A customer's purchase amounts are summarised by a running mean and spread of the
   so that three similar purchases do not make the fourth look extreme;
 - ``velocity``: 1.5 when it follows the customer's previous purchase within 10 minutes;
 - ``new_channel``: 1.0 when the customer has been seen on other channels at least five times
-  and never on this one.
+  and never on this one;
+- ``hour``: 1.5 when it falls in a 3-hour slot of the day (UTC) that holds under 2% of the
+  customer's events, once they have 30 (the state counts events per slot: eight numbers).
 
 A score at or above :data:`THRESHOLD` raises a ``suspicious_transaction`` alert with these
 contributions as its explanation, once the customer has :data:`MIN_HISTORY` purchases. A
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from schemas import Alert, Contribution, CustomerState, Purchase, Refund
 
@@ -34,7 +36,12 @@ VELOCITY_WINDOW = timedelta(minutes=10)
 VELOCITY_WEIGHT = 1.5
 NEW_CHANNEL_WEIGHT = 1.0
 NEW_CHANNEL_MIN_EVENTS = 5
-VERSION = "amount-z-1"
+HOUR_SLOT_HOURS = 3
+HOUR_SLOTS = 24 // HOUR_SLOT_HOURS
+HOUR_WEIGHT = 1.5
+HOUR_MIN_EVENTS = 30
+HOUR_RARE_SHARE = 0.02
+VERSION = "amount-z-2"
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,32 @@ def with_amount(stats: tuple[int, float, float], cents: int) -> tuple[int, float
     return n, mean, m2 + delta * (x - mean)
 
 
+def with_hour(counts: tuple[int, ...], at: datetime) -> tuple[int, ...]:
+    """The customer's events per 3-hour slot of the day (UTC), with one more at ``at``.
+
+    >>> with_hour((), datetime(2024, 1, 1, 4, 30, tzinfo=UTC))
+    (0, 1, 0, 0, 0, 0, 0, 0)
+    """
+    slots = list(counts) if len(counts) == HOUR_SLOTS else [0] * HOUR_SLOTS
+    slots[at.astimezone(UTC).hour // HOUR_SLOT_HOURS] += 1
+    return tuple(slots)
+
+
+def unusual_hour(counts: tuple[int, ...], at: datetime) -> bool:
+    """Whether ``at`` falls in a slot of the day that holds under 2% of the customer's events
+    (judged once they have :data:`HOUR_MIN_EVENTS`).
+
+    >>> night, day = datetime(2024, 1, 1, 3, tzinfo=UTC), datetime(2024, 1, 1, 14, tzinfo=UTC)
+    >>> usual = (0, 0, 0, 5, 20, 15, 10, 0)
+    >>> unusual_hour(usual, night), unusual_hour(usual, day), unusual_hour((0, 0, 0, 0, 3, 0, 0, 0), night)
+    (True, False, False)
+    """
+    total = sum(counts)
+    if total < HOUR_MIN_EVENTS or len(counts) != HOUR_SLOTS:
+        return False
+    return counts[at.astimezone(UTC).hour // HOUR_SLOT_HOURS] < HOUR_RARE_SHARE * total
+
+
 def screen(before: CustomerState, event: Purchase | Refund, cents: int) -> Screening:
     """Score a purchase (``cents`` its total) or a refund (its amount) against ``before``, the
     customer's state without it."""
@@ -88,6 +121,8 @@ def screen(before: CustomerState, event: Purchase | Refund, cents: int) -> Scree
     if channel is not None and not before.channel_counts.get(channel) \
             and sum(before.channel_counts.values()) >= NEW_CHANNEL_MIN_EVENTS:
         contributions.append(("new_channel", NEW_CHANNEL_WEIGHT))
+    if unusual_hour(before.hour_counts, event.event_time):
+        contributions.append(("hour", HOUR_WEIGHT))
     contributions.sort(key=lambda item: -item[1])
     score = round(sum(value for _, value in contributions), 3)
     return Screening(score, tuple(contributions), n >= MIN_HISTORY and score >= THRESHOLD)

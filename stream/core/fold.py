@@ -9,6 +9,7 @@ from typing import Any
 
 from schemas import CLICK_TYPES, CustomerState, Event, Profile, Purchase, Refund, SupportContact
 from stream.core.affinity import Rule, next_best, suggestion_text
+from stream.core.anomaly import with_hour
 from stream.core.churn import ChurnConfig, active_day_count, risk_band
 from stream.core.churn_now import stored_inputs
 from stream.core.clusters import ClusterModel, behaviour_vector
@@ -175,6 +176,7 @@ def _behaviour(state: CustomerState, event: Event, newest: datetime) -> dict[str
         update["funnel_stage"] = "browse"
     update["channel_counts"] = {**state.channel_counts,
                                 event.channel: state.channel_counts.get(event.channel, 0) + 1}
+    update["hour_counts"] = with_hour(state.hour_counts, event.event_time)
     interest = state.category_interest
     if isinstance(event, Purchase):
         orders, spend = 1, to_cents(event.total)

@@ -64,6 +64,7 @@ BEHAVIOUR_GROUPS = {
 
 
 INCIDENT_SIGNALS = ("conversion", "basket_value", "refund_rate")
+DIURNAL_SPREAD_HOURS = 2.0
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,7 @@ class PopulationSpec:
     prefix: str = "gen"
     incident: Incident | None = None
     behaviour_groups: bool = False  # plant BEHAVIOUR_GROUPS (each customer in one, by its own draw)
+    diurnal: bool = False  # sessions around each customer's own hour of the day (08-22 UTC), not evenly
 
     def __post_init__(self) -> None:
         if self.customers < 1 or self.days < 1:
@@ -226,6 +228,8 @@ def _customer_events(rng: random.Random, spec: PopulationSpec,
     end = spec.start + timedelta(days=spec.days)
     cid = customer.truth.customer_id
     counter = 0
+    hours = random.Random(f"{spec.seed}-hours-{cid}")  # its own stream: the other draws stay those without
+    peak = hours.uniform(8, 22)
     day = customer.signup
     while day < end:
         level = _activity(customer, day, spec)
@@ -234,6 +238,9 @@ def _customer_events(rng: random.Random, spec: PopulationSpec,
             # Browsing sessions outnumber purchases (4 to 1 unless the customer's group says otherwise).
             for _ in range(_poisson(rng, customer.purchase_rate / customer.conversion * level)):
                 when = day + timedelta(seconds=rng.randrange(86_400))
+                if spec.diurnal:
+                    midnight = day.replace(hour=0, minute=0, second=0, microsecond=0)
+                    when = max(day, midnight + timedelta(hours=hours.gauss(peak, DIURNAL_SPREAD_HOURS) % 24))
                 if when >= end:
                     continue
                 factors = {name: spec.incident.factor_for(name, when) if spec.incident else 1.0
@@ -316,10 +323,10 @@ def _poisson(rng: random.Random, mean: float) -> int:
         k += 1
 
 
-def inject_anomalies(events: list[dict[str, Any]], share: float, seed: int = 0
+def inject_anomalies(events: list[dict[str, Any]], share: float, seed: int = 0, factor: float = 20.0
                      ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Plant abnormal purchases: for ``share`` of the customers with at least four purchases,
-    one extra purchase after their third, of 20 times their median basket so far, at 03:00-04:59
+    one extra purchase after their third, of ``factor`` times their median basket so far, at 03:00-04:59
     UTC on another channel than their own. Returns the events with them (in event-time order)
     and the planted purchases. The generated events themselves are unchanged, so a seed gives
     the same population with or without anomalies.
@@ -346,7 +353,7 @@ def inject_anomalies(events: list[dict[str, Any]], share: float, seed: int = 0
         when = day.replace(hour=3, minute=rng.randrange(120) % 60, second=rng.randrange(60)) + timedelta(
             hours=rng.randrange(2))
         totals = sorted(Decimal(p["total"]) for p in bought[:after + 1])
-        total = (totals[len(totals) // 2] * 20).quantize(Decimal("0.01"))
+        total = (totals[len(totals) // 2] * Decimal(str(factor))).quantize(Decimal("0.01"))
         channel = rng.choice([c for c in CHANNELS if c != bought[after]["channel"]])
         category = bought[after]["items"][0]["category"]
         planted.append({"type": "purchase", "event_id": f"{cid}-anomaly", "customer_id": cid,

@@ -51,6 +51,22 @@ def test_planted_abnormal_purchases_are_flagged_with_recall_and_precision() -> N
     assert not alert.holdout and "usual purchase" in alert.reason
 
 
+def test_an_unusual_hour_flags_purchases_the_amount_alone_would_not() -> None:
+    # Sessions around each customer's own hour; planted purchases of only 5x the median basket
+    # (about 3 standard deviations of a customer's amounts: under the threshold alone), at 03:00-04:59.
+    events, _ = generate(PopulationSpec(customers=300, days=365, seed=21, prefix="h", diurnal=True))
+    mixed, planted = inject_anomalies(events, 0.3, seed=5, factor=5)
+    alerts, _ = _run(mixed)
+    found = [a for a in alerts if a.kind == KIND]
+    flagged = {(a.customer_id, a.event_time) for a in found}
+    truth = {(p["customer_id"], datetime.fromisoformat(p["event_time"])) for p in planted}
+    recall, precision = len(flagged & truth) / len(truth), len(flagged & truth) / max(1, len(flagged))
+    print(f"{len(truth)} planted at 5x: recall {recall:.3f}, precision {precision:.3f}")
+    assert len(truth) >= 40 and recall >= 0.6 and precision >= 0.9
+    hit = next(a for a in found if (a.customer_id, a.event_time) in truth)
+    assert {"amount", "hour"} <= {c.feature for c in hit.explanation}
+
+
 def test_the_population_without_planted_anomalies_raises_few_alerts() -> None:
     events, _ = generate(PopulationSpec(customers=200, days=365, seed=22, prefix="b"))
     alerts, _ = _run(events)
