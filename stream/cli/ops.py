@@ -34,13 +34,19 @@ def up(secure: bool) -> None:
 
 
 @main.command(help="Show each service, its address, and whether pulse started it.")
-def status() -> None:
+@click.option("--secure", is_flag=True, help="Those `pulse up --secure` started (load their settings first: "
+                                           "set -a; . .pulse/secure/pulse.env).")
+def status(secure: bool) -> None:
     from stream.infra import services
 
-    rows = services.status(load_or_exit())
+    settings = load_or_exit()
+    rows = services.status(settings, secure=secure)
     for row in rows:
         click.echo(row.line())
     if not all(r.running for r in rows):
+        if secure and any(r.owner.startswith("pulse") and not r.running for r in rows):
+            click.echo(f"(started but not answering with these settings: load {services.secure_home(settings)}"
+                       "/pulse.env first)", err=True)
         sys.exit(1)
 
 

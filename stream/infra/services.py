@@ -27,13 +27,17 @@ class ServiceStatus:
         return f"{self.name:<6} {self.address:<28} {state:<8} {self.owner}"
 
 
-def status(settings: Settings) -> list[ServiceStatus]:
+def status(settings: Settings, secure: bool = False) -> list[ServiceStatus]:
+    """Whether the configured Kafka and Redis answer, and whether this data dir's `pulse up`
+    (or `pulse up --secure`) started them. (Secured ones answer only with the client settings of
+    their ``pulse.env``.)"""
+    home = secure_home(settings) if secure else settings.data_dir
     rows = []
-    ours = kafka_infra.our_kafka(settings.data_dir)
+    ours = kafka_infra.our_kafka(home)
     up = kafka_infra.kafka_ready(settings.kafka)
     rows.append(ServiceStatus("kafka", settings.kafka_bootstrap, up,
                               f"pulse (pid {ours.pid})" if ours else ("external" if up else "-")))
-    ours_r = redis_infra.our_redis(settings.data_dir)
+    ours_r = redis_infra.our_redis(home)
     up_r = redis_infra.redis_ready(settings.redis_url)
     rows.append(ServiceStatus("redis", settings.redis_display, up_r,
                               f"pulse (pid {ours_r.pid})" if ours_r else ("external" if up_r else "-")))

@@ -64,7 +64,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SecureSe
         tls_server_binary()
     except InfraError:  # installed by the project's script, like the browser of the dashboard test
         subprocess.run([str(ROOT / "scripts" / "install-redis-tls.sh")], check=True, stdout=subprocess.DEVNULL)
-    home = tmp_path_factory.mktemp("secured")
+    home = tmp_path_factory.mktemp("secured") / "secure"  # where `pulse up --secure` of the parent data dir keeps them
     setup = ensure_setup(home / "tls")
     kafka_port, _controller_port, redis_port = _listen_ports(3)  # the broker takes kafka_port + 1 too
     env = setup.env(f"127.0.0.1:{kafka_port}", "127.0.0.1", redis_port)
@@ -146,6 +146,18 @@ def test_worker_replay_export_api_and_relay_run_over_tls_and_sasl(
     assert "Worker ready" in log or "Ready" in log
     assert not any(secret in log for secret in _secrets(setup)), "a password appeared in the worker's log"
     redis.Redis.from_url(env["PULSE_REDIS_URL"]).flushall()
+
+
+def test_status_shows_the_secured_services_as_started_by_pulse(
+        secured: tuple[SecureSetup, dict[str, str]], tmp_path: Path) -> None:
+    setup, secure_env = secured
+    data_dir = setup.home.parent.parent  # <data dir>/secure/tls
+    shown = run_pulse({**os.environ, **secure_env, "PULSE_DATA_DIR": str(data_dir)}, "status", "--secure")
+    lines = shown.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["kafka", "redis"], shown.stdout
+    assert all("running" in line and "pulse (pid" in line for line in lines), shown.stdout
+    plain = run_pulse({**os.environ, **secure_env, "PULSE_DATA_DIR": str(data_dir)}, "status", check=False)
+    assert plain.returncode == 0 and "external" in plain.stdout  # not this data dir's plain `pulse up`
 
 
 @pytest.mark.parametrize("wrong", ["kafka password", "redis password", "kafka ca"])
