@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -21,6 +21,7 @@ class RawRfm:
     last_purchase_at: datetime | None
     purchase_days: int = 0  # distinct UTC days with a purchase
     active_days: int = 0  # distinct UTC days with any event
+    hour_slots: tuple[int, ...] = ()  # events per 3-hour slot of the day (UTC), from 00:00
 
 
 def batch_raw_rfm(events: Iterable[Mapping[str, Any]]) -> dict[str, RawRfm]:
@@ -57,6 +58,8 @@ def batch_raw_rfm(events: Iterable[Mapping[str, Any]]) -> dict[str, RawRfm]:
             last_purchase_at=max(times) if times else None,
             purchase_days=len({int(t.timestamp() // 86_400) for t in times}),
             active_days=len({int(datetime.fromisoformat(str(e["event_time"])).timestamp() // 86_400) for e in evs}),
+            hour_slots=tuple(sum(datetime.fromisoformat(str(e["event_time"])).astimezone(UTC).hour // 3 == slot
+                                 for e in evs) for slot in range(8)),
         )
     return result
 

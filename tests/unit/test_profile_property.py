@@ -77,6 +77,7 @@ def test_streaming_equals_batch_out_of_order_with_duplicates(events: list[dict],
         assert got.last_purchase_at == want.last_purchase_at
         assert got.purchase_days == want.purchase_days
         assert got.active_days == want.active_days
+        assert got.hour_counts == want.hour_slots
         assert got.duplicates == sum(1 for d in duplicates if d["customer_id"] == customer_id)
 
 
