@@ -89,7 +89,8 @@ def behaviour_vector(state: CustomerState) -> Vector | None:
     seen = sum(state.channel_counts.get(c, 0) for c in CHANNELS) or 1
     values = (
         math.log1p(orders / months),
-        math.log1p(state.monetary_cents / 100 / orders) if orders else 0.0,  # (no orders: missing, see scaled)
+        # (no orders: missing, see scaled; refunds beyond the purchases seen make no negative basket)
+        math.log1p(max(state.monetary_cents, 0) / 100 / orders) if orders else 0.0,
         math.log1p(state.sessions / months),
         math.log((orders + 0.5) / (state.sessions + 1)),  # conversion, on a log scale: 5% and 20% differ
         *(state.channel_counts.get(c, 0) / seen for c in CHANNELS),

@@ -175,3 +175,19 @@ def test_a_clearly_better_partition_replaces_a_poor_one_under_the_previous_ids()
     assert _ari(groups, [refit.assign(p)[0] for p in points]) >= 0.95  # the better partition won
     assert (found["rare_large"], found["frequent_small"]) == (0, 1)  # under the ids they had
     assert {found["browser"], found["regular"]} == {2, 3}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 10_000), st.integers(0, 10_000), st.integers(-10**9, 10**9), st.integers(0, 10_000),
+       st.dictionaries(st.sampled_from(["web", "app", "store", "kiosk"]), st.integers(0, 10_000)),
+       st.integers(0, 3_000))
+def test_any_state_gives_a_finite_vector_or_none(sessions: int, orders: int, monetary: int, refunds: int,
+                                                 channels: dict[str, int], span_days: int) -> None:
+    import math
+
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    state = CustomerState(customer_id="x", sessions=sessions, orders=orders, monetary_cents=monetary,
+                          refunds=refunds, channel_counts=channels, first_seen_at=start,
+                          last_event_at=start + timedelta(days=span_days))
+    vector = behaviour_vector(state)  # on the per-event path: it must never raise
+    assert vector is None or (len(vector) == len(FEATURES) and all(math.isfinite(v) for v in vector))
