@@ -25,9 +25,9 @@ from agents.context import Pulse
 from agents.follow import follow
 from agents.publish import get_json, set_json
 from stream.core.affinity import ANY, affinity_document, rules
-from stream.core.clusters import ClusterModel
 from stream.core.clusters import FitError as ClusterFitError
 from stream.core.clusters import fit as fit_clusters
+from stream.core.clusters import starting_point
 from stream.core.population import PopulationBook
 from stream.core.purchase import FitError
 from stream.core.purchase_outlook import fit_population
@@ -70,17 +70,15 @@ def register(pulse: Pulse, book: PopulationBook) -> None:
     clustered: dict[str, Any] = {"sample": None, "published": None}
 
     async def refit_clusters(sample: dict[str, tuple[float, ...]]) -> None:
-        # Every worker starts each refit from the clusters last published by any worker, so their
-        # ids agree across workers and survive restarts (a worker that published last reads its own).
-        published = _usable(await get_json(pulse.settings, CLUSTERS_KEY, "behavioural clusters"),
-                            pulse.settings.clusters)
-        current = book.clusters
-        if published is not None and (current is None or published.version not in (current.version,
-                                                                                    clustered["published"])):
-            if current is None:
-                log.info("clusters: starting from the published %s (%d clusters)", published.version, published.k)
-            book.clusters = published
-            clustered["published"] = published.version
+        stored = await get_json(pulse.settings, CLUSTERS_KEY, "behavioural clusters")
+        start, passed_over = starting_point(book.clusters, stored, pulse.settings.clusters, clustered["published"])
+        if passed_over:
+            log.warning("clusters: %s", passed_over)
+        if start is not None and start is not book.clusters:
+            if book.clusters is None:
+                log.info("clusters: starting from the published %s (%d clusters)", start.version, start.k)
+            book.clusters = start
+            clustered["published"] = start.version
         if sample and sample != clustered["sample"]:
             started = time.monotonic()
             try:
@@ -100,7 +98,10 @@ def register(pulse: Pulse, book: PopulationBook) -> None:
     @app.timer(interval=pulse.settings.purchase_fit_seconds)
     async def refit_population_models() -> None:
         merged = book.merged()  # once for all: the clusters, the cross-sell rules, then the purchase model
-        await refit_clusters(dict(merged.behaviour))  # before the rules: readers that saw the rules find them
+        try:  # before the rules: readers that saw the rules find them
+            await refit_clusters(dict(merged.behaviour))
+        except Exception:  # noqa: BLE001 - a clustering failure must not stop the rules, the purchase model or the worker
+            log.exception("clusters: refit failed (the last clusters stay in use)")
         book.affinity = rules(merged.category_orders, merged.follows)
         document = affinity_document(merged.category_orders.get(ANY, 0), book.affinity)
         if document != published_rules["document"] and await set_json(pulse.settings, AFFINITY_KEY, document,
@@ -123,18 +124,3 @@ def register(pulse: Pulse, book: PopulationBook) -> None:
             fitted["published"] = await set_json(pulse.settings, PURCHASE_MODEL_KEY, book.purchase.to_json(),
                                                  "purchase model")
 
-
-def _usable(stored: Any, wanted: int) -> ClusterModel | None:
-    """The published clusters, when readable and of the configured number."""
-    if stored is None:
-        return None
-    try:
-        published = ClusterModel.from_json(stored)
-    except (KeyError, TypeError, ValueError) as exc:
-        log.warning("clusters: not starting from the published centroids (%s)", exc)
-        return None
-    if wanted and wanted != published.k:
-        log.warning("clusters: PULSE_CLUSTERS=%d but %d are published: fitting %d (ids change)",
-                    wanted, published.k, wanted)
-        return None
-    return published

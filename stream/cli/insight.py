@@ -95,8 +95,8 @@ def _against_truth(settings: Settings, truth: Path) -> dict[str, Any]:
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     ids = sorted(groups)
     with client.pipeline(transaction=False) as pipe:
-        for customer_id in ids:
-            pipe.hget(customer_key(customer_id), "cluster")
+        for customer_id in ids:  # (stored under their pseudonyms with PULSE_PSEUDONYM_KEY)
+            pipe.hget(customer_key(settings.stored_id(customer_id)), "cluster")
         found = pipe.execute()
     metric, missing = AdjustedRand(), 0
     for customer_id, cluster in zip(ids, found, strict=True):

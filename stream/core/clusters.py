@@ -218,6 +218,33 @@ class ClusterModel:
                    sample=int(data["sample"]), version=str(data["version"]))  # type: ignore[call-overload]
 
 
+def starting_point(current: ClusterModel | None, stored: Mapping[str, object] | None, wanted: int,
+                   ours: str | None) -> tuple[ClusterModel | None, str | None]:
+    """The clusters a refit starts from, and why the published ones were passed over (if so).
+
+    Every worker starts from the clusters last published by any worker (``stored``: the
+    ``pulse:clusters`` document), so their ids agree across workers and survive restarts; unless
+    those are already ``current``, or are older than ``ours`` (the version this worker last
+    published: its own newer write failed), or cannot be read, or have another number of
+    clusters than the ``wanted`` ``PULSE_CLUSTERS`` (then a fresh fit chooses new ids).
+
+    >>> starting_point(None, None, 5, None)
+    (None, None)
+    """
+    if stored is None:
+        return current, None
+    try:
+        published = ClusterModel.from_json(stored)
+    except (KeyError, TypeError, ValueError) as exc:
+        return current, f"the published clusters cannot be read ({type(exc).__name__}: {exc})"
+    if wanted and wanted != published.k:
+        return (current if current is not None and current.k == wanted else None,
+                f"PULSE_CLUSTERS={wanted} but {published.k} are published: fitting {wanted} (ids change)")
+    if current is None or published.version not in (current.version, ours):
+        return published, None
+    return current, None
+
+
 class FitError(ValueError):
     """Too few sampled customers to cluster yet."""
 

@@ -4,11 +4,15 @@ Each partition keeps its newest event time, floored to ``GRANULARITY_SECONDS`` s
 changelog-backed table is written at most once per granule of event time.
 
 What drives time (the one statement, also in docs/operations.md, "Time semantics"): the
-sweeper ticks each of a worker's partitions with the newest event time *of that worker*
-(the maximum over its partitions), and a tick applies the transitions due up to that time
-minus the allowed lateness. :func:`watermark` -- the minimum over partitions minus the
-lateness, the time before which no partition can still receive an event that counts -- is
-reported for monitoring; it does not drive the sweeps.
+sweeper ticks each of a worker's partitions with that partition's own newest event time while
+it is receiving events, and with the newest event time of the worker (the maximum over its
+partitions) once it has been idle for :data:`IDLE_SECONDS` of wall time, so a quiet partition's
+customers still age (:class:`SweepClock`). A tick applies the transitions due up to that time
+minus the allowed lateness. So during a fast replay a partition that trails the others is
+never swept past its own events (an alert could otherwise expire before the customer's
+purchase arrives). :func:`watermark` -- the minimum over partitions minus the lateness, the
+time before which no partition can still receive an event that counts -- is reported for
+monitoring.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 GRANULARITY_SECONDS = 60
+IDLE_SECONDS = 30.0  # wall-clock seconds without a new event time before a partition follows the others
 
 
 def advance(stored: int | None, event_time: datetime) -> int | None:
@@ -44,3 +49,30 @@ def watermark(partition_maxima: Iterable[int], lateness: timedelta) -> datetime 
     if not maxima:
         return None
     return datetime.fromtimestamp(min(maxima), UTC) - lateness
+
+
+class SweepClock:
+    """The event time each partition's sweep tick carries (see the module's docstring).
+
+    >>> clock = SweepClock(idle_seconds=30)
+    >>> clock.times({0: 1000, 1: 4000}, wall=0.0)  # both just seen move: each its own
+    {0: 1000, 1: 4000}
+    >>> clock.times({0: 1000, 1: 5000}, wall=20.0)  # partition 0 quiet for 20 s: still its own
+    {0: 1000, 1: 5000}
+    >>> clock.times({0: 1000, 1: 6000}, wall=31.0)  # idle for 31 s: it follows the newest
+    {0: 6000, 1: 6000}
+    """
+
+    def __init__(self, idle_seconds: float = IDLE_SECONDS) -> None:
+        self.idle_seconds = idle_seconds
+        self._moved: dict[int, tuple[int, float]] = {}  # partition -> (newest event time, wall time it moved)
+
+    def times(self, maxima: dict[int, int], wall: float) -> dict[int, int]:
+        newest = max(maxima.values(), default=0)
+        result = {}
+        for partition, value in maxima.items():
+            seen = self._moved.get(partition)
+            if seen is None or value != seen[0]:
+                self._moved[partition] = seen = (value, wall)
+            result[partition] = value if wall - seen[1] < self.idle_seconds else newest
+        return result

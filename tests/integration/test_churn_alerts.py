@@ -157,9 +157,9 @@ def _check_alert_outcomes(env: dict[str, str], isolated: Isolated, events: list[
             assert outcome is not None and not outcome["converted"], (alert, outcome)
         if outcome is not None:
             assert (outcome["kind"], str(outcome["holdout"])) == (alert["kind"], alert["holdout"])
-    # A sweep resolves on the worker's newest event time (over its partitions) minus the lateness;
-    # during a fast replay a customer whose partition trails by more than that can see an alert
-    # expire before their purchase arrives (churn labels share this; docs/api.md). Rare, not never.
+    # A sweep resolves on its partition's own newest event time minus the lateness while the
+    # partition receives events (docs/operations.md, "Time semantics"): a trailing partition is not
+    # swept past its own events, so an alert does not expire before the purchase that converts it.
     print(f"alert outcomes: {len(outcomes)}, disagreeing with the events: {len(wrong)}")
     assert len(wrong) <= 0.01 * len(outcomes), wrong[:3]
 

@@ -191,3 +191,23 @@ def test_any_state_gives_a_finite_vector_or_none(sessions: int, orders: int, mon
                           last_event_at=start + timedelta(days=span_days))
     vector = behaviour_vector(state)  # on the per-event path: it must never raise
     assert vector is None or (len(vector) == len(FEATURES) and all(math.isfinite(v) for v in vector))
+
+
+def test_a_refit_starts_from_the_clusters_any_worker_published_last() -> None:
+    from stream.core.clusters import starting_point
+
+    points, _ = _planted(random.Random(7), 30)
+    mine, theirs = fit(points, clusters=4), fit(points[5:], clusters=4)
+    assert mine.version != theirs.version
+    published = json.loads(json.dumps(theirs.to_json()))
+    # a restarted worker, and one whose clusters another worker has since replaced: the published ones
+    assert starting_point(None, published, 4, None) == (theirs, None)
+    assert starting_point(mine, published, 4, mine.version) == (theirs, None)
+    # its own published last, or an older one left in Redis because its newer write failed: its own
+    assert starting_point(theirs, published, 4, theirs.version) == (theirs, None)
+    assert starting_point(mine, published, 4, theirs.version) == (mine, None)
+    # another number of clusters configured, or an unreadable document: passed over, with the reason
+    start, why = starting_point(None, published, 5, None)
+    assert start is None and why is not None and "PULSE_CLUSTERS=5 but 4 are published" in why
+    start, why = starting_point(mine, {"version": "x"}, 4, None)
+    assert start is mine and why is not None and "cannot be read" in why
