@@ -12,6 +12,7 @@ from faust.types import TableT, TopicT
 
 from stream.core.population import PopulationBook
 from stream.core.rules import Rules
+from stream.core.watermark import SweepClock
 from stream.infra.metrics import WorkerMetrics
 from stream.model import ModelParams, SegmentMixMonitor
 from stream.model.activity_drift import ActivityMonitor
@@ -33,6 +34,7 @@ class Pulse:
     activity: ActivityMonitor = field(default_factory=ActivityMonitor)  # likewise (lateness set by create_app)
     model: ModelParams | None = None  # the newest published churn model (agents/trainer.py)
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)  # /metrics (agents/views.py)
+    sweep_clock: SweepClock = field(default_factory=SweepClock)  # fed by the profile agent, read by the sweeper
 
     def topic(self, name: str) -> TopicT:
         """A topic of the topology by its name without the prefix."""

@@ -103,6 +103,8 @@ def register(pulse: Pulse) -> None:
                     records = [Record(e.message.partition, e.key, e.value, e.message.topic, e.message.offset)
                                for e in group]
                     effects = processor.process(records, tables)
+                    if effects.newest_event_time is not None:  # it is receiving: its sweeps follow its own time
+                        pulse.sweep_clock.saw_events(partition, time.monotonic())
                     input_ms = int(min(e.message.timestamp for e in group) * 1000)
                     sends += await send_effects(pulse, effects, partition, processor.profile, input_ms)
                     sends += await watch_population(pulse, effects, partition)

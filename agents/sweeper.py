@@ -11,13 +11,10 @@ from datetime import UTC, datetime
 
 from agents.context import Pulse
 from stream.core.sweep import TICK_KEY
-from stream.core.watermark import SweepClock
 
 
 def register(pulse: Pulse) -> None:
     topic_name = pulse.settings.topic("customer-events")
-
-    clock = SweepClock()
 
     @pulse.app.timer(interval=float(pulse.settings.sweep_seconds))
     async def sweep_tick() -> None:
@@ -25,7 +22,7 @@ def register(pulse: Pulse) -> None:
                   for key, value in pulse.table("event-time-maxima").items() if str(key).startswith("p")}
         if not maxima:
             return
-        times = clock.times(maxima, time.monotonic())
+        times = pulse.sweep_clock.times(maxima, time.monotonic())
         newest = max(maxima.values())
         for tp in pulse.app.consumer.assignment():
             if tp.topic == topic_name:

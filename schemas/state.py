@@ -59,6 +59,7 @@ class CustomerState(BaseModel):
     channel_counts: dict[str, int] = {}
     # events by time of day (UTC), in 3-hour buckets from 00:00 (empty: a state from before they were counted)
     hour_counts: tuple[int, ...] = ()
+    session_events: int = 0  # events of the current session (last_session_id) so far
     complaints: int = 0
     last_complaint_at: AwareDatetime | None = None
     refunds: int = 0

@@ -11,7 +11,8 @@ A customer's purchase amounts are summarised by a running mean and spread of the
 - ``new_channel``: 1.0 when the customer has been seen on other channels at least five times
   and never on this one;
 - ``hour``: 1.5 when it falls in a 3-hour slot of the day (UTC) that holds under 2% of the
-  customer's events, once they have 30 (the state counts events per slot: eight numbers).
+  customer's events, once they have 30, leaving out the transaction's own session so far (the
+  state counts events per slot: eight numbers, and the current session's events).
 
 A score at or above :data:`THRESHOLD` raises a ``suspicious_transaction`` alert with these
 contributions as its explanation, once the customer has :data:`MIN_HISTORY` purchases. A
@@ -90,19 +91,26 @@ def with_hour(counts: tuple[int, ...], at: datetime) -> tuple[int, ...]:
     return tuple(slots)
 
 
-def unusual_hour(counts: tuple[int, ...], at: datetime) -> bool:
+def unusual_hour(counts: tuple[int, ...], at: datetime, own_session: int = 0) -> bool:
     """Whether ``at`` falls in a slot of the day that holds under 2% of the customer's events
-    (judged once they have :data:`HOUR_MIN_EVENTS`).
+    (judged once they have :data:`HOUR_MIN_EVENTS`), leaving out ``own_session``: the events of
+    the transaction's own session so far, which would otherwise make a night session's purchase
+    look like the customer's habit.
 
     >>> night, day = datetime(2024, 1, 1, 3, tzinfo=UTC), datetime(2024, 1, 1, 14, tzinfo=UTC)
     >>> usual = (0, 0, 0, 5, 20, 15, 10, 0)
     >>> unusual_hour(usual, night), unusual_hour(usual, day), unusual_hour((0, 0, 0, 0, 3, 0, 0, 0), night)
     (True, False, False)
+    >>> browsed_first = (0, 4, 0, 5, 20, 15, 10, 0)  # four page views of this session at 03:00
+    >>> unusual_hour(browsed_first, night), unusual_hour(browsed_first, night, own_session=4)
+    (False, True)
     """
-    total = sum(counts)
-    if total < HOUR_MIN_EVENTS or len(counts) != HOUR_SLOTS:
+    if len(counts) != HOUR_SLOTS:
         return False
-    return counts[at.astimezone(UTC).hour // HOUR_SLOT_HOURS] < HOUR_RARE_SHARE * total
+    slot = at.astimezone(UTC).hour // HOUR_SLOT_HOURS
+    left_out = min(own_session, counts[slot])
+    total = sum(counts) - left_out
+    return total >= HOUR_MIN_EVENTS and counts[slot] - left_out < HOUR_RARE_SHARE * total
 
 
 def screen(before: CustomerState, event: Purchase | Refund, cents: int) -> Screening:
@@ -121,7 +129,9 @@ def screen(before: CustomerState, event: Purchase | Refund, cents: int) -> Scree
     if channel is not None and not before.channel_counts.get(channel) \
             and sum(before.channel_counts.values()) >= NEW_CHANNEL_MIN_EVENTS:
         contributions.append(("new_channel", NEW_CHANNEL_WEIGHT))
-    if unusual_hour(before.hour_counts, event.event_time):
+    own_session = before.session_events if event.session_id is not None \
+        and event.session_id == before.last_session_id else 0
+    if unusual_hour(before.hour_counts, event.event_time, own_session):
         contributions.append(("hour", HOUR_WEIGHT))
     contributions.sort(key=lambda item: -item[1])
     score = round(sum(value for _, value in contributions), 3)

@@ -62,12 +62,12 @@ Vector = tuple[float, ...]
 
 
 def sample_point(customer_id: str) -> float:
-    """The customer's fixed place in [0, 1) for the bottom-k sample (a keyed hash of the id).
+    """The customer's fixed place in [0, 1) for the bottom-k sample (from their :func:`sample_key`).
 
     >>> sample_point("c-1") == sample_point("c-1"), 0 <= sample_point("c-2") < 1
     (True, True)
     """
-    return int.from_bytes(hashlib.sha256(NAMESPACE + customer_id.encode()).digest()[:8], "big") / 2**64
+    return _point(sample_key(customer_id))
 
 
 def behaviour_vector(state: CustomerState) -> Vector | None:
@@ -99,52 +99,60 @@ def behaviour_vector(state: CustomerState) -> Vector | None:
     return tuple(round(v, 4) for v in values)
 
 
+def sample_key(customer_id: str) -> str:
+    """The key a customer's vector is sampled under: a one-way digest of the id, so the shares
+    published on ``pulse.rfm-population`` name no customer (and an erasure leaves no id there)."""
+    return hashlib.sha256(NAMESPACE + customer_id.encode()).hexdigest()[:24]
+
+
+def _point(key: str) -> float:
+    return int(key[:16], 16) / 2**64
+
+
 class BottomK:
-    """Keeps ``members`` (a partition's ``Population.behaviour``) the :data:`SAMPLE_PER_PARTITION`
-    customers of smallest :func:`sample_point` among those with a vector. A member that loses its
-    vector (an erasure) leaves a gap that the next rebuild from the tables fills.
+    """Keeps ``members`` (a partition's ``Population.behaviour``, by :func:`sample_key`) the
+    :data:`SAMPLE_PER_PARTITION` customers of smallest :func:`sample_point` among those with a
+    vector. A member that loses its vector (an erasure) leaves a gap that the next customer
+    offered fills, and the next rebuild from the tables makes exact again.
 
     >>> sample = BottomK({}, size=2)
     >>> [sample.offer(f"c-{i}", (float(i),)) for i in range(5)].count(True) >= 2, len(sample.members)
     (True, 2)
-    >>> kept = set(sample.members); sample.offer(next(iter(kept)), None), len(sample.members)
+    >>> kept = [c for c in (f"c-{i}" for i in range(5)) if sample_key(c) in sample.members]
+    >>> sample.offer(kept[0], None), len(sample.members)
     (True, 1)
     """
 
     def __init__(self, members: dict[str, Vector], size: int = SAMPLE_PER_PARTITION) -> None:
         self.members = members
         self.size = size
-        self.points = {customer_id: sample_point(customer_id) for customer_id in members}
-        self.ceiling = max(self.points.values(), default=0.0)
+        self.ceiling = max(map(_point, members), default=0.0)
 
     def wants(self, customer_id: str) -> bool:
         """Whether the customer's vector would be kept (computing it is then worth it)."""
-        return customer_id in self.members or len(self.members) < self.size \
-            or sample_point(customer_id) < self.ceiling
+        return len(self.members) < self.size or sample_point(customer_id) < self.ceiling \
+            or sample_key(customer_id) in self.members
 
     def offer(self, customer_id: str, vector: Vector | None) -> bool:
         """The customer's current vector (None: has none); returns whether the sample changed."""
-        members = self.members
+        members, key = self.members, sample_key(customer_id)
         if vector is None:
-            if customer_id not in members:
+            if key not in members:
                 return False
-            del members[customer_id]
-            self.points.pop(customer_id, None)
-            self.ceiling = max(self.points.values(), default=0.0)
+            del members[key]
+            self.ceiling = max(map(_point, members), default=0.0)
             return True
-        if customer_id in members:
-            changed = members[customer_id] != vector
-            members[customer_id] = vector
+        if key in members:
+            changed = members[key] != vector
+            members[key] = vector
             return changed
-        point = sample_point(customer_id)
+        point = _point(key)
         if len(members) >= self.size:
             if point >= self.ceiling:
                 return False
-            highest = max(self.points, key=self.points.__getitem__)
-            del members[highest], self.points[highest]
-        members[customer_id] = vector
-        self.points[customer_id] = point
-        self.ceiling = max(self.points.values())
+            del members[max(members, key=_point)]
+        members[key] = vector
+        self.ceiling = max(map(_point, members))
         return True
 
 
@@ -348,7 +356,8 @@ def _lloyd(data: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 def _silhouette(scaled: np.ndarray, labelling: np.ndarray) -> float:
     """The mean silhouette of a labelling (over at most 2,000 points: fits stay under a second)."""
-    data, labels = scaled[:2000], labelling[:2000]
+    step = -(-len(scaled) // 2000)  # evenly spaced: the points are sorted, so the first 2,000 would be skewed
+    data, labels = scaled[::step], labelling[::step]
     present = np.unique(labels)
     if len(present) < 2:
         return -1.0
@@ -359,4 +368,6 @@ def _silhouette(scaled: np.ndarray, labelling: np.ndarray) -> float:
     a = mean_to[np.arange(len(data)), own] * counts[own] / np.maximum(counts[own] - 1, 1)
     mean_to[np.arange(len(data)), own] = np.inf
     b = mean_to.min(axis=1)
-    return float(np.mean((b - a) / np.maximum(a, b)))
+    scores = (b - a) / np.maximum(a, b)
+    scores[counts[own] == 1] = 0.0  # a point alone in its cluster scores 0, as usual
+    return float(np.mean(scores))

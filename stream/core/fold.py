@@ -166,6 +166,9 @@ def _behaviour(state: CustomerState, event: Event, newest: datetime) -> dict[str
         sessions = 1
         update["sessions"] = state.sessions + 1
         update["last_session_id"] = event.session_id
+        update["session_events"] = 1
+    elif event.session_id is not None:
+        update["session_events"] = state.session_events + 1
     if event.type in CLICK_TYPES:
         clicks = 1
         update["clicks"] = state.clicks + 1

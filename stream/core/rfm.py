@@ -87,7 +87,8 @@ class Population:
     # cross-sell affinity (stream/core/affinity.py): purchases with each category, and of those followed by B
     category_orders: dict[str, int] = field(default_factory=dict)
     follows: dict[tuple[str, str], int] = field(default_factory=dict)
-    # behavioural clusters (stream/core/clusters.py): a bottom-k sample of customers' behaviour vectors
+    # behavioural clusters (stream/core/clusters.py): a bottom-k sample of customers' behaviour vectors,
+    # keyed by a one-way digest of the id
     behaviour: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
     def add(self, values: RawRfmValues, sign: int = 1) -> None:

@@ -17,6 +17,7 @@ monitoring.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
@@ -52,27 +53,28 @@ def watermark(partition_maxima: Iterable[int], lateness: timedelta) -> datetime 
 
 
 class SweepClock:
-    """The event time each partition's sweep tick carries (see the module's docstring).
+    """The event time each partition's sweep tick carries (see the module's docstring). A
+    partition is receiving while it processed events within :data:`IDLE_SECONDS` of wall time
+    (:meth:`saw_events`, called by the profile agent); judged by that, not by its newest event
+    time moving, which is floored to the minute and so stands still for a while in a slow replay.
 
     >>> clock = SweepClock(idle_seconds=30)
-    >>> clock.times({0: 1000, 1: 4000}, wall=0.0)  # both just seen move: each its own
+    >>> clock.saw_events(0, wall=0.0); clock.saw_events(1, wall=0.0)
+    >>> clock.times({0: 1000, 1: 4000}, wall=20.0)  # both receiving: each its own
     {0: 1000, 1: 4000}
-    >>> clock.times({0: 1000, 1: 5000}, wall=20.0)  # partition 0 quiet for 20 s: still its own
-    {0: 1000, 1: 5000}
-    >>> clock.times({0: 1000, 1: 6000}, wall=31.0)  # idle for 31 s: it follows the newest
-    {0: 6000, 1: 6000}
+    >>> clock.saw_events(1, wall=25.0)
+    >>> clock.times({0: 1000, 1: 6000, 2: 5000}, wall=31.0)  # 0 idle for 31 s, 2 never seen: the newest
+    {0: 6000, 1: 6000, 2: 6000}
     """
 
     def __init__(self, idle_seconds: float = IDLE_SECONDS) -> None:
         self.idle_seconds = idle_seconds
-        self._moved: dict[int, tuple[int, float]] = {}  # partition -> (newest event time, wall time it moved)
+        self._received: dict[int, float] = {}  # partition -> wall time it last processed events
+
+    def saw_events(self, partition: int, wall: float) -> None:
+        self._received[partition] = wall
 
     def times(self, maxima: dict[int, int], wall: float) -> dict[int, int]:
         newest = max(maxima.values(), default=0)
-        result = {}
-        for partition, value in maxima.items():
-            seen = self._moved.get(partition)
-            if seen is None or value != seen[0]:
-                self._moved[partition] = seen = (value, wall)
-            result[partition] = value if wall - seen[1] < self.idle_seconds else newest
-        return result
+        return {partition: value if wall - self._received.get(partition, -math.inf) < self.idle_seconds else newest
+                for partition, value in maxima.items()}

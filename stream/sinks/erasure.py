@@ -81,8 +81,9 @@ def worker_stores(erasure: Erasure, state_changelog: str) -> list[dict[str, Any]
         {"store": f"changelog {state_changelog}[{erasure.partition}]", "action": "tombstone written",
          "cleared_at": at, "values_gone_within": COMPACTED_GONE_WITHIN},
         {"store": "table sweep-index (time-driven boundaries)", "cleared_at": at},
-        {"store": "RFM population (histograms and shares on the rfm-population topic)",
-         "action": "recomputed without the customer", "cleared_at": at},
+        {"store": "RFM population (histograms, and the behaviour sample under a one-way digest of the id, in "
+                  "the shares on the rfm-population topic)",
+         "action": "recomputed without the customer", "cleared_at": at, "values_gone_within": COMPACTED_GONE_WITHIN},
         {"store": "open churn predictions and pending labels (in the state)", "cleared_at": at},
     ]
 

@@ -16,6 +16,7 @@ from schemas import CustomerState, parse_event
 from stream.core.anomaly import KIND, MIN_HISTORY, screen, with_amount
 from stream.core.churn import ChurnConfig
 from stream.core.dedup import DedupPolicy
+from stream.core.fold import apply_event
 from stream.core.processor import Processor
 from stream.core.rules import load_rules
 from stream.core.work import Record, Tables
@@ -96,3 +97,30 @@ def test_a_purchase_is_judged_only_after_the_minimum_history() -> None:
         screening = screen(state, purchase, 500_000)  # type: ignore[arg-type]
         assert screening.flagged == (n >= MIN_HISTORY)
         state = state.model_copy(update={"amount_stats": with_amount(state.amount_stats, 4_500)})
+
+
+def test_a_night_session_s_own_page_views_do_not_make_its_purchase_look_usual() -> None:
+    state = CustomerState(customer_id="n")
+    day = datetime(2024, 3, 1, 14, tzinfo=UTC)
+
+    def fold(raw: dict) -> None:
+        nonlocal state
+        state = apply_event(state, parse_event(json.dumps({"customer_id": "n", **raw})))[0]
+
+    for i in range(40):  # forty afternoon sessions, a purchase in every fourth
+        at = day + timedelta(days=i)
+        fold({"type": "page_view", "event_id": f"v{i}", "event_time": at.isoformat(), "session_id": f"s{i}"})
+        if i % 4 == 0:
+            fold({"type": "purchase", "event_id": f"p{i}", "order_id": f"o{i}", "total": "40.00",
+                  "event_time": (at + timedelta(minutes=5)).isoformat(), "session_id": f"s{i}"})
+    night = day + timedelta(days=41, hours=-11)  # 03:00
+    for i in range(4):  # the session browses first
+        fold({"type": "page_view", "event_id": f"nv{i}", "event_time": (night + timedelta(minutes=i)).isoformat(),
+              "session_id": "night"})
+    purchase = parse_event(json.dumps({"type": "purchase", "event_id": "np", "customer_id": "n", "order_id": "on",
+                                       "total": "60.00", "event_time": (night + timedelta(minutes=9)).isoformat(),
+                                       "session_id": "night"}))
+    screening = screen(state, purchase, 6_000)  # type: ignore[arg-type]
+    assert ("hour", 1.5) in screening.contributions
+    habitual = purchase.model_copy(update={"event_time": day + timedelta(days=41, minutes=9), "session_id": "later"})
+    assert "hour" not in dict(screen(state, habitual, 6_000).contributions)  # type: ignore[arg-type]
