@@ -21,6 +21,7 @@ import redis
 
 from stream.cli.base import api_answers
 from stream.core.batch import batch_raw_rfm
+from stream.core.watermark import IDLE_SECONDS  # idle partitions then sweep to the newest event time
 from stream.infra import services
 from stream.infra.process import InfraError
 from stream.infra.worker import WorkerProcess, worker_env
@@ -71,7 +72,8 @@ def run_demo(settings: Settings, *, customers: int, days: int, seed: int, timeou
             say(f"   {lag:,} records to go ({time.monotonic() - started:.0f} s)")
 
         behind = asyncio.run(wait_until_processed(settings.kafka, processing_groups(settings), timeout,
-                                                  progress=_every(progress, 5.0), settle=settings.sweep_seconds + 2))
+                                                  progress=_every(progress, 5.0),
+                                                  settle=IDLE_SECONDS + settings.sweep_seconds + 2))
         if behind:
             raise InfraError(f"the worker did not catch up within {timeout:.0f}s ({sum(behind.values())} records "
                              f"behind); see {log_dir / 'demo-worker.log'}")
