@@ -130,8 +130,8 @@ class BottomK:
 
     def wants(self, customer_id: str) -> bool:
         """Whether the customer's vector would be kept (computing it is then worth it)."""
-        return len(self.members) < self.size or sample_point(customer_id) < self.ceiling \
-            or sample_key(customer_id) in self.members
+        key = sample_key(customer_id)  # one digest per event: the point and the membership both come from it
+        return len(self.members) < self.size or _point(key) < self.ceiling or key in self.members
 
     def offer(self, customer_id: str, vector: Vector | None) -> bool:
         """The customer's current vector (None: has none); returns whether the sample changed."""
