@@ -45,7 +45,8 @@ def build_processor(pulse: Pulse) -> Processor:
                      scorer=scorer, owns=owns, rescore_seconds=settings.rescore_seconds,
                      raw_topic=settings.topic("events"), validation=settings.validation_rules(),
                      population=pulse.population if pulse.rules.scoring.mode == "population" else None,
-                     pseudonymize=settings.stored_id if settings.pseudonym_key else None)
+                     pseudonymize=settings.stored_id if settings.pseudonym_key else None,
+                     link_limit=settings.identity_link_limit)
 
 
 async def send_effects(pulse: Pulse, effects: Effects, partition: int,
@@ -83,6 +84,8 @@ async def send_effects(pulse: Pulse, effects: Effects, partition: int,
         sends.append(await send("events.dlq", key, letter))
     for key, event in effects.forwards:
         sends.append(await send("customer-events", key, event))
+    for owner, key, value in effects.controls:  # to the partition that owns the id, as its events are
+        sends.append(await send("customer-events", key, value, owner_partition(owner, pulse.settings.partitions)))
     return sends
 
 
@@ -90,7 +93,7 @@ def register(pulse: Pulse) -> None:
     processor = build_processor(pulse)
     tables = Tables(state=pulse.table("customer-state"), counters=pulse.table("profile-counters"),
                     maxima=pulse.table("event-time-maxima"), index=pulse.table("sweep-index"),
-                    erasures=pulse.table("erasures"))
+                    erasures=pulse.table("erasures"), identities=pulse.table("identities"))
 
     # concurrency=1: faust may commit past an in-flight message with more (faust #606).
     @pulse.app.agent(pulse.inputs, name="profile", concurrency=1)

@@ -13,7 +13,7 @@ from schemas.events import (
     parse_event,
 )
 from schemas.outputs import Alert, AlertOutcome, ChurnLabel, Contribution, CustomerTags, TagChange
-from schemas.state import CustomerState, Profile
+from schemas.state import CustomerState, Identity, Profile
 
 __all__ = [
     "CLICK_TYPES",
@@ -27,6 +27,7 @@ __all__ = [
     "CustomerTags",
     "Envelope",
     "Event",
+    "Identity",
     "LineItem",
     "Profile",
     "Purchase",

@@ -14,9 +14,12 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     field_validator,
+    model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 MAX_ID_LENGTH = 128
+ID_REQUIRED = "id_required"  # the error type of an event that says neither whose nor which anonymous visitor
 
 Identifier = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_ID_LENGTH)
@@ -35,12 +38,15 @@ class Consent(BaseModel):
 
 
 class Envelope(BaseModel):
-    """Fields every event carries."""
+    """Fields every event carries. Before login a browsing event may carry ``anonymous_id`` (a
+    device or cookie id) in place of ``customer_id`` (then ``customer_id`` is ``""``); an
+    ``identify`` event carries both and links them (``stream/core/identity.py``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     event_id: Identifier
-    customer_id: Identifier
+    customer_id: Identifier = ""  # "": anonymous (``anonymous_id`` says whose)
+    anonymous_id: Identifier | None = None
     event_time: AwareDatetime
     channel: Literal["web", "app", "store", "email", "call_center", "other"] = "web"
     session_id: Identifier | None = None
@@ -50,6 +56,31 @@ class Envelope(BaseModel):
     @classmethod
     def _to_utc(cls, value: datetime) -> datetime:
         return value.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _someone(self) -> Envelope:
+        if not self.customer_id and not self.anonymous_id:
+            raise PydanticCustomError(ID_REQUIRED, "customer_id: field required (or anonymous_id, for browsing "
+                                                 "before login)")
+        return self
+
+    @property
+    def anonymous(self) -> bool:
+        """Browsing before login: only ``anonymous_id`` says whose it is."""
+        return not self.customer_id
+
+
+class _Known(Envelope):
+    """An event only a known customer has: ``customer_id`` is required."""
+
+    @model_validator(mode="after")
+    def _known(self) -> _Known:
+        if not self.customer_id:
+            raise PydanticCustomError(ID_REQUIRED, "customer_id: field required for {kind} events (anonymous_id "
+                                                 "alone is for browsing before login)", {"kind": self.type})
+        return self
+
+    type: str
 
 
 class PageView(Envelope):
@@ -96,7 +127,7 @@ class LineItem(BaseModel):
     unit_price: Money
 
 
-class Purchase(Envelope):
+class Purchase(_Known):
     type: Literal["purchase"]
     order_id: Identifier
     items: Annotated[tuple[LineItem, ...], Field(max_length=500)] = ()
@@ -105,17 +136,24 @@ class Purchase(Envelope):
     discount: Money = Decimal(0)
 
 
-class Refund(Envelope):
+class Refund(_Known):
     type: Literal["refund"]
     order_id: Identifier
     amount: Money
     reason: Annotated[str, StringConstraints(max_length=256)] | None = None
 
 
-class SupportContact(Envelope):
+class SupportContact(_Known):
     type: Literal["support_contact"]
     kind: Literal["complaint", "question", "praise", "other"]
     topic: Annotated[str, StringConstraints(max_length=256)] | None = None
+
+
+class Identify(_Known):
+    """A login or sign-up: links ``anonymous_id``'s activity to ``customer_id``."""
+
+    type: Literal["identify"]
+    anonymous_id: Identifier
 
 
 Event = Annotated[
@@ -127,7 +165,8 @@ Event = Annotated[
     | WishlistAdd
     | Purchase
     | Refund
-    | SupportContact,
+    | SupportContact
+    | Identify,
     Field(discriminator="type"),
 ]
 

@@ -85,10 +85,25 @@ class CustomerState(BaseModel):
     # held out), oldest first
     open_alerts: tuple[tuple[str, AwareDatetime, bool], ...] = ()
     next_boundary_at: AwareDatetime | None = None
+    # anonymous ids whose activity is merged in (stream/core/identity.py), in the order they were linked
+    aliases: list[str] = Field(default_factory=list)
     duplicates: int = 0
     too_late: int = 0
     dedup_evicted: int = 0
     seen_event_ids: str = ""
+
+
+class Identity(BaseModel):
+    """An anonymous id's record in the ``identities`` table (``stream/core/identity.py``): its own
+    activity (a state folded from its events, ``customer_id`` being the anonymous id), the customer
+    it is linked to, and every customer it was ever linked to (the merge-storm limit counts them)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    anonymous_id: str
+    activity: CustomerState
+    linked_to: str | None = None
+    links: list[str] = Field(default_factory=list)
 
 
 class Profile(BaseModel):
@@ -141,3 +156,5 @@ class Profile(BaseModel):
     scores_as_of: datetime | None = None
     # in the control group (PULSE_HOLDOUT_SHARE): personalization that acts on alerts or scores skips it
     holdout: bool = False
+    # anonymous ids (devices, cookies) whose activity is merged into this profile, comma-separated
+    aliases: str | None = None

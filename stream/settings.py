@@ -167,6 +167,10 @@ class Settings(BaseSettings):
         description="Behavioural clusters (k-means over the population's behaviour, refitted at the purchase "
                     "model's pace): how many (2-8), or 0 to choose by silhouette at the first fit. Kept while the "
                     "published clusters (pulse:clusters) have this many, so cluster ids stay stable.")
+    identity_link_limit: int = _bounded(
+        5, 1, 1000,
+        description="Distinct customers one anonymous id (device or cookie) may be linked to by identify events; "
+                    "a link beyond it is refused and dead-lettered (merge_storm).")
     holdout_share: float = _bounded(
         0.0, 0.0, 0.5,
         description="Share of customers held out from interventions (a control group, by a hash of the id): "

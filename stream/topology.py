@@ -56,7 +56,8 @@ class TableSpec:
 TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("events", "any (customer id recommended)", "a JSON event (schemas/events.py)"),
     TopicSpec("events.dlq", "the original key", "DeadLetter JSON (schemas/deadletter.py)"),
-    TopicSpec("customer-events", "customer id", "forwarded events, sweep ticks, resync requests", internal=True),
+    TopicSpec("customer-events", "customer or anonymous id",
+              "forwarded events, sweep ticks, resync, erasure, identity merge and unlink requests", internal=True),
     TopicSpec("redis-outbox", "none (the batch's partition)", "a batch's Redis writes (stream/sinks/outbox.py)",
               internal=True),
     TopicSpec("tag-changes", "customer id", "TagChange JSON"),
@@ -84,6 +85,8 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec("sweep-index", "bucket, cursor or cuts key", "members or a value"),
     # erased customers, whose later events are suppressed (see stream/core/erasure.py)
     TableSpec("erasures", "SHA-256 digest of the customer id", "erased_at and request id (JSON)"),
+    # anonymous ids: their own activity and links (see stream/core/identity.py)
+    TableSpec("identities", "anonymous id", "Identity JSON (schemas/state.py)"),
 )
 
 

@@ -164,3 +164,35 @@ def resync(wait: bool, timeout: float) -> None:
         if behind:
             raise not_caught_up(behind, timeout)
         click.echo("resynced: Redis holds every profile in the tables")
+
+
+@main.command(help="Undo an identity link: move an anonymous id's (device's, cookie's) activity back out of the "
+                   "customer it was merged into; its later events stay its own until it is identified again.")
+@click.argument("anonymous_id")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Return when the workers have applied it (the customer's profile is rewritten).")
+@click.option("--timeout", default=120.0, show_default=True, help="Seconds --wait waits at most.")
+def unlink(anonymous_id: str, wait: bool, timeout: float) -> None:
+    import asyncio
+    from datetime import UTC, datetime
+
+    from stream.core.identity import UNLINK_KEY, is_placeholder, unlink_request
+    from stream.io.produce import send_control
+    from stream.io.replay import wait_until_processed
+    from stream.topology import processing_groups
+
+    if is_placeholder(anonymous_id):
+        raise click.UsageError(f"ANONYMOUS_ID: {anonymous_id!r} is a placeholder; placeholder ids are never linked")
+    settings = load_or_exit(kafka=True)
+    stored = settings.stored_id(anonymous_id.strip())
+    partition = asyncio.run(send_control(settings.kafka, settings.topic("customer-events"), UNLINK_KEY, stored,
+                                         unlink_request(stored, datetime.now(UTC))))
+    echo_err(f"unlink of {anonymous_id!r} requested on {settings.topic('customer-events')}[{partition}]")
+    if wait:
+        groups = processing_groups(settings, inputs=("customer-events",))
+        progress = Progress(echo_err, "unlink")
+        behind = asyncio.run(wait_until_processed(settings.kafka, groups, timeout, progress=progress.lag))
+        if behind:
+            raise not_caught_up(behind, timeout)
+        click.echo(f"unlinked {anonymous_id!r}: its activity is out of the customer's profile "
+                   "(the identity counters say whether it was linked: pulse status)")

@@ -255,6 +255,7 @@ def to_profile(state: CustomerState, computed_at: datetime, churn: ChurnConfig =
         churn_as_of=state.churn_as_of,
         churn_inputs=stored_inputs(state, state.churn_as_of, churn),
         holdout=in_holdout(state.customer_id, churn.holdout_share),
+        aliases=",".join(state.aliases) or None,
         next_best_categories=suggestion_text(next_best(state.categories_bought, affinity)) if affinity else None,
         cluster=cluster, cluster_distance=distance,
         cluster_model=clusters.version if cluster is not None and clusters is not None else None,

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Protocol
 
 from schemas import CustomerState
-from stream.core.erasure import Erasure, ErasureRequest, Suppression, resumes
+from stream.core.erasure import ERASE_KEY, Erasure, ErasureRequest, Suppression, resumes
 from stream.core.sweep import file_boundary
 from stream.core.validate import Rejection
 from stream.core.work import Effects, Work
@@ -25,7 +25,9 @@ def erase(request: ErasureRequest, partition: int, work: Work, effects: Effects,
           now: datetime) -> None:
     """Remove the customer's state (a tombstone), sweep entry and population share, file the
     suppression marker, drop what the batch would still publish about them, and hand the rest
-    to the Redis sink (``effects.erasures``)."""
+    to the Redis sink (``effects.erasures``). The request may name an anonymous id (its record in
+    the identities table goes); a customer's aliases are erased too, each by a request of its own
+    (``{request id}.alias-{n}``) at the partition that owns it."""
     customer_id = request.customer_id
     state = work.state(customer_id)
     if population is not None:
@@ -33,10 +35,14 @@ def erase(request: ErasureRequest, partition: int, work: Work, effects: Effects,
     if state.next_boundary_at is not None:
         file_boundary(work.index, partition, customer_id, None, old=state.next_boundary_at)
     work.delete(customer_id)
+    had_identity = work.delete_identity(customer_id)  # the request may name an anonymous id
     work.suppress(customer_id, Suppression(now, request.request_id))
+    for number, alias in enumerate(state.aliases, 1):  # the whole identity cluster: each alias at its owner
+        alias_request = ErasureRequest(f"{request.request_id}.alias-{number}", alias, request.requested_at)
+        effects.controls.append((alias, ERASE_KEY, alias_request.to_bytes()))
     effects.forget(customer_id)
     effects.erasures.append(Erasure(request.request_id, customer_id, request.requested_at.isoformat(), partition,
-                                    now.isoformat(), had_state=state.last_event_at is not None))
+                                    now.isoformat(), had_state=state.last_event_at is not None or had_identity))
     work.count("privacy.erased", partition)
     log.info("erasure %s: state, sweep entry and population share removed in partition %d",
              request.request_id, partition)

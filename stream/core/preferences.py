@@ -19,7 +19,7 @@ WEIGHTS = {"purchase": 5.0, "add_to_cart": 2.0, "wishlist_add": 2.0, "product_vi
 Interest = Mapping[str, tuple[float, float]]
 
 
-def _decayed(score: float, since_day: float, now_day: float) -> float:
+def decayed(score: float, since_day: float, now_day: float) -> float:
     return score * math.pow(0.5, max(0.0, now_day - since_day) / HALF_LIFE_DAYS)
 
 
@@ -37,16 +37,16 @@ def add_interest(interest: Interest, category: str, weight: float, when: datetim
     score, since = updated.get(category, (0.0, day))
     # Fold onto the later of the two days, so out-of-order events decay correctly.
     base = max(since, day)
-    updated[category] = (round(_decayed(score, since, base) + _decayed(weight, day, base), 6), round(base, 4))
+    updated[category] = (round(decayed(score, since, base) + decayed(weight, day, base), 6), round(base, 4))
     if len(updated) > MAX_CATEGORIES:
-        weakest = min(updated, key=lambda c: _decayed(updated[c][0], updated[c][1], base))
+        weakest = min(updated, key=lambda c: decayed(updated[c][0], updated[c][1], base))
         del updated[weakest]
     return updated
 
 
 def top_categories(interest: Interest, now: datetime, n: int = 3) -> list[str]:
     day = now.timestamp() / 86_400
-    ranked = sorted(interest, key=lambda c: (-_decayed(interest[c][0], interest[c][1], day), c))
+    ranked = sorted(interest, key=lambda c: (-decayed(interest[c][0], interest[c][1], day), c))
     return ranked[:n]
 
 

@@ -36,6 +36,18 @@ from stream.core.dedup import Admission, DedupPolicy
 from stream.core.erasure import ERASE_KEY, ErasureRequest
 from stream.core.fold import apply_event, to_cents, to_profile
 from stream.core.forget import admit_after_erasure, erase
+from stream.core.identity import (
+    MERGE_KEY,
+    UNLINK_KEY,
+    IdentityRecord,
+    is_placeholder,
+    link,
+    merged,
+    new_identity,
+    parse_unlink_request,
+    placeholder_rejection,
+    unlink,
+)
 from stream.core.purchase_outlook import PurchaseModel
 from stream.core.rfm import Cuts, PartitionIndex
 from stream.core.rules import Rules
@@ -93,6 +105,7 @@ class Processor:
     validation: ValidationRules = DEFAULT_RULES
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     pseudonymize: Callable[[str], str] | None = None  # raw customer id -> stored id (``PULSE_PSEUDONYM_KEY``)
+    link_limit: int = 5  # distinct customers one anonymous id may be linked to (``PULSE_IDENTITY_LINK_LIMIT``)
 
     def process(self, records: Sequence[Record], tables: Tables) -> Effects:
         """Apply a batch in order and store its table writes; return what to publish."""
@@ -110,6 +123,10 @@ class Processor:
                     self._on_resync(record, work, effects)
                 elif record.key == ERASE_KEY:
                     self._on_erase(record, work, effects)
+                elif record.key == MERGE_KEY:
+                    self._on_identity(record, IdentityRecord.from_bytes(record.value), work, effects)
+                elif record.key == UNLINK_KEY:
+                    self._on_unlink(record, work, effects)
                 else:
                     self._on_event(record, work, effects)
             except Exception as exc:  # noqa: BLE001 - a bug or unreadable state must not stop the worker
@@ -163,20 +180,36 @@ class Processor:
             self._dead_letter(record, result, effects, stage="validate")
             return
         work.count("ingest.accepted", partition)
-        if self.pseudonymize is not None:  # from here on only the pseudonym (it has a partition of its own)
-            result = result.model_copy(update={"customer_id": self.pseudonymize(result.customer_id)})
-        if self.owns(result.customer_id, partition):
-            self._apply(record, result, work, effects)
-        else:  # keyed by something else than the customer: to the partition that holds them
-            effects.forwards.append((result.customer_id.encode(), EVENT_ADAPTER.dump_json(result)))
+        if self.pseudonymize is not None:  # from here on only the pseudonyms (they have partitions of their own)
+            result = result.model_copy(update={
+                name: self.pseudonymize(value) for name, value in
+                (("customer_id", result.customer_id), ("anonymous_id", result.anonymous_id)) if value})
+        # an anonymous id's events and its identify go to its owner, the others to the customer's
+        owner = result.anonymous_id if result.anonymous or result.type == "identify" else result.customer_id
+        assert owner is not None  # the schema requires one of them
+        self._route(record, result, owner, work, effects)
+
+    def _route(self, record: Record, event: Event, owner: str, work: Work, effects: Effects) -> None:
+        if self.owns(owner, record.partition):
+            self._dispatch(record, event, work, effects)
+        else:  # keyed by something else than its owner: to the partition that holds them
+            effects.forwards.append((owner.encode(), EVENT_ADAPTER.dump_json(event)))
 
     def _on_event(self, record: Record, work: Work, effects: Effects) -> None:
-        self._apply(record, EVENT_ADAPTER.validate_json(record.value or b""), work, effects)
+        self._dispatch(record, EVENT_ADAPTER.validate_json(record.value or b""), work, effects)
+
+    def _dispatch(self, record: Record, event: Event, work: Work, effects: Effects) -> None:
+        if event.type == "identify":
+            self._identify(record, event, work, effects)
+        elif event.anonymous:
+            self._on_anonymous(record, event, work, effects)
+        else:
+            self._apply(record, event, work, effects)
 
     def _apply(self, record: Record, event: Event, work: Work, effects: Effects) -> None:
         partition = record.partition
         state = work.state(event.customer_id)
-        if state.last_event_at is None and self._suppressed(record, event, work, effects):
+        if state.last_event_at is None and self._suppressed(record, event.customer_id, event, work, effects):
             return
         if event.consent is not None and event.consent.analytics is False:
             # no profiling without consent: a withdrawal erases what was kept, as `pulse forget` does
@@ -195,20 +228,30 @@ class Processor:
         work.saw_event_time(partition, event.event_time)
         if admission is not Admission.APPLIED:
             work.put(new_state)
-            if admission is Admission.TOO_LATE:
-                newest = state.last_event_at.isoformat() if state.last_event_at else "-"
-                self._dead_letter(record, Rejection(
-                    "too_late", f"event_time: {event.event_time.isoformat()} is more than "
-                    f"{self.policy.lateness} before the customer's newest event ({newest})"), effects)
+            self._too_late(record, event, state, admission, effects)
             return
         if isinstance(event, Purchase):
             new_state = self._cross_sell(event, new_state, partition, work)
+        self._settle(state, new_state, f"event:{event.type}", event.event_time, partition, work, effects, event)
+
+    def _too_late(self, record: Record, event: Event, state: CustomerState, admission: Admission,
+                  effects: Effects) -> None:
+        if admission is Admission.TOO_LATE:
+            newest = state.last_event_at.isoformat() if state.last_event_at else "-"
+            self._dead_letter(record, Rejection(
+                "too_late", f"event_time: {event.event_time.isoformat()} is more than "
+                f"{self.policy.lateness} before the {'visitor' if event.anonymous else 'customer'}'s newest "
+                f"event ({newest})"), effects)
+
+    def _settle(self, state: CustomerState, new_state: CustomerState, reason: str, at: datetime, partition: int,
+                work: Work, effects: Effects, event: Event | None = None) -> None:
+        """Tags, churn, the next boundary and the transaction screen of a changed state; store and publish it."""
         if self.population is not None:
-            self.population.update(partition, event.customer_id, state, new_state)
+            self.population.update(partition, new_state.customer_id, state, new_state)
         now = max(t for t in (new_state.last_event_at, state.tags.as_of) if t is not None)
         tags = compute_tags(new_state, now, self.rules, self._cuts(partition))
-        changes = tag_changes(new_state.customer_id, state.tags, tags, reason=f"event:{event.type}",
-                              event_time=event.event_time, version=new_state.revision)
+        changes = tag_changes(new_state.customer_id, state.tags, tags, reason=reason, event_time=at,
+                              version=new_state.revision)
         scorer = self.scorer()
         purchase = self._purchase()
         assessed = assess(state, new_state.model_copy(update={"tags": tags}), now, self.churn, scorer, purchase)
@@ -231,6 +274,92 @@ class Processor:
             work.count("alerts.raised", partition, by=len(alerts))
         if self.population is not None and self.population.due(partition, self.rescore_seconds):
             self._rescore(partition, work, effects)
+
+    # -- identities (stream/core/identity.py) ----------------------------------------------
+    def _on_anonymous(self, record: Record, event: Event, work: Work, effects: Effects) -> None:
+        """A browsing event before login, at the anonymous id's partition: folded into the id's own
+        activity, and forwarded to the customer it is linked to."""
+        anonymous_id, partition = event.anonymous_id, record.partition
+        assert anonymous_id is not None
+        if is_placeholder(anonymous_id):  # every visitor of a broken tag would pool here
+            work.count("identity.rejected.placeholder_id", partition)
+            self._dead_letter(record, placeholder_rejection("anonymous_id", anonymous_id), effects)
+            return
+        identity = work.identity(anonymous_id)
+        if identity is None:
+            if self._suppressed(record, anonymous_id, event, work, effects):
+                return
+            identity = new_identity(anonymous_id)
+        if event.consent is not None and event.consent.analytics is False:
+            work.count("privacy.no_consent", partition)
+            work.delete_identity(anonymous_id)
+            return
+        activity, admission = apply_event(identity.activity, event, self.policy)
+        work.count(f"identity.anonymous_{admission.value}", partition)
+        work.put_identity(identity.model_copy(update={"activity": activity}))
+        if admission is not Admission.APPLIED:
+            self._too_late(record, event, identity.activity, admission, effects)
+            return
+        work.saw_event_time(partition, event.event_time)
+        if identity.linked_to is not None:
+            self._route(record, event.model_copy(update={"customer_id": identity.linked_to}), identity.linked_to,
+                        work, effects)
+
+    def _identify(self, record: Record, event: Event, work: Work, effects: Effects) -> None:
+        anonymous_id, customer_id, partition = event.anonymous_id, event.customer_id, record.partition
+        for name, value in (("anonymous_id", anonymous_id), ("customer_id", customer_id)):
+            if is_placeholder(value):
+                work.count("identity.rejected.placeholder_id", partition)
+                self._dead_letter(record, placeholder_rejection(name, value), effects)
+                return
+        assert anonymous_id is not None
+        outcome = link(work.identity(anonymous_id) or new_identity(anonymous_id), customer_id, self.link_limit)
+        if isinstance(outcome, Rejection):
+            work.count(f"identity.rejected.{outcome.reason}", partition)
+            self._dead_letter(record, outcome, effects)
+            return
+        identity, activity = outcome
+        if activity is None:
+            work.count("identity.already_linked", partition)
+            return
+        work.put_identity(identity)
+        work.count("identity.linked", partition)
+        self._send_identity(record, IdentityRecord("merge", anonymous_id, customer_id, activity, event.event_time),
+                            work, effects)
+
+    def _on_unlink(self, record: Record, work: Work, effects: Effects) -> None:
+        anonymous_id, requested_at = parse_unlink_request(record.value)
+        identity = work.identity(anonymous_id)
+        unlinked, customer_id = unlink(identity) if identity is not None else (None, None)
+        if unlinked is None or customer_id is None:
+            work.count("identity.unlink_not_linked", record.partition)
+            log.info("unlink: anonymous id %r is not linked to a customer", anonymous_id)
+            return
+        work.put_identity(unlinked)
+        work.count("identity.unlinked", record.partition)
+        self._send_identity(record, IdentityRecord("unmerge", anonymous_id, customer_id, unlinked.activity,
+                                                   requested_at), work, effects)
+
+    def _send_identity(self, record: Record, identity: IdentityRecord, work: Work, effects: Effects) -> None:
+        if self.owns(identity.customer_id, record.partition):
+            self._on_identity(record, identity, work, effects)
+        else:
+            effects.controls.append((identity.customer_id, MERGE_KEY, identity.to_bytes()))
+
+    def _on_identity(self, record: Record, identity: IdentityRecord, work: Work, effects: Effects) -> None:
+        """A merge or unmerge at the customer's partition; a redelivered one changes nothing."""
+        partition = record.partition
+        state = work.state(identity.customer_id)
+        linked = identity.anonymous_id in state.aliases
+        if linked == (identity.kind == "merge"):
+            work.count(f"identity.{identity.kind}_again", partition)
+            return
+        if state.last_event_at is None and work.suppression(identity.customer_id) is not None:
+            work.count("profile.suppressed", partition)  # an erased customer is not profiled again by a login
+            return
+        work.count(f"identity.{identity.kind}d", partition)
+        self._settle(state, merged(state, identity), f"identity:{identity.kind}", identity.at, partition, work,
+                     effects)
 
     def _on_tick(self, record: Record, work: Work, effects: Effects) -> None:
         partition = record.partition
@@ -279,9 +408,9 @@ class Processor:
         work.count("resync.published", partition, by=published)
         log.info("resync: re-published %d profiles of partition %d", published, partition)
 
-    def _suppressed(self, record: Record, event: Event, work: Work, effects: Effects) -> bool:
+    def _suppressed(self, record: Record, subject: str, event: Event, work: Work, effects: Effects) -> bool:
         # Only a customer with no state can be an erased one: one lookup per new customer.
-        rejection = admit_after_erasure(work, record.partition, event.customer_id, event.event_time,
+        rejection = admit_after_erasure(work, record.partition, subject, event.event_time,
                                         event.consent.analytics if event.consent else None)
         if rejection is not None:  # dead-lettered without payload or key: nothing erased is kept
             self._dead_letter(record, rejection, effects, keep_payload=False)

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from schemas import EVENT_ADAPTER, Event, Purchase
 from schemas.deadletter import DeadLetter
+from schemas.events import ID_REQUIRED
 
 MAX_EVENT_BYTES = 64 * 1024
 MAX_STORED_BYTES = 256 * 1024
@@ -88,6 +89,8 @@ def _describe(exc: ValidationError) -> Rejection:
         return Rejection("missing_field", "type: the event has no 'type' field")
     if kind == "missing":
         return Rejection("missing_field", f"{location}: field required")
+    if kind == ID_REQUIRED:
+        return Rejection("missing_field", first["msg"])
     if kind == "extra_forbidden":
         return Rejection("unknown_field", f"{location}: not a field of this event type")
     return Rejection("invalid_field", f"{location}: {first['msg']}")

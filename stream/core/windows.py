@@ -44,6 +44,44 @@ def add(daily: Sequence[Bucket], weekly: Sequence[Bucket], when: datetime, newes
     bucket = target.setdefault(key, [key, 0, 0, 0, 0])
     for i, amount in enumerate((orders, spend_cents, sessions, clicks), 1):
         bucket[i] += amount
+    return _rolled(days, weeks, today)
+
+
+def combine(daily: Sequence[Bucket], weekly: Sequence[Bucket], other_daily: Sequence[Bucket],
+            other_weekly: Sequence[Bucket], newest: datetime, sign: int = 1
+            ) -> tuple[tuple[Bucket, ...], tuple[Bucket, ...]]:
+    """Add (``sign`` 1) or take out (-1, floored at zero) another set of buckets, as of ``newest``:
+    how an anonymous id's activity moves into a customer's windows and back out.
+
+    >>> from datetime import UTC, timedelta
+    >>> t = datetime(2024, 3, 1, tzinfo=UTC)
+    >>> d, w = add((), (), t - timedelta(days=40), t, sessions=1)
+    >>> d2, w2 = add((), (), t - timedelta(days=1), t, sessions=2, clicks=3)
+    >>> both = combine(d, w, d2, w2, t)
+    >>> window(*both, t, 365), combine(*both, d2, w2, t, sign=-1) == (d, w)
+    (Activity(orders=0, spend_cents=0, sessions=3, clicks=3), True)
+    """
+    today = day_index(newest)
+    days = {b[0]: list(b) for b in daily}
+    weeks = {b[0]: list(b) for b in weekly}
+    moves = [(b, b[0] in days or (sign > 0 and b[0] > today - DAILY_SPAN)) for b in other_daily]
+    moves += [(b, False) for b in other_weekly]
+    for i, (bucket, daily_bucket) in enumerate(moves):
+        is_week = i >= len(other_daily)
+        target, key = (days, bucket[0]) if daily_bucket else (weeks, bucket[0] if is_week else bucket[0] // 7)
+        if key not in target and sign < 0:
+            continue
+        into = target.setdefault(key, [key, 0, 0, 0, 0])
+        for j in range(1, 5):
+            into[j] = max(0, into[j] + sign * bucket[j])
+        if not any(into[1:]):
+            del target[key]
+    return _rolled(days, weeks, today)
+
+
+def _rolled(days: dict[int, list[int]], weeks: dict[int, list[int]], today: int
+            ) -> tuple[tuple[Bucket, ...], tuple[Bucket, ...]]:
+    """Roll daily buckets older than the daily span into weeks, drop weeks older than a year."""
     for old_day in [d for d in days if d <= today - DAILY_SPAN]:
         moved = days.pop(old_day)
         week = weeks.setdefault(old_day // 7, [old_day // 7, 0, 0, 0, 0])

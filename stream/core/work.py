@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from schemas import Alert, AlertOutcome, ChurnLabel, CustomerState, TagChange
+from schemas import Alert, AlertOutcome, ChurnLabel, CustomerState, Identity, TagChange
 from stream.core.counters import counter_key
 from stream.core.erasure import Erasure, Suppression, subject_digest
 from stream.core.watermark import advance
@@ -44,6 +44,8 @@ class Effects:
     outcomes: list[AlertOutcome] = field(default_factory=list)
     dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)  # key, DeadLetter JSON
     forwards: list[tuple[bytes, bytes]] = field(default_factory=list)  # customer id, event JSON: its owner's
+    # control records for another partition: (the id whose owner gets it, key, value)
+    controls: list[tuple[str, bytes, bytes]] = field(default_factory=list)
     activity: dict[int, dict[str, float]] = field(default_factory=dict)  # event-time day: population counts
     erasures: list[Erasure] = field(default_factory=list)  # for the Redis sink to finish, in order
     newest_event_time: datetime | None = None  # of the events applied
@@ -81,6 +83,7 @@ class Tables:
     maxima: Store
     index: Store
     erasures: Store = field(default_factory=dict)  # suppression markers of erased customers, by digest
+    identities: Store = field(default_factory=dict)  # anonymous ids: Identity JSON (stream/core/identity.py)
 
 
 class IndexView(MutableMapping[str, bytes]):
@@ -142,10 +145,29 @@ class Work:
     deleted: set[str] = field(default_factory=set)
     counts: dict[str, int] = field(default_factory=dict)
     maxima: dict[str, int | None] = field(default_factory=dict)
+    identities: dict[str, Identity | None] = field(default_factory=dict)  # read or written; None: none
+    identities_changed: set[str] = field(default_factory=set)
     index: IndexView = field(init=False)
 
     def __post_init__(self) -> None:
         self.index = IndexView(self.tables.index)
+
+    def identity(self, anonymous_id: str) -> Identity | None:
+        if anonymous_id not in self.identities:
+            stored = self.tables.identities.get(anonymous_id)
+            self.identities[anonymous_id] = Identity.model_validate_json(stored) if stored else None
+        return self.identities[anonymous_id]
+
+    def put_identity(self, identity: Identity) -> None:
+        self.identities[identity.anonymous_id] = identity
+        self.identities_changed.add(identity.anonymous_id)
+
+    def delete_identity(self, anonymous_id: str) -> bool:
+        """Remove an anonymous id's record; whether there was one."""
+        had = self.identity(anonymous_id) is not None
+        self.identities[anonymous_id] = None
+        self.identities_changed.add(anonymous_id)
+        return had
 
     def state(self, customer_id: str) -> CustomerState:
         state = self.states.get(customer_id)
@@ -197,6 +219,13 @@ class Work:
         for customer_id in self.deleted:
             state_table.pop(customer_id, None)
         self.deleted.clear()
+        for anonymous_id in self.identities_changed:
+            identity = self.identities[anonymous_id]
+            if identity is not None:
+                self.tables.identities[anonymous_id] = identity.model_dump_json().encode()
+            elif anonymous_id in self.tables.identities:
+                del self.tables.identities[anonymous_id]
+        self.identities_changed.clear()
         self.index.flush()
         for key, newest in self.maxima.items():
             if newest is not None and self.tables.maxima.get(key) != (encoded := str(newest).encode()):

@@ -43,7 +43,11 @@ async def produce(kafka: KafkaAccess, topic: str, records: Iterable[tuple[bytes 
 
 
 def event_records(events: Iterable[dict[str, Any]]) -> list[tuple[bytes | None, bytes]]:
-    return [(str(e["customer_id"]).encode(), json.dumps(e).encode()) for e in events]
+    """Keyed as the workers own them: by the anonymous id before login and for identify events,
+    else by the customer id."""
+    return [(str(e["anonymous_id"] if e.get("anonymous_id") and (e.get("type") == "identify"
+                                                                 or not e.get("customer_id"))
+                  else e.get("customer_id", "")).encode(), json.dumps(e).encode()) for e in events]
 
 
 async def request_resync(kafka: KafkaAccess, topic: str, key: bytes) -> int:
@@ -61,13 +65,14 @@ async def request_resync(kafka: KafkaAccess, topic: str, key: bytes) -> int:
         await producer.stop()
 
 
-async def request_erasure(kafka: KafkaAccess, topic: str, key: bytes, customer_id: str, payload: bytes) -> int:
-    """Send an erasure request to the partition of ``topic`` (the workers' control topic) that owns
-    the customer, as the producers' default partitioner places the customer's events; returns it."""
+async def send_control(kafka: KafkaAccess, topic: str, key: bytes, owner_id: str, payload: bytes) -> int:
+    """Send a control record (an erasure or unlink request) to the partition of ``topic`` (the
+    workers' control topic) that owns the id, as the producers' default partitioner places its
+    events; returns the partition."""
     producer = AIOKafkaProducer(**kafka.options(), acks="all")
     await producer.start()
     try:
-        owner = owner_partition(customer_id, len(await producer.partitions_for(topic)))
+        owner = owner_partition(owner_id, len(await producer.partitions_for(topic)))
         await producer.send_and_wait(topic, payload, key=key, partition=owner)
         return owner
     finally:
@@ -78,6 +83,6 @@ async def submit_erasure(settings: Settings, customer_id: str) -> ErasureRequest
     """A new erasure request for ``customer_id``, sent to the workers (``pulse forget`` and the
     API's ``DELETE``); raises ``ErasureRequestError`` for an id it cannot be."""
     request = ErasureRequest.new(settings.stored_id(customer_id), datetime.now(UTC))
-    await request_erasure(settings.kafka, settings.topic("customer-events"), ERASE_KEY, request.customer_id,
+    await send_control(settings.kafka, settings.topic("customer-events"), ERASE_KEY, request.customer_id,
                           request.to_bytes())
     return request

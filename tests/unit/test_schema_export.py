@@ -14,4 +14,4 @@ def test_the_schema_covers_every_event_type() -> None:
     schema = json.loads(SCHEMA_FILE.read_text())
     types = set(schema["discriminator"]["mapping"])
     assert types == {"page_view", "product_view", "search", "add_to_cart", "remove_from_cart",
-                     "checkout_start", "wishlist_add", "purchase", "refund", "support_contact"}
+                     "checkout_start", "wishlist_add", "purchase", "refund", "support_contact", "identify"}
