@@ -31,10 +31,11 @@ def load_or_exit(*, kafka: bool = False, redis: bool = False) -> Settings:
 
 
 def produce_events(settings: Settings, events: Iterator[dict[str, Any]], total: int) -> int:
-    """Produce events (keyed by customer) to the events topic with a progress bar."""
+    """Produce events (keyed by their owner: ``stream.io.produce.event_key``) to the events topic with a
+    progress bar."""
     import asyncio
 
-    from stream.io.produce import produce
+    from stream.io.produce import event_key, produce
 
     with click.progressbar(length=total, label="producing", show_pos=True) as bar:
         done = 0
@@ -44,7 +45,7 @@ def produce_events(settings: Settings, events: Iterator[dict[str, Any]], total: 
             bar.update(sent - done)
             done = sent
 
-        records = ((str(e.get("customer_id", "")).encode(), json.dumps(e).encode()) for e in events)
+        records = ((event_key(e), json.dumps(e).encode()) for e in events)
         return asyncio.run(produce(settings.kafka, settings.topic("events"), records, progress=advance))
 
 

@@ -45,8 +45,10 @@ def replay(path: Path, fmt: str, until: datetime | None, speed: float | None, wa
     click.echo(f"replaying {len(events)} events from {path} to {topic}"
                + (f" (until {limit.date()})" if limit else ""))
     sent = produce_events(settings, paced(events, speed), len(events))
-    customers = len({str(e.get("customer_id")) for e in events})
-    click.echo(f"produced {sent} events for {customers} customers")
+    customers = len({str(e["customer_id"]) for e in events if e.get("customer_id")})
+    visitors = len({str(e["anonymous_id"]) for e in events if e.get("anonymous_id") and not e.get("customer_id")})
+    click.echo(f"produced {sent} events for {customers} customers"
+               + (f" and {visitors} anonymous ids" if visitors else ""))
     if wait:
         click.echo(f"waiting for worker group {settings.app_id} to catch up ...")
         progress = Progress(echo_err, "processing")

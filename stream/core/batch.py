@@ -120,3 +120,60 @@ def batch_affinity(events: Iterable[Mapping[str, Any]], window_seconds: int) -> 
             a, _, b = pair.partition(">")
             follows[(a, b)] = follows.get((a, b), 0) + n
     return BatchAffinity(dict(sorted(orders.items())), dict(sorted(follows.items())), by_customer)
+
+
+@dataclass
+class Stitched:
+    """A customer's events with their anonymous ids' (see :func:`batch_stitched`)."""
+
+    events: int = 0
+    aliases: list[str] | None = None
+
+
+def batch_stitched(events: Iterable[Mapping[str, Any]], link_limit: int,
+                   placeholders: frozenset[str] = frozenset()) -> dict[str, Stitched]:
+    """Each customer's events once anonymous ids are stitched in, taking the events in the order
+    given (the order each id's partition sees them): an anonymous id's events before its first link
+    go to the customer it links to, later ones to the customer it is linked to then; a link to more
+    than ``link_limit`` customers, or with an id in ``placeholders``, is ignored.
+
+    >>> evs = [{"event_id": "1", "anonymous_id": "d", "type": "page_view"},
+    ...        {"event_id": "2", "anonymous_id": "d", "customer_id": "c", "type": "identify"},
+    ...        {"event_id": "3", "customer_id": "c", "type": "purchase"},
+    ...        {"event_id": "4", "anonymous_id": "d", "type": "page_view"},
+    ...        {"event_id": "4", "anonymous_id": "d", "type": "page_view"}]
+    >>> batch_stitched(evs, link_limit=1)["c"]
+    Stitched(events=3, aliases=['d'])
+    """
+    seen: set[str] = set()
+    own: dict[str, int] = {}  # an anonymous id's events before its first link
+    linked: dict[str, str] = {}
+    links: dict[str, list[str]] = {}
+    out: dict[str, Stitched] = {}
+    for event in events:
+        if event["event_id"] in seen:
+            continue
+        seen.add(event["event_id"])
+        anonymous, customer = event.get("anonymous_id"), event.get("customer_id")
+        if event["type"] == "identify":
+            if anonymous in placeholders or customer in placeholders or linked.get(anonymous) == customer:
+                continue
+            earlier = links.setdefault(anonymous, [])
+            if customer not in earlier and len(earlier) >= link_limit:
+                continue
+            target = out.setdefault(customer, Stitched(aliases=[]))
+            if anonymous not in linked:
+                target.events += own.pop(anonymous, 0)
+            if anonymous not in (target.aliases or []):
+                target.aliases = [*(target.aliases or []), anonymous]
+            linked[anonymous] = customer
+            if customer not in earlier:
+                earlier.append(customer)
+        elif customer:
+            out.setdefault(customer, Stitched(aliases=[])).events += 1
+        elif anonymous not in placeholders:
+            if anonymous in linked:
+                out.setdefault(linked[anonymous], Stitched(aliases=[])).events += 1
+            else:
+                own[anonymous] = own.get(anonymous, 0) + 1
+    return out

@@ -11,11 +11,12 @@ and forwarded to the customer, so the customer's state is its own events plus wh
 brought. An unlink sends the whole activity back as an unmerge record, which subtracts it.
 
 What moves: events, sessions, clicks, channel use, hours of the day, category interest and the
-sessions and clicks of the rolling windows; the first-seen and newest-event times and the funnel
-stage when they are newer (a session that began before the login and went on after it counts once).
-Purchases, refunds and support contacts need a customer id
-(``schemas/events.py``), so nothing a merge carries can count an order twice. An unlink takes
-the counts back out (floored at zero); times and the funnel stage stay as they were.
+sessions and clicks of the rolling windows; the first-seen time and the funnel stage when they are
+newer. A session that began before the login and went on after it counts once. The customer's
+newest event time stays theirs: it is the lateness reference of their own events, which may
+still be on their way from other partitions. Purchases, refunds and support contacts need a
+customer id (``schemas/events.py``), so nothing a merge carries can count an order twice. An
+unlink takes the counts back out (floored at zero); times and the funnel stage stay as they were.
 
 Merge storms: an anonymous id linked to more than ``limit`` distinct customers (a shared kiosk
 or a tag manager sending a constant) is refused, and placeholder ids never link.
@@ -154,12 +155,13 @@ def merged(state: CustomerState, record: IdentityRecord) -> CustomerState:
     update["channel_counts"] = _counts(state.channel_counts, activity.channel_counts, sign)
     update["hour_counts"] = _slots(state.hour_counts, activity.hour_counts, sign)
     update["category_interest"] = _interest(state.category_interest, activity.category_interest, sign)
-    newest = max(t for t in (state.last_event_at, activity.last_event_at, record.at) if t is not None)
+    # The customer's own clock: the merge does not move their newest event time, which would make
+    # their own events still on the way from other partitions look late.
+    clock = state.last_event_at or max(t for t in (activity.last_event_at, record.at) if t is not None)
     update["daily"], update["weekly"] = combine(state.daily, state.weekly, activity.daily, activity.weekly,
-                                                newest, sign)
+                                                clock, sign)
     if sign > 0:
         update["aliases"] = [*state.aliases, record.anonymous_id]
-        update["last_event_at"] = newest
         update["first_seen_at"] = min(t for t in (state.first_seen_at, activity.first_seen_at, record.at)
                                       if t is not None)
         if activity.last_event_at is not None and (state.last_event_at is None

@@ -248,7 +248,7 @@ class Processor:
         """Tags, churn, the next boundary and the transaction screen of a changed state; store and publish it."""
         if self.population is not None:
             self.population.update(partition, new_state.customer_id, state, new_state)
-        now = max(t for t in (new_state.last_event_at, state.tags.as_of) if t is not None)
+        now = max((t for t in (new_state.last_event_at, state.tags.as_of) if t is not None), default=at)
         tags = compute_tags(new_state, now, self.rules, self._cuts(partition))
         changes = tag_changes(new_state.customer_id, state.tags, tags, reason=reason, event_time=at,
                               version=new_state.revision)

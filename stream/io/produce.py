@@ -42,12 +42,21 @@ async def produce(kafka: KafkaAccess, topic: str, records: Iterable[tuple[bytes 
     return sent
 
 
+def event_key(event: dict[str, Any]) -> bytes:
+    """The record key that puts an event in the partition of the worker that owns it: the anonymous
+    id before login and for identify events, else the customer id.
+
+    >>> event_key({"type": "identify", "customer_id": "c1", "anonymous_id": "d1"}), event_key({"customer_id": "c1"})
+    (b'd1', b'c1')
+    """
+    anonymous = event.get("anonymous_id")
+    if anonymous and (event.get("type") == "identify" or not event.get("customer_id")):
+        return str(anonymous).encode()
+    return str(event.get("customer_id", "")).encode()
+
+
 def event_records(events: Iterable[dict[str, Any]]) -> list[tuple[bytes | None, bytes]]:
-    """Keyed as the workers own them: by the anonymous id before login and for identify events,
-    else by the customer id."""
-    return [(str(e["anonymous_id"] if e.get("anonymous_id") and (e.get("type") == "identify"
-                                                                 or not e.get("customer_id"))
-                  else e.get("customer_id", "")).encode(), json.dumps(e).encode()) for e in events]
+    return [(event_key(e), json.dumps(e).encode()) for e in events]
 
 
 async def request_resync(kafka: KafkaAccess, topic: str, key: bytes) -> int:
