@@ -154,7 +154,7 @@ def batch_stitched(events: Iterable[Mapping[str, Any]], link_limit: int,
         if event["event_id"] in seen:
             continue
         seen.add(event["event_id"])
-        anonymous, customer = event.get("anonymous_id"), event.get("customer_id")
+        anonymous, customer = str(event.get("anonymous_id") or ""), str(event.get("customer_id") or "")
         if event["type"] == "identify":
             if anonymous in placeholders or customer in placeholders or linked.get(anonymous) == customer:
                 continue
