@@ -82,9 +82,7 @@ async def send_effects(pulse: Pulse, effects: Effects, partition: int,
         sends.append(await send("alert-outcomes", outcome.customer_id.encode(), outcome.model_dump_json().encode()))
     for key, letter in effects.dead_letters:
         sends.append(await send("events.dlq", key, letter))
-    for key, event in effects.forwards:
-        sends.append(await send("customer-events", key, event))
-    for owner, key, value in effects.controls:  # to the partition that owns the id, as its events are
+    for owner, key, value in effects.forwards:  # in order: an alias's merge before its later events
         sends.append(await send("customer-events", key, value, owner_partition(owner, pulse.settings.partitions)))
     return sends
 

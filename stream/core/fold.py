@@ -52,9 +52,11 @@ def _latest(a: datetime | None, b: datetime) -> datetime:
     return b if a is None or b > a else a
 
 
-def apply_event(state: CustomerState, event: Event,
-                policy: DedupPolicy = DEFAULT_POLICY) -> tuple[CustomerState, Admission]:
+def apply_event(state: CustomerState, event: Event, policy: DedupPolicy = DEFAULT_POLICY,
+                judge_lateness: bool = True) -> tuple[CustomerState, Admission]:
     """Fold one event into a customer's state. Returns ``(new_state, admission)``.
+    (``judge_lateness=False``: an alias's event, already admitted by the partition that owns the
+    anonymous id; only a redelivery is dropped here, see ``stream/core/identity.py``.)
 
     A redelivered event changes only the duplicate counter, a too-late one only the late
     counter (the caller dead-letters it). Within the lateness, order does not matter:
@@ -70,7 +72,7 @@ def apply_event(state: CustomerState, event: Event,
     >>> s2.orders, s2.duplicates, admission.value
     (1, 1, 'duplicate')
     """
-    admission = admit(state.seen_event_ids, state.last_event_at, event.event_id,
+    admission = admit(state.seen_event_ids, state.last_event_at if judge_lateness else None, event.event_id,
                       event.event_time, policy)
     if admission is Admission.DUPLICATE:
         return state.model_copy(update={"duplicates": state.duplicates + 1}), admission

@@ -39,7 +39,7 @@ def erase(request: ErasureRequest, partition: int, work: Work, effects: Effects,
     work.suppress(customer_id, Suppression(now, request.request_id))
     for number, alias in enumerate(state.aliases, 1):  # the whole identity cluster: each alias at its owner
         alias_request = ErasureRequest(f"{request.request_id}.alias-{number}", alias, request.requested_at)
-        effects.controls.append((alias, ERASE_KEY, alias_request.to_bytes()))
+        effects.forwards.append((alias, ERASE_KEY, alias_request.to_bytes()))
     effects.forget(customer_id)
     effects.erasures.append(Erasure(request.request_id, customer_id, request.requested_at.isoformat(), partition,
                                     now.isoformat(), had_state=state.last_event_at is not None or had_identity))

@@ -9,6 +9,9 @@ linked to. A link sends a merge record (key :data:`MERGE_KEY`) with the activity
 customer's partition; after it, the anonymous id's events are folded into its own activity
 and forwarded to the customer, so the customer's state is its own events plus what each alias
 brought. An unlink sends the whole activity back as an unmerge record, which subtracts it.
+An alias's forwarded event was admitted (deduplicated, judged for lateness) at the anonymous
+id's partition; the customer drops it only as a redelivery, never as late: it may arrive after
+the customer's own newer events from their partition, as in a fast replay of a long history.
 
 What moves: events, sessions, clicks, channel use, hours of the day, category interest and the
 sessions and clicks of the rolling windows; the first-seen time and the funnel stage when they are

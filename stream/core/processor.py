@@ -193,7 +193,7 @@ class Processor:
         if self.owns(owner, record.partition):
             self._dispatch(record, event, work, effects)
         else:  # keyed by something else than its owner: to the partition that holds them
-            effects.forwards.append((owner.encode(), EVENT_ADAPTER.dump_json(event)))
+            effects.forwards.append((owner, owner.encode(), EVENT_ADAPTER.dump_json(event)))
 
     def _on_event(self, record: Record, work: Work, effects: Effects) -> None:
         self._dispatch(record, EVENT_ADAPTER.validate_json(record.value or b""), work, effects)
@@ -218,7 +218,9 @@ class Processor:
                 self._erase(ErasureRequest(f"consent-{event.event_id}", event.customer_id, self.clock()),
                             partition, work, effects)
             return
-        new_state, admission = apply_event(state, event, self.policy)
+        # an alias's event comes from another partition, admitted there: not judged late against the customer's
+        alias = event.anonymous_id is not None and event.anonymous_id in state.aliases
+        new_state, admission = apply_event(state, event, self.policy, judge_lateness=not alias)
         if admission is Admission.APPLIED:
             effects.count_activity(event.event_time, event_counts(
                 event.type, event.session_id is not None and event.session_id != state.last_session_id,
@@ -344,7 +346,7 @@ class Processor:
         if self.owns(identity.customer_id, record.partition):
             self._on_identity(record, identity, work, effects)
         else:
-            effects.controls.append((identity.customer_id, MERGE_KEY, identity.to_bytes()))
+            effects.forwards.append((identity.customer_id, MERGE_KEY, identity.to_bytes()))
 
     def _on_identity(self, record: Record, identity: IdentityRecord, work: Work, effects: Effects) -> None:
         """A merge or unmerge at the customer's partition; a redelivered one changes nothing."""

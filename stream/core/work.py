@@ -43,9 +43,9 @@ class Effects:
     labels: list[ChurnLabel] = field(default_factory=list)
     outcomes: list[AlertOutcome] = field(default_factory=list)
     dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)  # key, DeadLetter JSON
-    forwards: list[tuple[bytes, bytes]] = field(default_factory=list)  # customer id, event JSON: its owner's
-    # control records for another partition: (the id whose owner gets it, key, value)
-    controls: list[tuple[str, bytes, bytes]] = field(default_factory=list)
+    # records for the customer-events partition that owns an id, in the order made: (that id, key,
+    # value): forwarded events (keyed by the id) and control records (merges, alias erasures)
+    forwards: list[tuple[str, bytes, bytes]] = field(default_factory=list)
     activity: dict[int, dict[str, float]] = field(default_factory=dict)  # event-time day: population counts
     erasures: list[Erasure] = field(default_factory=list)  # for the Redis sink to finish, in order
     newest_event_time: datetime | None = None  # of the events applied

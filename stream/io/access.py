@@ -5,7 +5,9 @@ customer, from where it is held, as one JSON document.
   the partition that owns the customer): what a worker restores after a restart;
 - the Redis profile hash, the segment set it is in, its entries in the tag-change and alert
   streams and in the alert relay's dead letters;
-- its delayed churn labels (``churn-labels``) and its alerts' outcomes (``alert-outcomes``).
+- its delayed churn labels (``churn-labels``) and its alerts' outcomes (``alert-outcomes``);
+- the identities-table records of its aliases (the anonymous ids linked to it: their own
+  activity and links), or of the requested id itself when it is an anonymous id.
 
 The raw events (``events``, ``customer-events``) and dead letters (``events.dlq``) are not
 read (a full scan of the input); the document says so and for how long Kafka keeps them.
@@ -87,11 +89,15 @@ async def subject_access(settings: Settings, requested_id: str) -> dict[str, Any
         await client.aclose()
 
     latest = states[-1] if states else b""
+    state = json.loads(latest) if latest else None  # an empty newest record is a tombstone
+    identities = await _identities(settings, [customer_id, *(state or {}).get("aliases", [])])
     return {
         "customer_id": requested_id,
         **({"stored_as": customer_id} if customer_id != requested_id else {}),
         "generated_at": datetime.now(UTC).isoformat(),
-        "state": json.loads(latest) if latest else None,  # an empty newest record is a tombstone
+        "state": state,
+        # the customer's aliases' own activity, or the requested id's if it is an anonymous id
+        "identities": identities,
         "profile": profile or None,
         "segment_sets": [segment] if in_segment else [],
         **streams,
@@ -103,8 +109,21 @@ async def subject_access(settings: Settings, requested_id: str) -> dict[str, Any
             **{name: f"{KEY_PREFIX}{suffix}" for name, suffix in CUSTOMER_STREAMS.items()},
             "churn_labels": settings.topic("churn-labels"),
             "alert_outcomes": settings.topic("alert-outcomes"),
+            "identities": changelog_topic(settings, "identities"),
         },
         "not_included": [f"raw events in {settings.topic('events')} and {settings.topic('customer-events')}, and "
                          f"dead letters in {settings.topic('events.dlq')}: kept until the topics' retention "
                          "(Kafka's default: 7 days) removes them"],
     }
+
+
+async def _identities(settings: Settings, ids: list[str]) -> dict[str, Any]:
+    """The identities-table records of these ids that have one (anonymous ids: stream/core/identity.py)."""
+    found: dict[str, Any] = {}
+    for anonymous_id in ids:
+        records = await read_keyed(settings.kafka, changelog_topic(settings, "identities"),
+                                   json.dumps(anonymous_id).encode(),
+                                   [owner_partition(anonymous_id, settings.partitions)])
+        if records and records[-1]:
+            found[anonymous_id] = json.loads(records[-1])
+    return found

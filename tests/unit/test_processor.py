@@ -131,7 +131,7 @@ def test_raw_events_are_validated_and_those_of_another_partition_forwarded() -> 
     effects = processor.process(records, tables)
 
     assert _state(tables, "c1").events == 1 and "away" not in tables.state
-    assert [(key, json.loads(value)["event_id"]) for key, value in effects.forwards] == [(b"away", "e2")]
+    assert [(key, json.loads(value)["event_id"]) for _, key, value in effects.forwards] == [(b"away", "e2")]
     letters = [DeadLetter.model_validate_json(raw) for _, raw in effects.dead_letters]
     assert [(letter.reason, letter.stage, letter.source_offset) for letter in letters] == [
         ("future_event_time", "validate", 2), ("not_utf8", "validate", 3)]

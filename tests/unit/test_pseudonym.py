@@ -41,7 +41,7 @@ def _run(pseudonymize: bool) -> tuple[Tables, list[Effects]]:
     for partition in PARTITIONS:
         outputs.append(processor.process([r for r in records if r.partition == partition], tables))
     forwarded = [Record(_owner(key.decode()), key, value, "customer-events", i)
-                 for i, (key, value) in enumerate(f for effects in outputs for f in effects.forwards)]
+                 for i, (_, key, value) in enumerate(f for effects in outputs for f in effects.forwards)]
     for partition in PARTITIONS:
         outputs.append(processor.process([r for r in forwarded if r.partition == partition], tables))
     return tables, outputs
