@@ -3,7 +3,8 @@ devices, log in, buy, and browse on after the login; a shared kiosk is linked to
 than the limit; broken tagging sends placeholder ids. Each customer's hash counts their events
 and their devices' once (also after the whole log is replayed a second time), the link beyond
 the limit and the placeholders are dead-lettered with their reason, and ``pulse unlink`` takes a
-device's activity back out."""
+device's activity back out; a subject access export shows the aliases, and erasing a customer
+erases them."""
 
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ import redis
 from stream.core.batch import batch_stitched
 from stream.core.identity import PLACEHOLDER_IDS
 from stream.infra.worker import WorkerProcess, worker_env
+from stream.sinks.erasure import receipt_key
 from stream.sinks.redis import customer_key
 from tests.helpers import read_topic, run_pulse
-from tests.integration.conftest import Isolated
+from tests.integration.conftest import Isolated, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -131,6 +133,14 @@ def test_anonymous_activity_is_stitched_once_the_limit_holds_and_unlink_undoes_i
         assert document["state"]["aliases"] == [f"i{isolated.tag}-d5"]
         assert set(document["identities"]) == {f"i{isolated.tag}-d5"}
         assert document["identities"][f"i{isolated.tag}-d5"]["linked_to"] == customer
+
+        # erasing a customer erases their aliases too, each with its own receipt
+        erased, alias = f"i{isolated.tag}-c7", f"i{isolated.tag}-d7"
+        receipt = json.loads(run_pulse(env, "forget", erased).stdout)
+        alias_receipt = receipt_key(f"{receipt['request_id']}.alias-1")
+        wait_for(lambda: client.exists(alias_receipt) == 1, 60, "the alias's erasure receipt")
+        assert json.loads(run_pulse(env, "access", alias).stdout)["identities"] == {}
+        assert client.exists(customer_key(erased)) == 0
     finally:
         worker.stop()
     print(f"\n{len(customers)} customers, {sum(len(s.aliases or []) for s in expected.values())} links: every "
