@@ -72,6 +72,15 @@ class SinkContract:
         row = await sink.read_profile(cid)
         assert row is not None and (row["orders"], row["monetary"]) == ("3", "30.00")
 
+    async def test_a_newer_profile_without_aliases_clears_them(self, sink: ProfileSink) -> None:
+        cid = self.cid()
+        await sink.write_profiles([make_profile(cid, 1, 1).model_copy(update={"aliases": "d-1,d-2"})])
+        row = await sink.read_profile(cid)
+        assert row is not None and row["aliases"] == "d-1,d-2"
+        await sink.write_profiles([make_profile(cid, 2, 1)])  # after an unlink of both
+        row = await sink.read_profile(cid)
+        assert row is not None and "aliases" not in row and row["version"] == "2"
+
     async def test_a_batch_of_many_customers(self, sink: ProfileSink) -> None:
         cids = [self.cid() for _ in range(50)]
         assert await sink.write_profiles([make_profile(c, 1, i) for i, c in enumerate(cids)]) == 50

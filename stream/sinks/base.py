@@ -43,6 +43,23 @@ class ProfileSink(Protocol):
     async def alerts(self) -> list[dict[str, str]]: ...
 
 
+# Hash fields a newer profile can take away (an unlink can leave a customer without aliases): a write
+# deletes them when absent, where the other absent fields are only left out.
+CLEARABLE_FIELDS = ("aliases",)
+
+
+def cleared_fields(profile: Profile) -> list[str]:
+    """The clearable fields this profile has no value for.
+
+    >>> from datetime import datetime, UTC
+    >>> cleared_fields(Profile(customer_id="c", version=3, events=3, orders=2, monetary="10.00",
+    ...                        first_purchase_at=None, last_purchase_at=None, as_of_event_time=None,
+    ...                        computed_at=datetime(2024, 1, 1, tzinfo=UTC), rules_version="r", model_version="m"))
+    ['aliases']
+    """
+    return [name for name in CLEARABLE_FIELDS if getattr(profile, name) is None]
+
+
 def profile_fields(profile: Profile) -> dict[str, str]:
     """The flat string fields of the ``pulse:cust:{id}`` hash (absent values are omitted).
 

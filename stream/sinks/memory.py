@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from schemas import Alert, Profile, TagChange
-from stream.sinks.base import profile_fields, stream_fields, tag_order
+from stream.sinks.base import cleared_fields, profile_fields, stream_fields, tag_order
 
 
 class MemorySink:
@@ -26,7 +26,8 @@ class MemorySink:
             if current is not None and int(current["version"]) >= profile.version:
                 continue
             old_segment = (current or {}).get("segment")
-            self.hashes[profile.customer_id] = {**(current or {}), **profile_fields(profile),
+            kept = {name: value for name, value in (current or {}).items() if name not in cleared_fields(profile)}
+            self.hashes[profile.customer_id] = {**kept, **profile_fields(profile),
                                                 "written_at": str(int(self.clock() * 1000))}
             if old_segment and old_segment != (profile.segment or ""):
                 self.segments.get(old_segment, set()).discard(profile.customer_id)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import redis.asyncio as aioredis
 
 from schemas import Alert, Profile, TagChange
-from stream.sinks.base import profile_fields, stream_fields, tag_order
+from stream.sinks.base import cleared_fields, profile_fields, stream_fields, tag_order
 from stream.sinks.outbox import RedisWrites
 
 KEY_PREFIX = "pulse:"
@@ -36,7 +36,8 @@ SEEN_CHANGE_TTL_SECONDS = 7 * 86_400
 CHUNK = 500  # records per script call: one round trip each, and Redis is never blocked for long
 
 # KEYS[1] the key prefix; ARGV: one JSON object per profile: id (customer), v (version),
-# s (segment, '' if none), f (field/value pairs). An older or equal version is skipped.
+# s (segment, '' if none), f (field/value pairs), d (fields to delete: cleared ones). An older or
+# equal version is skipped.
 _PROFILES = """
 local prefix, written = KEYS[1], 0
 local now = redis.call('TIME')
@@ -47,6 +48,7 @@ for i = 1, #ARGV do
   local current = redis.call('HMGET', key, 'version', 'segment')
   if not current[1] or tonumber(current[1]) < p.v then
     redis.call('HSET', key, 'written_at', at, unpack(p.f))
+    if p.d and #p.d > 0 then redis.call('HDEL', key, unpack(p.d)) end
     if current[2] and current[2] ~= p.s then redis.call('SREM', prefix .. 'seg:' .. current[2], p.id) end
     if p.s ~= '' then redis.call('SADD', prefix .. 'seg:' .. p.s, p.id) end
     written = written + 1
@@ -98,9 +100,9 @@ def _chunks(items: list[str]) -> list[list[str]]:
 
 
 def encode_profile(profile: Profile) -> str:
-    """A profile as the hash script's argument: id, version, segment and the hash fields."""
+    """A profile as the hash script's argument: id, version, segment, the hash fields and the cleared ones."""
     return json.dumps({"id": profile.customer_id, "v": profile.version, "s": profile.segment or "",
-                       "f": _flat(profile_fields(profile))})
+                       "f": _flat(profile_fields(profile)), "d": cleared_fields(profile)})
 
 
 def encode_tag_change(change: TagChange) -> str:
