@@ -93,11 +93,14 @@ def replay(path: Path, fmt: str, until: datetime | None, speed: float | None, wa
 @click.option("--behaviour-groups", is_flag=True,
               help="Plant four behaviour groups (frequent_small, rare_large, browser, regular: purchase rate, "
                    "basket, conversion and channel), named in the truth's group field, to score the clusters.")
+@click.option("--anonymous-share", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+              help="Share of customers whose first session is browsed on a device before they log in: its clicks "
+                   "carry anonymous_id and no customer_id, and an identify event links them at the login.")
 @click.option("--produce", "to_kafka", is_flag=True, help="Produce the events to the events topic.")
 def generate(customers: int, days: int, start: datetime, seed: int, churn_share: float, seasonal_share: float,
              incident: str | None, prefix: str, out: Path | None, truth: Path | None, anomalies: float,
              anomaly_factor: float, diurnal: bool, anomalies_out: Path | None, cross_sell: str | None,
-             behaviour_groups: bool, to_kafka: bool) -> None:
+             behaviour_groups: bool, anonymous_share: float, to_kafka: bool) -> None:
 
     from stream.io.generate import CrossSell, Incident, PopulationSpec, inject_anomalies, plant_cross_sell, truth_rows
     from stream.io.generate import generate as make_population
@@ -124,8 +127,15 @@ def generate(customers: int, days: int, start: datetime, seed: int, churn_share:
     cross_sold: list[dict[str, Any]] = []
     if rule is not None:
         events, cross_sold = plant_cross_sell(events, rule, seed)
+    browsed = 0
+    if anonymous_share:
+        from stream.io.anonymize import browse_before_login
+
+        events, browsed = browse_before_login(events, anonymous_share, seed)
     churners = sum(t.churns for t in hidden)
     notes = [f"{churners} churn"]
+    if anonymous_share:
+        notes.append(f"{browsed} first sessions browsed before login")
     if anomalies:
         notes.append(f"{len(planted)} abnormal purchases planted")
     if rule is not None:

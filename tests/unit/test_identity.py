@@ -269,3 +269,25 @@ def test_a_merge_is_undone_exactly_by_its_unmerge_for_the_counts() -> None:
         assert getattr(got, name) == getattr(want, name), name
     assert json.loads(got.model_dump_json())["category_interest"].keys() == \
         json.loads(want.model_dump_json())["category_interest"].keys()
+
+
+def test_a_generated_population_browsing_before_login_stitches_back_to_its_own_profiles() -> None:
+    from stream.io.anonymize import browse_before_login
+    from stream.io.generate import PopulationSpec, generate
+
+    events, _ = generate(PopulationSpec(customers=40, days=90, seed=8, prefix="g"))
+    planted, chosen = browse_before_login(events, share=0.7, seed=8)
+    assert 20 <= chosen <= 36 and sum(e["type"] == "identify" for e in planted) == chosen
+    assert sum(1 for e in planted if "customer_id" not in e) > chosen  # their first sessions' clicks
+
+    known, stitched = Bus().produce(events), Bus().produce(planted)
+    assert not stitched.letters
+    for customer in {e["customer_id"] for e in events}:
+        want, got = known.state(customer), stitched.state(customer)
+        for name in ("events", "clicks", "orders", "monetary_cents", "channel_counts", "hour_counts", "first_seen_at"):
+            assert getattr(got, name) == getattr(want, name), (customer, name)
+        # the login session counts once, but only when the merge comes before the customer's next
+        # session; in this replay every customer's own events come first
+        assert want.sessions <= got.sessions <= want.sessions + 1
+        assert got.aliases == ([f"{customer}-device"] if customer in {e.get("customer_id") for e in planted
+                                                                          if e["type"] == "identify"} else [])
