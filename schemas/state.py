@@ -50,6 +50,7 @@ class CustomerState(BaseModel):
     sessions: int = 0
     clicks: int = 0
     last_session_id: str | None = None
+    recent_sessions: list[str] = Field(default_factory=list)  # digests of the last 4 sessions' ids (dedup.session_key)
     funnel_stage: str | None = None
     category_interest: dict[str, tuple[float, float]] = {}
     # cross-sell affinity (stream/core/affinity.py): the categories bought (the first 8), and the

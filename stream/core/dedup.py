@@ -50,6 +50,29 @@ def digest(event_id: str) -> bytes:
     return blake2b(event_id.encode(), digest_size=DIGEST_BYTES).digest()
 
 
+def session_key(session_id: str) -> str:
+    """A short digest of a session id, to remember a customer's recent sessions compactly.
+
+    >>> session_key("s-42")
+    '80f64f01d151'
+    """
+    return digest(session_id).hex()
+
+
+RECENT_SESSIONS = 8
+
+
+def with_session(recent: list[str], session_id: str) -> list[str]:
+    """The digests of the customer's last sessions, with this one: a late event of an earlier session
+    does not start another, and an alias's merge knows whether the session of its login was counted.
+
+    >>> with_session(with_session([], "s1"), "s1") == [session_key("s1")]
+    True
+    """
+    key = session_key(session_id)
+    return recent if key in recent else [*recent, key][-RECENT_SESSIONS:]
+
+
 def _day(moment: datetime) -> int:
     return int(moment.timestamp() // 86_400)
 

@@ -13,7 +13,7 @@ from stream.core.anomaly import with_hour
 from stream.core.churn import ChurnConfig, active_day_count, risk_band
 from stream.core.churn_now import stored_inputs
 from stream.core.clusters import ClusterModel, behaviour_vector
-from stream.core.dedup import DEFAULT_POLICY, Admission, DedupPolicy, admit, remember
+from stream.core.dedup import DEFAULT_POLICY, Admission, DedupPolicy, admit, remember, session_key, with_session
 from stream.core.holdout import in_holdout
 from stream.core.preferences import WEIGHTS, add_interest, preferred_channel, top_categories
 from stream.core.purchase import DAY_SECONDS
@@ -155,6 +155,13 @@ def _day(moment: datetime) -> int:
     return int(moment.timestamp() // 86_400)
 
 
+def starts_session(state: CustomerState, session_id: str | None) -> bool:
+    """Whether an event of ``session_id`` is the customer's first in that session: not the current
+    one nor one of the last few (a late event of an earlier session does not start another)."""
+    return (session_id is not None and session_id != state.last_session_id
+            and session_key(session_id) not in state.recent_sessions)
+
+
 FUNNEL = {"page_view": "browse", "search": "browse", "product_view": "product", "wishlist_add": "product",
           "add_to_cart": "cart", "checkout_start": "checkout", "purchase": "purchase"}
 
@@ -163,11 +170,12 @@ def _behaviour(state: CustomerState, event: Event, newest: datetime) -> dict[str
     """Everything but the dedup bookkeeping: RFM, intervals, windows, funnel, preferences."""
     update: dict[str, object] = {}
     orders = spend = sessions = clicks = 0
-    new_session = event.session_id is not None and event.session_id != state.last_session_id
-    if new_session:
+    new_session = starts_session(state, event.session_id)
+    if new_session and event.session_id is not None:
         sessions = 1
         update["sessions"] = state.sessions + 1
         update["last_session_id"] = event.session_id
+        update["recent_sessions"] = with_session(state.recent_sessions, event.session_id)
         update["session_events"] = 1
     elif event.session_id is not None:
         update["session_events"] = state.session_events + 1

@@ -15,7 +15,9 @@ the customer's own newer events from their partition, as in a fast replay of a l
 
 What moves: events, sessions, clicks, channel use, hours of the day, category interest and the
 sessions and clicks of the rolling windows; the first-seen time and the funnel stage when they are
-newer. A session that began before the login and went on after it counts once. The customer's
+newer. A session that began before the login and went on after it counts once while it is among
+the customer's last eight sessions when the merge arrives (always so live; a fast replay of a long
+history, where the customer's own later sessions come first, may count it twice). The customer's
 newest event time stays theirs: it is the lateness reference of their own events, which may
 still be on their way from other partitions. Purchases, refunds and support contacts need a
 customer id (``schemas/events.py``), so nothing a merge carries can count an order twice. An
@@ -33,6 +35,7 @@ from datetime import datetime
 
 from schemas import CustomerState, Identity
 from stream.core.anomaly import HOUR_SLOTS
+from stream.core.dedup import session_key, with_session
 from stream.core.preferences import MAX_CATEGORIES, Interest, decayed
 from stream.core.validate import Rejection
 from stream.core.windows import combine
@@ -149,12 +152,15 @@ def merged(state: CustomerState, record: IdentityRecord) -> CustomerState:
     activity = record.activity
     update: dict[str, object] = {name: max(0, getattr(state, name) + sign * getattr(activity, name))
                                  for name in ADDITIVE}
-    if sign > 0 and activity.last_session_id is not None:
-        if activity.last_session_id == state.last_session_id:  # the session of the login, counted on both sides
+    login_session = activity.last_session_id
+    if sign > 0 and login_session is not None:
+        if session_key(login_session) in state.recent_sessions:  # the session of the login, counted on both sides
             update["sessions"] = max(0, state.sessions + activity.sessions - 1)
-        elif state.last_event_at is None or (activity.last_event_at is not None
-                                             and activity.last_event_at > state.last_event_at):
-            update["last_session_id"] = activity.last_session_id  # the customer's events in it are yet to come
+        else:  # the customer's events in it are yet to come: they are not a session of their own
+            update["recent_sessions"] = with_session(state.recent_sessions, login_session)
+            if state.last_event_at is None or (activity.last_event_at is not None
+                                               and activity.last_event_at > state.last_event_at):
+                update["last_session_id"] = login_session
     update["channel_counts"] = _counts(state.channel_counts, activity.channel_counts, sign)
     update["hour_counts"] = _slots(state.hour_counts, activity.hour_counts, sign)
     update["category_interest"] = _interest(state.category_interest, activity.category_interest, sign)

@@ -34,7 +34,7 @@ from stream.core.churn import ChurnConfig, Scorer
 from stream.core.clusters import ClusterModel
 from stream.core.dedup import Admission, DedupPolicy
 from stream.core.erasure import ERASE_KEY, ErasureRequest
-from stream.core.fold import apply_event, to_cents, to_profile
+from stream.core.fold import apply_event, starts_session, to_cents, to_profile
 from stream.core.forget import admit_after_erasure, erase
 from stream.core.identity import (
     MERGE_KEY,
@@ -223,7 +223,7 @@ class Processor:
         new_state, admission = apply_event(state, event, self.policy, judge_lateness=not alias)
         if admission is Admission.APPLIED:
             effects.count_activity(event.event_time, event_counts(
-                event.type, event.session_id is not None and event.session_id != state.last_session_id,
+                event.type, starts_session(state, event.session_id),
                 to_cents(event.total) if isinstance(event, Purchase) else 0,
                 isinstance(event, SupportContact) and event.kind == "complaint"))
         work.count(f"profile.{admission.value}", partition)

@@ -282,12 +282,15 @@ def test_a_generated_population_browsing_before_login_stitches_back_to_its_own_p
 
     known, stitched = Bus().produce(events), Bus().produce(planted)
     assert not stitched.letters
+    twice = 0
     for customer in {e["customer_id"] for e in events}:
         want, got = known.state(customer), stitched.state(customer)
         for name in ("events", "clicks", "orders", "monetary_cents", "channel_counts", "hour_counts", "first_seen_at"):
             assert getattr(got, name) == getattr(want, name), (customer, name)
-        # the login session counts once, but only when the merge comes before the customer's next
-        # session; in this replay every customer's own events come first
-        assert want.sessions <= got.sessions <= want.sessions + 1
+        # the login session counts once while the customer's last eight sessions include it; in this
+        # replay each customer's own 90 days come before the merge, so a few count it twice
+        assert got.sessions - want.sessions in (0, 1), customer
+        twice += got.sessions - want.sessions
         assert got.aliases == ([f"{customer}-device"] if customer in {e.get("customer_id") for e in planted
                                                                           if e["type"] == "identify"} else [])
+    assert twice <= chosen // 8
