@@ -42,6 +42,7 @@ from stream.core.windows import combine
 
 MERGE_KEY = b"\x00pulse-identity"  # control record on customer-events: merge or unmerge an alias
 UNLINK_KEY = b"\x00pulse-unlink"  # control record on customer-events: unlink an anonymous id
+ALIAS_EVENT_KEY = b"\x00pulse-alias-event"  # an alias's event, forwarded to the customer it is linked to
 
 # What broken tagging sends in place of an id; linking on one would merge every visitor.
 PLACEHOLDER_IDS = frozenset({"", "0", "-1", "null", "none", "nil", "undefined", "anonymous", "unknown",

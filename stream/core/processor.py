@@ -36,7 +36,7 @@ from stream.core.dedup import Admission, DedupPolicy
 from stream.core.erasure import ERASE_KEY, ErasureRequest
 from stream.core.fold import apply_event, starts_session, to_cents, to_profile
 from stream.core.forget import admit_after_erasure, erase
-from stream.core.identity import MERGE_KEY, UNLINK_KEY, IdentityRecord
+from stream.core.identity import ALIAS_EVENT_KEY, MERGE_KEY, UNLINK_KEY, IdentityRecord
 from stream.core.purchase_outlook import PurchaseModel
 from stream.core.rfm import Cuts, PartitionIndex
 from stream.core.rules import Rules
@@ -117,6 +117,8 @@ class Processor(Stitching):
                     self._on_identity(record, IdentityRecord.from_bytes(record.value), work, effects)
                 elif record.key == UNLINK_KEY:
                     self._on_unlink(record, work, effects)
+                elif record.key == ALIAS_EVENT_KEY:
+                    self._apply(record, EVENT_ADAPTER.validate_json(record.value or b""), work, effects, alias=True)
                 else:
                     self._on_event(record, work, effects)
             except Exception as exc:  # noqa: BLE001 - a bug or unreadable state must not stop the worker
@@ -196,7 +198,9 @@ class Processor(Stitching):
         else:
             self._apply(record, event, work, effects)
 
-    def _apply(self, record: Record, event: Event, work: Work, effects: Effects) -> None:
+    def _apply(self, record: Record, event: Event, work: Work, effects: Effects, alias: bool = False) -> None:
+        """Fold a customer's event (``alias``: an event of an anonymous id linked to them, admitted at the
+        id's partition: not judged late here, only a redelivery is dropped; counted as ``identity.alias_*``)."""
         partition = record.partition
         state = work.state(event.customer_id)
         if state.last_event_at is None and self._suppressed(record, event.customer_id, event, work, effects):
@@ -208,15 +212,13 @@ class Processor(Stitching):
                 self._erase(ErasureRequest(f"consent-{event.event_id}", event.customer_id, self.clock()),
                             partition, work, effects)
             return
-        # an alias's event comes from another partition, admitted there: not judged late against the customer's
-        alias = event.anonymous_id is not None and event.anonymous_id in state.aliases
         new_state, admission = apply_event(state, event, self.policy, judge_lateness=not alias)
         if admission is Admission.APPLIED:
             effects.count_activity(event.event_time, event_counts(
                 event.type, starts_session(state, event.session_id),
                 to_cents(event.total) if isinstance(event, Purchase) else 0,
                 isinstance(event, SupportContact) and event.kind == "complaint"))
-        work.count(f"profile.{admission.value}", partition)
+        work.count(f"identity.alias_{admission.value}" if alias else f"profile.{admission.value}", partition)
         work.saw_event_time(partition, event.event_time)
         if admission is not Admission.APPLIED:
             work.put(new_state)

@@ -9,10 +9,11 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from schemas import CustomerState, Event
+from schemas import EVENT_ADAPTER, CustomerState, Event
 from stream.core.dedup import Admission, DedupPolicy
 from stream.core.fold import apply_event
 from stream.core.identity import (
+    ALIAS_EVENT_KEY,
     MERGE_KEY,
     IdentityRecord,
     is_placeholder,
@@ -47,7 +48,7 @@ class Stitching:
                   effects: Effects) -> None:
         raise NotImplementedError
 
-    def _route(self, record: Record, event: Event, owner: str, work: Work, effects: Effects) -> None:
+    def _apply(self, record: Record, event: Event, work: Work, effects: Effects, alias: bool = False) -> None:
         raise NotImplementedError
 
     def _settle(self, state: CustomerState, new_state: CustomerState, reason: str, at: datetime, partition: int,
@@ -60,7 +61,7 @@ class Stitching:
         anonymous_id, partition = event.anonymous_id, record.partition
         assert anonymous_id is not None
         if is_placeholder(anonymous_id):  # every visitor of a broken tag would pool here
-            work.count("identity.rejected.placeholder_id", partition)
+            work.count("identity.anonymous_placeholder", partition)
             self._dead_letter(record, placeholder_rejection("anonymous_id", anonymous_id), effects)
             return
         identity = work.identity(anonymous_id)
@@ -79,12 +80,17 @@ class Stitching:
             self._too_late(record, event, identity.activity, admission, effects)
             return
         work.saw_event_time(partition, event.event_time)
-        if identity.linked_to is not None:
-            self._route(record, event.model_copy(update={"customer_id": identity.linked_to}), identity.linked_to,
-                        work, effects)
+        customer_id = identity.linked_to
+        if customer_id is not None:  # the customer's now: judged late only here, where its events arrive in order
+            aliased = event.model_copy(update={"customer_id": customer_id})
+            if self.owns(customer_id, partition):
+                self._apply(record, aliased, work, effects, alias=True)
+            else:
+                effects.forwards.append((customer_id, ALIAS_EVENT_KEY, EVENT_ADAPTER.dump_json(aliased)))
 
     def _identify(self, record: Record, event: Event, work: Work, effects: Effects) -> None:
         anonymous_id, customer_id, partition = event.anonymous_id, event.customer_id, record.partition
+        work.count("identity.identify", partition)
         for name, value in (("anonymous_id", anonymous_id), ("customer_id", customer_id)):
             if is_placeholder(value):
                 work.count("identity.rejected.placeholder_id", partition)

@@ -18,7 +18,7 @@ from stream.core.anomaly import HOUR_SLOTS, with_hour
 from stream.core.churn import ChurnConfig
 from stream.core.dedup import DedupPolicy
 from stream.core.erasure import ERASE_KEY, ErasureRequest
-from stream.core.identity import UNLINK_KEY, unlink_request
+from stream.core.identity import MERGE_KEY, UNLINK_KEY, unlink_request
 from stream.core.owner import owner_partition
 from stream.core.processor import Processor
 from stream.core.rules import load_rules
@@ -66,7 +66,7 @@ class Bus:
 
     def _batch(self, records: list[Record]) -> None:
         effects = self.processor.process(records, self.tables)
-        self.controls += [(owner, key, value) for owner, key, value in effects.forwards if key.startswith(b"\x00")]
+        self.controls += [(owner, key, value) for owner, key, value in effects.forwards if key == MERGE_KEY]
         for owner, key, value in effects.forwards:
             self.queue.append(Record(owner_partition(owner, PARTITIONS), key, value, "customer-events"))
         self.letters += [DeadLetter.model_validate_json(raw) for _, raw in effects.dead_letters]
@@ -132,6 +132,9 @@ def test_the_anonymous_ids_later_events_go_to_the_customer() -> None:
     state = bus.state("c1")
     assert (state.events, state.clicks, state.sessions) == (7, 5, 2)
     assert bus.identity("dev-1").activity.events == 5  # its own, kept for an unlink
+    # counted once as accepted (the visitor's), once more as the customer's alias event
+    assert _total(bus, ("identity.alias_applied",)) == 1
+    assert _total(bus, ("ingest.accepted",)) == 8 == _total(bus, OUTCOMES)
 
 
 def test_an_alias_event_is_never_too_late_for_the_customer_only_a_redelivery_is_dropped() -> None:
@@ -294,3 +297,15 @@ def test_a_generated_population_browsing_before_login_stitches_back_to_its_own_p
         assert got.aliases == ([f"{customer}-device"] if customer in {e.get("customer_id") for e in planted
                                                                           if e["type"] == "identify"} else [])
     assert twice <= chosen // 8
+
+    # every accepted record is accounted for once, whichever partitions it went through
+    assert _total(stitched, ("ingest.accepted",)) == len(planted) == _total(stitched, OUTCOMES)
+
+
+OUTCOMES = ("profile.applied", "profile.duplicate", "profile.too_late", "identity.anonymous_applied",
+            "identity.anonymous_duplicate", "identity.anonymous_too_late", "identity.anonymous_placeholder",
+            "identity.identify", "profile.suppressed", "privacy.no_consent")
+
+
+def _total(bus: Bus, names: tuple[str, ...]) -> int:
+    return sum(int(value) for key, value in bus.tables.counters.items() if key.split("@")[0] in names)
