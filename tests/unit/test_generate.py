@@ -41,6 +41,24 @@ def test_every_event_passes_validation_and_ids_are_unique(population: tuple[list
     assert all(_time(a) <= _time(b) for a, b in zip(events, events[1:], strict=False))
 
 
+def test_browsing_before_login_is_valid_and_keyed_by_its_owner(population: tuple[list[dict], list]) -> None:
+    from stream.io.anonymize import browse_before_login
+    from stream.io.produce import event_key
+
+    planted, chosen = browse_before_login(population[0], share=0.5, seed=7)
+    later = datetime(2100, 1, 1, tzinfo=UTC)
+    assert [r for r in (validate(json.dumps(e).encode(), now=later) for e in planted) if isinstance(r, Rejection)] == []
+    assert len({e["event_id"] for e in planted}) == len(planted) == len(population[0]) + chosen
+    assert all(_time(a) <= _time(b) for a, b in zip(planted, planted[1:], strict=False))
+    logins = {e["anonymous_id"]: e for e in planted if e["type"] == "identify"}
+    assert len(logins) == chosen and 150 <= chosen <= 250
+    for event in planted:
+        if "customer_id" not in event:  # before its login, on the device the login names, keyed by it
+            assert _time(event) < _time(logins[event["anonymous_id"]])
+            assert event_key(event) == event["anonymous_id"].encode()
+    assert all(event_key(login) == login["anonymous_id"].encode() for login in logins.values())
+
+
 def test_churners_stop_and_fade_first(population: tuple[list[dict], list]) -> None:
     events, truth = population
     by_customer: dict[str, list[dict]] = defaultdict(list)
