@@ -195,14 +195,15 @@ def next_best(bought: Iterable[str], known: Iterable[Rule], top: int = TOP_SUGGE
     return sorted(best.values(), key=lambda r: (-r.lift, r.consequent))[:top]
 
 
-def suggestion_text(suggestions: Iterable[Rule]) -> str | None:
-    """The hash's ``next_best_categories``: ``category:lift`` by lift, comma-separated.
+def suggestion_text(suggestions: Iterable[Rule]) -> str:
+    """The hash's ``next_best_categories``: ``category:lift`` by lift, comma-separated; empty when
+    the rules suggest nothing, so a write replaces suggestions that no longer hold (a category
+    since bought) instead of leaving them in the hash.
 
-    >>> suggestion_text(rules({"*": 100, "a": 20}, {("*", "b"): 10, ("a", "b"): 8}))
-    'b:4.00'
+    >>> suggestion_text(rules({"*": 100, "a": 20}, {("*", "b"): 10, ("a", "b"): 8})), suggestion_text([])
+    ('b:4.00', '')
     """
-    text = ",".join(f"{r.consequent}:{r.lift:.2f}" for r in suggestions)
-    return text or None
+    return ",".join(f"{r.consequent}:{r.lift:.2f}" for r in suggestions)
 
 
 def affinity_document(purchases: int, found: Iterable[Rule]) -> dict[str, object]:

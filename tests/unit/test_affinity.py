@@ -103,3 +103,19 @@ def test_a_worker_rebuilds_its_partitions_cross_sell_counts_from_the_counters_ta
     assert merged.follows == {("books", "music"): 2, ("*", "music"): 1}
     book.add_affinity(1, {"*": 1, "music": 1}, {("books", "music"): 1})
     assert book.merged().follows[("books", "music")] == 3 and 1 in book.dirty
+
+
+def test_suggestions_that_no_longer_hold_are_cleared_in_the_hash() -> None:
+    from datetime import UTC, datetime
+
+    from schemas import CustomerState
+    from stream.core.fold import to_profile
+
+    found = rules({"*": 100, "books": 20, "music": 30}, {("*", "music"): 10, ("books", "music"): 8})
+    now = datetime(2024, 6, 1, tzinfo=UTC)
+    reader = CustomerState(customer_id="c", categories_bought=["books"], last_event_at=now)
+    assert to_profile(reader, now, affinity=found).next_best_categories == "music:4.00"
+    both = reader.model_copy(update={"categories_bought": ["books", "music"]})
+    # written as empty (not left out), so the hash no longer offers music; without rules it is left out
+    assert to_profile(both, now, affinity=found).next_best_categories == ""
+    assert to_profile(both, now).next_best_categories is None
