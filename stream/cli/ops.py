@@ -6,11 +6,15 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from stream.cli.base import Progress, echo_err, load_or_exit, main, not_caught_up
 from stream.infra.process import InfraError
+
+if TYPE_CHECKING:
+    from stream.settings import Settings
 
 
 @main.command(help="Start a local Kafka (KRaft) and Redis unless the configured ones answer.")
@@ -151,19 +155,27 @@ def resync(wait: bool, timeout: float) -> None:
 
     from stream.core.sweep import RESYNC_KEY
     from stream.io.produce import request_resync
-    from stream.io.replay import wait_until_processed
-    from stream.topology import processing_groups
 
     settings = load_or_exit(kafka=True)
     count = asyncio.run(request_resync(settings.kafka, settings.topic("customer-events"), RESYNC_KEY))
     click.echo(f"asked the workers of {settings.app_id} to re-publish the profiles of {count} partitions")
     if wait:
-        groups = processing_groups(settings, inputs=("customer-events",))
-        progress = Progress(echo_err, "resync")
-        behind = asyncio.run(wait_until_processed(settings.kafka, groups, timeout, progress=progress.lag))
-        if behind:
-            raise not_caught_up(behind, timeout)
+        _wait_for_control_records(settings, timeout, "resync")
         click.echo("resynced: Redis holds every profile in the tables")
+
+
+def _wait_for_control_records(settings: Settings, timeout: float, label: str) -> None:
+    """Wait until the workers have processed everything on ``customer-events`` (their control topic)."""
+    import asyncio
+
+    from stream.io.replay import wait_until_processed
+    from stream.topology import processing_groups
+
+    groups = processing_groups(settings, inputs=("customer-events",))
+    progress = Progress(echo_err, label)
+    behind = asyncio.run(wait_until_processed(settings.kafka, groups, timeout, progress=progress.lag))
+    if behind:
+        raise not_caught_up(behind, timeout)
 
 
 @main.command(help="Undo an identity link: move an anonymous id's (device's, cookie's) activity back out of the "
@@ -178,8 +190,6 @@ def unlink(anonymous_id: str, wait: bool, timeout: float) -> None:
 
     from stream.core.identity import UNLINK_KEY, is_placeholder, unlink_request
     from stream.io.produce import send_control
-    from stream.io.replay import wait_until_processed
-    from stream.topology import processing_groups
 
     if is_placeholder(anonymous_id):
         raise click.UsageError(f"ANONYMOUS_ID: {anonymous_id!r} is a placeholder; placeholder ids are never linked")
@@ -189,10 +199,6 @@ def unlink(anonymous_id: str, wait: bool, timeout: float) -> None:
                                          unlink_request(stored, datetime.now(UTC))))
     echo_err(f"unlink of {anonymous_id!r} requested on {settings.topic('customer-events')}[{partition}]")
     if wait:
-        groups = processing_groups(settings, inputs=("customer-events",))
-        progress = Progress(echo_err, "unlink")
-        behind = asyncio.run(wait_until_processed(settings.kafka, groups, timeout, progress=progress.lag))
-        if behind:
-            raise not_caught_up(behind, timeout)
+        _wait_for_control_records(settings, timeout, "unlink")
         click.echo(f"unlinked {anonymous_id!r}: its activity is out of the customer's profile "
                    "(the identity counters say whether it was linked: pulse status)")

@@ -6,7 +6,7 @@ Used to check the streaming result (it shares no code with :mod:`stream.core.fol
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -127,7 +127,7 @@ class Stitched:
     """A customer's events with their anonymous ids' (see :func:`batch_stitched`)."""
 
     events: int = 0
-    aliases: list[str] | None = None
+    aliases: list[str] = field(default_factory=list)
 
 
 def batch_stitched(events: Iterable[Mapping[str, Any]], link_limit: int,
@@ -161,19 +161,19 @@ def batch_stitched(events: Iterable[Mapping[str, Any]], link_limit: int,
             earlier = links.setdefault(anonymous, [])
             if customer not in earlier and len(earlier) >= link_limit:
                 continue
-            target = out.setdefault(customer, Stitched(aliases=[]))
+            target = out.setdefault(customer, Stitched())
             if anonymous not in linked:
                 target.events += own.pop(anonymous, 0)
-            if anonymous not in (target.aliases or []):
-                target.aliases = [*(target.aliases or []), anonymous]
+            if anonymous not in target.aliases:
+                target.aliases.append(anonymous)
             linked[anonymous] = customer
             if customer not in earlier:
                 earlier.append(customer)
         elif customer:
-            out.setdefault(customer, Stitched(aliases=[])).events += 1
+            out.setdefault(customer, Stitched()).events += 1
         elif anonymous not in placeholders:
             if anonymous in linked:
-                out.setdefault(linked[anonymous], Stitched(aliases=[])).events += 1
+                out.setdefault(linked[anonymous], Stitched()).events += 1
             else:
                 own[anonymous] = own.get(anonymous, 0) + 1
     return out
