@@ -22,6 +22,7 @@ from stream.core.churn import (
     heuristic_score,
     inactivity_moment,
     typical_gap_days,
+    warning_scorers,
 )
 from stream.core.holdout import in_holdout
 from stream.core.purchase_outlook import PurchaseModel
@@ -138,11 +139,11 @@ def assess(before: CustomerState, after: CustomerState, now: datetime, config: C
 
     The score is the online model's once it is ``ready``, else the heuristic's; open
     predictions keep the heuristic's score, so the trainer can compare the two. A churn
-    warning is raised when the served score reaches its threshold, or, while the model serves,
-    when the heuristic reaches its own: the model ranks customers better, but on the generator's
-    population it warned fewer churners in time (recall 0.74-0.92 against the heuristic's 1.00,
-    at the same precision), and a warning the heuristic would have given must not be lost by
-    the switch (docs/churn-model.md)."""
+    warning is raised by the scorers :func:`stream.core.churn.warning_scorers` names, each at
+    its own threshold: while the model serves, the heuristic still warns (the model ranks
+    customers better, but a warning the heuristic would have given must not be lost by the
+    switch), and the model's own warnings join it only while they cost no precision
+    (docs/churn-model.md)."""
     heuristic = heuristic_score(after, now, config)
     score = heuristic
     limit = config.threshold
@@ -158,7 +159,10 @@ def assess(before: CustomerState, after: CustomerState, now: datetime, config: C
     # is still a new risk to warn of. A cooldown only defers it to the next scoring.)
     last_risk = after.alerted.get("churn_risk")
     warned = last_risk is not None and after.last_purchase_at is not None and last_risk >= after.last_purchase_at
-    scorers = ((score, limit), (heuristic, config.threshold)) if config.warn_by == "either" else ((score, limit),)
+    by_heuristic, by_model = warning_scorers(config, model)
+    scorers = [(score, limit)] if by_model else []
+    if by_heuristic:
+        scorers.append((heuristic, config.threshold))
     warning = None if warned or score is None or heuristic is None else next(
         ((s, t) for s, t in scorers if s is not None and s.probability >= t), None)
     if warning is not None:

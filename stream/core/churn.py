@@ -325,6 +325,28 @@ class Scorer(Protocol):
         """``score(features).probability``, without the explanation."""
         ...
 
+    @property
+    def adds_warnings(self) -> bool:
+        """With ``warn_by="either"``: whether its warnings join the heuristic's (measured on
+        recent labels: the warnings of either were at least as precise as the heuristic's alone)."""
+        ...
+
+
+def warning_scorers(config: ChurnConfig, model: Scorer | None) -> tuple[bool, bool]:
+    """Which scorers raise ``churn_risk``: (the heuristic, the model). The heuristic alone until
+    a model is ready; then the model, with the heuristic too under ``warn_by="either"`` (no
+    warning the heuristic would give is lost by the switch), where the model's own warnings
+    are kept only while they do not cost precision (:attr:`Scorer.adds_warnings`).
+
+    >>> warning_scorers(ChurnConfig(), None)
+    (True, False)
+    """
+    if model is None or not model.ready:
+        return True, False
+    if config.warn_by == "served":
+        return False, True
+    return True, model.adds_warnings
+
 
 def alert_threshold(config: ChurnConfig, model: Scorer | None) -> float:
     """The threshold a churn_risk alert needs: the ready model's own (its probabilities are
@@ -401,9 +423,9 @@ def churn_boundary(state: CustomerState, now: datetime, config: ChurnConfig,
     horizon = timedelta(days=config.horizon_days)
     expiries = [predicted_at + horizon for predicted_at, _, _ in state.pending]
     expiries += [alerted_at + horizon for _, alerted_at, _ in state.open_alerts]
-    serving = model is not None and model.ready
-    crossings = [threshold_crossing(state, now, config)] if not serving or config.warn_by == "either" else []
-    if model is not None and model.ready:
+    by_heuristic, by_model = warning_scorers(config, model)
+    crossings = [threshold_crossing(state, now, config)] if by_heuristic else []
+    if by_model and model is not None:
         crossings.append(model_crossing(state, now, config, model))
     # a churn_risk of this silence deferred by the cooldown is due when the cooldown ends
     last_risk = state.alerted.get("churn_risk")

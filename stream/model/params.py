@@ -70,6 +70,21 @@ class ModelParams:
                                    key=lambda kv: -abs(kv[1])))
         return ChurnScore(probability, self.model_version, explanation)
 
+    @property
+    def adds_warnings(self) -> bool:
+        """Whether its warnings join the heuristic's under ``warn_by="either"``: only while, on the
+        recent labelled points its threshold was chosen on, the warnings of either were at least
+        as precise as the heuristic's alone. (A learner ready early, on few labels, once
+        doubled the alerts and halved their precision.) True when not measured.
+
+        >>> params = ModelParams(1, True, {}, {}, {}, 0.0, 500, metrics={"heuristic_precision": 0.6,
+        ...                                                                "either_precision": 0.4})
+        >>> params.adds_warnings
+        False
+        """
+        either, alone = self.metrics.get("either_precision"), self.metrics.get("heuristic_precision")
+        return either is None or alone is None or either >= alone
+
     def to_json(self) -> dict[str, Any]:
         return {"version": self.version, "ready": self.ready, "means": self.means, "variances": self.variances,
                 "weights": self.weights, "intercept": self.intercept, "labels_seen": self.labels_seen,

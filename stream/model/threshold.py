@@ -93,10 +93,11 @@ def matched_threshold(params: ModelParams, points: list[Point], horizon_days: fl
                       ) -> tuple[float | None, dict[str, float]]:
     """The model's alert threshold: the highest that warns, within the silence that followed
     each churned point, as many churned points as the heuristic warns at its threshold.
-    Returns it (None with too few churned points) and both recalls and precisions (an alert
-    on a point followed by a purchase is a false alarm). With ``base_rate``, the points' share
-    of churned ones in the population they stand for, each class is weighted to it in the
-    precisions (the points then hold a sample of each class, not the population's mix)."""
+    Returns it (None with too few churned points) and the recalls and precisions of each and
+    of either warning (an alert on a point followed by a purchase is a false alarm). With
+    ``base_rate``, the points' share of churned ones in the population they stand for, each
+    class is weighted to it in the precisions (the points then hold a sample of each class,
+    not the population's mix)."""
     churned = np.array([p.churned for p in points], dtype=bool)
     if int(churned.sum()) < THRESHOLD_MIN_POSITIVES:
         return None, {}
@@ -119,4 +120,7 @@ def matched_threshold(params: ModelParams, points: list[Point], horizon_days: fl
         "heuristic_recall": round(recall, 4),
         "model_recall": round(float((model_warns & churned).sum()) / positives, 4),
         "heuristic_precision": precision(heuristic_warns), "model_precision": precision(model_warns),
+        # under warn_by="either" both warn: what the model's warnings add to the heuristic's
+        "either_recall": round(float(((model_warns | heuristic_warns) & churned).sum()) / positives, 4),
+        "either_precision": precision(model_warns | heuristic_warns),
     }

@@ -9,7 +9,7 @@ import asyncio
 import json
 import os
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 
 import pytest
@@ -60,8 +60,10 @@ def test_generated_churners_are_warned_in_time_once_each(isolated: Isolated) -> 
         print("\n" + printed)
         assert report.judged >= 20, report  # enough churners went silent for 90 days to judge
         assert report.recall >= 0.8, report.lines()
-        # precision is printed, not asserted: with the learner also warning once it serves, runs gave
-        # 0.37-0.67 (its threshold depends on when it became ready); the heuristic alone 0.63
+        # the learner's own warnings join the heuristic's only while they cost no precision (before
+        # that guard, runs in which it became ready early gave 0.37-0.67)
+        print("churn_risk alerts by scorer:", Counter(a["model_version"] for a in alerts if a["kind"] == "churn_risk"))
+        assert report.precision >= 0.5, report.lines()
         assert f"recall {report.recall:.3f}" in printed and f"precision {report.precision:.3f}" in printed
 
         # each alert says whether the customer agreed to marketing (their sessions' consent)

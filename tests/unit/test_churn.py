@@ -203,6 +203,7 @@ class _FixedModel:
     ready = True
     threshold = 0.3
     version = "logreg-test"
+    adds_warnings = True
 
     def score(self, vector):  # type: ignore[no-untyped-def]
         from stream.core.churn import ChurnScore
@@ -234,6 +235,35 @@ def test_a_ready_model_alerts_at_its_own_threshold_and_its_crossing_is_the_next_
     # and once there, no second alert for the same crossing
     assert [a for a in assess(at.state, at.state, crossing + timedelta(days=1), CONFIG, model).alerts
             if a.kind == "churn_risk"] == []
+
+
+class _ImpreciseModel(_FixedModel):
+    """The same model, measured as costing precision beside the heuristic."""
+
+    adds_warnings = False
+
+
+def test_a_model_whose_warnings_cost_precision_serves_its_score_but_only_the_heuristic_warns() -> None:
+    from stream.core.churn import model_crossing, threshold_crossing
+
+    model = _ImpreciseModel()
+    config = ChurnConfig(inactivity_factor=20.0)
+    state = _buyer(gap_days=10, orders=4)
+    last = state.last_purchase_at
+    assert last is not None
+    own, heuristic = model_crossing(state, last, config, model), threshold_crossing(state, last, config)
+    assert own is not None and heuristic is not None and own < heuristic
+    assert churn_boundary(state, last, config, model) == heuristic  # its own crossing is no boundary
+    before = assess(state, state, last, config, model).state
+    at_own = assess(before, before, own + timedelta(days=1), config, model)
+    assert at_own.state.churn_model == "logreg-test" and at_own.state.churn_probability >= 0.3  # it serves
+    assert [a for a in at_own.alerts if a.kind == "churn_risk"] == []  # and does not warn
+    risk = [a for a in assess(at_own.state, at_own.state, heuristic, config, model).alerts if a.kind == "churn_risk"]
+    assert len(risk) == 1 and risk[0].model_version == HEURISTIC_VERSION
+    # warn_by="served" asks for the model's warnings whatever they cost
+    served = ChurnConfig(inactivity_factor=20.0, warn_by="served")
+    assert [a.kind for a in assess(before, before, own + timedelta(days=1), served, model).alerts
+            if a.kind == "churn_risk"] == ["churn_risk"]
 
 
 class _QuietModel(_FixedModel):
