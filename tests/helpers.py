@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream.io.connect import KafkaAccess
 
@@ -32,6 +32,25 @@ async def read_topic(kafka: KafkaAccess, topic: str, expected: int, timeout: flo
     try:
         deadline = time.monotonic() + timeout
         while len(records) < expected and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=1000)
+            for messages in batch.values():
+                records += [json.loads(m.value) for m in messages]
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def read_whole_topic(kafka: KafkaAccess, topic: str, partitions: int = 1) -> list[dict]:
+    """The JSON values of a topic's ``partitions``, from the start to the end offsets of now."""
+    consumer = AIOKafkaConsumer(**kafka.options(), enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    records: list[dict] = []
+    try:
+        assigned = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        ends = await consumer.end_offsets(assigned)
+        while any([await consumer.position(tp) < end for tp, end in ends.items()]):
             batch = await consumer.getmany(timeout_ms=1000)
             for messages in batch.values():
                 records += [json.loads(m.value) for m in messages]

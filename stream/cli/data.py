@@ -96,11 +96,15 @@ def replay(path: Path, fmt: str, until: datetime | None, speed: float | None, wa
 @click.option("--anonymous-share", default=0.0, show_default=True, type=click.FloatRange(0, 1),
               help="Share of customers whose first session is browsed on a device before they log in: its clicks "
                    "carry anonymous_id and no customer_id, and an identify event links them at the login.")
+@click.option("--steady", is_flag=True,
+              help="Customers arrive at a constant rate over the period and leave with a constant hazard "
+                   "(--churn-share of them within a year of signing up): with --seasonal-share 0, a population "
+                   "whose rates do not change, to check that drift monitors stay quiet.")
 @click.option("--produce", "to_kafka", is_flag=True, help="Produce the events to the events topic.")
 def generate(customers: int, days: int, start: datetime, seed: int, churn_share: float, seasonal_share: float,
              incident: str | None, prefix: str, out: Path | None, truth: Path | None, anomalies: float,
              anomaly_factor: float, diurnal: bool, anomalies_out: Path | None, cross_sell: str | None,
-             behaviour_groups: bool, anonymous_share: float, to_kafka: bool) -> None:
+             behaviour_groups: bool, anonymous_share: float, steady: bool, to_kafka: bool) -> None:
 
     from stream.io.generate import CrossSell, Incident, PopulationSpec, inject_anomalies, plant_cross_sell, truth_rows
     from stream.io.generate import generate as make_population
@@ -117,7 +121,7 @@ def generate(customers: int, days: int, start: datetime, seed: int, churn_share:
         raise click.BadParameter(str(exc).removeprefix("--cross-sell: "), param_hint="--cross-sell") from None
     spec = PopulationSpec(customers=customers, days=days, start=start.replace(tzinfo=UTC), seed=seed,
                           churn_share=churn_share, seasonal_share=seasonal_share, prefix=prefix, incident=injected,
-                          behaviour_groups=behaviour_groups, diurnal=diurnal)
+                          behaviour_groups=behaviour_groups, diurnal=diurnal, steady=steady)
     if anomalies_out is not None and not anomalies:
         raise click.UsageError("--anomalies-out needs --anomalies SHARE (e.g. 0.1)")
     events, hidden = make_population(spec)

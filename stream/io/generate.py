@@ -121,6 +121,10 @@ class PopulationSpec:
     incident: Incident | None = None
     behaviour_groups: bool = False  # plant BEHAVIOUR_GROUPS (each customer in one, by its own draw)
     diurnal: bool = False  # sessions around each customer's own hour of the day (08-22 UTC), not evenly
+    # arrivals at a constant rate over the whole period and a constant churn hazard (churn_share of
+    # customers churn within a year of signing up), instead of a cohort at the start and churn dates
+    # spread over the period: with seasonal_share 0 a population whose rates do not change
+    steady: bool = False
 
     def __post_init__(self) -> None:
         if self.customers < 1 or self.days < 1:
@@ -167,9 +171,12 @@ def truth_rows(truth: list[Truth]) -> Iterator[dict[str, Any]]:
 
 def _make_customer(rng: random.Random, spec: PopulationSpec, index: int) -> _Customer:
     end = spec.start + timedelta(days=spec.days)
-    # Customers keep arriving: half are there at the start, the rest sign up over the period.
-    signup = spec.start if rng.random() < 0.5 else spec.start + timedelta(
-        seconds=rng.randrange(max(1, int(spec.days * 0.7 * 86_400))))
+    if spec.steady:
+        signup = spec.start + timedelta(seconds=rng.randrange(max(1, spec.days * 86_400)))
+    else:
+        # Customers keep arriving: half are there at the start, the rest sign up over the period.
+        signup = spec.start if rng.random() < 0.5 else spec.start + timedelta(
+            seconds=rng.randrange(max(1, int(spec.days * 0.7 * 86_400))))
     purchase_rate = rng.gammavariate(0.9, 1 / 0.9) / 30  # mean one purchase a month, heavy tail
     basket_mu = rng.gauss(math.log(45), 0.5)
     favourites = tuple(rng.sample(CATEGORIES, rng.randint(1, 3)))
@@ -178,7 +185,15 @@ def _make_customer(rng: random.Random, spec: PopulationSpec, index: int) -> _Cus
     churns = rng.random() < spec.churn_share
     decay_start = churn_at = None
     earliest_churn = signup + timedelta(days=spec.decay_days + 30)
-    if churns and earliest_churn < end:
+    if spec.steady:
+        # the same chance to leave on every day of a customer's life: churn_share of them within a year
+        hazard = -math.log(max(1e-9, 1 - spec.churn_share)) / 365
+        lifetime_days = rng.expovariate(hazard) if hazard > 0 else math.inf
+        churns = lifetime_days < (end - signup).total_seconds() / 86_400
+        if churns:
+            churn_at = signup + timedelta(days=lifetime_days)
+            decay_start = max(signup, churn_at - timedelta(days=spec.decay_days))
+    elif churns and earliest_churn < end:
         churn_at = earliest_churn + timedelta(
             seconds=rng.randrange(max(1, int((end - earliest_churn).total_seconds()))))
         decay_start = churn_at - timedelta(days=spec.decay_days)

@@ -45,6 +45,10 @@ class _Cusum:
 
 @dataclass
 class ActivityMonitor:
+    """The signals' CUSUMs over closed days (see the module docstring). ``rates`` and
+    ``signals`` name what is watched: the activity signals by default; the trainer watches the
+    churn base rate of its labels with the same machinery."""
+
     lateness: timedelta = timedelta(days=3)
     slack: float = 0.5  # k: residuals below it do not accumulate
     threshold: float = 7.0  # h
@@ -54,8 +58,15 @@ class ActivityMonitor:
     weight: float = 0.05  # of a new day in the baseline (about the last 20 days)
     cooldown_days: int = 14  # after a record, that signal stays quiet this long
     open_days: dict[int, dict[str, float]] = field(default_factory=dict)
-    detectors: dict[str, _Cusum] = field(default_factory=lambda: {s: _Cusum() for s in SIGNALS})
+    # signal: (numerator, denominator) counts
+    rates: Mapping[str, tuple[str, str]] = field(default_factory=lambda: dict(RATES))
+    signals: tuple[str, ...] = SIGNALS  # the rates', and basket_value (a mean of log amounts)
+    detectors: dict[str, _Cusum] = field(default_factory=dict)
     newest: dict[int, datetime] = field(default_factory=dict)  # per partition: a day closes when all passed it
+
+    def __post_init__(self) -> None:
+        for signal in self.signals:
+            self.detectors.setdefault(signal, _Cusum())
 
     def observe(self, day: int, counts: Mapping[str, float]) -> None:
         """Add counts to an open day (days since 1970-01-01, UTC); a closed day is ignored."""
@@ -87,8 +98,8 @@ class ActivityMonitor:
 
     def _close(self, day: int, counts: Mapping[str, float]) -> list[Monitoring]:
         records = []
-        for signal in SIGNALS:
-            measured = _measure(signal, counts)
+        for signal in self.signals:
+            measured = _measure(signal, counts, self.rates)
             if measured is None:
                 continue
             cusum = self.detectors[signal]
@@ -152,11 +163,11 @@ class ActivityMonitor:
             "signal": signal, "direction": direction, "baseline": round(baseline, 4), "recent": round(recent, 4),
             "change": round(recent / baseline - 1, 4) if baseline else None,
             "since": _day_start(since).date().isoformat(), "days": day - since + 1,
-            "over": round(total), "over_what": "purchases" if signal in ("basket_value", "refund_rate",
-                                                                        "checkout_completion") else "sessions"})
+            "over": round(total), "over_what": self.rates[signal][1] if signal in self.rates else "purchases"})
 
 
-def _measure(signal: str, counts: Mapping[str, float]) -> tuple[float, float, float] | None:
+def _measure(signal: str, counts: Mapping[str, float], rates: Mapping[str, tuple[str, str]]
+             ) -> tuple[float, float, float] | None:
     """(the day's value, its count, its standard error or -1 for a rate) or None without a denominator."""
     if signal == "basket_value":
         n = counts.get("baskets", 0.0)
@@ -165,7 +176,7 @@ def _measure(signal: str, counts: Mapping[str, float]) -> tuple[float, float, fl
         mean = counts.get("log_basket", 0.0) / n
         variance = max(0.0, counts.get("log_basket_sq", 0.0) / n - mean * mean) * n / (n - 1)
         return mean, n, math.sqrt(variance / n)
-    numerator, denominator = RATES[signal]
+    numerator, denominator = rates[signal]
     n = counts.get(denominator, 0.0)
     if n <= 0:
         return None

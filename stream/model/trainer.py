@@ -48,8 +48,11 @@ record. The response is the champion rule above: the model serves only while it 
 recent labels better than the heuristic. Its sample is kept: on CDNOW the detector fired six to
 eight times in nine months of an ageing cohort, and a fit over only the labels since ranked far
 worse (see ``stream/model/reservoir.py``); falling back to the heuristic for the next
-``min_labels`` labels at each, as this once did, left the heuristic serving at the cut-off. ADWIN on
-the churn base rate of the labels: a ``population_drift`` record when it shifts.
+``min_labels`` labels at each, as this once did, left the heuristic serving at the cut-off. The churn
+base rate of the labels, by the day of the prediction, is watched with the activity monitors'
+daily CUSUM (``stream/model/activity_drift.py``): a ``population_drift`` record when it shifts,
+saying since which day of behaviour (ADWIN over the labels in arrival order fired on the bursts
+in which sweeps resolve churned labels).
 """
 from __future__ import annotations
 
@@ -60,6 +63,7 @@ import zlib
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -68,6 +72,7 @@ from river import drift, metrics
 
 from schemas import ChurnLabel
 from stream.io.evaluate import roc_auc
+from stream.model.activity_drift import ActivityMonitor
 from stream.model.params import ModelParams, Monitoring, transform
 from stream.model.reservoir import ReservoirLogistic
 from stream.model.threshold import THRESHOLD_WINDOW, Point, matched_threshold
@@ -109,6 +114,14 @@ class RecentRanking:
         return {"recent_roc_auc": round(aucs[0], 4), "recent_heuristic_roc_auc": round(aucs[1], 4)}
 
 
+def label_rate_monitor() -> ActivityMonitor:
+    """The churn base rate's detector: the activity monitors' daily CUSUM over labels, with a
+    higher threshold (8): on 30 seeded streams of 250 days at a 20% base rate it gave no false
+    record (7 gave two), and a jump to 50% was recorded within 11 days of labels."""
+    return ActivityMonitor(rates={"churn_base_rate": ("churned", "labels")}, signals=("churn_base_rate",),
+                           threshold=8.0)
+
+
 class SnapshotError(ValueError):
     """A snapshot that must not be loaded (bad checksum, other River version)."""
 
@@ -126,7 +139,7 @@ class Trainer:
         # which scorer serves is decided on the most recent labels
         self.recent = RecentRanking()
         self.error_drift = drift.ADWIN(delta=0.002)
-        self.base_rate = drift.ADWIN(delta=0.002)
+        self.label_rates = label_rate_monitor()
         self.min_labels = min_labels
         self.labels_seen = 0
         self.positives = 0
@@ -160,6 +173,9 @@ class Trainer:
         state["churned_points"] = deque((p for p in points if p.churned), maxlen=THRESHOLD_WINDOW // 2)
         state["stayed_points"] = deque((p for p in points if not p.churned), maxlen=THRESHOLD_WINDOW // 2)
         state.setdefault("_recent_set", set(state["_recent_ids"]))
+        if "label_rates" not in state:  # it replaced an ADWIN over the labels in arrival order
+            state.pop("base_rate", None)
+            state["label_rates"] = label_rate_monitor()
         state["_matched"] = None
         self.__dict__.update(state)
 
@@ -205,12 +221,18 @@ class Trainer:
                 "labels_seen": self.labels_seen, **self.metrics(),
                 "response": f"served only while it beats the heuristic on the last {RECENT_PER_CLASS} labels "
                             "of each class"}))
-        self.base_rate.update(float(y))
-        if self.base_rate.drift_detected:
-            records.append(Monitoring("population_drift", label.resolved_at, {
-                "signal": "churn_base_rate", "labels_seen": self.labels_seen,
-                "base_rate_now": round(float(self.base_rate.estimation), 4)}))
+        records += self._watch_base_rate(label, y)
         return records
+
+    def _watch_base_rate(self, label: ChurnLabel, churned: bool) -> list[Monitoring]:
+        """The churn base rate by the day of the behaviour (the prediction), each day judged
+        once every label of it can have resolved: H days and the lateness after it. (Labels
+        arrive in no useful order: a purchase resolves at once, silence at a sweep tick.)"""
+        self.label_rates.observe(int(label.predicted_at.timestamp() // 86_400),
+                                 {"labels": 1.0, "churned": 1.0 if churned else 0.0})
+        found = self.label_rates.advance(label.resolved_at - timedelta(days=self.horizon_days))
+        return [Monitoring(record.kind, label.resolved_at, {**record.details, "labels_seen": self.labels_seen})
+                for record in found]
 
     def _remember(self, label_id: str) -> None:
         if len(self._recent_ids) == self._recent_ids.maxlen:

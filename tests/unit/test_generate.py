@@ -80,6 +80,23 @@ def test_churners_stop_and_fade_first(population: tuple[list[dict], list]) -> No
     assert during < 0.75 * before
 
 
+def test_a_steady_population_arrives_evenly_and_leaves_at_a_constant_hazard() -> None:
+    spec = PopulationSpec(customers=2000, days=365, seed=5, churn_share=0.3, seasonal_share=0, steady=True)
+    events, truth = generate(spec)
+    quarters = Counter(min(3, int((datetime.fromisoformat(t.signup_at) - spec.start).days // 91.25)) for t in truth)
+    assert all(abs(quarters[q] - 500) < 80 for q in range(4)), quarters
+    # a constant hazard: 30% within a year of signing up, so within the days each had left
+    expected = sum(1 - 0.7 ** ((spec.start + timedelta(days=365) - datetime.fromisoformat(t.signup_at)).days / 365)
+                   for t in truth)
+    churned = [t for t in truth if t.churns]
+    assert abs(len(churned) - expected) < 4 * expected ** 0.5, (len(churned), expected)
+    lifetimes = [(datetime.fromisoformat(t.churn_at) - datetime.fromisoformat(t.signup_at)).days for t in churned]
+    assert min(lifetimes) < 30  # no minimum age before leaving, unlike the default population
+    assert all(t.decay_starts_at is not None and t.decay_starts_at >= t.signup_at for t in churned)
+    assert all(_time(e) >= datetime.fromisoformat(t.signup_at)
+               for t in truth[:50] for e in events if e["customer_id"] == t.customer_id)
+
+
 def test_nobody_acts_before_signing_up(population: tuple[list[dict], list]) -> None:
     events, truth = population
     signup = {t.customer_id: datetime.fromisoformat(t.signup_at) for t in truth}

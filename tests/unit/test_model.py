@@ -135,6 +135,25 @@ def test_a_stationary_stream_of_the_same_length_raises_none(seed: int) -> None:
     assert "population_drift" not in kinds
 
 
+def test_churned_labels_arriving_in_sweep_bursts_are_no_drift() -> None:
+    # A purchase resolves its predictions at once, silence only when a sweep tick passes: here the
+    # churned labels of each 20 days arrive together after the others. The base rate is judged by
+    # the day of the prediction, once its labels can all have resolved, so the order is no signal.
+    rng = random.Random(4)
+    labels = [_label(n, rng, churn_rate=0.2) for n in range(2 * JUMP_AT)]
+    trainer, held, kinds = Trainer(), [], []
+    for label in labels:
+        if label.label:
+            held.append(label)
+        else:
+            kinds += [r.kind for r in trainer.learn(label)]
+        if len(held) and label.predicted_at - held[0].predicted_at >= timedelta(days=20):
+            for churned in held:
+                kinds += [r.kind for r in trainer.learn(churned)]
+            held = []
+    assert "population_drift" not in kinds and trainer.labels_seen > 5000
+
+
 SEGMENTS = ["Champions", "Loyal", "At Risk", "Hibernating"]
 
 
