@@ -7,17 +7,22 @@ import math
 
 # signal: (numerator count, denominator count) for rates; basket value is a mean of log amounts
 RATES = {"conversion": ("purchases", "sessions"), "checkout_completion": ("purchases", "checkouts"),
+         "purchase_rate": ("purchases", "active_customers"),  # purchases per customer active that day
          "refund_rate": ("refunds", "purchases"), "complaint_rate": ("complaints", "sessions")}
 SIGNALS = (*RATES, "basket_value")
 
 
-def event_counts(event_type: str, new_session: bool, total_cents: int = 0, complaint: bool = False) -> dict[str, float]:
-    """What one event adds to its day's counts.
+def event_counts(event_type: str, new_session: bool, total_cents: int = 0, complaint: bool = False,
+                 new_active_day: bool = False) -> dict[str, float]:
+    """What one event adds to its day's counts (``new_active_day``: the customer's first event of
+    that day, counted once in any arrival order by the state's active days).
 
     >>> event_counts("purchase", new_session=False, total_cents=1000)
     {'purchases': 1.0, 'baskets': 1.0, 'log_basket': 2.302585092994046, 'log_basket_sq': 5.301898110478399}
     """
     counts: dict[str, float] = {"sessions": 1.0} if new_session else {}
+    if new_active_day:
+        counts["active_customers"] = 1.0
     if event_type == "purchase":
         counts["purchases"] = 1.0
         if total_cents > 0:  # basket value: the mean log amount (a geometric mean: amounts are heavy-tailed)

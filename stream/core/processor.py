@@ -30,7 +30,7 @@ from stream.core.activity import event_counts
 from stream.core.affinity import Rule, counter_names, cross_sell
 from stream.core.alerts import assess
 from stream.core.anomaly import screen, suspicious_alert, with_amount
-from stream.core.churn import ChurnConfig, Scorer
+from stream.core.churn import ChurnConfig, Scorer, active_day_count
 from stream.core.clusters import ClusterModel
 from stream.core.dedup import Admission, DedupPolicy
 from stream.core.erasure import ERASE_KEY, ErasureRequest
@@ -217,7 +217,8 @@ class Processor(Stitching):
             effects.count_activity(event.event_time, event_counts(
                 event.type, starts_session(state, event.session_id),
                 to_cents(event.total) if isinstance(event, Purchase) else 0,
-                isinstance(event, SupportContact) and event.kind == "complaint"))
+                isinstance(event, SupportContact) and event.kind == "complaint",
+                active_day_count(new_state) > active_day_count(state)))
         work.count(f"identity.alias_{admission.value}" if alias else f"profile.{admission.value}", partition)
         work.saw_event_time(partition, event.event_time)
         if admission is not Admission.APPLIED:

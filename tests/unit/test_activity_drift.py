@@ -17,16 +17,19 @@ START = datetime(2024, 7, 1, tzinfo=UTC)
 
 def _records(spec: PopulationSpec) -> list[Monitoring]:
     events, _ = generate(spec)
-    monitor, sessions, records = ActivityMonitor(), {}, []
+    monitor, sessions, records, active = ActivityMonitor(), {}, [], set()
     for event in events:
         at = datetime.fromisoformat(event["event_time"])
+        customer_day = (event["customer_id"], at.date())
+        new_day = customer_day not in active
+        active.add(customer_day)
         session = event.get("session_id")
         new_session = session is not None and sessions.get(event["customer_id"]) != session
         if session is not None:
             sessions[event["customer_id"]] = session
         cents = round(float(event["total"]) * 100) if event["type"] == "purchase" else 0
         monitor.observe(int(at.timestamp() // 86_400),
-                        event_counts(event["type"], new_session, cents, event.get("kind") == "complaint"))
+                        event_counts(event["type"], new_session, cents, event.get("kind") == "complaint", new_day))
         records += monitor.advance(at)
     return records
 
@@ -46,9 +49,14 @@ def test_a_halved_conversion_is_recorded_within_three_days_of_its_start() -> Non
     assert first.at <= START + timedelta(days=3)
     assert -0.75 < first.details["change"] < -0.3 and first.details["over_what"] == "sessions"
     assert first.details["over"] > 100
+    # purchases per active customer fall with it, as soon
+    rate = [r for r in records if r.details["signal"] == "purchase_rate"][0]
+    assert rate.details["direction"] == "down" and rate.at <= START + timedelta(days=3), rate.details
+    assert rate.details["over_what"] == "active_customers"
     # the end of the incident is a change back, reported as such, and nothing else moved
     assert {(r.details["signal"], r.details["direction"]) for r in records} <= {
-        ("conversion", "down"), ("conversion", "up"), ("checkout_completion", "down"), ("checkout_completion", "up")}
+        (signal, direction) for signal in ("conversion", "checkout_completion", "purchase_rate")
+        for direction in ("down", "up")}
 
 
 def test_counts_for_a_closed_day_are_ignored_and_rates_need_a_baseline_first() -> None:
