@@ -154,6 +154,22 @@ def test_churned_labels_arriving_in_sweep_bursts_are_no_drift() -> None:
     assert "population_drift" not in kinds and trainer.labels_seen > 5000
 
 
+def test_a_snapshot_from_before_the_daily_base_rate_monitor_restores_with_a_new_one() -> None:
+    import pickle
+
+    from river import drift
+
+    trainer = _trained(6, 600)
+    state = trainer.__getstate__()
+    del state["label_rates"]
+    state["base_rate"] = drift.ADWIN(delta=0.002)  # what a snapshot of the previous version holds
+    old = Trainer.__new__(Trainer)
+    old.__setstate__(pickle.loads(pickle.dumps(state)))
+    assert not hasattr(old, "base_rate") and old.label_rates.signals == ("churn_base_rate",)
+    old.learn(_label(600, random.Random(6)))
+    assert old.labels_seen == 601
+
+
 SEGMENTS = ["Champions", "Loyal", "At Risk", "Hibernating"]
 
 
