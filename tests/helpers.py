@@ -23,6 +23,12 @@ def run_pulse(env: dict[str, str], *args: str, timeout: float = 900, check: bool
     return done
 
 
+async def _next_values(consumer: AIOKafkaConsumer) -> list[dict]:
+    """The JSON values of the consumer's next fetch (waiting up to a second)."""
+    batch = await consumer.getmany(timeout_ms=1000)
+    return [json.loads(m.value) for messages in batch.values() for m in messages]
+
+
 async def read_topic(kafka: KafkaAccess, topic: str, expected: int, timeout: float) -> list[dict]:
     """The JSON values of a topic from its start, until ``expected`` are read or ``timeout``."""
     consumer = AIOKafkaConsumer(topic, **kafka.options(), auto_offset_reset="earliest",
@@ -32,9 +38,7 @@ async def read_topic(kafka: KafkaAccess, topic: str, expected: int, timeout: flo
     try:
         deadline = time.monotonic() + timeout
         while len(records) < expected and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=1000)
-            for messages in batch.values():
-                records += [json.loads(m.value) for m in messages]
+            records += await _next_values(consumer)
     finally:
         await consumer.stop()
     return records
@@ -51,9 +55,7 @@ async def read_whole_topic(kafka: KafkaAccess, topic: str, partitions: int = 1) 
         await consumer.seek_to_beginning(*assigned)
         ends = await consumer.end_offsets(assigned)
         while any([await consumer.position(tp) < end for tp, end in ends.items()]):
-            batch = await consumer.getmany(timeout_ms=1000)
-            for messages in batch.values():
-                records += [json.loads(m.value) for m in messages]
+            records += await _next_values(consumer)
     finally:
         await consumer.stop()
     return records
