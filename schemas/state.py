@@ -61,6 +61,7 @@ class CustomerState(BaseModel):
     # events by time of day (UTC), in 3-hour buckets from 00:00 (empty: a state from before they were counted)
     hour_counts: tuple[int, ...] = ()
     session_events: int = 0  # events of the current session (last_session_id) so far
+    session_carted: bool = False  # whether the current session has added to a cart (fold.starts_cart)
     complaints: int = 0
     last_complaint_at: AwareDatetime | None = None
     refunds: int = 0

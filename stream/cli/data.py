@@ -76,7 +76,8 @@ def replay(path: Path, fmt: str, until: datetime | None, speed: float | None, wa
               help="Share of customers who shop mostly before year end (0: a stationary population).")
 @click.option("--incident", default=None, metavar="SIGNAL:FACTOR:YYYY-MM-DD:DAYS",
               help="Inject an incident, e.g. conversion:0.5:2024-06-01:14 halves the chance that a session "
-                   "buys for 14 days (signals: conversion, basket_value, refund_rate).")
+                   "buys for 14 days (signals: conversion, checkout, basket_value, refund_rate; "
+                   "invalid:0.05:... writes 5% of the events with an unreadable event_time).")
 @click.option("--anomalies", default=0.0, show_default=True, type=click.FloatRange(0, 1),
               help="Plant an abnormal purchase (--anomaly-factor x the median basket, 03:00-04:59, another "
                    "channel) for this share of the customers with four or more purchases.")
@@ -106,7 +107,15 @@ def generate(customers: int, days: int, start: datetime, seed: int, churn_share:
              anomaly_factor: float, diurnal: bool, anomalies_out: Path | None, cross_sell: str | None,
              behaviour_groups: bool, anonymous_share: float, steady: bool, to_kafka: bool) -> None:
 
-    from stream.io.generate import CrossSell, Incident, PopulationSpec, inject_anomalies, plant_cross_sell, truth_rows
+    from stream.io.generate import (
+        CrossSell,
+        Incident,
+        PopulationSpec,
+        corrupt,
+        inject_anomalies,
+        plant_cross_sell,
+        truth_rows,
+    )
     from stream.io.generate import generate as make_population
 
     if out is None and not to_kafka:
@@ -136,8 +145,11 @@ def generate(customers: int, days: int, start: datetime, seed: int, churn_share:
         from stream.io.anonymize import browse_before_login
 
         events, browsed = browse_before_login(events, anonymous_share, seed)
+    corrupted = corrupt(events, injected, seed) if injected is not None and injected.signal == "invalid" else 0
     churners = sum(t.churns for t in hidden)
     notes = [f"{churners} churn"]
+    if corrupted:
+        notes.append(f"{corrupted} events written invalid")
     if anonymous_share:
         notes.append(f"{browsed} first sessions browsed before login")
     if anomalies:

@@ -162,6 +162,17 @@ def starts_session(state: CustomerState, session_id: str | None) -> bool:
             and session_key(session_id) not in state.recent_sessions)
 
 
+def starts_cart(state: CustomerState, event: Event) -> bool:
+    """Whether an event is its session's first add-to-cart: a cart session, counted once in the
+    cart → checkout funnel. An add-to-cart without a session is a session of its own; a late one
+    of an earlier session (neither new nor the current one) is not counted again."""
+    if event.type != "add_to_cart":
+        return False
+    if event.session_id is None or starts_session(state, event.session_id):
+        return True
+    return event.session_id == state.last_session_id and not state.session_carted
+
+
 FUNNEL = {"page_view": "browse", "search": "browse", "product_view": "product", "wishlist_add": "product",
           "add_to_cart": "cart", "checkout_start": "checkout", "purchase": "purchase"}
 
@@ -177,8 +188,11 @@ def _behaviour(state: CustomerState, event: Event, newest: datetime) -> dict[str
         update["last_session_id"] = event.session_id
         update["recent_sessions"] = with_session(state.recent_sessions, event.session_id)
         update["session_events"] = 1
+        update["session_carted"] = event.type == "add_to_cart"
     elif event.session_id is not None:
         update["session_events"] = state.session_events + 1
+        if event.type == "add_to_cart" and event.session_id == state.last_session_id:
+            update["session_carted"] = True
     if event.type in CLICK_TYPES:
         clicks = 1
         update["clicks"] = state.clicks + 1

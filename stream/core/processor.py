@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -34,7 +34,7 @@ from stream.core.churn import ChurnConfig, Scorer, active_day_count
 from stream.core.clusters import ClusterModel
 from stream.core.dedup import Admission, DedupPolicy
 from stream.core.erasure import ERASE_KEY, ErasureRequest
-from stream.core.fold import apply_event, starts_session, to_cents, to_profile
+from stream.core.fold import apply_event, starts_cart, starts_session, to_cents, to_profile
 from stream.core.forget import admit_after_erasure, erase
 from stream.core.identity import ALIAS_EVENT_KEY, MERGE_KEY, UNLINK_KEY, IdentityRecord
 from stream.core.purchase_outlook import PurchaseModel
@@ -96,6 +96,8 @@ class Processor(Stitching):
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     pseudonymize: Callable[[str], str] | None = None  # raw customer id -> stored id (``PULSE_PSEUDONYM_KEY``)
     link_limit: int = 5  # distinct customers one anonymous id may be linked to (``PULSE_IDENTITY_LINK_LIMIT``)
+    # per partition, the newest event time received (in memory): the day a dead letter is counted on
+    event_clock: dict[int, datetime] = field(default_factory=dict, init=False, repr=False)
 
     def process(self, records: Sequence[Record], tables: Tables) -> Effects:
         """Apply a batch in order and store its table writes; return what to publish."""
@@ -155,6 +157,13 @@ class Processor(Stitching):
                              rejection, stage=stage, now=self.clock(),
                              topic=record.topic, partition=record.partition, offset=record.offset)
         effects.dead_letters.append((record.key if keep_payload else None, letter.model_dump_json().encode()))
+        reached = self.event_clock.get(record.partition)
+        if reached is not None:  # the dead-letter rate, on the day the partition's event time had reached
+            effects.count_activity(reached, {"dead_letters": 1.0}, moves_clock=False)
+
+    def _reached(self, partition: int, event_time: datetime) -> None:
+        if partition not in self.event_clock or event_time > self.event_clock[partition]:
+            self.event_clock[partition] = event_time
 
     def _cuts(self, partition: int) -> Cuts | None:
         return self.population.cuts_for(partition) if self.population is not None else None
@@ -169,9 +178,13 @@ class Processor(Stitching):
             result = Rejection("processing_error", f"{type(exc).__name__}: {exc}"[:2000])
         if isinstance(result, Rejection):
             work.count(f"ingest.rejected.{result.reason}", partition)
+            if partition in self.event_clock:
+                effects.count_activity(self.event_clock[partition], {"records": 1.0}, moves_clock=False)
             self._dead_letter(record, result, effects, stage="validate")
             return
         work.count("ingest.accepted", partition)
+        self._reached(partition, result.event_time)
+        effects.count_activity(result.event_time, {"records": 1.0}, moves_clock=False)
         if self.pseudonymize is not None:  # from here on only the pseudonyms (they have partitions of their own)
             result = result.model_copy(update={
                 name: self.pseudonymize(value) for name, value in
@@ -218,9 +231,10 @@ class Processor(Stitching):
                 event.type, starts_session(state, event.session_id),
                 to_cents(event.total) if isinstance(event, Purchase) else 0,
                 isinstance(event, SupportContact) and event.kind == "complaint",
-                active_day_count(new_state) > active_day_count(state)))
+                active_day_count(new_state) > active_day_count(state), starts_cart(state, event)))
         work.count(f"identity.alias_{admission.value}" if alias else f"profile.{admission.value}", partition)
         work.saw_event_time(partition, event.event_time)
+        self._reached(partition, event.event_time)
         if admission is not Admission.APPLIED:
             work.put(new_state)
             self._too_late(record, event, state, admission, effects)

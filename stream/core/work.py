@@ -50,11 +50,13 @@ class Effects:
     erasures: list[Erasure] = field(default_factory=list)  # for the Redis sink to finish, in order
     newest_event_time: datetime | None = None  # of the events applied
 
-    def count_activity(self, at: datetime, counts: dict[str, float]) -> None:
+    def count_activity(self, at: datetime, counts: dict[str, float], moves_clock: bool = True) -> None:
+        """Add to the day of ``at``; ``moves_clock``: ``at`` is an applied event's time, which moves
+        ``newest_event_time`` (the drift monitors' watermark)."""
         day = self.activity.setdefault(int(at.timestamp() // 86_400), {})
         for name, value in counts.items():
             day[name] = day.get(name, 0.0) + value
-        if self.newest_event_time is None or at > self.newest_event_time:
+        if moves_clock and (self.newest_event_time is None or at > self.newest_event_time):
             self.newest_event_time = at
 
     def forget(self, customer_id: str) -> None:

@@ -63,15 +63,18 @@ BEHAVIOUR_GROUPS = {
 }
 
 
-INCIDENT_SIGNALS = ("conversion", "basket_value", "refund_rate")
+INCIDENT_SIGNALS = ("conversion", "checkout", "basket_value", "refund_rate", "invalid")
 DIURNAL_SPREAD_HOURS = 2.0
 
 
 @dataclass(frozen=True)
 class Incident:
     """For ``days`` from ``start``, one population signal is multiplied by ``factor``:
-    ``conversion`` (the chance that a session buys), ``basket_value`` (prices) or
-    ``refund_rate`` (the chance that a purchase is refunded)."""
+    ``conversion`` (the chance that a session buys), ``checkout`` (the chance that a filled cart
+    goes to checkout, and so buys), ``basket_value`` (prices) or ``refund_rate`` (the chance that
+    a purchase is refunded). ``invalid`` is a producer fault instead: that share (``factor``, at
+    most 1) of the events is written with an unreadable ``event_time`` (``corrupt``), so the
+    pipeline dead-letters them."""
 
     signal: str
     factor: float
@@ -83,10 +86,10 @@ class Incident:
         """
         >>> Incident.parse("conversion:0.5:2024-06-01:14").start.isoformat()
         '2024-06-01T00:00:00+00:00'
-        >>> Incident.parse("teleport:2:2024-06-01:1")
+        >>> Incident.parse("teleport:2:2024-06-01:1")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        ValueError: --incident: the signal must be one of conversion, basket_value, refund_rate (got 'teleport')
+        ValueError: --incident: the signal must be one of conversion, checkout, ..., invalid (got 'teleport')
         """
         form = "SIGNAL:FACTOR:YYYY-MM-DD:DAYS, e.g. conversion:0.5:2024-06-01:14"
         parts = text.split(":")
@@ -101,11 +104,15 @@ class Incident:
             raise ValueError(f"--incident: expected {form} (got {text!r})") from None
         if incident.factor < 0 or incident.days < 1:
             raise ValueError(f"--incident: the factor must be >= 0 and the days >= 1 (got {text!r})")
+        if signal == "invalid" and incident.factor > 1:
+            raise ValueError(f"--incident: an invalid share must be at most 1 (got {text!r})")
         return incident
 
+    def covers(self, when: datetime) -> bool:
+        return self.start <= when < self.start + timedelta(days=self.days)
+
     def factor_for(self, signal: str, when: datetime) -> float:
-        active = signal == self.signal and self.start <= when < self.start + timedelta(days=self.days)
-        return self.factor if active else 1.0
+        return self.factor if signal == self.signal and self.covers(when) else 1.0
 
 
 @dataclass(frozen=True)
@@ -162,6 +169,23 @@ def generate(spec: PopulationSpec) -> tuple[list[dict[str, Any]], list[Truth]]:
         events.extend(_customer_events(random.Random(rng.random()), spec, customer))
     events.sort(key=lambda e: (e["event_time"], e["event_id"]))
     return events, [c.truth for c in customers]
+
+
+def corrupt(events: list[dict[str, Any]], incident: Incident, seed: int = 0) -> int:
+    """An ``invalid`` incident, a producer fault: that share of the events in its window lose
+    their event time, in place (they stay where they were sent; their own random stream, so the
+    population is the same). Applied last, to the events as written. Returns how many.
+
+    >>> events, _ = generate(PopulationSpec(customers=20, days=60, seed=1))
+    >>> corrupt(events, Incident("invalid", 1.0, datetime(2024, 1, 1, tzinfo=UTC), 60)) == len(events)
+    True
+    """
+    rng, corrupted = random.Random(f"{seed}-invalid"), 0
+    for event in events:
+        if incident.covers(datetime.fromisoformat(event["event_time"])) and rng.random() < incident.factor:
+            event["event_time"] = "unknown"
+            corrupted += 1
+    return corrupted
 
 
 def truth_rows(truth: list[Truth]) -> Iterator[dict[str, Any]]:
@@ -307,7 +331,10 @@ def _session(rng: random.Random, customer: _Customer, start: datetime, *, buys: 
                          "unit_price": str(price)})
             yield envelope("add_to_cart", sku=sku, category=category, quantity=quantity,
                            unit_price=str(price))
-    if cart and (buys or rng.random() < 0.5):
+    checks_out = bool(cart) and (buys or rng.random() < 0.5)
+    if checks_out and factors["checkout"] != 1.0:  # a checkout fault: fewer carts get there (or buy)
+        checks_out = rng.random() < factors["checkout"]
+    if checks_out:
         total = sum((Decimal(i["unit_price"]) * i["quantity"] for i in cart), Decimal(0))
         yield envelope("checkout_start", cart_value=str(total))
         if buys:

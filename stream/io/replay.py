@@ -97,17 +97,32 @@ def read_cdnow(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def select(events: Iterator[dict[str, Any]], until: datetime | None) -> list[dict[str, Any]]:
-    """Events with event time up to ``until`` (inclusive), ordered by event time (stable)."""
-    chosen = [e for e in events if until is None or _event_time(e) <= until]
-    chosen.sort(key=_event_time)
-    return chosen
+    """Events with event time up to ``until`` (inclusive), ordered by event time (stable). One
+    without a readable event time still goes out (the validator rejects it), where it was among
+    its neighbours in the file: it sorts with the event before it.
+
+    >>> [e["n"] for e in select(iter([{"n": 1, "event_time": "2024-01-02T00:00:00Z"}, {"n": 2},
+    ...     {"n": 3, "event_time": "2024-01-01T00:00:00Z"}]), None)]
+    [3, 1, 2]
+    """
+    chosen, previous = [], datetime.min.replace(tzinfo=UTC)
+    for event in events:
+        when = _event_time(event)
+        if when is None:
+            when = previous
+        elif until is not None and when > until:
+            continue
+        previous = when
+        chosen.append((when, event))
+    chosen.sort(key=lambda pair: pair[0])
+    return [event for _, event in chosen]
 
 
-def _event_time(event: dict[str, Any]) -> datetime:
+def _event_time(event: dict[str, Any]) -> datetime | None:
     try:
         value = datetime.fromisoformat(str(event["event_time"]))
     except (KeyError, ValueError):
-        return datetime.min.replace(tzinfo=UTC)  # invalid ones still go out, the validator rejects them
+        return None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
@@ -117,10 +132,14 @@ def paced(events: list[dict[str, Any]], speed: float | None,
     if not speed or not events:
         yield from events
         return
-    start_wall = time.monotonic()
-    start_event = _event_time(events[0])
+    start_wall, start_event = time.monotonic(), None
     for event in events:
-        due = (_event_time(event) - start_event).total_seconds() / speed
+        when = _event_time(event)  # one without a readable time goes with the event before it
+        if when is None:
+            yield event
+            continue
+        start_event = start_event or when
+        due = (when - start_event).total_seconds() / speed
         delay = due - (time.monotonic() - start_wall)
         if delay > 0:
             sleep(delay)

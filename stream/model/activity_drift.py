@@ -1,6 +1,7 @@
 """Population drift in what customers do, day by day of event time: conversion (purchases per
-session), checkout completion (purchases per checkout), basket value, refund rate and
-complaint rate. Unlike the churn base rate, which rides on labels that resolve H days after
+session), the funnel (checkouts per cart session, purchases per checkout), purchases per active
+customer, basket value, refund rate, complaint rate, and the dead-letter rate of the records
+received. Unlike the churn base rate, which rides on labels that resolve H days after
 the behaviour, these move within days of an incident.
 
 Each closed day gives each signal a standardised residual against its own baseline (an
@@ -11,6 +12,10 @@ record when the cumulative excess passes ``threshold``: with the defaults a stat
 stream gives one false record per ~2,500 days per signal and direction, and a shift of three
 standard errors a day is seen in about two days. Each record says what moved, by how much,
 since which day (of the behaviour) and over how many sessions or purchases.
+
+A rate that is normally zero (dead letters) is judged against a floor (``floors``) instead of its
+baseline when that is lower: its days pool until the floor expects enough events, a stream that
+never has any raises nothing, and a burst well above the floor is recorded.
 
 A day is closed when every partition's events have gone more than the allowed lateness past
 its end; a worker watches its own partitions, a sample of the whole (like the segment mix).
@@ -23,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from stream.core.activity import RATES, SIGNALS
+from stream.core.activity import RATE_FLOORS, RATES, SIGNALS
 from stream.model.params import Monitoring
 
 
@@ -41,6 +46,11 @@ class _Cusum:
     quiet_until: int = -1
     recent: list[tuple[int, float, float]] = field(default_factory=list)  # (day, value, n) since the excess began
     block: list[tuple[float, float]] = field(default_factory=list)  # (value, n) of days pooled until enough events
+    block_days: list[int] = field(default_factory=list)  # the days of those
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        state.setdefault("block_days", [])  # pickled (in a trainer snapshot) before the days were kept
+        self.__dict__.update(state)
 
 
 @dataclass
@@ -61,12 +71,17 @@ class ActivityMonitor:
     # signal: (numerator, denominator) counts
     rates: Mapping[str, tuple[str, str]] = field(default_factory=lambda: dict(RATES))
     signals: tuple[str, ...] = SIGNALS  # the rates', and basket_value (a mean of log amounts)
+    floors: Mapping[str, float] = field(default_factory=lambda: dict(RATE_FLOORS))  # least baseline of a rate
     detectors: dict[str, _Cusum] = field(default_factory=dict)
     newest: dict[int, datetime] = field(default_factory=dict)  # per partition: a day closes when all passed it
 
     def __post_init__(self) -> None:
         for signal in self.signals:
             self.detectors.setdefault(signal, _Cusum())
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        state.setdefault("floors", dict(RATE_FLOORS))  # pickled (in a trainer snapshot) before floors
+        self.__dict__.update(state)
 
     def observe(self, day: int, counts: Mapping[str, float]) -> None:
         """Add counts to an open day (days since 1970-01-01, UTC); a closed day is ignored."""
@@ -104,40 +119,52 @@ class ActivityMonitor:
                 continue
             cusum = self.detectors[signal]
             value, n, error = measured
+            days = 1
             if error < 0:  # a rate: pool days until the count and the expected events suffice
                 cusum.block = [*cusum.block[-59:], (value, n)]  # a rate that never occurs pools 60 days at most
+                cusum.block_days = [*cusum.block_days[-59:], day]
                 n = sum(count for _, count in cusum.block)
                 value = _weighted_mean(cusum.block)
-                if n < self.min_count or (cusum.mean if cusum.mean is not None else value) * n < self.min_expected:
+                expected = max(cusum.mean if cusum.mean is not None else value, self.floors.get(signal, 0.0)) * n
+                if n < self.min_count or expected < self.min_expected:
                     continue
-                cusum.block = []
+                # a floored rate's baseline is bounded by its floor: its warm-up counts the days
+                # pooled; the others' counts judged values, the baseline of a rare rate being noisy
+                days = len(cusum.block) if signal in self.floors else 1
+                first = cusum.block_days[0] if len(cusum.block_days) == len(cusum.block) else day
+                cusum.block, cusum.block_days = [], []
             elif n < self.min_count:
                 continue
-            record = self._step(signal, cusum, day, value, n, error)
+            else:
+                first = day
+            record = self._step(signal, cusum, first, day, value, n, error, days)
             if record is not None:
                 records.append(record)
         return records
 
-    def _step(self, signal: str, cusum: _Cusum, day: int, value: float, n: float, error: float) -> Monitoring | None:
+    def _step(self, signal: str, cusum: _Cusum, first: int, day: int, value: float, n: float, error: float,
+              days: int = 1) -> Monitoring | None:
+        """One judged value: a day's, or a rate's pooled over the days ``first`` to ``day`` (``days``:
+        what it adds to the warm-up). An excess that begins with it began on ``first``."""
         if cusum.mean is None:
-            cusum.mean, cusum.days = value, 1
+            cusum.mean, cusum.days = value, days
             return None
         if error < 0:  # a rate: the sampling error of the baseline rate over the day's count
-            p = min(max(cusum.mean, 0.5 / n), 1 - 0.5 / n)
+            p = min(max(cusum.mean, self.floors.get(signal, 0.0), 0.5 / n), 1 - 0.5 / n)
             error = math.sqrt(p * (1 - p) / n)
         residual = (value - cusum.mean) / max(error, 1e-9)
         z = residual / math.sqrt(cusum.dispersion)
-        cusum.days += 1
+        cusum.days += days
         record = None
         if cusum.days > self.warmup_days and day > cusum.quiet_until:
             if cusum.up <= 0:
-                cusum.up_since = day
+                cusum.up_since = first
             if cusum.down <= 0:
-                cusum.down_since = day
+                cusum.down_since = first
             cusum.up = max(0.0, cusum.up + z - self.slack)
             cusum.down = max(0.0, cusum.down - z - self.slack)
-            cusum.recent = [r for r in cusum.recent if r[0] >= min(cusum.up_since or day, cusum.down_since or day)]
-            cusum.recent.append((day, value, n))
+            cusum.recent = [r for r in cusum.recent if r[0] >= min(cusum.up_since or first, cusum.down_since or first)]
+            cusum.recent.append((first, value, n))
             for direction, level, since in (("up", cusum.up, cusum.up_since), ("down", cusum.down, cusum.down_since)):
                 if level > self.threshold and since is not None:
                     record = self._record(signal, direction, cusum, since, day)

@@ -17,7 +17,7 @@ import redis
 from stream.core.batch import batch_raw_rfm
 from stream.infra.worker import WorkerProcess, worker_env
 from stream.sinks.redis import customer_key
-from tests.helpers import read_topic, run_pulse
+from tests.helpers import read_topic, read_whole_topic, run_pulse
 from tests.integration.conftest import Isolated, wait_for
 
 pytestmark = pytest.mark.integration
@@ -78,3 +78,38 @@ def test_generated_population_replays_exactly(isolated: Isolated) -> None:
             assert 0 <= line["purchase_churn_probability"] <= 1 and line["expected_orders"] >= 0
             assert line["first_purchase_at"] and line["last_purchase_at"]
     assert f"exported {len(lines)} customers" in result.stderr
+
+
+def test_a_producer_fault_is_recorded_as_a_dead_letter_rate(isolated: Isolated) -> None:
+    """`--incident invalid:0.05:...:3`: for three days one event in twenty is written without a
+    readable event time. Each is dead-lettered, and the monitoring topic says the dead-letter
+    rate rose, since the day it began."""
+    env = {**os.environ, **isolated.env}
+    out = isolated.data_dir / "events.jsonl"
+    isolated.data_dir.mkdir(parents=True, exist_ok=True)
+    gen = run_pulse(env, "generate", "--customers", "600", "--days", "60", "--seed", "9", "--seasonal-share", "0",
+                    "--incident", f"invalid:0.05:{INCIDENT.date().isoformat()}:3",
+                    "--prefix", f"f{isolated.tag}", "--out", str(out), timeout=120)
+    events = [json.loads(line) for line in out.read_text().splitlines()]
+    invalid = sum(1 for e in events if e["event_time"] == "unknown")
+    assert invalid > 20 and f"{invalid} events written invalid" in gen.stdout
+
+    worker = WorkerProcess(worker_env(env), isolated.data_dir / "w.log", isolated.settings.web_port).start()
+    try:
+        run_pulse(env, "replay", str(out), "--format", "jsonl", "--wait", "--timeout", "300", timeout=400)
+        counters = worker.get("/counters/")
+        assert counters["ingest.received"] == len(events)
+        assert counters["ingest.accepted"] == len(events) - invalid
+        settings = isolated.settings
+        letters = asyncio.run(read_whole_topic(settings.kafka, settings.topic("events.dlq"), settings.partitions))
+        monitoring = asyncio.run(read_whole_topic(settings.kafka, settings.topic("monitoring")))
+    finally:
+        worker.stop()
+    assert len(letters) == invalid and {letter["stage"] for letter in letters} == {"validate"}
+    drift = [r for r in monitoring if r["kind"] == "population_drift"]
+    print("\npopulation drift:", drift)
+    rate = [r for r in drift if r["signal"] == "dead_letter_rate"]
+    assert rate and rate[0]["direction"] == "up" and rate[0]["over_what"] == "records", drift
+    # about 360 records a day: the rate is judged over pooled days of about 2,000 records
+    assert INCIDENT - timedelta(days=6) <= datetime.fromisoformat(rate[0]["since"]).replace(tzinfo=UTC) <= INCIDENT
+    assert datetime.fromisoformat(rate[0]["at"]) <= INCIDENT + timedelta(days=8), rate[0]

@@ -137,3 +137,27 @@ def test_raw_events_are_validated_and_those_of_another_partition_forwarded() -> 
         ("future_event_time", "validate", 2), ("not_utf8", "validate", 3)]
     assert tables.counters == {"ingest.received@2": b"4", "ingest.accepted@2": b"2", "profile.applied@2": b"1",
                                "ingest.rejected.future_event_time@2": b"1", "ingest.rejected.not_utf8@2": b"1"}
+    # the dead-letter rate's counts: every record received, the rejected ones on the day the
+    # partition's event time had reached (the future one is not believed)
+    day = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp() // 86_400)
+    assert effects.activity == {day: {"records": 4.0, "dead_letters": 2.0, "active_customers": 1.0}}
+    assert effects.newest_event_time == datetime(2024, 1, 1, tzinfo=UTC)  # only applied events move it
+
+
+def test_a_session_that_fills_a_cart_counts_once_in_the_cart_to_checkout_funnel() -> None:
+    t = datetime(2024, 1, 1, 10, tzinfo=UTC)
+
+    def event(n: int, kind: str, session: str, **fields: object) -> dict:
+        return {"type": kind, "event_id": f"e{n}", "customer_id": "c1", "session_id": session,
+                "event_time": (t + timedelta(minutes=n)).isoformat(), **fields}
+
+    item = {"sku": "s1", "category": "books", "quantity": 1, "unit_price": "5.00"}
+    events = [event(1, "page_view", "s1"), event(2, "add_to_cart", "s1", **item),
+              event(3, "product_view", "s1", sku="s2", category="books"), event(4, "add_to_cart", "s1", **item),
+              event(5, "checkout_start", "s1", cart_value="10.00"),
+              event(6, "add_to_cart", "s2", **item), event(7, "add_to_cart", "s2", **item)]
+    effects = _processor().process(_records(events), _tables())
+
+    day = int(t.timestamp() // 86_400)
+    counts = effects.activity[day]
+    assert (counts["sessions"], counts["carts"], counts["checkouts"]) == (2.0, 2.0, 1.0)
