@@ -48,9 +48,11 @@ def test_generated_population_replays_exactly(isolated: Isolated) -> None:
         drift = [r for r in monitoring if r["kind"] == "population_drift" and r["signal"] == "conversion"]
         assert drift, monitoring
         first = drift[0]
+        print("\nfirst conversion record:", first)
         assert first["direction"] == "down" and first["change"] < -0.4, first
         assert INCIDENT - timedelta(days=3) <= datetime.fromisoformat(first["since"]).replace(tzinfo=UTC) <= INCIDENT
-        assert datetime.fromisoformat(first["at"]) <= INCIDENT + timedelta(days=5), first  # (600 customers)
+        # recorded within 3 days of event time of its start (the end of 2 February in the runs so far)
+        assert datetime.fromisoformat(first["at"]) <= INCIDENT + timedelta(days=3), first
         wait_for(lambda: bool(worker.get("/rfm/")["purchase_model"]), 60, "the purchase model fitted")
     finally:
         worker.stop()
