@@ -14,6 +14,8 @@ client; both build the same commands and read the answers with the same function
 from __future__ import annotations
 
 import json
+import math
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -40,6 +42,7 @@ CHURN_OUTPUTS = frozenset({"churn_probability", "churn_risk", "churn_reasons", "
 CHURN_INPUTS = ("churn_inputs", "churn_as_of")
 ALERT_SCAN = 10_000  # the newest alerts looked through when filtering by kind
 TIMEOUT_SECONDS = 0.5  # a lookup that Redis cannot answer in this time fails instead of hanging
+MODELS_TTL_SECONDS = 1.0  # the clients re-read the published models at most this often
 
 Clock = Callable[[], datetime]
 
@@ -80,9 +83,11 @@ def _read_names(names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys((*FRESHNESS_FIELDS, *names, *extra)))
 
 
-def _queue_reads(pipe: Any, ids: Sequence[str], names: tuple[str, ...] | None, prefix: str) -> None:
-    pipe.get(f"{prefix}purchase-model")  # in the same round trip: scores are read as of its now,
-    pipe.get(f"{prefix}churn-model")  # by the churn scorer the workers use now
+def _queue_reads(pipe: Any, ids: Sequence[str], names: tuple[str, ...] | None, prefix: str,
+                 models: bool = True) -> None:
+    if models:
+        pipe.get(f"{prefix}purchase-model")  # in the same round trip: scores are read as of its now,
+        pipe.get(f"{prefix}churn-model")  # by the churn scorer the workers use now
     for customer_id in ids:
         if names is None:
             pipe.hgetall(customer_key(customer_id, prefix))
@@ -139,10 +144,9 @@ def to_lookup(customer_id: str, stored: Mapping[str, str], names: tuple[str, ...
 
 
 def _lookups(ids: Sequence[str], raws: Sequence[Any], names: tuple[str, ...] | None, now: datetime,
-             max_age_seconds: float | None) -> dict[str, CustomerLookup | None]:
-    models = read_models(raws[0], raws[1])
+             max_age_seconds: float | None, models: ReadModels) -> dict[str, CustomerLookup | None]:
     return {cid: to_lookup(cid, as_of_now(_as_mapping(raw, names), models), names, now, max_age_seconds)
-            for cid, raw in zip(ids, raws[2:], strict=True)}
+            for cid, raw in zip(ids, raws, strict=True)}
 
 
 def _page(segment: str, answer: Any) -> SegmentPage:
@@ -170,13 +174,34 @@ def _client_options() -> dict[str, Any]:
             "socket_connect_timeout": TIMEOUT_SECONDS, "retry_on_timeout": False}
 
 
+class _ModelsCache:
+    """The published models as last read, for ``ttl`` seconds: most lookups are then one command."""
+
+    def __init__(self, ttl: float, monotonic: Callable[[], float]) -> None:
+        self.ttl, self.monotonic = ttl, monotonic
+        self.models: ReadModels | None = None
+        self.read_at = -math.inf
+
+    def fresh(self) -> ReadModels | None:
+        return self.models if self.monotonic() - self.read_at < self.ttl else None
+
+    def keep(self, raws: Sequence[Any]) -> ReadModels:
+        self.models, self.read_at = read_models(raws[0], raws[1]), self.monotonic()
+        return self.models
+
+
 class LookupClient:
     """Blocking lookups (redis-py), one round trip per call. Customers are looked up by the id
-    producers send; with pseudonymous keys pass ``stored_id=settings.stored_id``."""
+    producers send; with pseudonymous keys pass ``stored_id=settings.stored_id``. The published
+    models are read with the customers and then kept ``models_ttl`` seconds (a newly published
+    model is used within that; the workers publish every ``PULSE_PURCHASE_FIT_SECONDS``), so
+    that most lookups are one Redis command."""
 
     def __init__(self, client: redis.Redis, *, prefix: str = KEY_PREFIX,
-                 clock: Clock = lambda: datetime.now(UTC), stored_id: Callable[[str], str] = str) -> None:
+                 clock: Clock = lambda: datetime.now(UTC), stored_id: Callable[[str], str] = str,
+                 models_ttl: float = MODELS_TTL_SECONDS, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._client, self._prefix, self._clock, self._stored_id = client, prefix, clock, stored_id
+        self._models = _ModelsCache(models_ttl, monotonic)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> LookupClient:
@@ -189,9 +214,18 @@ class LookupClient:
     def get_many(self, ids: Sequence[str], fields: Iterable[str] | None = None,
                  max_age_seconds: float | None = None) -> dict[str, CustomerLookup | None]:
         names = requested_fields(fields)
+        stored_ids = [self._stored_id(cid) for cid in ids]
+        models = self._models.fresh()
+        if models is not None and len(ids) == 1:  # one command, without a pipeline's bookkeeping
+            key = customer_key(stored_ids[0], self._prefix)
+            raw = self._client.hgetall(key) if names is None else self._client.hmget(key, _read_names(names))
+            return _lookups(ids, [raw], names, self._clock(), max_age_seconds, models)
         pipe = self._client.pipeline(transaction=False)
-        _queue_reads(pipe, [self._stored_id(cid) for cid in ids], names, self._prefix)
-        return _lookups(ids, pipe.execute(), names, self._clock(), max_age_seconds)
+        _queue_reads(pipe, stored_ids, names, self._prefix, models=models is None)
+        raws = pipe.execute()
+        if models is None:
+            models, raws = self._models.keep(raws), raws[2:]
+        return _lookups(ids, raws, names, self._clock(), max_age_seconds, models)
 
     def segment_page(self, segment: str, cursor: str = "0", limit: int = 100) -> SegmentPage:
         return _page(segment, self._client.sscan(segment_key(segment, self._prefix), int(cursor), count=limit))
@@ -218,8 +252,10 @@ class AsyncLookupClient:
     """The same lookups on redis-py's asyncio client (what ``pulse serve`` uses)."""
 
     def __init__(self, client: aioredis.Redis, *, prefix: str = KEY_PREFIX,
-                 clock: Clock = lambda: datetime.now(UTC), stored_id: Callable[[str], str] = str) -> None:
+                 clock: Clock = lambda: datetime.now(UTC), stored_id: Callable[[str], str] = str,
+                 models_ttl: float = MODELS_TTL_SECONDS, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._client, self._prefix, self._clock, self._stored_id = client, prefix, clock, stored_id
+        self._models = _ModelsCache(models_ttl, monotonic)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> AsyncLookupClient:
@@ -228,10 +264,19 @@ class AsyncLookupClient:
     async def get_many(self, ids: Sequence[str], fields: Iterable[str] | None = None,
                        max_age_seconds: float | None = None) -> dict[str, CustomerLookup | None]:
         names = requested_fields(fields)
+        stored_ids = [self._stored_id(cid) for cid in ids]
+        models = self._models.fresh()
+        if models is not None and len(ids) == 1:  # one command, without a pipeline's bookkeeping
+            key = customer_key(stored_ids[0], self._prefix)
+            raw = await (self._client.hgetall(key) if names is None  # type: ignore[misc]
+                         else self._client.hmget(key, _read_names(names)))  # type: ignore[misc]
+            return _lookups(ids, [raw], names, self._clock(), max_age_seconds, models)
         async with self._client.pipeline(transaction=False) as pipe:
-            _queue_reads(pipe, [self._stored_id(cid) for cid in ids], names, self._prefix)
+            _queue_reads(pipe, stored_ids, names, self._prefix, models=models is None)
             raws = await pipe.execute()
-        return _lookups(ids, raws, names, self._clock(), max_age_seconds)
+        if models is None:
+            models, raws = self._models.keep(raws), raws[2:]
+        return _lookups(ids, raws, names, self._clock(), max_age_seconds, models)
 
     async def get(self, customer_id: str, fields: Iterable[str] | None = None,
                   max_age_seconds: float | None = None) -> CustomerLookup | None:

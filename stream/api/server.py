@@ -10,6 +10,7 @@ input, 503 with ``Retry-After`` when Redis does not answer within half a second.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -28,6 +29,7 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_late
 
 from schemas.api import AlertList, BatchAnswer, BatchRequest, CustomerLookup, ErrorBody, Health, SegmentPage
 from stream.api.dashboard import summary
+from stream.api.fast import FastLookup, etag, not_modified
 from stream.api.lookup import AsyncLookupClient, UnknownFields
 from stream.api.observer import Observer
 from stream.api.tokens import token_matches
@@ -58,8 +60,13 @@ def _json(model: Any, headers: dict[str, str] | None = None) -> Response:
     return Response(model.model_dump_json(), media_type="application/json", headers=headers)
 
 
-def _etag(lookup: CustomerLookup) -> str:
-    return f'W/"{lookup.version}"'
+def _no_profile(customer_id: str) -> JSONResponse:
+    return _error(404, "not_found", f"no profile for customer {customer_id!r}")
+
+
+def _redis_unavailable(exc: Exception) -> JSONResponse:
+    return _error(503, "redis_unavailable", f"Redis did not answer: {exc.__class__.__name__}",
+                  {"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
 class _Timed:
@@ -97,13 +104,18 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 def create_app(client: AsyncLookupClient, tokens: Sequence[str], segments: Sequence[str],
                observer: Observer | None = None,
-               erase: Callable[[str], Awaitable[ErasureRequest]] | None = None) -> FastAPI:
+               erase: Callable[[str], Awaitable[ErasureRequest]] | None = None, fast_path: bool = True) -> FastAPI:
     """The API over ``client``; ``tokens`` empty means no authentication (``pulse serve --no-auth``);
     ``observer`` follows Kafka for the dashboard's pipeline panels (None: those stay empty);
-    ``erase`` sends an erasure request to the workers (None: ``DELETE`` answers 503)."""
+    ``erase`` sends an erasure request to the workers (None: ``DELETE`` answers 503);
+    ``fast_path``: single-customer GETs are answered by :class:`stream.api.fast.FastLookup`."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # what is loaded by now (modules, the app, the models' code) lives as long as the process:
+        # kept out of the collector's full scans, which would otherwise stall requests for milliseconds
+        gc.collect()
+        gc.freeze()
         task = asyncio.create_task(observer.run()) if observer is not None else None
         yield
         if task is not None:
@@ -145,12 +157,9 @@ def create_app(client: AsyncLookupClient, tokens: Sequence[str], segments: Seque
 
     @app.exception_handler(redis.RedisError)
     async def redis_down(_: Request, exc: redis.RedisError) -> JSONResponse:
-        return _error(503, "redis_unavailable", f"Redis did not answer: {exc.__class__.__name__}",
-                      {"Retry-After": str(RETRY_AFTER_SECONDS)})
+        return _redis_unavailable(exc)
 
     guarded = [Depends(authorized)]
-
-    app.add_middleware(_Timed, histogram=latency)  # type: ignore[arg-type]  # a plain ASGI middleware
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
@@ -195,11 +204,11 @@ def create_app(client: AsyncLookupClient, tokens: Sequence[str], segments: Seque
                        if_none_match: Annotated[str | None, Header()] = None) -> Response:
         found = await client.get(customer_id, fields.split(",") if fields is not None else None, max_age_seconds)
         if found is None:
-            raise ApiError(404, "not_found", f"no profile for customer {customer_id!r}")
-        etag = _etag(found)
-        if if_none_match and etag in (tag.strip() for tag in if_none_match.split(",")):
-            return Response(status_code=304, headers={"ETag": etag})
-        return _json(found, {"ETag": etag})
+            return _no_profile(customer_id)
+        tag = etag(found.version)
+        if not_modified(if_none_match, tag):
+            return Response(status_code=304, headers={"ETag": tag})
+        return _json(found, {"ETag": tag})
 
     @app.post("/v1/customers:batch", response_model=BatchAnswer, dependencies=guarded, tags=["customers"],
               responses=ERRORS)
@@ -277,6 +286,11 @@ def create_app(client: AsyncLookupClient, tokens: Sequence[str], segments: Seque
             raise ApiError(404, "not_found", f"no receipt for {request_id!r} yet: is a worker running?")
         return JSONResponse(found)
 
+    if fast_path:  # inside the timing: the last added wraps the others
+        app.add_middleware(FastLookup, client=client, tokens=known_tokens,  # type: ignore[arg-type]
+                           route=next(r for r in app.routes if getattr(r, "name", "") == "customer"),
+                           missing=_no_profile, unavailable=_redis_unavailable)
+    app.add_middleware(_Timed, histogram=latency)  # type: ignore[arg-type]  # a plain ASGI middleware
     return app
 
 

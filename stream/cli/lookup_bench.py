@@ -1,6 +1,7 @@
 """``pulse bench --lookups``: lookup latency of ``pulse serve`` and of the direct client.
 
-Fills an empty Redis database with synthetic profiles through the real sink, starts ``pulse
+Fills an empty Redis database with synthetic profiles through the real sink, and publishes a
+purchase model and a churn learner (so every answer is scored as of now), starts ``pulse
 serve`` as its own process, offers single-customer GETs and then 100-id batches at a fixed
 rate (open loop: a request's latency counts from when it was due, so a slow answer cannot
 hide the ones queued behind it), then times the direct client in this process. The
@@ -10,6 +11,7 @@ database is emptied afterwards.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import random
@@ -25,12 +27,18 @@ from typing import Any
 
 import redis
 
-from schemas import Profile
+from schemas import CustomerState, Profile
 from stream.api.lookup import LookupClient
 from stream.cli.base import api_answers, free_port
 from stream.cli.bench import BenchError, percentiles
+from stream.core.churn import ChurnConfig
+from stream.core.churn_now import stored_inputs
+from stream.core.purchase import BgNbd, GammaGamma
+from stream.core.purchase_outlook import PurchaseModel
 from stream.io.connect import redacted
+from stream.model.params import ModelParams, served_record, transform
 from stream.sinks import RedisSink
+from stream.sinks.redis import CHURN_MODEL_KEY, PURCHASE_MODEL_KEY
 
 BATCH = 100
 
@@ -66,22 +74,44 @@ class LookupBenchResult:
 
 
 def synthetic_profiles(count: int, seed: int = 3) -> list[Profile]:
+    """Profiles as the workers write them, with the inputs a reader scores as of now from
+    (purchase days, churn features at the last purchase)."""
     rng = random.Random(seed)
     now = datetime.now(UTC)
+    config = ChurnConfig()
     segments = ["Champions", "Loyal", "Potential Loyalist", "At Risk", "Hibernating", "Lost"]
     profiles = []
     for i in range(count):
         last = now - timedelta(days=rng.randint(0, 300))
+        first = last - timedelta(days=rng.randint(0, 700))
+        orders = rng.randint(1, 30)
+        days = rng.randint(1, orders)
+        state = CustomerState(customer_id=f"lk{i:07d}", version=orders, events=orders * 4, orders=orders,
+                              monetary_cents=rng.randint(500, 300_000), first_purchase_at=first, last_purchase_at=last,
+                              first_seen_at=first, last_event_at=last, purchase_days=days, active_days=days * 2)
         profiles.append(Profile(
-            customer_id=f"lk{i:07d}", version=rng.randint(1, 50), events=rng.randint(1, 200),
-            orders=rng.randint(1, 30), monetary=f"{rng.uniform(5, 3000):.2f}",
-            first_purchase_at=last - timedelta(days=rng.randint(0, 700)), last_purchase_at=last,
+            customer_id=state.customer_id, version=rng.randint(1, 50), events=state.events,
+            orders=orders, purchase_days=days, monetary=f"{state.monetary_cents / 100:.2f}",
+            first_purchase_at=first, last_purchase_at=last,
             r=rng.randint(1, 5), f=rng.randint(1, 5), m=rng.randint(1, 5), segment=rng.choice(segments),
-            value_tier=rng.choice(["diamond", "gold", "potential"]), lifecycle="mature", behaviour="regular",
+            value_tier=rng.choice(["diamond", "gold", "silver", "bronze"]), lifecycle="mature", behaviour="regular",
             top_categories="books,garden", channel="web", as_of_event_time=last, computed_at=now,
-            rules_version="bench", model_version="heuristic-1", churn_probability=round(rng.random(), 4),
-            churn_risk=rng.choice(["low", "medium", "high"]), churn_reasons='["silent for 2 usual gaps"]'))
+            rules_version="bench", model_version="logreg-1", churn_probability=round(rng.random(), 4),
+            churn_risk=rng.choice(["low", "medium", "high"]), churn_reasons='["silent for 2 usual gaps"]',
+            churn_as_of=last, churn_inputs=stored_inputs(state, last, config)))
     return profiles
+
+
+def published_models(as_of: datetime) -> dict[str, str]:
+    """A purchase model and a ready churn learner as the workers publish them, so that every
+    answer is scored as of now, as in production (the figures are a fit's, the cost the same)."""
+    purchase = PurchaseModel(BgNbd(0.25, 33.5, 0.72, 2.16), GammaGamma(6.25, 3.74, 15.44),
+                             int(as_of.timestamp() // 86_400), 10_000, 4_000, mean_value=40.0)
+    names = list(transform(json.loads(synthetic_profiles(1)[0].churn_inputs or "{}")))
+    learner = ModelParams(version=1, ready=True, means=dict.fromkeys(names, 0.0), variances=dict.fromkeys(names, 1.0),
+                          weights=dict.fromkeys(names, 0.1), intercept=-1.0, labels_seen=10_000, river_version="bench")
+    return {PURCHASE_MODEL_KEY: json.dumps({**purchase.to_json(), "horizon_days": 90}),
+            CHURN_MODEL_KEY: json.dumps(served_record(learner, ChurnConfig()))}
 
 
 async def _fill(url: str, profiles: list[Profile]) -> None:
@@ -179,7 +209,13 @@ def run_lookup_bench(redis_url: str, profiles: int, rate: float, seconds: float,
         say(f"  writing {profiles:,} profiles to {redacted(redis_url)}")
         made = synthetic_profiles(profiles)
         asyncio.run(_fill(redis_url, made))
+        redis.Redis.from_url(redis_url).mset(published_models(datetime.now(UTC)))
         ids = [p.customer_id for p in made]
+        del made
+        # the load generator's own pauses must not count as the server's: what is alive now is
+        # kept out of the collector's scans (a full collection over it stalls every request in flight)
+        gc.collect()
+        gc.freeze()
         env = {**os.environ, "PULSE_REDIS_URL": redis_url, "PULSE_API_TOKENS": token}
         server = subprocess.Popen([sys.executable, "-m", "stream.cli", "serve", "--port", str(port), "--no-kafka",
                                    "--workers", str(workers)], env=env,

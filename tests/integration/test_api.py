@@ -15,6 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from schemas import Alert, Contribution
+from stream.api.fast import FastLookup
 from stream.api.lookup import AsyncLookupClient, LookupClient
 from stream.api.server import create_app
 from stream.sinks import RedisSink
@@ -114,6 +115,46 @@ async def test_unknown_customer_and_bad_input_get_json_errors(api: httpx.AsyncCl
     assert (await api.get("/v1/alerts", params={"since": "2024-01-01T00:00:00"}, headers=AUTH)).status_code == 422
     unknown = await api.get("/v1/segments/Nobodies/customers", headers=AUTH)
     assert unknown.status_code == 404 and "Loyal" in unknown.json()["error"]["message"]
+
+
+async def test_the_fast_path_answers_single_lookups_exactly_as_the_route(test_redis: str, sink: RedisSink) -> None:
+    """`stream/api/fast.py` answers the well-formed GETs itself and passes the rest to the route:
+    every answer (status, body, headers) equals the route's, and the route saw only the rest."""
+    await sink.write_profiles([make_profile("c1", version=3, orders=2, monetary="19.90", segment="Loyal"),
+                               make_profile("a b/é", version=5, orders=1)])
+    requests = [("/v1/customers/c1", {}, True), ("/v1/customers/c1?fields=segment,orders", {}, True),
+                ("/v1/customers/c1?max_age_seconds=60", {}, True), ("/v1/customers/c1?max_age_seconds=600", {}, True),
+                ("/v1/customers/c1", {"If-None-Match": 'W/"3"'}, True),
+                ("/v1/customers/c1", {"If-None-Match": 'W/"2", W/"3"'}, True),
+                ("/v1/customers/a%20b%2F%C3%A9", {}, False),  # an encoded slash: the route's own path rules
+                ("/v1/customers/nobody", {}, True), ("/v1/customers/c1?fields=segmnet", {}, False),
+                ("/v1/customers/c1?max_age_seconds=0", {}, False), ("/v1/customers/c1?max_age_seconds=soon", {}, False),
+                ("/v1/customers/c1?fields=orders&fields=segment", {}, False), ("/v1/customers/c1?other=1", {}, False),
+                ("/v1/customers/" + "x" * 201, {}, False)]
+    built = create_app(AsyncLookupClient.from_url(test_redis, clock=lambda: NOW), [TOKEN], SEGMENTS)
+    route_only = create_app(AsyncLookupClient.from_url(test_redis, clock=lambda: NOW), [TOKEN], SEGMENTS,
+                            fast_path=False)
+
+    def client(app: object) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://pulse")  # type: ignore[arg-type]
+
+    async with client(built) as fast, client(route_only) as slow:
+        await fast.get("/v1/health")  # the middleware stack is built on the first request
+        node, fast_path = built.middleware_stack, None
+        while node is not None and fast_path is None:
+            fast_path = node if isinstance(node, FastLookup) else None
+            node = getattr(node, "app", None)
+        assert fast_path is not None
+        for headers in ({}, {"Authorization": "Bearer wrong-token-0123456789"}, AUTH):
+            for path, extra, answered_fast in requests:
+                before = fast_path.answered
+                got = await fast.get(path, headers={**headers, **extra})
+                want = await slow.get(path, headers={**headers, **extra})
+                assert (got.status_code, got.content) == (want.status_code, want.content), (path, headers, extra)
+                for name in ("content-type", "content-length", "etag", "retry-after", "www-authenticate"):
+                    assert got.headers.get(name) == want.headers.get(name), (path, name)
+                assert (fast_path.answered > before) == (answered_fast and headers is AUTH), (path, headers)
+        assert (await fast.get("/v1/customers/c1", headers=AUTH)).json()["profile"]["segment"] == "Loyal"
 
 
 async def test_a_batch_answers_found_and_missing_ids_in_one_call(api: httpx.AsyncClient, sink: RedisSink) -> None:
@@ -254,7 +295,7 @@ def test_the_direct_client_reads_the_same_answers(test_redis: str) -> None:
         await sink.close()
 
     asyncio.run(write())
-    client = LookupClient.from_url(test_redis, clock=lambda: NOW)
+    client = LookupClient.from_url(test_redis, clock=lambda: NOW, models_ttl=0)  # each model as it is published
     try:
         one = client.get("d1", fields=["segment", "orders"])
         assert one is not None and one.profile == {"segment": "Champions", "orders": 4} and one.version == 5
@@ -336,7 +377,7 @@ def test_purchase_model_scores_are_read_as_of_the_published_models_now(test_redi
         await sink.close()
 
     asyncio.run(write())
-    client = LookupClient.from_url(test_redis, clock=lambda: NOW)
+    client = LookupClient.from_url(test_redis, clock=lambda: NOW, models_ttl=0)  # each model as it is published
     store = redis.Redis.from_url(test_redis)
     try:
         without = client.get("p1")
@@ -402,3 +443,40 @@ async def test_with_pseudonymous_keys_the_raw_id_finds_the_stored_profile(test_r
         batch = (await api.post("/v1/customers:batch", json={"ids": ["c1", "c2"]}, headers=AUTH)).json()
         assert list(batch["customers"]) == ["c1"] and batch["missing"] == ["c2"]
         assert (await api.get(f"/v1/customers/{hidden}", headers=AUTH)).status_code == 404
+
+
+async def test_pulse_serve_uses_a_newly_published_model_within_its_models_ttl(test_redis: str,
+                                                                             sink: RedisSink) -> None:
+    import json
+
+    from stream.core.purchase import BgNbd, GammaGamma
+    from stream.core.purchase_outlook import PurchaseModel
+    from stream.sinks.redis import PURCHASE_MODEL_KEY
+
+    await sink.write_profiles([make_profile("p1", version=3, orders=3, monetary="60.00")])
+    clock = [100.0]
+    client = AsyncLookupClient.from_url(test_redis, clock=lambda: NOW, models_ttl=1.0, monotonic=lambda: clock[0])
+    store = aioredis.Redis.from_url(test_redis)
+
+    async def publish(as_of_day: int) -> None:
+        model = PurchaseModel(BgNbd(0.25, 33.5, 0.72, 2.16), GammaGamma(6.25, 3.74, 15.44), as_of_day, 900, 300)
+        await store.set(PURCHASE_MODEL_KEY, json.dumps({**model.to_json(), "horizon_days": 90}))
+
+    async def as_of() -> str:
+        found = await client.get("p1", fields=["scores_as_of"])
+        assert found is not None
+        return str(found.profile["scores_as_of"])
+
+    try:
+        await publish(19_730)
+        assert await as_of() == "2024-01-08T00:00:00+00:00"
+        await publish(19_900)
+        clock[0] += 0.5
+        assert await as_of() == "2024-01-08T00:00:00+00:00"  # within the TTL: the model read before
+        batch = await client.get_many(["p1", "nobody"], fields=["scores_as_of"])
+        assert batch["p1"] is not None and batch["p1"].profile["scores_as_of"] == "2024-01-08T00:00:00+00:00"
+        clock[0] += 0.6
+        assert await as_of() == "2024-06-26T00:00:00+00:00"  # past it: the newly published one
+    finally:
+        await client.close()
+        await store.aclose()

@@ -1,0 +1,123 @@
+"""The single-customer lookup without the framework: ``GET /v1/customers/{customer_id}`` is the
+route personalization services call on every page, and FastAPI's routing, dependency injection
+and parameter validation cost more CPU than the Redis read behind it.
+
+:class:`FastLookup` is a plain ASGI middleware in front of the FastAPI app. It answers only
+authorized, well-formed GETs (at most ``fields`` and a positive ``max_age_seconds``, and
+``If-None-Match``) with the same body and headers as the FastAPI route, including its 404 and
+503 answers (built by the same functions), and passes every other request on untouched:
+401, 422, unknown or repeated parameters, other routes and methods. The FastAPI route stays
+the definition (and the OpenAPI document); a test holds the two answers equal.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+from urllib.parse import parse_qsl
+
+import redis
+from starlette.responses import Response
+
+from stream.api.lookup import AsyncLookupClient, UnknownFields
+from stream.api.tokens import bearer, token_matches
+
+PREFIX = "/v1/customers/"
+MAX_ID_LENGTH = 200  # as the route's Path(max_length=200)
+KNOWN_PARAMS = frozenset({"fields", "max_age_seconds"})
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
+
+
+def etag(version: int) -> str:
+    return f'W/"{version}"'
+
+
+def not_modified(if_none_match: str | None, tag: str) -> bool:
+    return bool(if_none_match) and tag in (t.strip() for t in (if_none_match or "").split(","))
+
+
+class FastLookup:
+    """See the module docstring. ``route`` is the FastAPI route it stands in for (set on the
+    scope, so that the request-time histogram labels both paths alike); ``missing`` and
+    ``unavailable`` are the route's 404 and 503 answers."""
+
+    def __init__(self, app: ASGIApp, client: AsyncLookupClient, tokens: Sequence[str], route: Any,
+                 missing: Callable[[str], Response], unavailable: Callable[[Exception], Response]) -> None:
+        self.app, self.client, self.tokens, self.route = app, client, list(tokens), route
+        self.missing, self.unavailable = missing, unavailable
+        self.answered = 0  # requests answered here (the others went on to the route)
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        request = self._request(scope) if scope["type"] == "http" and scope["method"] == "GET" else None
+        if request is None:
+            await self.app(scope, receive, send)
+            return
+        customer_id, fields, max_age, if_none_match = request
+        try:
+            found = await self.client.get(customer_id, fields, max_age)
+        except UnknownFields:  # the route answers 422 in its own words
+            await self.app(scope, receive, send)
+            return
+        except redis.RedisError as exc:
+            scope["route"] = self.route
+            self.answered += 1
+            await self.unavailable(exc)(scope, receive, send)  # type: ignore[arg-type]
+            return
+        scope["route"] = self.route
+        self.answered += 1
+        if found is None:
+            await self.missing(customer_id)(scope, receive, send)  # type: ignore[arg-type]
+            return
+        tag = etag(found.version)
+        if not_modified(if_none_match, tag):
+            await _answer(send, 304, b"", [(b"etag", tag.encode())])
+            return
+        await _answer(send, 200, found.model_dump_json().encode(),
+                      [(b"etag", tag.encode()), (b"content-type", b"application/json")])
+
+    def _request(self, scope: dict[str, Any]) -> tuple[str, list[str] | None, float | None, str | None] | None:
+        """(customer id, fields, max age, If-None-Match) of a request this path answers, else None."""
+        path: str = scope["path"]
+        if not path.startswith(PREFIX):
+            return None
+        customer_id = path[len(PREFIX):]
+        if not customer_id or "/" in customer_id or len(customer_id) > MAX_ID_LENGTH:
+            return None
+        authorization = if_none_match = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name == b"if-none-match":
+                if_none_match = value.decode("latin-1")
+        if self.tokens and not token_matches(bearer(authorization), self.tokens):
+            return None
+        fields: list[str] | None = None
+        max_age: float | None = None
+        query = scope.get("query_string", b"")
+        if query:
+            params = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+            names = [name for name, _ in params]
+            if len(set(names)) != len(names) or not KNOWN_PARAMS.issuperset(names):
+                return None
+            for name, value in params:
+                if name == "fields":
+                    fields = value.split(",")
+                else:
+                    try:
+                        max_age = float(value)
+                    except ValueError:
+                        return None
+                    if not max_age > 0 or math.isinf(max_age):
+                        return None
+        return customer_id, fields, max_age, if_none_match
+
+
+async def _answer(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    if status != 304:
+        headers = [(b"content-length", str(len(body)).encode()), *headers]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
