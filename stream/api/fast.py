@@ -90,8 +90,12 @@ class FastLookup:
         authorization = if_none_match = None
         for name, value in scope["headers"]:
             if name == b"authorization":
+                if authorization is not None:  # repeated: the route's own reading decides
+                    return None
                 authorization = value.decode("latin-1")
             elif name == b"if-none-match":
+                if if_none_match is not None:
+                    return None
                 if_none_match = value.decode("latin-1")
         if self.tokens and not token_matches(bearer(authorization), self.tokens):
             return None
@@ -107,6 +111,8 @@ class FastLookup:
                 if name == "fields":
                     fields = value.split(",")
                 else:
+                    if not value.isascii():  # float() reads any script's digits, the route does not
+                        return None
                     try:
                         max_age = float(value)
                     except ValueError:

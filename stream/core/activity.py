@@ -1,6 +1,6 @@
 """What each event adds to its event-time day's population counts: sessions, cart sessions,
 checkouts, purchases, basket amounts, refunds, complaints, and at ingest the records received and
-dead-lettered (the inputs of ``stream/model/activity_drift.py``)."""
+rejected at validation (the inputs of ``stream/model/activity_drift.py``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ RATES = {"conversion": ("purchases", "sessions"), "checkout_completion": ("purch
          "cart_checkout": ("checkouts", "carts"),  # checkouts started per session that filled a cart
          "purchase_rate": ("purchases", "active_customers"),  # purchases per customer active that day
          "refund_rate": ("refunds", "purchases"), "complaint_rate": ("complaints", "sessions"),
-         "dead_letter_rate": ("dead_letters", "records")}  # of the records received, those dead-lettered
+         "dead_letter_rate": ("dead_letters", "records")}  # of the records received, those rejected at validation
 # rates that are normally (close to) zero: the least baseline their sampling error is judged by,
 # so that a stream without any still pools enough records and a burst stands out
 RATE_FLOORS = {"dead_letter_rate": 0.005}

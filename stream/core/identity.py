@@ -162,6 +162,7 @@ def merged(state: CustomerState, record: IdentityRecord) -> CustomerState:
             if state.last_event_at is None or (activity.last_event_at is not None
                                                and activity.last_event_at > state.last_event_at):
                 update["last_session_id"] = login_session
+                update["session_carted"] = False  # anonymous carts are not counted: the customer's first here is
     update["channel_counts"] = _counts(state.channel_counts, activity.channel_counts, sign)
     update["hour_counts"] = _slots(state.hour_counts, activity.hour_counts, sign)
     update["category_interest"] = _interest(state.category_interest, activity.category_interest, sign)

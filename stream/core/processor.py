@@ -96,7 +96,7 @@ class Processor(Stitching):
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     pseudonymize: Callable[[str], str] | None = None  # raw customer id -> stored id (``PULSE_PSEUDONYM_KEY``)
     link_limit: int = 5  # distinct customers one anonymous id may be linked to (``PULSE_IDENTITY_LINK_LIMIT``)
-    # per partition, the newest event time received (in memory): the day a dead letter is counted on
+    # per raw partition, the newest valid event time received (in memory): the day a record is counted on
     event_clock: dict[int, datetime] = field(default_factory=dict, init=False, repr=False)
 
     def process(self, records: Sequence[Record], tables: Tables) -> Effects:
@@ -157,9 +157,6 @@ class Processor(Stitching):
                              rejection, stage=stage, now=self.clock(),
                              topic=record.topic, partition=record.partition, offset=record.offset)
         effects.dead_letters.append((record.key if keep_payload else None, letter.model_dump_json().encode()))
-        reached = self.event_clock.get(record.partition)
-        if reached is not None:  # the dead-letter rate, on the day the partition's event time had reached
-            effects.count_activity(reached, {"dead_letters": 1.0}, moves_clock=False)
 
     def _reached(self, partition: int, event_time: datetime) -> None:
         if partition not in self.event_clock or event_time > self.event_clock[partition]:
@@ -176,15 +173,18 @@ class Processor(Stitching):
         except Exception as exc:  # noqa: BLE001 - a validator bug must not stop the worker
             log.exception("validate: record at %s[%s]@%s failed", record.topic, partition, record.offset)
             result = Rejection("processing_error", f"{type(exc).__name__}: {exc}"[:2000])
+        # the dead-letter rate: records rejected here (the producers' faults) per record received,
+        # on the day of event time the partition had reached (a rejected record's own is not to be trusted)
         if isinstance(result, Rejection):
             work.count(f"ingest.rejected.{result.reason}", partition)
-            if partition in self.event_clock:
-                effects.count_activity(self.event_clock[partition], {"records": 1.0}, moves_clock=False)
+            if partition in self.event_clock:  # (after a restart, from the partition's first valid event)
+                effects.count_activity(self.event_clock[partition], {"records": 1.0, "dead_letters": 1.0},
+                                       moves_clock=False)
             self._dead_letter(record, result, effects, stage="validate")
             return
         work.count("ingest.accepted", partition)
         self._reached(partition, result.event_time)
-        effects.count_activity(result.event_time, {"records": 1.0}, moves_clock=False)
+        effects.count_activity(self.event_clock[partition], {"records": 1.0}, moves_clock=False)
         if self.pseudonymize is not None:  # from here on only the pseudonyms (they have partitions of their own)
             result = result.model_copy(update={
                 name: self.pseudonymize(value) for name, value in
@@ -234,7 +234,6 @@ class Processor(Stitching):
                 active_day_count(new_state) > active_day_count(state), starts_cart(state, event)))
         work.count(f"identity.alias_{admission.value}" if alias else f"profile.{admission.value}", partition)
         work.saw_event_time(partition, event.event_time)
-        self._reached(partition, event.event_time)
         if admission is not Admission.APPLIED:
             work.put(new_state)
             self._too_late(record, event, state, admission, effects)

@@ -78,11 +78,20 @@ def churn_report(events: Iterable[Mapping[str, Any]], truth: Iterable[Mapping[st
     >>> r = churn_report(ev, truth, al, horizon_days=90, lateness=timedelta(days=3))
     >>> r.judged, r.recall, r.precision, r.median_lead_days, r.judged_alerts, r.alert_precision
     (1, 1.0, 0.5, 59.0, 1, 1.0)
+
+    An event without a readable event time (dead-lettered by the pipeline) is left out:
+
+    >>> unreadable = {"customer_id": "a", "event_time": "unknown"}
+    >>> churn_report([*ev, unreadable], truth, al, horizon_days=90, lateness=timedelta(days=3)) == r
+    True
     """
     last_event: dict[str, datetime] = {}
     purchases: dict[str, list[datetime]] = {}
     for event in events:
-        when = _time(event["event_time"])
+        try:
+            when = _time(event["event_time"])
+        except ValueError:  # dead-lettered by the pipeline (`pulse generate --incident invalid:...`)
+            continue
         cid = str(event["customer_id"])
         if cid not in last_event or when > last_event[cid]:
             last_event[cid] = when

@@ -309,3 +309,28 @@ OUTCOMES = ("profile.applied", "profile.duplicate", "profile.too_late", "identit
 
 def _total(bus: Bus, names: tuple[str, ...]) -> int:
     return sum(int(value) for key, value in bus.tables.counters.items() if key.split("@")[0] in names)
+
+
+def test_a_login_mid_session_starts_that_sessions_cart_funnel_afresh() -> None:
+    """A returning customer who filled a cart last time logs in mid-session: their first
+    add-to-cart there is a cart session (the anonymous part of it was never counted)."""
+    from schemas.events import EVENT_ADAPTER
+    from stream.core.fold import apply_event, starts_cart
+    from stream.core.identity import IdentityRecord, merged
+
+    t = datetime(2024, 5, 1, 12, tzinfo=UTC)
+
+    def event(n: int, kind: str, session: str, at: datetime) -> Any:
+        extra = {"sku": "s1", "category": "books", "quantity": 1, "unit_price": "5"} if kind == "add_to_cart" else {}
+        return EVENT_ADAPTER.validate_python({"event_id": f"e{n}", "type": kind, "customer_id": "c1",
+                                              "event_time": at.isoformat(), "session_id": session, **extra})
+
+    state = CustomerState(customer_id="c1")
+    for n, kind in enumerate(("page_view", "add_to_cart")):
+        state, _ = apply_event(state, event(n, kind, "S0", t - timedelta(hours=5, minutes=-n)))
+    assert state.session_carted
+    device = CustomerState(customer_id="d1", events=1, sessions=1, last_session_id="S1", last_event_at=t,
+                           first_seen_at=t)
+    state = merged(state, IdentityRecord("merge", "d1", "c1", device, t))
+    assert state.last_session_id == "S1" and not state.session_carted
+    assert starts_cart(state, event(9, "add_to_cart", "S1", t + timedelta(minutes=2)))
