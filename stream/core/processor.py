@@ -236,6 +236,11 @@ class Processor(Stitching):
         work.saw_event_time(partition, event.event_time)
         if admission is not Admission.APPLIED:
             work.put(new_state)
+            if admission is Admission.DUPLICATE:
+                # a redelivery: its first delivery's state may be durable while the batch's Redis
+                # writes were not (the worker stopped between them); the profile is written again
+                # (versioned: a no-op when Redis has it)
+                effects.publish(new_state)
             self._too_late(record, event, state, admission, effects)
             return
         if isinstance(event, Purchase):

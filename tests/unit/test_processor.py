@@ -161,3 +161,19 @@ def test_a_session_that_fills_a_cart_counts_once_in_the_cart_to_checkout_funnel(
     day = int(t.timestamp() // 86_400)
     counts = effects.activity[day]
     assert (counts["sessions"], counts["carts"], counts["checkouts"]) == (2.0, 2.0, 1.0)
+
+
+def test_a_redelivered_batch_publishes_its_profiles_again() -> None:
+    """The worker stopped after a batch's state was stored but before its Redis writes were:
+    the redelivered records are duplicates, and the profiles are published again all the same."""
+    events = sample_events(5, 60, seed=4, prefix="r")
+    tables, processor = _tables(), _processor()
+    first = processor.process(_records(events), tables)  # its effects are lost
+    again = processor.process(_records(events), tables)
+
+    assert set(again.profiles) == set(first.profiles) == {e["customer_id"] for e in events}
+    for customer_id, state in again.profiles.items():
+        assert (state.events, state.orders, state.monetary_cents) == (
+            first.profiles[customer_id].events, first.profiles[customer_id].orders,
+            first.profiles[customer_id].monetary_cents)
+    assert not again.tag_changes and not again.alerts  # nothing new happened
