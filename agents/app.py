@@ -50,7 +50,8 @@ def create_app(settings: Settings) -> Pulse:
                                    internal=spec.internal, config=spec.config or None, **raw)
               for spec in TOPICS}
     # values are raw bytes (the app default): CustomerState JSON and the like, decoded by the agents
-    tables = {spec.name: app.Table(spec.name, key_type=str, value_type=bytes, partitions=settings.partitions)
+    tables = {spec.name: app.Table(spec.name, key_type=str, value_type=bytes, partitions=settings.partitions,
+                                   options=settings.rocksdb_options())
               for spec in TABLES}
     pulse = Pulse(
         settings=settings, app=app, rules=rules, topics=topics, tables=tables,

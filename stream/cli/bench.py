@@ -33,6 +33,7 @@ from stream.topology import processing_groups
 
 WAIT_TIMEOUT_SECONDS = 1800.0
 LATENCY_SECONDS = 10.0
+SOAK_SAMPLE_SECONDS = 30.0
 
 
 @dataclass
@@ -48,6 +49,7 @@ class BenchResult:
     latency_ms: dict[str, float] = field(default_factory=dict)
     rss_mb: list[float] = field(default_factory=list)
     state_bytes_per_customer: float = 0.0
+    soak: Soak | None = None
 
     @property
     def ratio(self) -> float:
@@ -69,7 +71,39 @@ class BenchResult:
             f"p99 {latency.get('p99', math.nan):,.0f} ms   ({latency.get('count', 0):.0f} events)",
             f"  worker RSS               {', '.join(f'{mb:,.0f} MB' for mb in self.rss_mb)}",
             f"  state per customer       {self.state_bytes_per_customer:>12,.0f} bytes (JSON in the table)",
+            *(self.soak.lines() if self.soak is not None else ()),
         ]
+
+
+@dataclass
+class Soak:
+    """Worker RSS over a stretch of steady load: ``samples`` are (seconds into the soak, MB)
+    of the first worker."""
+
+    seconds: float
+    events_per_s: float
+    events: int = 0
+    samples: list[tuple[float, float]] = field(default_factory=list)
+    caught_up_seconds: float = 0.0  # after the last event was sent
+
+    def change(self) -> float:
+        """The last sample against the first one after the warm-up (the first sixth of the soak),
+        as a fraction.
+
+        >>> round(Soak(600, 100, samples=[(0, 100.0), (100, 200.0), (300, 210.0), (600, 220.0)]).change(), 3)
+        0.1
+        """
+        settled = [mb for at, mb in self.samples if at >= self.seconds / 6]
+        return settled[-1] / settled[0] - 1 if len(settled) >= 2 else math.nan
+
+    def lines(self) -> list[str]:
+        peak = max((mb for _, mb in self.samples), default=math.nan)
+        settled = [mb for at, mb in self.samples if at >= self.seconds / 6]
+        first = settled[0] if settled else math.nan
+        last = settled[-1] if settled else math.nan
+        return [f"  soak {self.seconds:,.0f} s at {self.events_per_s:,.0f} events/s ({self.events:,} events): "
+                f"worker RSS {first:,.0f} MB after warm-up, {last:,.0f} MB at the end ({self.change():+.1%}), "
+                f"peak {peak:,.0f} MB; caught up {self.caught_up_seconds:.1f} s after the last event"]
 
 
 def percentiles(values: Sequence[float]) -> dict[str, float]:
@@ -172,7 +206,8 @@ class Bench:
         """Caught up on these means processed and written to Redis (the sink commits after writing)."""
         return processing_groups(Settings(topic_prefix=self.prefix, app_id=self.app_id))
 
-    def run(self, events: int, customers: int, workers: int) -> BenchResult:
+    def run(self, events: int, customers: int, workers: int, soak_seconds: float = 0.0,
+            soak_rate: float | None = None) -> BenchResult:
         from stream.io.replay import wait_until_processed
 
         kafka = self.settings.kafka
@@ -202,7 +237,59 @@ class Bench:
             sorted({e["customer_id"] for e in stream}), result.pipeline_events_per_s / 2)
         result.rss_mb = [round(rss_mb(worker.proc.pid), 1) for worker in self.workers if worker.proc]
         result.state_bytes_per_customer = self.state_bytes(sorted({e["customer_id"] for e in stream})[:200])
+        if soak_seconds:
+            result.soak = self.soak(customers, soak_rate or result.pipeline_events_per_s / 2, soak_seconds)
         return result
+
+    def soak(self, customers: int, rate: float, seconds: float) -> Soak:
+        """Events of the bench's customers, stamped now, at ``rate`` for ``seconds``, sampling the
+        first worker's RSS every SOAK_SAMPLE_SECONDS; then until the workers caught up."""
+        from stream.io.replay import wait_until_processed
+
+        self.say(f"soak: {seconds:,.0f} s at {rate:,.0f} events/s ...")
+        soak = Soak(seconds=seconds, events_per_s=rate)
+        asyncio.run(self._send_steady(customers, soak))
+        started = time.perf_counter()
+        behind = asyncio.run(wait_until_processed(self.settings.kafka, self.groups(), WAIT_TIMEOUT_SECONDS))
+        if behind:
+            raise BenchError(f"the workers did not catch up after the soak in {WAIT_TIMEOUT_SECONDS:.0f}s: {behind}")
+        soak.caught_up_seconds = time.perf_counter() - started
+        return soak
+
+    async def _send_steady(self, customers: int, soak: Soak) -> None:
+        from aiokafka import AIOKafkaProducer
+
+        worker = self.workers[0].proc
+        assert worker is not None
+        # the same customers as the run (same id prefix), new event ids (another seed)
+        stream = sample_events(customers, int(soak.events_per_s * soak.seconds) + 1, seed=6,
+                               prefix=self.prefix.rstrip("."))
+        producer = AIOKafkaProducer(**self.settings.kafka.options(), acks="all", linger_ms=5)
+        await producer.start()
+        try:
+            started = time.perf_counter()
+            next_sample = started
+            for index, event in enumerate(stream):
+                at = index / soak.events_per_s
+                if at >= soak.seconds:
+                    break
+                delay = started + at - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if time.perf_counter() >= next_sample:
+                    elapsed = time.perf_counter() - started
+                    soak.samples.append((round(elapsed, 1), round(rss_mb(worker.pid), 1)))
+                    self.say(f"  soak {elapsed:,.0f}/{soak.seconds:,.0f} s: {index:,} events sent, "
+                             f"worker RSS {soak.samples[-1][1]:,.0f} MB")
+                    next_sample += SOAK_SAMPLE_SECONDS
+                event["event_time"] = datetime.now(UTC).isoformat()
+                await producer.send(self.topic("events"), json.dumps(event).encode(),
+                                    key=event["customer_id"].encode())
+                soak.events = index + 1
+            await producer.flush()
+        finally:
+            await producer.stop()
+        soak.samples.append((round(time.perf_counter() - started, 1), round(rss_mb(worker.pid), 1)))
 
     def latency(self, customer_ids: list[str], rate: float) -> tuple[float, dict[str, float]]:
         """Probe events at ``rate`` per second, one per customer, for up to LATENCY_SECONDS."""

@@ -110,8 +110,14 @@ def demo(customers: int, days: int, seed: int, timeout: float, keep_worker: bool
               help="--lookups: pulse serve processes.")
 @click.option("--batch-rate", default=50.0, show_default=True, type=click.FloatRange(1, 100_000),
               help="--lookups: 100-id batch requests per second offered.")
+@click.option("--soak", "soak_seconds", default=0.0, show_default=True, type=click.FloatRange(0, 86_400),
+              help="Then offer steady load for this many seconds (the run's customers, events stamped now) "
+                   "and report the worker's RSS every 30 s: flat, or growing with the events?")
+@click.option("--soak-rate", type=click.FloatRange(1, 100_000),
+              help="--soak: events per second offered [default: half the measured pipeline rate].")
 def bench(events: int, customers: int, workers: int, redis_db: int, json_file: Path | None, lookups: bool,
-          rate: float, seconds: float, api_workers: int, batch_rate: float) -> None:
+          rate: float, seconds: float, api_workers: int, batch_rate: float, soak_seconds: float,
+          soak_rate: float | None) -> None:
     from stream.cli.bench import Bench, BenchError
 
     settings = load_or_exit(kafka=True, redis=True)
@@ -135,7 +141,7 @@ def bench(events: int, customers: int, workers: int, redis_db: int, json_file: P
     except BenchError as exc:
         raise click.ClickException(str(exc)) from None
     try:
-        result = run.run(events, customers, workers)
+        result = run.run(events, customers, workers, soak_seconds, soak_rate)
     except BenchError as exc:
         raise click.ClickException(str(exc)) from None
     finally:

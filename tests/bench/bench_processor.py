@@ -1,0 +1,115 @@
+"""The worker's domain work alone: :class:`stream.core.processor.Processor` over dicts as tables,
+plus the encoding of its outputs (outbox, tag-change, alert records), with no Kafka, Faust or
+Redis. The same sample stream and configuration as ``pulse bench`` (population scoring, 4
+partitions, raw events validated by the processor), so the figure is the ceiling the domain
+logic puts on one worker.
+
+    .venv/bin/python -m tests.bench.bench_processor --events 20000 --customers 2000
+    .venv/bin/python -m tests.bench.bench_processor --profile 30   # top functions by own time
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import pstats
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from stream.core.churn import ChurnConfig
+from stream.core.owner import owner_partition
+from stream.core.population import PopulationBook
+from stream.core.processor import Processor
+from stream.core.rules import load_rules
+from stream.core.work import Effects, Record, Tables
+from stream.io.produce import event_records
+from stream.io.sample import sample_events
+from stream.settings import Settings
+from stream.sinks.outbox import RedisWrites
+from stream.sinks.redis import encode_alert, encode_profile, encode_tag_change
+
+PARTITIONS = 4
+BATCH = 1000
+
+
+def _records(events: int, customers: int) -> list[Record]:
+    """The bench's sample stream, moved to end a minute ago, as raw records of its partitions."""
+    now = datetime.now(UTC)
+    sample = sample_events(customers, events, seed=5, prefix="bench")
+    shift = now - timedelta(minutes=1) - datetime.fromisoformat(sample[-1]["event_time"])
+    for event in sample:
+        event["event_time"] = (datetime.fromisoformat(event["event_time"]) + shift).isoformat()
+    records, offsets = [], [0] * PARTITIONS
+    for key, value in event_records(sample):
+        partition = owner_partition((key or b"").decode(), PARTITIONS)
+        records.append(Record(partition, key, value, "raw", offsets[partition]))
+        offsets[partition] += 1
+    return records
+
+
+def _encode(processor: Processor, effects: Effects) -> int:
+    """What the agent encodes per batch (``agents/profile.py`` ``send_effects``): bytes out."""
+    writes = RedisWrites(profiles=[encode_profile(processor.profile(state)) for state in effects.profiles.values()],
+                         tag_changes=[encode_tag_change(change) for change in effects.tag_changes])
+    size = sum(len(change.model_dump_json()) for change in effects.tag_changes)
+    for alert in effects.alerts:
+        alert_json = alert.model_dump_json()
+        writes.alerts.append(encode_alert(alert, alert_json))
+        size += len(alert_json)
+    size += sum(len(label.model_dump_json()) for label in effects.labels)
+    return size + sum(len(record) for record in writes.to_records())
+
+
+def run(events: int, customers: int) -> dict[str, Any]:
+    settings = Settings()
+    rules = load_rules()
+    records = _records(events, customers)
+    tables = Tables(state={}, counters={}, maxima={}, index={}, erasures={}, identities={})
+    book = PopulationBook(PARTITIONS, tables.state, tables.index, mode=rules.scoring.mode, counters=tables.counters)
+    processor = Processor(rules=rules, policy=settings.dedup_policy(), churn=ChurnConfig(),
+                          population=book if rules.scoring.mode == "population" else None,
+                          rescore_seconds=settings.rescore_seconds, raw_topic="raw",
+                          validation=settings.validation_rules())
+    started = time.perf_counter()
+    process = encode = 0.0
+    out = tag_changes = 0
+    for at in range(0, len(records), BATCH):
+        batch = records[at:at + BATCH]
+        for partition in sorted({record.partition for record in batch}):
+            t0 = time.perf_counter()
+            effects = processor.process([r for r in batch if r.partition == partition], tables)
+            t1 = time.perf_counter()
+            out += _encode(processor, effects)
+            encode += time.perf_counter() - t1
+            process += t1 - t0
+            tag_changes += len(effects.tag_changes)
+    seconds = time.perf_counter() - started
+    return {"events": len(records), "customers": customers, "seconds": round(seconds, 3),
+            "events_per_s": round(len(records) / seconds), "us_per_event": round(seconds / len(records) * 1e6, 1),
+            "process_us_per_event": round(process / len(records) * 1e6, 1),
+            "encode_us_per_event": round(encode / len(records) * 1e6, 1),
+            "tag_changes": tag_changes, "output_bytes": out,
+            "state_bytes_per_customer": round(sum(map(len, tables.state.values())) / max(1, len(tables.state)))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--customers", type=int, default=2_000)
+    parser.add_argument("--profile", type=int, metavar="N", default=0,
+                        help="profile the run and print the N top functions by own time")
+    args = parser.parse_args()
+    if args.profile:
+        profiler = cProfile.Profile()
+        result = profiler.runcall(run, args.events, args.customers)
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(args.profile)
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(args.profile)
+    else:
+        result = run(args.events, args.customers)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
