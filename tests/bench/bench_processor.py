@@ -15,9 +15,10 @@ import cProfile
 import json
 import pstats
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
+from stream.cli.bench import recent_events
 from stream.core.churn import ChurnConfig
 from stream.core.owner import owner_partition
 from stream.core.population import PopulationBook
@@ -25,7 +26,6 @@ from stream.core.processor import Processor
 from stream.core.rules import load_rules
 from stream.core.work import Effects, Record, Tables
 from stream.io.produce import event_records
-from stream.io.sample import sample_events
 from stream.settings import Settings
 from stream.sinks.outbox import RedisWrites
 from stream.sinks.redis import encode_alert, encode_profile, encode_tag_change
@@ -35,14 +35,9 @@ BATCH = 1000
 
 
 def _records(events: int, customers: int) -> list[Record]:
-    """The bench's sample stream, moved to end a minute ago, as raw records of its partitions."""
-    now = datetime.now(UTC)
-    sample = sample_events(customers, events, seed=5, prefix="bench")
-    shift = now - timedelta(minutes=1) - datetime.fromisoformat(sample[-1]["event_time"])
-    for event in sample:
-        event["event_time"] = (datetime.fromisoformat(event["event_time"]) + shift).isoformat()
+    """The bench's sample stream (moved to end a minute ago), as raw records of its partitions."""
     records, offsets = [], [0] * PARTITIONS
-    for key, value in event_records(sample):
+    for key, value in event_records(recent_events(customers, events, "bench", datetime.now(UTC))):
         partition = owner_partition((key or b"").decode(), PARTITIONS)
         records.append(Record(partition, key, value, "raw", offsets[partition]))
         offsets[partition] += 1
@@ -62,9 +57,9 @@ def _encode(processor: Processor, effects: Effects) -> int:
     return size + sum(len(record) for record in writes.to_records())
 
 
-def run(events: int, customers: int) -> dict[str, Any]:
+def run(events: int, customers: int, scoring: str | None = None) -> dict[str, Any]:
     settings = Settings()
-    rules = load_rules()
+    rules = load_rules() if scoring is None else load_rules().with_scoring_mode(scoring)
     records = _records(events, customers)
     tables = Tables(state={}, counters={}, maxima={}, index={}, erasures={}, identities={})
     book = PopulationBook(PARTITIONS, tables.state, tables.index, mode=rules.scoring.mode, counters=tables.counters)
@@ -86,7 +81,7 @@ def run(events: int, customers: int) -> dict[str, Any]:
             process += t1 - t0
             tag_changes += len(effects.tag_changes)
     seconds = time.perf_counter() - started
-    return {"events": len(records), "customers": customers, "seconds": round(seconds, 3),
+    return {"events": len(records), "customers": customers, "scoring": rules.scoring.mode, "seconds": round(seconds, 3),
             "events_per_s": round(len(records) / seconds), "us_per_event": round(seconds / len(records) * 1e6, 1),
             "process_us_per_event": round(process / len(records) * 1e6, 1),
             "encode_us_per_event": round(encode / len(records) * 1e6, 1),
@@ -98,16 +93,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--customers", type=int, default=2_000)
+    parser.add_argument("--scoring", choices=("population", "fixed"),
+                        help="RFM scoring mode [default: the packaged rules']")
     parser.add_argument("--profile", type=int, metavar="N", default=0,
                         help="profile the run and print the N top functions by own time")
     args = parser.parse_args()
     if args.profile:
         profiler = cProfile.Profile()
-        result = profiler.runcall(run, args.events, args.customers)
+        result = profiler.runcall(run, args.events, args.customers, args.scoring)
         pstats.Stats(profiler).sort_stats("tottime").print_stats(args.profile)
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(args.profile)
     else:
-        result = run(args.events, args.customers)
+        result = run(args.events, args.customers, args.scoring)
     print(json.dumps(result))
 
 
