@@ -29,13 +29,19 @@ def register(pulse: Pulse) -> None:
     app = pulse.app
     table = pulse.table("customer-state")
 
+    def restoring() -> bool:
+        # Faust restores the tables from their changelogs between a rebalance and "Worker ready"
+        # (app.rebalancing stays set until then): a table read meanwhile may see a customer's
+        # older record before the tombstone that erased them
+        return bool(app.rebalancing or getattr(app, "in_recovery", False))
+
     @app.page("/health/")
     async def health(web, request):  # type: ignore[no-untyped-def]
         # the customer-events partitions (so the customers) this worker owns right now
         topic = pulse.topic("customer-events").get_topic_name()
         owned = sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic)
         return web.json({"status": "ok", "app_id": pulse.settings.app_id, "partitions": owned,
-                         "rebalancing": bool(app.rebalancing)})
+                         "rebalancing": bool(app.rebalancing), "recovering": restoring()})
 
     @app.page("/counters/")
     async def counters(web, request):  # type: ignore[no-untyped-def]
@@ -128,6 +134,9 @@ def register(pulse: Pulse) -> None:
             reason = "a valid bearer token (PULSE_API_TOKENS) is required" if tokens else \
                 "set PULSE_API_TOKENS on the workers and send one as a bearer token"
             return web.json({"error": f"unauthorized: {reason}"}, status=401, headers={"WWW-Authenticate": "Bearer"})
+        if restoring():
+            return web.json({"error": "this worker's tables are being restored (rebalancing); retry shortly"},
+                            status=503, headers={"Retry-After": "1"})
         holder, here = owner(customer_id), URL(str(app.conf.canonical_url))
         if holder is None:
             return web.json({"error": "no worker holds this customer's partition right now (rebalancing)"},
