@@ -93,12 +93,16 @@ class Soak:
         >>> round(Soak(600, 100, samples=[(0, 100.0), (100, 200.0), (300, 210.0), (600, 220.0)]).change(), 3)
         0.1
         """
-        settled = [mb for at, mb in self.samples if at >= self.seconds / 6]
+        settled = self.settled()
         return settled[-1] / settled[0] - 1 if len(settled) >= 2 else math.nan
+
+    def settled(self) -> list[float]:
+        """The RSS samples after the warm-up (the first sixth of the soak)."""
+        return [mb for at, mb in self.samples if at >= self.seconds / 6]
 
     def lines(self) -> list[str]:
         peak = max((mb for _, mb in self.samples), default=math.nan)
-        settled = [mb for at, mb in self.samples if at >= self.seconds / 6]
+        settled = self.settled()
         first = settled[0] if settled else math.nan
         last = settled[-1] if settled else math.nan
         return [f"  soak {self.seconds:,.0f} s at {self.events_per_s:,.0f} events/s ({self.events:,} events): "
