@@ -5,28 +5,41 @@
   already acknowledged, so the consumer never records their offsets and they are read again.
 - Faust tables choose the RocksDB instance and the changelog partition from the *current
   event*; a batch mixes partitions, so :func:`by_partition` makes an event of each
-  partition current while that partition's records are processed. It sets only the
+  partition current while that partition's records are processed, and :func:`make_current`
+  again while its table writes are stored. Both set only the
   context variable of the agent's own task: ``Stream._set_current_event`` would also move
   ``stream.current_event``, which ``take_events`` reads to collect the *next* batch (that
   lost one event and repeated another per batch).
 - A table write is only queued in Faust's producer buffer; :func:`durable` waits until it
   and every record sent so far are acknowledged by the broker, so a batch is never
   acknowledged before its effects would survive a crash.
+- A batch that fails after it was taken (the broker refused its outputs, or its table
+  writes were not acknowledged) must not be skipped: Faust would restart the agent at the
+  *next* batch, and the failed one's events would come again only after a restart, behind
+  later events of the same customers. :func:`exit_worker` ends the worker instead (exit
+  code :data:`EXIT_BATCH_FAILED`); restarted, it resumes at the failed batch, whose offsets
+  were never committed. aiokafka retries what is worth retrying (a broker restart, a leader
+  change) inside a send, so what reaches here does not go away by itself (a record too large
+  for the topic, a denied write, a deleted topic).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import weakref
 from collections.abc import Awaitable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 from faust.streams import _current_event
 
 DURABLE_TIMEOUT_SECONDS = 60.0
+EXIT_BATCH_FAILED = 70  # EX_SOFTWARE: a supervisor (systemd Restart=on-failure) restarts the worker
+
+log = logging.getLogger(__name__)
 
 
 class NotDurable(RuntimeError):
@@ -39,8 +52,13 @@ def by_partition(events: Sequence[Any]) -> Iterator[tuple[int, list[Any]]]:
     for event in events:
         groups.setdefault(event.message.partition, []).append(event)
     for partition in sorted(groups):
-        _current_event.set(weakref.ref(groups[partition][-1]))
+        make_current(groups[partition][-1])
         yield partition, groups[partition]
+
+
+def make_current(event: Any) -> None:
+    """Make ``event`` the agent task's current event: table writes go to its partition."""
+    _current_event.set(weakref.ref(event))
 
 
 @contextmanager
@@ -75,6 +93,18 @@ async def durable(app: Any, timeout: float = DURABLE_TIMEOUT_SECONDS) -> None:
             continue
     if producer._producer is not None:
         await asyncio.wait_for(producer._producer.flush(), timeout=max(deadline - time.monotonic(), 1.0))
+
+
+def exit_worker(agent: str, exc: BaseException) -> NoReturn:
+    """End the worker process after a failed batch (see module doc), at once: a graceful stop
+    would wait for the events already fetched behind the batch to be processed. What is
+    durable is what a SIGKILL leaves (tests/integration/test_crashes.py): every earlier
+    batch, and nothing committed from this one on."""
+    log.critical("%s: a batch failed after it was processed (%s: %s); the worker exits (code %d) so that "
+                 "it does not go on without it. Its offsets are not committed: restarted, the worker "
+                 "processes it again", agent, type(exc).__name__, exc, EXIT_BATCH_FAILED)
+    logging.shutdown()  # flush the log first
+    os._exit(EXIT_BATCH_FAILED)
 
 
 def _not_buffer_chatter(record: logging.LogRecord) -> bool:

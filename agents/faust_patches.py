@@ -6,7 +6,7 @@ was written against, naming what differs: a silent mismatch would lose records.
 ``pyproject.toml`` pins the same range. What depends on Faust's private parts:
 
 1. ``Recovery.on_recovery_completed`` is replaced (below).
-2. ``faust.streams._current_event``: ``agents/batching.by_partition`` sets it per partition.
+2. ``faust.streams._current_event``: ``agents/batching.by_partition`` and ``make_current`` set it per partition.
 3. ``Producer.buffer`` (``size``, ``should_stop``, ``message_sent``) and ``Producer._producer``
    (the aiokafka producer): ``agents/batching.durable`` waits on them.
 4. ``Message.acked``: ``agents/batching.held`` sets it to keep a failed batch uncommitted.

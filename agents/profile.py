@@ -2,10 +2,19 @@
 forwarded events, sweep ticks, resync requests), hands each partition's records to
 :class:`stream.core.processor.Processor`, and sends the tag changes, alerts, labels, dead letters
 and forwarded events to Kafka, and the batch's Redis writes (profiles, tag changes, alerts)
-to the Redis outbox (``stream/sinks/outbox.py``). A batch is acknowledged only once its table writes and those
-records are acknowledged by the broker (``agents/batching.py``); the Redis sink
-(``agents/sink.py``) applies the outbox, so a crash at any point loses nothing: the outputs
-of a batch whose state is already stored are already in Kafka."""
+to the Redis outbox (``stream/sinks/outbox.py``). The order makes a crash at any point lose
+nothing:
+
+1. the batch is processed without writing the tables (:meth:`Processor.prepare`);
+2. its outputs are sent and acknowledged by the broker;
+3. only then are its table writes stored (state, sweep index, counters; their changelog
+   records) and acknowledged (``agents/batching.py``);
+4. only then is the batch acknowledged, so its offsets can be committed.
+
+A worker that stops before 3 has stored nothing of the batch: its events come again, are
+not duplicates, and raise their tag changes and alerts again (at least once; an alert
+repeats its ``alert_id``). One that stops after 3 has already sent every output. The Redis
+sink (``agents/sink.py``) applies the outbox and commits only what Redis has."""
 
 from __future__ import annotations
 
@@ -14,12 +23,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from agents.batching import by_partition, durable, gather_sends, held
+from agents.batching import by_partition, durable, exit_worker, gather_sends, held, make_current
 from agents.context import Pulse
 from agents.trainer import watch_population
 from schemas import CustomerState, Profile
 from stream.core.owner import owner_partition
-from stream.core.processor import Processor
+from stream.core.processor import Prepared, Processor
 from stream.core.work import Effects, Record, Tables
 from stream.model import ModelParams
 from stream.sinks.outbox import RedisWrites
@@ -98,18 +107,27 @@ def register(pulse: Pulse) -> None:
     async def profile(stream):  # type: ignore[no-untyped-def]
         async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_SECONDS):
             started = time.perf_counter()
-            with held(events):
-                sends: list[Awaitable[Any]] = []
-                for partition, group in by_partition(events):
-                    records = [Record(e.message.partition, e.key, e.value, e.message.topic, e.message.offset)
-                               for e in group]
-                    effects = processor.process(records, tables)
-                    if effects.newest_event_time is not None:  # it is receiving: its sweeps follow its own time
-                        pulse.sweep_clock.saw_events(partition, time.monotonic())
-                    input_ms = int(min(e.message.timestamp for e in group) * 1000)
-                    sends += await send_effects(pulse, effects, partition, processor.profile, input_ms)
-                    sends += await watch_population(pulse, effects, partition)
-                await gather_sends(sends)
-                await durable(pulse.app)
+            try:
+                with held(events):
+                    sends: list[Awaitable[Any]] = []
+                    prepared: list[tuple[Any, Prepared]] = []
+                    for partition, group in by_partition(events):
+                        records = [Record(e.message.partition, e.key, e.value, e.message.topic, e.message.offset)
+                                   for e in group]
+                        batch = processor.prepare(records, tables)
+                        prepared.append((group[-1], batch))
+                        effects = batch.effects
+                        if effects.newest_event_time is not None:  # it is receiving: its sweeps follow its own time
+                            pulse.sweep_clock.saw_events(partition, time.monotonic())
+                        input_ms = int(min(e.message.timestamp for e in group) * 1000)
+                        sends += await send_effects(pulse, effects, partition, processor.profile, input_ms)
+                        sends += await watch_population(pulse, effects, partition)
+                    await gather_sends(sends)  # the outputs are durable before the state that made them
+                    for last_event, batch in prepared:
+                        make_current(last_event)
+                        batch.store()
+                    await durable(pulse.app)
+            except Exception as exc:  # noqa: BLE001 - not skipped: the worker stops (agents/batching.py)
+                exit_worker("profile", exc)
             pulse.metrics.batch_seconds.observe(time.perf_counter() - started)
             pulse.metrics.batch_records.observe(len(events))

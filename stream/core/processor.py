@@ -1,8 +1,9 @@
 """The per-event and per-tick logic of a worker, as a plain class: a batch of records in, the
 effects out (tables updated through :class:`stream.core.work.Work`, and the records to publish).
 No Faust, Kafka or Redis here: the agent in ``agents/profile.py`` takes batches from the
-stream, calls :meth:`Processor.process`, sends the outputs, and only then lets the batch's
-offsets be committed. Unit tests drive it directly with dicts as tables."""
+stream, calls :meth:`Processor.prepare`, sends the outputs, stores the batch's table writes
+once the broker has the outputs, and only then lets the batch's offsets be committed. Unit
+tests drive it directly with dicts as tables (:meth:`Processor.process` prepares and stores)."""
 
 from __future__ import annotations
 
@@ -59,6 +60,18 @@ from stream.core.work import Effects, Record, Tables, Work
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A processed batch: its outputs, and its table writes not yet stored."""
+
+    effects: Effects
+    work: Work
+
+    def store(self) -> None:
+        """Write the batch's state, index, counters and markers to the tables, each key once."""
+        self.work.flush()
+
+
 class ScoringBook(Protocol):
     """The population-relative scoring book (``agents/population_sync.py``)."""
 
@@ -101,6 +114,15 @@ class Processor(Stitching):
 
     def process(self, records: Sequence[Record], tables: Tables) -> Effects:
         """Apply a batch in order and store its table writes; return what to publish."""
+        prepared = self.prepare(records, tables)
+        prepared.store()
+        return prepared.effects
+
+    def prepare(self, records: Sequence[Record], tables: Tables) -> Prepared:
+        """Apply a batch in order without writing the tables: what to publish, and the table
+        writes, stored by :meth:`Prepared.store`. Store them only once the outputs are durable:
+        a batch whose outputs were lost is then processed again (not seen as duplicates) and
+        raises its tag changes and alerts again."""
         work, effects = Work(tables), Effects()
         if self.population is not None:
             for partition in sorted({record.partition for record in records}):
@@ -129,8 +151,7 @@ class Processor(Stitching):
                 work.count("profile.failed", record.partition)
                 self._dead_letter(record, Rejection("processing_error", f"{type(exc).__name__}: {exc}"[:2000]),
                                   effects)
-        work.flush()
-        return effects
+        return Prepared(effects, work)
 
     def _cross_sell(self, event: Purchase, state: CustomerState, partition: int, work: Work) -> CustomerState:
         """A purchase's cross-sell counts, into the partition's counters and the population book."""

@@ -1,6 +1,8 @@
 """A batch's records in (:class:`Record`), its effects out (:class:`Effects`), and its view of
 the processor's tables (:class:`Work`): each customer's state is decoded once, every write is
-kept here, and :meth:`Work.flush` stores each changed key once.
+kept here, and :meth:`Work.flush` stores each changed key once. Nothing reaches the tables
+before :meth:`Work.flush`, so the agent can make a batch's outputs durable before the state
+that produced them (see ``agents/profile.py``).
 
 Counters are aggregated per batch (one table write per counter and batch, not per event),
 event-time maxima likewise; the sweep index is read through the batch's own writes.
@@ -149,6 +151,7 @@ class Work:
     maxima: dict[str, int | None] = field(default_factory=dict)
     identities: dict[str, Identity | None] = field(default_factory=dict)  # read or written; None: none
     identities_changed: set[str] = field(default_factory=set)
+    suppressions: dict[str, bytes | None] = field(default_factory=dict)  # by digest; None: lifted
     index: IndexView = field(init=False)
 
     def __post_init__(self) -> None:
@@ -192,14 +195,15 @@ class Work:
         self.deleted.add(customer_id)
 
     def suppression(self, customer_id: str) -> Suppression | None:
-        stored = self.tables.erasures.get(subject_digest(customer_id))
+        digest = subject_digest(customer_id)
+        stored = self.suppressions[digest] if digest in self.suppressions else self.tables.erasures.get(digest)
         return Suppression.from_bytes(stored) if stored else None
 
     def suppress(self, customer_id: str, suppression: Suppression) -> None:
-        self.tables.erasures[subject_digest(customer_id)] = suppression.to_bytes()
+        self.suppressions[subject_digest(customer_id)] = suppression.to_bytes()
 
     def lift_suppression(self, customer_id: str) -> None:
-        self.tables.erasures.pop(subject_digest(customer_id), None)
+        self.suppressions[subject_digest(customer_id)] = None
 
     def count(self, name: str, partition: int, by: int = 1) -> None:
         key = counter_key(name, partition)
@@ -228,6 +232,12 @@ class Work:
             elif anonymous_id in self.tables.identities:
                 del self.tables.identities[anonymous_id]
         self.identities_changed.clear()
+        for digest, marker in self.suppressions.items():
+            if marker is not None:
+                self.tables.erasures[digest] = marker
+            else:
+                self.tables.erasures.pop(digest, None)
+        self.suppressions.clear()
         self.index.flush()
         for key, newest in self.maxima.items():
             if newest is not None and self.tables.maxima.get(key) != (encoded := str(newest).encode()):

@@ -1,10 +1,12 @@
 """Crashes mid-stream end with exactly the batch result, in the table and in Redis: a worker
 killed with SIGKILL twice and restarted, and the Kafka broker stopped and started again
-under a running worker."""
+under a running worker. An output topic that refuses a batch's records loses none of its
+alerts: the batch's state is not stored, so a restarted worker raises them again."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import socket
 import time
@@ -17,15 +19,19 @@ import pytest
 import redis
 from aiokafka.errors import KafkaError
 
+from agents.batching import EXIT_BATCH_FAILED
 from stream.core.batch import batch_raw_rfm
 from stream.infra import process
 from stream.infra.kafka import start_kafka
+from stream.infra.process import tail
+from stream.infra.topics import ensure_topics
 from stream.infra.worker import WorkerProcess, worker_env
+from stream.io.access import read_keyed
 from stream.io.connect import KafkaAccess
 from stream.io.produce import event_records, produce
 from stream.io.sample import sample_events
 from stream.sinks.redis import customer_key
-from tests.integration.conftest import Isolated, events_in_redis, wait_for
+from tests.integration.conftest import Isolated, caught_up, events_in_redis, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -126,3 +132,60 @@ def test_broker_stopped_mid_stream_then_started_equals_batch(isolated: Isolated,
     finally:
         worker.stop()
         process.stop(kafka_dir, "kafka")
+
+
+async def _set_topic_config(kafka: KafkaAccess, topic: str, name: str, value: str | None) -> None:
+    """Set (or, with None, remove) a topic-level config override."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(**kafka.options())
+    await admin.start()
+    try:
+        # the (non-incremental) AlterConfigs replaces the topic's overrides: {} removes them all
+        configs = {name: value} if value is not None else {}
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs=configs)])
+    finally:
+        await admin.close()
+
+
+async def _alert_ids_on(kafka: KafkaAccess, topic: str) -> list[str]:
+    return [json.loads(value)["alert_id"] for value in await read_keyed(kafka, topic, None)]
+
+
+def test_alerts_refused_by_the_broker_are_raised_again_after_a_restart(isolated: Isolated) -> None:
+    """The alerts topic refuses every record (its ``max.message.bytes`` is too small) while the
+    Redis outbox accepts the same batch's writes: the batch fails and its state is not stored.
+    The worker stops rather than go on without that batch. Once the topic accepts records again,
+    a restarted worker processes those events again, and every alert that reached Redis (through
+    the outbox, which accepted the failed batch's writes) is on the alerts topic too, by the same
+    ``alert_id``. (Before the outputs were sent first, the state was stored anyway and the
+    redelivered events raised nothing.)"""
+    settings = isolated.settings
+    events = sample_events(20, 400, seed=2, prefix=f"a{isolated.tag}")
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    log = isolated.data_dir / "worker.log"
+    alerts_topic = settings.topic("alerts")
+    asyncio.run(ensure_topics(settings))
+    asyncio.run(_set_topic_config(settings.kafka, alerts_topic, "max.message.bytes", "64"))
+    asyncio.run(produce(settings.kafka, settings.topic("events"), event_records(events)))
+
+    worker = WorkerProcess(worker_env(isolated.env), log, settings.web_port).start()
+    try:  # the worker does not go on without the batch: it stops, saying why
+        assert worker.proc is not None and worker.proc.wait(120) == EXIT_BATCH_FAILED, tail(log, 60)
+        assert "MessageSizeTooLargeError" in log.read_text()
+        assert not asyncio.run(_alert_ids_on(settings.kafka, alerts_topic))
+    finally:
+        worker.stop()
+    asyncio.run(_set_topic_config(settings.kafka, alerts_topic, "max.message.bytes", None))
+
+    worker = WorkerProcess(worker_env(isolated.env), log, settings.web_port).start()
+    try:
+        caught_up(settings, timeout=180)
+        in_redis = {fields["alert_id"] for _, fields in client.xrange("pulse:alerts")}
+        on_topic = asyncio.run(_alert_ids_on(settings.kafka, alerts_topic))
+        assert in_redis, "the sample raises alerts"
+        assert in_redis <= set(on_topic), sorted(in_redis - set(on_topic))[:10]
+        _assert_equals_batch(worker, client, events)
+    finally:
+        worker.stop()

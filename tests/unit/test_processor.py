@@ -14,6 +14,7 @@ from schemas.deadletter import DeadLetter
 from stream.core.batch import batch_raw_rfm
 from stream.core.churn import ChurnConfig
 from stream.core.dedup import DedupPolicy
+from stream.core.erasure import ERASE_KEY, ErasureRequest
 from stream.core.processor import Processor
 from stream.core.rules import load_rules
 from stream.core.sweep import TICK_KEY
@@ -177,3 +178,47 @@ def test_a_redelivered_batch_publishes_its_profiles_again() -> None:
             first.profiles[customer_id].events, first.profiles[customer_id].orders,
             first.profiles[customer_id].monetary_cents)
     assert not again.tag_changes and not again.alerts  # nothing new happened
+
+
+def _snapshot(tables: Tables) -> dict[str, dict[str, bytes]]:
+    return {name: dict(getattr(tables, name)) for name in
+            ("state", "counters", "maxima", "index", "erasures", "identities")}
+
+
+def test_a_prepared_batch_writes_no_table_until_it_is_stored() -> None:
+    """The agent stores a batch's table writes only after its outputs are acknowledged; until
+    then the tables (state, counters, maxima, sweep index, suppression markers) are untouched."""
+    events = sample_events(20, 400, seed=1, prefix="s")
+    tables, processor = _tables(), _processor()
+    processor.process(_records(events[:200]), tables)
+    before = _snapshot(tables)
+    erased = events[0]["customer_id"]
+    records = [*_records(events[200:]), Record(0, ERASE_KEY, ErasureRequest("r1", erased, FIXED_NOW).to_bytes(),
+                                               "t", 999)]
+
+    prepared = processor.prepare(records, tables)
+    assert _snapshot(tables) == before
+    assert prepared.effects.erasures and prepared.effects.tag_changes
+
+    prepared.store()
+    after = _snapshot(tables)
+    stored_at_once = _tables()
+    _processor().process(_records(events[:200]), stored_at_once)
+    _processor().process(records, stored_at_once)
+    assert after == _snapshot(stored_at_once)
+    assert erased not in after["state"] and after["erasures"]  # the erasure's marker, stored with the rest
+
+
+def test_a_batch_whose_outputs_were_lost_before_its_state_was_stored_raises_them_again() -> None:
+    """The worker stopped after sending some of a batch's outputs but before storing its state:
+    the redelivered records are not duplicates, and every tag change and alert comes again,
+    alerts with the same ``alert_id`` (so a consumer can recognise the repeat)."""
+    events = sample_events(20, 400, seed=2, prefix="l")
+    tables = _tables()
+    lost = _processor().prepare(_records(events), tables)  # never stored
+    again = _processor().process(_records(events), tables)
+
+    assert lost.effects.alerts, "the sample raises inactivity alerts"
+    assert [a.alert_id for a in again.alerts] == [a.alert_id for a in lost.effects.alerts]
+    assert again.tag_changes == lost.effects.tag_changes
+    assert again.profiles == lost.effects.profiles
