@@ -13,8 +13,9 @@ nothing:
 
 A worker that stops before 3 has stored nothing of the batch: its events come again, are
 not duplicates, and raise their tag changes and alerts again (at least once; an alert
-repeats its ``alert_id``). One that stops after 3 has already sent every output. The Redis
-sink (``agents/sink.py``) applies the outbox and commits only what Redis has."""
+repeats its ``alert_id`` unless a time-driven change falls differently on the redo). One
+that stops after 3 has already sent every output. The Redis sink (``agents/sink.py``)
+applies the outbox and commits only what Redis has."""
 
 from __future__ import annotations
 

@@ -17,10 +17,12 @@ from pathlib import Path
 
 import pytest
 import redis
+import yaml
 from aiokafka.errors import KafkaError
 
 from agents.batching import EXIT_BATCH_FAILED
 from stream.core.batch import batch_raw_rfm
+from stream.core.rules import load_rules
 from stream.infra import process
 from stream.infra.kafka import start_kafka
 from stream.infra.process import tail
@@ -160,8 +162,17 @@ def test_alerts_refused_by_the_broker_are_raised_again_after_a_restart(isolated:
     a restarted worker processes those events again, and every alert that reached Redis (through
     the outbox, which accepted the failed batch's writes) is on the alerts topic too, by the same
     ``alert_id``. (Before the outputs were sent first, the state was stored anyway and the
-    redelivered events raised nothing.)"""
+    redelivered events raised nothing.)
+
+    The ids are the same because the redo sees the same inputs: fixed RFM thresholds (no
+    population rescoring) and no sweep tick or purchase-model fit during the test; a time-driven
+    change that falls between the two runs differently would give an alert a later version."""
     settings = isolated.settings
+    rules_file = isolated.data_dir / "fixed-rules.yaml"
+    rules_file.parent.mkdir(parents=True, exist_ok=True)
+    rules_file.write_text(yaml.safe_dump(load_rules().with_scoring_mode("fixed").model_dump(mode="json")))
+    env = worker_env({**isolated.env, "PULSE_RULES_FILE": str(rules_file), "PULSE_SWEEP_SECONDS": "3600",
+                      "PULSE_PURCHASE_FIT_SECONDS": "3600"})
     events = sample_events(20, 400, seed=2, prefix=f"a{isolated.tag}")
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     log = isolated.data_dir / "worker.log"
@@ -170,7 +181,7 @@ def test_alerts_refused_by_the_broker_are_raised_again_after_a_restart(isolated:
     asyncio.run(_set_topic_config(settings.kafka, alerts_topic, "max.message.bytes", "64"))
     asyncio.run(produce(settings.kafka, settings.topic("events"), event_records(events)))
 
-    worker = WorkerProcess(worker_env(isolated.env), log, settings.web_port).start()
+    worker = WorkerProcess(env, log, settings.web_port).start()
     try:  # the worker does not go on without the batch: it stops, saying why
         assert worker.proc is not None and worker.proc.wait(120) == EXIT_BATCH_FAILED, tail(log, 60)
         assert "MessageSizeTooLargeError" in log.read_text()
@@ -179,7 +190,7 @@ def test_alerts_refused_by_the_broker_are_raised_again_after_a_restart(isolated:
         worker.stop()
     asyncio.run(_set_topic_config(settings.kafka, alerts_topic, "max.message.bytes", None))
 
-    worker = WorkerProcess(worker_env(isolated.env), log, settings.web_port).start()
+    worker = WorkerProcess(env, log, settings.web_port).start()
     try:
         caught_up(settings, timeout=180)
         in_redis = {fields["alert_id"] for _, fields in client.xrange("pulse:alerts")}
