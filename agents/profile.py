@@ -32,8 +32,7 @@ from stream.core.owner import owner_partition
 from stream.core.processor import Prepared, Processor
 from stream.core.work import Effects, Record, Tables
 from stream.model import ModelParams
-from stream.sinks.outbox import RedisWrites
-from stream.sinks.redis import encode_alert, encode_profile, encode_tag_change
+from stream.sinks.outputs import batch_outputs
 
 log = logging.getLogger(__name__)
 
@@ -62,39 +61,15 @@ def build_processor(pulse: Pulse) -> Processor:
 async def send_effects(pulse: Pulse, effects: Effects, partition: int,
                        profile: Callable[[CustomerState], Profile], input_ms: int | None = None
                        ) -> list[Awaitable[Any]]:
-    """Queue every output record of one partition's batch; the caller awaits the returned
-    acknowledgements. (Straight to the producer: Faust's ``Topic.send`` costs several times
-    more per record, and these topics are declared at start-up.)
-
-    The Redis writes go to the outbox, a few hundred per record, in the batch's partition;
-    tag changes and alerts also go, one record each, to their public topics."""
+    """Queue every output record of one partition's batch (``stream/sinks/outputs.py``); the
+    caller awaits the returned acknowledgements. (Straight to the producer: Faust's
+    ``Topic.send`` costs several times more per record, and these topics are declared at
+    start-up.)"""
     producer, topic = pulse.app.producer, pulse.settings.topic
-
-    async def send(name: str, key: bytes | None, value: bytes, to: int | None = None) -> Awaitable[Any]:
-        return await producer.send(topic(name), key, value, to, None, None)
-
-    sends = []
-    writes = RedisWrites(profiles=[encode_profile(profile(state)) for state in effects.profiles.values()],
-                         tag_changes=[encode_tag_change(change) for change in effects.tag_changes],
-                         erasures=[erasure.to_json() for erasure in effects.erasures], input_ms=input_ms)
-    for change in effects.tag_changes:
-        sends.append(await send("tag-changes", change.customer_id.encode(), change.model_dump_json().encode()))
     for alert in effects.alerts:
         pulse.metrics.alerts.labels(alert.kind).inc()
-        alert_json = alert.model_dump_json()
-        writes.alerts.append(encode_alert(alert, alert_json))
-        sends.append(await send("alerts", alert.customer_id.encode(), alert_json.encode()))
-    for record in writes.to_records():
-        sends.append(await send("redis-outbox", None, record, partition))
-    for label in effects.labels:  # one partition: the single trainer reads them in order
-        sends.append(await send("churn-labels", label.customer_id.encode(), label.model_dump_json().encode(), 0))
-    for outcome in effects.outcomes:
-        sends.append(await send("alert-outcomes", outcome.customer_id.encode(), outcome.model_dump_json().encode()))
-    for key, letter in effects.dead_letters:
-        sends.append(await send("events.dlq", key, letter))
-    for owner, key, value in effects.forwards:  # in order: an alias's merge before its later events
-        sends.append(await send("customer-events", key, value, owner_partition(owner, pulse.settings.partitions)))
-    return sends
+    return [await producer.send(topic(output.topic), output.key, output.value, output.partition, None, None)
+            for output in batch_outputs(effects, profile, partition, pulse.settings.partitions, input_ms)]
 
 
 def register(pulse: Pulse) -> None:

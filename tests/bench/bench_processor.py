@@ -1,5 +1,5 @@
 """The worker's domain work alone: :class:`stream.core.processor.Processor` over dicts as tables,
-plus the encoding of its outputs (outbox, tag-change, alert records), with no Kafka, Faust or
+plus the encoding of its output records (``stream/sinks/outputs.py``), with no Kafka, Faust or
 Redis. The same sample stream and configuration as ``pulse bench`` (population scoring, 4
 partitions, raw events validated by the processor), so the figure is the ceiling the domain
 logic puts on one worker.
@@ -27,8 +27,7 @@ from stream.core.rules import load_rules
 from stream.core.work import Effects, Record, Tables
 from stream.io.produce import event_records
 from stream.settings import Settings
-from stream.sinks.outbox import RedisWrites
-from stream.sinks.redis import encode_alert, encode_profile, encode_tag_change
+from stream.sinks.outputs import batch_outputs
 
 PARTITIONS = 4
 BATCH = 1000
@@ -44,17 +43,9 @@ def _records(events: int, customers: int) -> list[Record]:
     return records
 
 
-def _encode(processor: Processor, effects: Effects) -> int:
-    """What the agent encodes per batch (``agents/profile.py`` ``send_effects``): bytes out."""
-    writes = RedisWrites(profiles=[encode_profile(processor.profile(state)) for state in effects.profiles.values()],
-                         tag_changes=[encode_tag_change(change) for change in effects.tag_changes])
-    size = sum(len(change.model_dump_json()) for change in effects.tag_changes)
-    for alert in effects.alerts:
-        alert_json = alert.model_dump_json()
-        writes.alerts.append(encode_alert(alert, alert_json))
-        size += len(alert_json)
-    size += sum(len(label.model_dump_json()) for label in effects.labels)
-    return size + sum(len(record) for record in writes.to_records())
+def _encode(processor: Processor, effects: Effects, partition: int) -> int:
+    """What the agent encodes per batch (``stream/sinks/outputs.py``): bytes out."""
+    return sum(len(output.value) for output in batch_outputs(effects, processor.profile, partition, PARTITIONS))
 
 
 def run(events: int, customers: int, scoring: str | None = None) -> dict[str, Any]:
@@ -76,7 +67,7 @@ def run(events: int, customers: int, scoring: str | None = None) -> dict[str, An
             t0 = time.perf_counter()
             effects = processor.process([r for r in batch if r.partition == partition], tables)
             t1 = time.perf_counter()
-            out += _encode(processor, effects)
+            out += _encode(processor, effects, partition)
             encode += time.perf_counter() - t1
             process += t1 - t0
             tag_changes += len(effects.tag_changes)
