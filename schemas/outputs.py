@@ -39,8 +39,11 @@ class TagChange(BaseModel):
     new: str | None
     reason: str
     event_time: AwareDatetime
-    version: int
+    version: int  # the state revision it came with
     rules_version: str
+    # The events applied to the state then (``Profile.event_version``): the tag stream adds a
+    # customer's changes in (event_version, version, tag) order, each once.
+    event_version: int = 0
 
 
 class Contribution(BaseModel):

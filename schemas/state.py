@@ -114,8 +114,12 @@ class Profile(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     customer_id: str
-    version: int  # the state revision: writes with a version not newer than Redis's are ignored
+    version: int  # the state revision (every change of the profile, events and time-driven ones)
     events: int
+    # The events applied to the state (its ``version``): never decreases, and a redo after a lost
+    # batch reaches the same count. Writes are ordered by (event_version, version): an older or
+    # equal pair than Redis's is ignored.
+    event_version: int = 0
     orders: int
     purchase_days: int | None = None  # distinct days with a purchase
     monetary: str

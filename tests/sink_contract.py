@@ -13,9 +13,9 @@ from stream.sinks import ProfileSink
 
 
 def make_profile(customer_id: str, version: int, orders: int, monetary: str = "1.00",
-                 segment: str | None = None) -> Profile:
+                 segment: str | None = None, event_version: int | None = None) -> Profile:
     return Profile(
-        segment=segment,
+        segment=segment, event_version=version if event_version is None else event_version,
         customer_id=customer_id, version=version, events=version, orders=orders, monetary=monetary,
         first_purchase_at=datetime(2024, 1, 1, tzinfo=UTC),
         last_purchase_at=datetime(2024, 1, version, tzinfo=UTC),
@@ -64,6 +64,20 @@ class SinkContract:
         assert await sink.write_profiles([make_profile(cid, 3, 3)]) == 0
         row = await sink.read_profile(cid)
         assert row is not None and (row["orders"], row["version"]) == ("5", "5")
+
+    async def test_more_events_applied_replace_a_higher_revision_of_a_lost_batch(self, sink: ProfileSink) -> None:
+        # A worker sent a batch's profiles and stopped before storing its state; the redo of the
+        # batch had fewer time-driven changes (ticks and population rescores fall at other times),
+        # so its revisions are lower. The profile that applied more events is the newer one.
+        cid = self.cid()
+        await sink.write_profiles([make_profile(cid, 9, 2, event_version=4)])  # 4 events and 5 sweeps, lost
+        assert await sink.write_profiles([make_profile(cid, 6, 2, event_version=4)]) == 0  # redone up to there
+        assert await sink.write_profiles([make_profile(cid, 7, 3, "3.00", event_version=5)]) == 1  # and beyond
+        row = await sink.read_profile(cid)
+        assert row is not None and (row["orders"], row["version"], row["event_version"]) == ("3", "7", "5")
+        # within one history a time-driven change (same events, next revision) still replaces
+        assert await sink.write_profiles([make_profile(cid, 8, 3, "3.00", event_version=5)]) == 1
+        assert await sink.write_profiles([make_profile(cid, 12, 2, event_version=4)]) == 0  # fewer events: older
 
     async def test_newer_version_replaces(self, sink: ProfileSink) -> None:
         cid = self.cid()
@@ -126,6 +140,24 @@ class SinkContract:
         assert await sink.write_tag_changes([change("segment", 6), change("lifecycle", 6)]) == 2
         mine = [(c["tag"], c["version"]) for c in await sink.tag_changes() if c["customer_id"] == cid]
         assert mine == [("segment", "5"), ("rfm", "5"), ("segment", "6"), ("lifecycle", "6")]
+
+    async def test_tag_changes_with_more_events_applied_follow_a_higher_revision_of_a_lost_batch(
+            self, sink: ProfileSink) -> None:
+        # as with profiles: the redo of a lost batch can reach lower revisions than the lost writes
+        cid = self.cid()
+
+        def change(tag: str, version: int, event_version: int) -> TagChange:
+            return TagChange(change_id=f"{cid}:{tag}:{version}", customer_id=cid, tag=tag, old=None, new="x",
+                             reason="event:purchase", event_time=datetime(2024, 3, 1, tzinfo=UTC), version=version,
+                             rules_version="r1", event_version=event_version)
+
+        assert await sink.write_tag_changes([change("segment", 9, 4)]) == 1  # lost: 4 events and 5 sweeps
+        assert await sink.write_tag_changes([change("segment", 6, 4), change("segment", 7, 5),
+                                             change("rfm", 7, 5)]) == 2  # the redo, and beyond
+        assert await sink.write_tag_changes([change("rfm", 7, 5), change("lifecycle", 12, 4)]) == 0
+        mine = [(c["tag"], c["version"], c["event_version"]) for c in await sink.tag_changes()
+                if c["customer_id"] == cid]
+        assert mine == [("segment", "9", "4"), ("segment", "7", "5"), ("rfm", "7", "5")]
 
     async def test_alerts_are_appended_once_with_their_explanation(self, sink: ProfileSink) -> None:
         cid = self.cid()

@@ -260,6 +260,7 @@ def to_profile(state: CustomerState, computed_at: datetime, churn: ChurnConfig =
         purchase_days=state.purchase_days or None,
         customer_id=state.customer_id,
         version=state.revision,
+        event_version=state.version,
         events=state.events,
         orders=state.orders,
         monetary=format_cents(state.monetary_cents),

@@ -285,7 +285,7 @@ class Processor(Stitching):
         now = max((t for t in (new_state.last_event_at, state.tags.as_of) if t is not None), default=at)
         tags = compute_tags(new_state, now, self.rules, self._cuts(partition))
         changes = tag_changes(new_state.customer_id, state.tags, tags, reason=reason, event_time=at,
-                              version=new_state.revision)
+                              version=new_state.revision, event_version=new_state.version)
         scorer = self.scorer()
         purchase = self._purchase()
         assessed = assess(state, new_state.model_copy(update={"tags": tags}), now, self.churn, scorer, purchase)
@@ -382,7 +382,7 @@ class Processor(Stitching):
         while boundary is not None and boundary <= due:
             new_tags = compute_tags(current, boundary, self.rules, self._cuts(partition))
             changes += tag_changes(current.customer_id, current.tags, new_tags, reason="time", event_time=boundary,
-                                   version=current.revision + 1)
+                                   version=current.revision + 1, event_version=current.version)
             stepped = current.model_copy(update={"tags": new_tags, "revision": current.revision + 1})
             assessed = assess(current, stepped, boundary, self.churn, scorer, purchase)
             alerts += assessed.alerts
@@ -420,7 +420,7 @@ class Processor(Stitching):
                 continue
             revision = state.revision + 1
             changes = tag_changes(customer_id, state.tags, tags, reason="population", event_time=as_of,
-                                  version=revision)
+                                  version=revision, event_version=state.version)
             moved_state = state.model_copy(update={"tags": tags, "revision": revision})
             assessed = assess(state, moved_state, as_of, self.churn, scorer, self._purchase())
             work.put(assessed.state)

@@ -90,19 +90,20 @@ def next_boundary(state: CustomerState, now: datetime, rules: Rules,
 
 
 def tag_changes(customer_id: str, old: CustomerTags, new: CustomerTags, *, reason: str,
-                event_time: datetime, version: int) -> list[TagChange]:
-    """The changed tags, each with a deterministic id (customer, tag, state version).
+                event_time: datetime, version: int, event_version: int) -> list[TagChange]:
+    """The changed tags, each with a deterministic id (customer, tag, state revision ``version``);
+    ``event_version``: the events the state has applied.
 
     >>> from datetime import UTC
     >>> t = datetime(2024, 1, 1, tzinfo=UTC)
     >>> [c.tag for c in tag_changes("c", CustomerTags(), CustomerTags(lifecycle="new", segment="Promising"),
-    ...                               reason="event:purchase", event_time=t, version=3)]
+    ...                               reason="event:purchase", event_time=t, version=3, event_version=2)]
     ['segment', 'lifecycle']
     """
     before, after = old.tag_values(), new.tag_values()
     return [
         TagChange(change_id=f"{customer_id}:{tag}:{version}", customer_id=customer_id, tag=tag,
                   old=before[tag], new=after[tag], reason=reason, event_time=event_time,
-                  version=version, rules_version=new.rules_version)
+                  version=version, rules_version=new.rules_version, event_version=event_version)
         for tag in after if before[tag] != after[tag]
     ]

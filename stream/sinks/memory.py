@@ -15,7 +15,7 @@ class MemorySink:
         self.hashes: dict[str, dict[str, str]] = {}
         self.segments: dict[str, set[str]] = {}
         self.stream: list[dict[str, str]] = []
-        self._tags_applied: dict[str, int] = {}
+        self._tags_applied: dict[str, tuple[int, int]] = {}
         self.alert_stream: list[dict[str, str]] = []
         self._seen_alerts: set[str] = set()
 
@@ -23,7 +23,7 @@ class MemorySink:
         written = 0
         for profile in profiles:
             current = self.hashes.get(profile.customer_id)
-            if current is not None and int(current["version"]) >= profile.version:
+            if current is not None and not _newer(profile, current):
                 continue
             old_segment = (current or {}).get("segment")
             kept = {name: value for name, value in (current or {}).items() if name not in cleared_fields(profile)}
@@ -39,8 +39,8 @@ class MemorySink:
     async def write_tag_changes(self, changes: Sequence[TagChange]) -> int:
         written = 0
         for change in changes:
-            order = tag_order(change)
-            if order <= self._tags_applied.get(change.customer_id, -1):
+            order = (change.event_version, tag_order(change))
+            if order <= self._tags_applied.get(change.customer_id, (-1, -1)):
                 continue  # at or before the newest change added for the customer: a redelivery
             self._tags_applied[change.customer_id] = order
             self.stream.append(stream_fields(change))
@@ -69,3 +69,11 @@ class MemorySink:
 
     async def alerts(self) -> list[dict[str, str]]:
         return list(self.alert_stream)
+
+
+def _newer(profile: Profile, current: dict[str, str]) -> bool:
+    """Whether a profile is newer than the stored hash: by (event version, version), as the Redis
+    sink's script orders them (by version alone against a hash without an event version)."""
+    if "event_version" not in current:
+        return int(current["version"]) < profile.version
+    return (int(current["event_version"]), int(current["version"])) < (profile.event_version, profile.version)

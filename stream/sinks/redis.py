@@ -1,10 +1,14 @@
 """The Redis projection, written in pipelined batches, idempotently:
 
-- ``pulse:cust:{customer_id}`` hashes, versioned (an older or equal version is ignored), with
+- ``pulse:cust:{customer_id}`` hashes, versioned by (``event_version``, ``version``): the events
+  applied, then the revision; an older or equal pair is ignored. (Not the revision alone: a
+  batch whose profiles were written but whose state was lost in a crash is redone with its
+  time-driven changes falling elsewhere, so its revisions can be lower.) With
   ``written_at``: the server's clock (epoch milliseconds) when this version was written;
 - ``pulse:seg:{segment}`` sets, moved in the same script as the hash, so they agree with it;
 - ``pulse:tags``, a capped stream of tag changes, each added once: ``pulse:tags:applied``
-  holds, per customer, the newest (version, tag) added, and a change at or before it is a
+  holds, per customer, the newest (event version, version x 16 + tag rank) added, as
+  ``"{event_version}:{order}"``, and a change at or before it is a
   redelivery (a customer's changes reach the sink in order: one outbox partition, one
   consumer), so the guard is one hash field per customer, not one key per change;
 - ``pulse:alerts``, a capped stream of churn-warning alerts, each added once (by its alert
@@ -35,9 +39,10 @@ SEEN_CHANGE_TTL_SECONDS = 7 * 86_400
 
 CHUNK = 500  # records per script call: one round trip each, and Redis is never blocked for long
 
-# KEYS[1] the key prefix; ARGV: one JSON object per profile: id (customer), v (version),
-# s (segment, '' if none), f (field/value pairs), d (fields to delete: cleared ones). An older or
-# equal version is skipped.
+# KEYS[1] the key prefix; ARGV: one JSON object per profile: id (customer), a (event version),
+# v (version), s (segment, '' if none), f (field/value pairs), d (fields to delete: cleared ones).
+# An older or equal (event version, version) is skipped (a hash without an event version, written
+# by an older release, by its version alone).
 _PROFILES = """
 local prefix, written = KEYS[1], 0
 local now = redis.call('TIME')
@@ -45,8 +50,17 @@ local at = now[1] * 1000 + math.floor(now[2] / 1000)
 for i = 1, #ARGV do
   local p = cjson.decode(ARGV[i])
   local key = prefix .. 'cust:' .. p.id
-  local current = redis.call('HMGET', key, 'version', 'segment')
-  if not current[1] or tonumber(current[1]) < p.v then
+  local current = redis.call('HMGET', key, 'version', 'segment', 'event_version')
+  local newer = not current[1]
+  if not newer then
+    local version, applied = tonumber(current[1]), tonumber(current[3])
+    if applied then
+      newer = applied < p.a or (applied == p.a and version < p.v)
+    else
+      newer = version < p.v
+    end
+  end
+  if newer then
     redis.call('HSET', key, 'written_at', at, unpack(p.f))
     if p.d and #p.d > 0 then redis.call('HDEL', key, unpack(p.d)) end
     if current[2] and current[2] ~= p.s then redis.call('SREM', prefix .. 'seg:' .. current[2], p.id) end
@@ -58,16 +72,27 @@ return written
 """
 
 # KEYS[1] the key prefix; ARGV[1] stream maxlen; ARGV[2..] one JSON object per tag change:
-# c (customer), n (its order: version x 16 + the tag's rank), f (stream fields).
+# c (customer), a (event version), n (its order: version x 16 + the tag's rank), f (stream fields).
+# A change at or before the customer's newest (a, n) added is skipped (an entry without an event
+# version, added by an older release, is compared by n alone).
 _TAGS = """
 local prefix, written = KEYS[1], 0
 local applied = prefix .. 'tags:applied'
 for i = 2, #ARGV do
   local r = cjson.decode(ARGV[i])
-  local newest = tonumber(redis.call('HGET', applied, r.c) or '-1')
-  if r.n > newest then
+  local newest, newer = redis.call('HGET', applied, r.c), true
+  if newest then
+    local sep = string.find(newest, ':', 1, true)
+    if sep then
+      local a, n = tonumber(string.sub(newest, 1, sep - 1)), tonumber(string.sub(newest, sep + 1))
+      newer = a < r.a or (a == r.a and n < r.n)
+    else
+      newer = tonumber(newest) < r.n
+    end
+  end
+  if newer then
     redis.call('XADD', prefix .. 'tags', 'MAXLEN', '~', ARGV[1], '*', unpack(r.f))
-    redis.call('HSET', applied, r.c, r.n)
+    redis.call('HSET', applied, r.c, string.format('%d:%d', r.a, r.n))
     written = written + 1
   end
 end
@@ -100,14 +125,17 @@ def _chunks(items: list[str]) -> list[list[str]]:
 
 
 def encode_profile(profile: Profile) -> str:
-    """A profile as the hash script's argument: id, version, segment, the hash fields and the cleared ones."""
-    return json.dumps({"id": profile.customer_id, "v": profile.version, "s": profile.segment or "",
+    """A profile as the hash script's argument: id, event version, version, segment, the hash
+    fields and the cleared ones."""
+    return json.dumps({"id": profile.customer_id, "a": profile.event_version, "v": profile.version,
+                       "s": profile.segment or "",
                        "f": _flat(profile_fields(profile)), "d": cleared_fields(profile)})
 
 
 def encode_tag_change(change: TagChange) -> str:
-    """A tag change as the tag script's argument: its customer, its order and the entry's fields."""
-    return json.dumps({"c": change.customer_id, "n": tag_order(change), "f": _flat(stream_fields(change))})
+    """A tag change as the tag script's argument: its customer, event version, order and the entry's fields."""
+    return json.dumps({"c": change.customer_id, "a": change.event_version, "n": tag_order(change),
+                       "f": _flat(stream_fields(change))})
 
 
 def encode_alert(alert: Alert, alert_json: str | None = None) -> str:

@@ -27,6 +27,7 @@ import redis
 from stream.infra import services
 from stream.infra.process import InfraError, tail
 from stream.infra.topics import delete_app_topics
+from stream.infra.worker import WorkerProcess
 from stream.io.replay import wait_until_processed
 from stream.io.sample import sample_events
 from stream.settings import Settings, load_settings
@@ -80,15 +81,19 @@ def test_redis(test_redis_url: str) -> Iterator[str]:
     client.close()
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str, log: Path | None = None) -> None:
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str, log: Path | None = None,
+             diagnose: Callable[[], str] | None = None) -> None:
     """Poll until ``predicate()`` holds; fail naming ``what`` after ``timeout`` seconds (with
-    the end of the worker's ``log``, when given, so a failure in CI can be diagnosed)."""
+    what ``diagnose()`` finds and the end of the worker's ``log``, when given, so a failure in CI
+    can be diagnosed)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.5)
     message = f"timed out after {timeout:.0f}s waiting for {what}"
+    if diagnose is not None:
+        message += f"\n--- diagnosis ---\n{diagnose()}"
     if log is not None:
         message += f"\n--- end of {log} ---\n{tail(log, 60)}"
     raise AssertionError(message)
@@ -168,6 +173,25 @@ def events_in_redis(client: redis.Redis, customer_ids: Iterable[str]) -> Callabl
             return -1
 
     return applied
+
+
+def redis_behind_table(client: redis.Redis, worker: WorkerProcess, customer_ids: Iterable[str]) -> str:
+    """The customers whose Redis hash counts fewer events than the worker's table, with both
+    sides' versions (a wait on ``events_in_redis`` explains its failure with it)."""
+    lines = []
+    for cid in customer_ids:
+        row = client.hgetall(customer_key(cid))
+        try:
+            state = worker.get(f"/customers/{cid}/")
+        except Exception as exc:  # noqa: BLE001 - a diagnosis must not hide the failure it explains
+            return f"the worker's table could not be read: {exc!r}"
+        if state is None or int(row.get("events", 0)) < int(state.get("events", 0)):
+            lines.append(f"{cid}: redis events={row.get('events')} event_version={row.get('event_version')} "
+                         f"version={row.get('version')}; table " + (
+                             "missing" if state is None else
+                             f"events={state.get('events')} version={state.get('version')} "
+                             f"revision={state.get('revision')}"))
+    return "\n".join(lines) or "Redis counts every event the table has (the table is behind)"
 
 
 # A webhook endpoint for the alert relay (the relay and security tests use it).

@@ -33,7 +33,7 @@ from stream.io.connect import KafkaAccess
 from stream.io.produce import event_records, produce
 from stream.io.sample import sample_events
 from stream.sinks.redis import customer_key
-from tests.integration.conftest import Isolated, caught_up, events_in_redis, wait_for
+from tests.integration.conftest import Isolated, caught_up, events_in_redis, redis_behind_table, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -101,7 +101,8 @@ def test_sigkill_twice_mid_stream_then_restart_equals_batch(isolated: Isolated) 
             worker.stop(signal.SIGKILL)
     worker = WorkerProcess(worker_env(isolated.env), log, settings.web_port).start()
     try:
-        wait_for(lambda: applied() >= len(events), 180, "every event in Redis after two kills", log)
+        wait_for(lambda: applied() >= len(events), 180, "every event in Redis after two kills", log,
+                 diagnose=lambda: redis_behind_table(client, worker, customer_ids))
         _assert_equals_batch(worker, client, events)
     finally:
         worker.stop()

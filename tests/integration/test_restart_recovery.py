@@ -16,7 +16,7 @@ from stream.infra.worker import WorkerProcess, worker_env
 from stream.io.produce import event_records, produce
 from stream.io.sample import sample_events
 from stream.sinks.redis import customer_key
-from tests.integration.conftest import Isolated, caught_up, wait_for
+from tests.integration.conftest import Isolated, caught_up, redis_behind_table, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -59,8 +59,8 @@ def test_sigterm_half_way_then_restart_equals_batch(isolated: Isolated, wipe_loc
     asyncio.run(produce(settings.kafka, settings.topic("events"), records[EVENTS // 2:]))
     worker = WorkerProcess(worker_env(isolated.env), log, settings.web_port).start()
     try:
-        wait_for(lambda: applied_events() >= EVENTS, 180,
-                 f"all {EVENTS} events reflected in Redis", log)
+        wait_for(lambda: applied_events() >= EVENTS, 180, f"all {EVENTS} events reflected in Redis", log,
+                 diagnose=lambda: redis_behind_table(client, worker, customer_ids))
         caught_up(settings)  # any redelivered (duplicate) records have passed through too
 
         redis_rows = _redis_orders(client, customer_ids)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -20,6 +21,7 @@ from stream.core.rules import load_rules
 from stream.core.sweep import TICK_KEY
 from stream.core.work import Effects, Record, Tables
 from stream.io.sample import sample_events
+from stream.sinks import MemorySink
 
 POLICY = DedupPolicy(lateness=timedelta(days=3), horizon=timedelta(days=30), max_ids=256)
 FIXED_NOW = datetime(2030, 1, 1, tzinfo=UTC)
@@ -222,3 +224,30 @@ def test_a_batch_whose_outputs_were_lost_before_its_state_was_stored_raises_them
     assert [a.alert_id for a in again.alerts] == [a.alert_id for a in lost.effects.alerts]
     assert again.tag_changes == lost.effects.tag_changes
     assert again.profiles == lost.effects.profiles
+
+
+def test_a_lost_batch_redone_with_fewer_time_driven_changes_still_reaches_the_sink() -> None:
+    """The worker wrote a batch's profiles to Redis and stopped before storing its state. The redo
+    of the batch had no sweep tick in it (ticks come on another topic, so they fall into other
+    batches), and its revisions are lower than those of the lost writes: the sink must still
+    end with the newest state, not keep the lost one."""
+    def purchase(event_id: str, day: int) -> dict:
+        return {"type": "purchase", "event_id": event_id, "customer_id": "c1", "order_id": event_id,
+                "total": "20.00", "event_time": (datetime(2024, 1, 1, tzinfo=UTC) + timedelta(days=day)).isoformat()}
+
+    tables, sink, processor = _tables(), MemorySink(), _processor()
+
+    def write(effects: Effects) -> None:
+        asyncio.run(sink.write_profiles([processor.profile(state) for state in effects.profiles.values()]))
+
+    write(processor.process(_records([purchase("e1", 0)]), tables))
+    tick = json.dumps({"now": datetime(2025, 6, 1, tzinfo=UTC).isoformat()}).encode()
+    lost = processor.prepare([*_records([purchase("e2", 10)]), Record(0, TICK_KEY, tick, "t", 9)], tables)
+    write(lost.effects)  # never stored
+    write(_processor().process(_records([purchase("e2", 10)]), tables))  # the redo, without the tick
+    assert lost.effects.profiles["c1"].revision > _state(tables, "c1").revision  # the lost writes are "newer"
+    write(_processor().process(_records([purchase("e3", 20)]), tables))
+
+    state, row = _state(tables, "c1"), asyncio.run(sink.read_profile("c1"))
+    assert row is not None
+    assert (row["orders"], row["version"], row["event_version"]) == (str(state.orders), str(state.revision), "3")

@@ -75,8 +75,8 @@ def test_no_tag_changes_strictly_between_boundaries(gaps: list[int], amounts: in
 def test_tag_change_ids_are_deterministic() -> None:
     state = _buy(CustomerState(customer_id="c"), T0, "10.00", 1)
     old, new = compute_tags(state, T0, RULES), compute_tags(state, T0 + timedelta(days=100), RULES)
-    first = tag_changes("c", old, new, reason="time", event_time=T0, version=7)
-    again = tag_changes("c", old, new, reason="time", event_time=T0, version=7)
+    first = tag_changes("c", old, new, reason="time", event_time=T0, version=7, event_version=5)
+    again = tag_changes("c", old, new, reason="time", event_time=T0, version=7, event_version=5)
     assert first == again and {c.change_id for c in first} == {f"c:{c.tag}:7" for c in first}
 
 
