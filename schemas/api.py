@@ -22,6 +22,8 @@ class CustomerLookup(BaseModel):
     customer_id: str
     status: Literal["fresh", "stale"]
     version: int = Field(description="The state revision: grows with every change of the profile.")
+    event_version: int = Field(0, description="Events applied to the state; writes are ordered by "
+                                              "(event_version, version).")
     as_of_event_time: datetime | None = Field(description="Event time of the customer's newest event counted.")
     computed_at: datetime = Field(description="When a worker computed this profile (wall clock, UTC).")
     staleness_seconds: float = Field(description="Seconds from computed_at to this answer.")

@@ -5,7 +5,7 @@ alerts, each customer answer with its freshness (:class:`schemas.api.CustomerLoo
 >>> from stream.api.lookup import LookupClient
 >>> client = LookupClient.from_url("redis://127.0.0.1:6379/0")  # doctest: +SKIP
 >>> client.get("c42", fields=["segment", "churn_risk"], max_age_seconds=60)  # doctest: +SKIP
-CustomerLookup(customer_id='c42', status='fresh', version=7, ..., profile={'segment': 'Loyal', ...})
+CustomerLookup(customer_id='c42', status='fresh', version=7, event_version=6, ..., profile={'segment': 'Loyal', ...})
 
 :class:`LookupClient` uses redis-py's blocking client, :class:`AsyncLookupClient` its asyncio
 client; both build the same commands and read the answers with the same functions.
@@ -32,7 +32,7 @@ from stream.sinks.erasure import receipt_key
 from stream.sinks.redis import KEY_PREFIX, customer_key, segment_key
 
 PROFILE_FIELDS = tuple(Profile.model_fields)
-FRESHNESS_FIELDS = ("version", "computed_at", "as_of_event_time")
+FRESHNESS_FIELDS = ("version", "event_version", "computed_at", "as_of_event_time")
 # recomputed at read time as of the purchase model's now, from the inputs beside them
 PURCHASE_OUTPUTS = frozenset({"p_alive", "purchase_churn_probability", "expected_orders", "predicted_value",
                               "potential", "purchase_model", "scores_as_of"})
@@ -137,7 +137,8 @@ def to_lookup(customer_id: str, stored: Mapping[str, str], names: tuple[str, ...
     return CustomerLookup(
         customer_id=customer_id,
         status="stale" if max_age_seconds is not None and staleness > max_age_seconds else "fresh",
-        version=int(stored["version"]), as_of_event_time=datetime.fromisoformat(as_of) if as_of else None,
+        version=int(stored["version"]), event_version=int(stored.get("event_version") or 0),
+        as_of_event_time=datetime.fromisoformat(as_of) if as_of else None,
         computed_at=computed_at, staleness_seconds=round(staleness, 3),
         profile=profile,  # type: ignore[arg-type]
     )

@@ -205,7 +205,7 @@ def create_app(client: AsyncLookupClient, tokens: Sequence[str], segments: Seque
         found = await client.get(customer_id, fields.split(",") if fields is not None else None, max_age_seconds)
         if found is None:
             return _no_profile(customer_id)
-        tag = etag(found.version)
+        tag = etag(found)
         if not_modified(if_none_match, tag):
             return Response(status_code=304, headers={"ETag": tag})
         return _json(found, {"ETag": tag})

@@ -91,8 +91,9 @@ def next_boundary(state: CustomerState, now: datetime, rules: Rules,
 
 def tag_changes(customer_id: str, old: CustomerTags, new: CustomerTags, *, reason: str,
                 event_time: datetime, version: int, event_version: int) -> list[TagChange]:
-    """The changed tags, each with a deterministic id (customer, tag, state revision ``version``);
-    ``event_version``: the events the state has applied.
+    """The changed tags, each with a deterministic id (customer, tag, events applied
+    ``event_version`` and state revision ``version``: after a crash, the redo of a lost batch
+    can reach a revision number again with other changes, never the pair).
 
     >>> from datetime import UTC
     >>> t = datetime(2024, 1, 1, tzinfo=UTC)
@@ -102,7 +103,7 @@ def tag_changes(customer_id: str, old: CustomerTags, new: CustomerTags, *, reaso
     """
     before, after = old.tag_values(), new.tag_values()
     return [
-        TagChange(change_id=f"{customer_id}:{tag}:{version}", customer_id=customer_id, tag=tag,
+        TagChange(change_id=f"{customer_id}:{tag}:{event_version}.{version}", customer_id=customer_id, tag=tag,
                   old=before[tag], new=after[tag], reason=reason, event_time=event_time,
                   version=version, rules_version=new.rules_version, event_version=event_version)
         for tag in after if before[tag] != after[tag]
