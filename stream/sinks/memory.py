@@ -23,8 +23,9 @@ class MemorySink:
         written = 0
         for profile in profiles:
             current = self.hashes.get(profile.customer_id)
-            if current is not None and not _newer(profile, current):
-                continue
+            if current is not None and (int(current["event_version"]), int(current["version"])) >= (
+                    profile.event_version, profile.version):
+                continue  # not newer, by (event version, version) as the Redis sink's script orders them
             old_segment = (current or {}).get("segment")
             kept = {name: value for name, value in (current or {}).items() if name not in cleared_fields(profile)}
             self.hashes[profile.customer_id] = {**kept, **profile_fields(profile),
@@ -69,11 +70,3 @@ class MemorySink:
 
     async def alerts(self) -> list[dict[str, str]]:
         return list(self.alert_stream)
-
-
-def _newer(profile: Profile, current: dict[str, str]) -> bool:
-    """Whether a profile is newer than the stored hash: by (event version, version), as the Redis
-    sink's script orders them (by version alone against a hash without an event version)."""
-    if "event_version" not in current:
-        return int(current["version"]) < profile.version
-    return (int(current["event_version"]), int(current["version"])) < (profile.event_version, profile.version)
