@@ -207,6 +207,10 @@ class Settings(BaseSettings):
         json_schema_extra={"form": "token[,token...], each 16-200 of letters, digits, '-', '_', '.', '~'",
                            "secret": True},
     )
+    api_cache_entries: int = _bounded(
+        20_000, 0, 10_000_000, unit="answers per pulse serve process",
+        description="Batch answers the lookup API keeps, each until its profile is written again or new models "
+                    "are published (about 6 KB each); 0: none, every batch decodes and scores each hash.")
     webhook_secret: str = Field(
         "", repr=False, description="Shared secret of the alert relay's HMAC signatures (`pulse alerts relay`).",
         json_schema_extra={"form": "16-200 of letters, digits, '-', '_', '.', '~'", "secret": True})

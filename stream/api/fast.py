@@ -8,10 +8,16 @@ authorized, well-formed GETs (at most ``fields`` and a positive ``max_age_second
 503 answers (built by the same functions), and passes every other request on untouched:
 401, 422, unknown or repeated parameters, other routes and methods. The FastAPI route stays
 the definition (and the OpenAPI document); a test holds the two answers equal.
+
+``POST /v1/customers:batch`` likewise: a well-formed JSON body (ids as strings, fields as
+strings, a positive number of seconds) is answered here from
+:meth:`stream.api.lookup.AsyncLookupClient.get_many_json` (answers held since their hash was
+last written, encoded once); any other body goes on to the route, which reads it again.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -20,13 +26,16 @@ from urllib.parse import parse_qsl
 import redis
 from starlette.responses import Response
 
-from schemas.api import CustomerLookup
+from schemas.api import MAX_BATCH_IDS, CustomerLookup
 from stream.api.lookup import AsyncLookupClient, UnknownFields
 from stream.api.tokens import bearer, token_matches
 
 PREFIX = "/v1/customers/"
+BATCH_PATH = "/v1/customers:batch"
 MAX_ID_LENGTH = 200  # as the route's Path(max_length=200)
 KNOWN_PARAMS = frozenset({"fields", "max_age_seconds"})
+BATCH_KEYS = frozenset({"ids", "fields", "max_age_seconds"})
+MAX_BATCH_BODY = 1 << 20  # a larger body goes on to the route
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -56,12 +65,17 @@ class FastLookup:
     ``unavailable`` are the route's 404 and 503 answers."""
 
     def __init__(self, app: ASGIApp, client: AsyncLookupClient, tokens: Sequence[str], route: Any,
-                 missing: Callable[[str], Response], unavailable: Callable[[Exception], Response]) -> None:
-        self.app, self.client, self.tokens, self.route = app, client, list(tokens), route
+                 missing: Callable[[str], Response], unavailable: Callable[[Exception], Response],
+                 batch_route: Any = None) -> None:
+        self.app, self.client, self.tokens, self.route, self.batch_route = app, client, list(tokens), route, batch_route
         self.missing, self.unavailable = missing, unavailable
         self.answered = 0  # requests answered here (the others went on to the route)
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == BATCH_PATH \
+                and self.batch_route is not None:
+            await self._batch(scope, receive, send)
+            return
         request = self._request(scope) if scope["type"] == "http" and scope["method"] == "GET" else None
         if request is None:
             await self.app(scope, receive, send)
@@ -88,6 +102,69 @@ class FastLookup:
             return
         await _answer(send, 200, found.model_dump_json().encode(),
                       [(b"etag", tag.encode()), (b"content-type", b"application/json")])
+
+    async def _batch(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        body, complete = await _read_body(receive)
+        request = self._batch_request(scope, body) if complete else None
+        if request is None:  # the route reads the body again and answers in its own words
+            await self.app(scope, _replaying(body, complete, receive), send)
+            return
+        ids, fields, max_age = request
+        try:
+            answer = await self.client.get_many_json(list(dict.fromkeys(ids)), fields, max_age)
+        except UnknownFields:
+            await self.app(scope, _replaying(body, complete, receive), send)
+            return
+        except redis.RedisError as exc:
+            scope["route"] = self.batch_route
+            self.answered += 1
+            await self.unavailable(exc)(scope, receive, send)  # type: ignore[arg-type]
+            return
+        scope["route"] = self.batch_route
+        self.answered += 1
+        await _answer(send, 200, answer, [(b"content-type", b"application/json")])
+
+    def _batch_request(self, scope: dict[str, Any],
+                       body: bytes) -> tuple[list[str], list[str] | None, float | None] | None:
+        """(ids, fields, max age) of a batch this path answers, else None."""
+        if scope.get("query_string"):
+            return None
+        authorization = content_type = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                if authorization is not None:
+                    return None
+                authorization = value.decode("latin-1")
+            elif name == b"content-type":
+                if content_type is not None:
+                    return None
+                content_type = value.decode("latin-1")
+        if content_type is None or content_type.split(";")[0].strip().lower() != "application/json":
+            return None
+        if self.tokens and not token_matches(bearer(authorization), self.tokens):
+            return None
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return None
+        if not isinstance(data, dict) or not BATCH_KEYS.issuperset(data):
+            return None
+        ids, fields, max_age = data.get("ids"), data.get("fields"), data.get("max_age_seconds")
+        if not isinstance(ids, list) or not 1 <= len(ids) <= MAX_BATCH_IDS \
+                or not all(type(cid) is str for cid in ids):
+            return None
+        if fields is not None and (not isinstance(fields, list) or not all(type(name) is str for name in fields)):
+            return None
+        if max_age is not None:
+            if type(max_age) not in (int, float):
+                return None
+            try:
+                max_age = float(max_age)
+            except OverflowError:
+                return None
+            if not max_age > 0 or math.isinf(max_age):
+                return None
+        return ids, fields, max_age
 
     def _request(self, scope: dict[str, Any]) -> tuple[str, list[str] | None, float | None, str | None] | None:
         """(customer id, fields, max age, If-None-Match) of a request this path answers, else None."""
@@ -130,6 +207,37 @@ class FastLookup:
                     if not max_age > 0 or math.isinf(max_age):
                         return None
         return customer_id, fields, max_age, if_none_match
+
+
+async def _read_body(receive: Receive) -> tuple[bytes, bool]:
+    """The request body, up to ``MAX_BATCH_BODY`` (False: there is more, or the client left)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks), False
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks), True
+        if size > MAX_BATCH_BODY:
+            return b"".join(chunks), False
+
+
+def _replaying(body: bytes, complete: bool, receive: Receive) -> Receive:
+    """``receive`` for the route: what was read first, then the rest from the client."""
+    replayed = False
+
+    async def again() -> dict[str, Any]:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": not complete}
+        return await receive()
+
+    return again
 
 
 async def _answer(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:

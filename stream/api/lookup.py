@@ -17,11 +17,12 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+from pydantic_core import to_json
 
 from schemas import Profile
 from schemas.api import CustomerLookup, SegmentPage
@@ -33,6 +34,7 @@ from stream.sinks.redis import KEY_PREFIX, customer_key, segment_key
 
 PROFILE_FIELDS = tuple(Profile.model_fields)
 FRESHNESS_FIELDS = ("version", "event_version", "computed_at", "as_of_event_time")
+STAMP = "stamp"  # the write's stamp (``stamp``), read with every field subset
 # recomputed at read time as of the purchase model's now, from the inputs beside them
 PURCHASE_OUTPUTS = frozenset({"p_alive", "purchase_churn_probability", "expected_orders", "predicted_value",
                               "potential", "purchase_model", "scores_as_of"})
@@ -43,6 +45,36 @@ CHURN_INPUTS = ("churn_inputs", "churn_as_of")
 ALERT_SCAN = 10_000  # the newest alerts looked through when filtering by kind
 TIMEOUT_SECONDS = 0.5  # a lookup that Redis cannot answer in this time fails instead of hanging
 MODELS_TTL_SECONDS = 1.0  # the clients re-read the published models at most this often
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_MICROSECOND = timedelta(microseconds=1)
+CACHE_ENTRIES = 20_000  # answers kept per client for batch lookups (about 6 KB each)
+
+# A batch read in one command: each hash whose ``stamp`` field (written by the sink with every
+# version, ``stream/sinks/redis.py``) is the one the caller holds comes back as 1, every other as
+# its fields (HGETALL, or HMGET of the names given). So a batch of customers already answered
+# costs Redis 100 one-field reads and the client 100 integers, not 100 hashes to decode and
+# score again. KEYS: the hashes; ARGV: the count of names, the names, then the stamps held, one
+# per key ("" for none), joined by newlines (one argument: each costs the client to encode).
+_BATCH_READ = """
+local n = tonumber(ARGV[1])
+local names = {}
+for i = 1, n do names[i] = ARGV[1 + i] end
+local stamps, from = ARGV[2 + n], 1
+local out = {}
+for i, key in ipairs(KEYS) do
+  local stop = string.find(stamps, '\\n', from, true) or (#stamps + 1)
+  local held = string.sub(stamps, from, stop - 1)
+  from = stop + 1
+  if held ~= '' and redis.call('HGET', key, 'stamp') == held then
+    out[i] = 1
+  elseif n == 0 then
+    out[i] = redis.call('HGETALL', key)
+  else
+    out[i] = redis.call('HMGET', key, unpack(names))
+  end
+end
+return out
+"""
 
 Clock = Callable[[], datetime]
 
@@ -80,7 +112,7 @@ def _read_names(names: tuple[str, ...]) -> tuple[str, ...]:
         extra = (*PURCHASE_INPUTS, *CHURN_INPUTS)
     elif PURCHASE_OUTPUTS.intersection(names):
         extra = PURCHASE_INPUTS
-    return tuple(dict.fromkeys((*FRESHNESS_FIELDS, *names, *extra)))
+    return tuple(dict.fromkeys((*FRESHNESS_FIELDS, STAMP, *names, *extra)))
 
 
 def _queue_reads(pipe: Any, ids: Sequence[str], names: tuple[str, ...] | None, prefix: str,
@@ -182,13 +214,164 @@ class _ModelsCache:
         self.ttl, self.monotonic = ttl, monotonic
         self.models: ReadModels | None = None
         self.read_at = -math.inf
+        self._raw: tuple[Any, Any] | None = None
 
     def fresh(self) -> ReadModels | None:
         return self.models if self.monotonic() - self.read_at < self.ttl else None
 
     def keep(self, raws: Sequence[Any]) -> ReadModels:
-        self.models, self.read_at = read_models(raws[0], raws[1]), self.monotonic()
+        """The models from their stored documents: the same object while the documents are the
+        same (so what was scored with them can be kept, :class:`AnswerCache`)."""
+        raw = (raws[0], raws[1])
+        if self.models is None or raw != self._raw:
+            self.models, self._raw = read_models(*raw), raw
+        self.read_at = self.monotonic()
         return self.models
+
+
+def stamp(stored: Mapping[str, str]) -> str:
+    """What tells this write of a profile hash from any other: its ``stamp`` field, ``""`` for
+    a hash written before the field existed (read in full every time, never held).
+
+    >>> stamp({"stamp": "6:7:1767225600000", "version": "7"}), stamp({"version": "7"})
+    ('6:7:1767225600000', '')
+    """
+    return stored.get("stamp", "")
+
+
+class Held:
+    """One answer as read and scored, with the stamp of the hash it came from. ``status``,
+    ``staleness_seconds`` and ``customer_id`` are set per answer (:meth:`lookup`, :meth:`json`)."""
+
+    __slots__ = ("stamp", "answer", "computed_us", "_id", "_head", "_middle", "_tail")
+
+    def __init__(self, stamp: str, answer: CustomerLookup) -> None:
+        self.stamp, self.answer = stamp, answer
+        self.computed_us = micros(answer.computed_at)
+        self._id = ""
+        self._head = self._middle = self._tail = b""
+
+    def lookup(self, customer_id: str, now: datetime, max_age_seconds: float | None) -> CustomerLookup:
+        """The answer as of ``now`` (``to_lookup``'s staleness and status)."""
+        staleness = max(0.0, (now - self.answer.computed_at).total_seconds())
+        return self.answer.model_copy(update={
+            "customer_id": customer_id, "staleness_seconds": round(staleness, 3),
+            "status": "stale" if max_age_seconds is not None and staleness > max_age_seconds else "fresh"})
+
+    def encode(self, parts: list[bytes], customer_id: str, now_us: int, max_age_seconds: float | None) -> None:
+        """Append ``"<id>":`` and ``self.lookup(customer_id, now).model_dump_json()`` to ``parts``,
+        ``now_us`` the microseconds of ``now`` (:func:`micros`), from parts encoded once (a test
+        holds the answers equal)."""
+        if not self._tail:
+            found = self.answer
+            self._middle = (b'","version":' + to_json(found.version)
+                            + b',"event_version":' + to_json(found.event_version)
+                            + b',"as_of_event_time":' + to_json(found.as_of_event_time)
+                            + b',"computed_at":' + to_json(found.computed_at) + b',"staleness_seconds":')
+            self._tail = b',"profile":' + to_json(found.profile) + b"}"
+        if customer_id != self._id:
+            self._id, self._head = customer_id, to_json(customer_id)
+        staleness = max(0.0, (now_us - self.computed_us) / 1_000_000)  # as timedelta.total_seconds()
+        stale = max_age_seconds is not None and staleness > max_age_seconds
+        parts += (self._head, b':{"customer_id":', self._head, b',"status":"stale' if stale else b',"status":"fresh',
+                  self._middle, to_json(round(staleness, 3)), self._tail)
+
+
+def micros(at: datetime) -> int:
+    """Microseconds since the epoch, exactly (``(a - b).total_seconds() == (micros(a) - micros(b)) / 1e6``).
+
+    >>> micros(datetime(1970, 1, 1, 0, 0, 1, 5, tzinfo=UTC))
+    1000005
+    """
+    return (at - EPOCH) // ONE_MICROSECOND
+
+
+class AnswerCache:
+    """Batch answers already read and scored, by stored id and fields, with the stamp of the
+    hash they came from: a batch sends the stamps it holds and Redis returns only the hashes
+    written since (``_BATCH_READ``), so a customer looked up again is neither decoded nor scored
+    again. Scores as of now depend only on the hash and the published models (the purchase
+    model's now, not the wall clock), so an answer stays exact until either changes: new models
+    empty the cache. At most ``entries`` answers are kept (the oldest read are dropped first;
+    0: none)."""
+
+    def __init__(self, entries: int = CACHE_ENTRIES) -> None:
+        if entries < 0:
+            raise ValueError(f"cache entries must be 0 or more (0: no cache), got {entries}")
+        self.entries = entries
+        self._found: dict[tuple[str, ...] | None, dict[str, Held]] = {}  # by fields asked for, by stored id
+        self._models: ReadModels | None = None
+        self.hits = self.misses = self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def held(self, stored_ids: Sequence[str], names: tuple[str, ...] | None, models: ReadModels) -> list[Held | None]:
+        """The answer held for each id under ``models`` (None: none)."""
+        if models is not self._models:
+            self._found.clear()
+            self._models, self.size = models, 0
+        found = self._found.get(names, {})
+        return [found.get(sid) for sid in stored_ids]
+
+    def resolve(self, ids: Sequence[str], stored_ids: Sequence[str], held: Sequence[Held | None],
+                replies: Sequence[Any], names: tuple[str, ...] | None, now: datetime, max_age_seconds: float | None,
+                models: ReadModels) -> list[tuple[str, Held | None]]:
+        """Each id's answer from ``_BATCH_READ``'s replies to the ``held`` stamps: 1 is the answer
+        held, else the hash read (None: no profile)."""
+        resolved: list[tuple[str, Held | None]] = []
+        for cid, sid, entry, reply in zip(ids, stored_ids, held, replies, strict=True):
+            if reply == 1 and entry is not None:
+                self.hits += 1
+                resolved.append((cid, entry))
+                continue
+            self.misses += 1
+            stored = dict(zip(reply[::2], reply[1::2], strict=True)) if names is None else _as_mapping(reply, names)
+            answer = to_lookup(cid, as_of_now(stored, models), names, now, max_age_seconds)
+            found = self._found.setdefault(names, {})
+            if answer is None:
+                if found.pop(sid, None) is not None:  # erased
+                    self.size -= 1
+                resolved.append((cid, None))
+                continue
+            entry = Held(stamp(stored), answer)
+            resolved.append((cid, entry))
+            if self.entries and models is self._models and entry.stamp:
+                if sid not in found:
+                    if self.size >= self.entries:  # the oldest read goes, of these fields if any
+                        victims = found if found else next(held for held in self._found.values() if held)
+                        del victims[next(iter(victims))]
+                    else:
+                        self.size += 1
+                found[sid] = entry
+        return resolved
+
+
+def batch_json(resolved: Sequence[tuple[str, Held | None]], now: datetime, max_age_seconds: float | None) -> bytes:
+    """The batch route's answer (:class:`schemas.api.BatchAnswer`) encoded, as its
+    ``model_dump_json`` would (a test holds them equal)."""
+    parts = [b'{"customers":{']
+    missing = []
+    now_us = micros(now)
+    for cid, entry in resolved:
+        if entry is None:
+            missing.append(cid)
+            continue
+        if len(parts) > 1:
+            parts.append(b",")
+        entry.encode(parts, cid, now_us, max_age_seconds)
+    parts += (b'},"missing":', to_json(missing), b"}")
+    return b"".join(parts)
+
+
+def _stamps(held: Sequence[Held | None]) -> list[str]:
+    return [entry.stamp if entry is not None else "" for entry in held]
+
+
+def _batch_args(stored_ids: Sequence[str], names: tuple[str, ...] | None, held: Sequence[str],
+                prefix: str) -> tuple[list[str], list[str]]:
+    read = _read_names(names) if names is not None else ()
+    return [customer_key(sid, prefix) for sid in stored_ids], [str(len(read)), *read, "\n".join(held)]
 
 
 class LookupClient:
@@ -200,9 +383,12 @@ class LookupClient:
 
     def __init__(self, client: redis.Redis, *, prefix: str = KEY_PREFIX,
                  clock: Clock = lambda: datetime.now(UTC), stored_id: Callable[[str], str] = str,
-                 models_ttl: float = MODELS_TTL_SECONDS, monotonic: Callable[[], float] = time.monotonic) -> None:
+                 models_ttl: float = MODELS_TTL_SECONDS, monotonic: Callable[[], float] = time.monotonic,
+                 cache_entries: int = CACHE_ENTRIES) -> None:
         self._client, self._prefix, self._clock, self._stored_id = client, prefix, clock, stored_id
         self._models = _ModelsCache(models_ttl, monotonic)
+        self.cache = AnswerCache(cache_entries)
+        self._batch_read = client.register_script(_BATCH_READ)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> LookupClient:
@@ -221,12 +407,16 @@ class LookupClient:
             key = customer_key(stored_ids[0], self._prefix)
             raw = self._client.hgetall(key) if names is None else self._client.hmget(key, _read_names(names))
             return _lookups(ids, [raw], names, self._clock(), max_age_seconds, models)
-        pipe = self._client.pipeline(transaction=False)
-        _queue_reads(pipe, stored_ids, names, self._prefix, models=models is None)
-        raws = pipe.execute()
         if models is None:
-            models, raws = self._models.keep(raws), raws[2:]
-        return _lookups(ids, raws, names, self._clock(), max_age_seconds, models)
+            pipe = self._client.pipeline(transaction=False)
+            _queue_reads(pipe, [], names, self._prefix)
+            models = self._models.keep(pipe.execute())
+        held = self.cache.held(stored_ids, names, models)
+        keys, args = _batch_args(stored_ids, names, _stamps(held), self._prefix)
+        replies = self._batch_read(keys=keys, args=args)
+        now = self._clock()
+        return {cid: entry.lookup(cid, now, max_age_seconds) if entry is not None else None for cid, entry in
+                self.cache.resolve(ids, stored_ids, held, replies, names, now, max_age_seconds, models)}
 
     def segment_page(self, segment: str, cursor: str = "0", limit: int = 100) -> SegmentPage:
         return _page(segment, self._client.sscan(segment_key(segment, self._prefix), int(cursor), count=limit))
@@ -254,9 +444,12 @@ class AsyncLookupClient:
 
     def __init__(self, client: aioredis.Redis, *, prefix: str = KEY_PREFIX,
                  clock: Clock = lambda: datetime.now(UTC), stored_id: Callable[[str], str] = str,
-                 models_ttl: float = MODELS_TTL_SECONDS, monotonic: Callable[[], float] = time.monotonic) -> None:
+                 models_ttl: float = MODELS_TTL_SECONDS, monotonic: Callable[[], float] = time.monotonic,
+                 cache_entries: int = CACHE_ENTRIES) -> None:
         self._client, self._prefix, self._clock, self._stored_id = client, prefix, clock, stored_id
         self._models = _ModelsCache(models_ttl, monotonic)
+        self.cache = AnswerCache(cache_entries)
+        self._batch_read = client.register_script(_BATCH_READ)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> AsyncLookupClient:
@@ -272,12 +465,29 @@ class AsyncLookupClient:
             raw = await (self._client.hgetall(key) if names is None  # type: ignore[misc]
                          else self._client.hmget(key, _read_names(names)))  # type: ignore[misc]
             return _lookups(ids, [raw], names, self._clock(), max_age_seconds, models)
-        async with self._client.pipeline(transaction=False) as pipe:
-            _queue_reads(pipe, stored_ids, names, self._prefix, models=models is None)
-            raws = await pipe.execute()
+        now, resolved = await self._resolve(ids, stored_ids, names, models, max_age_seconds)
+        return {cid: entry.lookup(cid, now, max_age_seconds) if entry is not None else None for cid, entry in resolved}
+
+    async def get_many_json(self, ids: Sequence[str], fields: Iterable[str] | None = None,
+                            max_age_seconds: float | None = None) -> bytes:
+        """``get_many`` as the batch route answers it: :class:`schemas.api.BatchAnswer`, encoded."""
+        names = requested_fields(fields)
+        now, resolved = await self._resolve(ids, [self._stored_id(cid) for cid in ids], names, self._models.fresh(),
+                                            max_age_seconds)
+        return batch_json(resolved, now, max_age_seconds)
+
+    async def _resolve(self, ids: Sequence[str], stored_ids: Sequence[str], names: tuple[str, ...] | None,
+                       models: ReadModels | None,
+                       max_age_seconds: float | None) -> tuple[datetime, list[tuple[str, Held | None]]]:
         if models is None:
-            models, raws = self._models.keep(raws), raws[2:]
-        return _lookups(ids, raws, names, self._clock(), max_age_seconds, models)
+            async with self._client.pipeline(transaction=False) as pipe:
+                _queue_reads(pipe, [], names, self._prefix)
+                models = self._models.keep(await pipe.execute())
+        held = self.cache.held(stored_ids, names, models)
+        keys, args = _batch_args(stored_ids, names, _stamps(held), self._prefix)
+        replies = await self._batch_read(keys=keys, args=args)
+        now = self._clock()
+        return now, self.cache.resolve(ids, stored_ids, held, replies, names, now, max_age_seconds, models)
 
     async def get(self, customer_id: str, fields: Iterable[str] | None = None,
                   max_age_seconds: float | None = None) -> CustomerLookup | None:

@@ -289,6 +289,7 @@ def create_app(client: AsyncLookupClient, tokens: Sequence[str], segments: Seque
     if fast_path:  # inside the timing: the last added wraps the others
         app.add_middleware(FastLookup, client=client, tokens=known_tokens,  # type: ignore[arg-type]
                            route=next(r for r in app.routes if getattr(r, "name", "") == "customer"),
+                           batch_route=next(r for r in app.routes if getattr(r, "name", "") == "customers"),
                            missing=_no_profile, unavailable=_redis_unavailable)
     app.add_middleware(_Timed, histogram=latency)  # type: ignore[arg-type]  # a plain ASGI middleware
     return app
@@ -304,7 +305,8 @@ def from_environment() -> FastAPI:
     settings = load_settings()
     rules = load_rules(settings.rules_file)
     with_kafka = os.environ.get("PULSE_SERVE_KAFKA", "1") == "1"
-    return create_app(AsyncLookupClient.from_url(settings.redis_url, stored_id=settings.stored_id),
+    return create_app(AsyncLookupClient.from_url(settings.redis_url, stored_id=settings.stored_id,
+                                                 cache_entries=settings.api_cache_entries),
                       settings.api_token_list(),
                       [rule.name for rule in rules.segments], observer=Observer(settings) if with_kafka else None,
                       erase=partial(submit_erasure, settings) if with_kafka else None)

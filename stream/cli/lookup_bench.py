@@ -51,6 +51,7 @@ class LookupBenchResult:
     workers: int = 1
     batch_rate: float = 50.0
     single_ms: dict[str, float] = field(default_factory=dict)
+    cold_batch_ms: dict[str, float] = field(default_factory=dict)
     batch_ms: dict[str, float] = field(default_factory=dict)
     direct_ms: dict[str, float] = field(default_factory=dict)
     direct_batch_ms: dict[str, float] = field(default_factory=dict)
@@ -68,6 +69,7 @@ class LookupBenchResult:
         return [f"pulse bench --lookups: {self.profiles:,} profiles in Redis, pulse serve with {self.workers} "
                 f"process(es), {self.seconds:.0f} s per kind, {self.errors} failed requests",
                 row(f"GET /v1/customers/{{id}} at {self.rate:,.0f}/s", self.single_ms),
+                row(f"POST batch of {BATCH}, none held", self.cold_batch_ms),
                 row(f"POST batch of {BATCH} at {self.batch_rate:,.0f}/s", self.batch_ms),
                 row("direct client get()", self.direct_ms),
                 row(f"direct client get_many({BATCH})", self.direct_batch_ms)]
@@ -142,8 +144,9 @@ class _Connection:
 
 
 async def _offer(port: int, rate: float, seconds: float, make: Callable[[], bytes],
-                 connections: int = 32) -> tuple[list[float], int]:
-    """Send ``rate`` requests per second for ``seconds``; latencies (ms) from when each was due."""
+                 connections: int = 32, warm_up: bool = True) -> tuple[list[float], int]:
+    """Send ``rate`` requests per second for ``seconds``; latencies (ms) from when each was due.
+    ``rate`` 0: ``seconds`` requests, each sent when a connection is free (closed loop)."""
     latencies: list[float] = []
     errors = 0
     pool: asyncio.Queue[_Connection] = asyncio.Queue()
@@ -164,12 +167,19 @@ async def _offer(port: int, rate: float, seconds: float, make: Callable[[], byte
             pool.put_nowait(connection)
         latencies.append((time.perf_counter() - due) * 1000)
 
-    for _ in range(2 * connections):  # warm up
+    for _ in range(2 * connections if warm_up else 0):
         await one(time.perf_counter())
     latencies.clear()
     errors = 0
     tasks = []
     start = time.perf_counter()
+    if not rate:
+        async def serially(count: int) -> None:
+            for _ in range(count):
+                await one(time.perf_counter())
+
+        share, extra = divmod(int(seconds), connections)
+        await asyncio.gather(*(serially(share + (n < extra)) for n in range(connections)))
     for n in range(int(rate * seconds)):
         due = start + n / rate
         delay = due - time.perf_counter()
@@ -233,13 +243,23 @@ def run_lookup_bench(redis_url: str, profiles: int, rate: float, seconds: float,
         def single() -> bytes:
             return f"GET /v1/customers/{rng.choice(ids)} HTTP/1.1\r\n{auth}\r\n".encode()
 
-        def batch() -> bytes:
-            body = json.dumps({"ids": rng.sample(ids, BATCH)}).encode()
+        def batch(chosen: list[str] | None = None) -> bytes:
+            body = json.dumps({"ids": chosen or rng.sample(ids, BATCH)}).encode()
             return (f"POST /v1/customers:batch HTTP/1.1\r\n{auth}Content-Type: application/json\r\n"
                     f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
+        def every_id() -> Callable[[], bytes]:
+            order = iter([ids[at:at + BATCH] for at in range(0, len(ids), BATCH)] * workers)
+            return lambda: batch(next(order))
+
         for name, request, key, offered in (("single GETs", single, "single_ms", rate),
                                             (f"{BATCH}-id batches", batch, "batch_ms", batch_rate)):
+            if key == "batch_ms":  # the server holds the answers it read: first each customer once, timed apart
+                say(f"  reading every profile once in batches of {BATCH} (none held yet)")
+                latencies, errors = asyncio.run(_offer(port, 0, len(ids) / BATCH * workers, every_id(),
+                                                       connections=4, warm_up=False))
+                result.cold_batch_ms = percentiles(latencies)
+                result.errors += errors
             say(f"  offering {name} at {offered:,.0f}/s for {seconds:.0f} s")
             latencies, errors = asyncio.run(_offer(port, offered, seconds, request))
             setattr(result, key, percentiles(latencies))

@@ -28,8 +28,9 @@ class MemorySink:
                 continue  # not newer, by (event version, version) as the Redis sink's script orders them
             old_segment = (current or {}).get("segment")
             kept = {name: value for name, value in (current or {}).items() if name not in cleared_fields(profile)}
-            self.hashes[profile.customer_id] = {**kept, **profile_fields(profile),
-                                                "written_at": str(int(self.clock() * 1000))}
+            written_at = str(int(self.clock() * 1000))
+            self.hashes[profile.customer_id] = {**kept, **profile_fields(profile), "written_at": written_at,
+                                                "stamp": f"{profile.event_version}:{profile.version}:{written_at}"}
             if old_segment and old_segment != (profile.segment or ""):
                 self.segments.get(old_segment, set()).discard(profile.customer_id)
             if profile.segment:

@@ -4,7 +4,9 @@
   applied, then the revision; an older or equal pair is ignored. (Not the revision alone: a
   batch whose profiles were written but whose state was lost in a crash is redone with its
   time-driven changes falling elsewhere, so its revisions can be lower.) With
-  ``written_at``: the server's clock (epoch milliseconds) when this version was written;
+  ``written_at``: the server's clock (epoch milliseconds) when this version was written, and
+  ``stamp``, ``"{event_version}:{version}:{written_at}"``: what tells one write from another
+  (lookups hold answers by it, ``stream/api/lookup.py``);
 - ``pulse:seg:{segment}`` sets, moved in the same script as the hash, so they agree with it;
 - ``pulse:tags``, a capped stream of tag changes, each added once: ``pulse:tags:applied``
   holds, per customer, the newest (event version, version x 16 + tag rank) added, as
@@ -61,7 +63,7 @@ for i = 1, #ARGV do
     end
   end
   if newer then
-    redis.call('HSET', key, 'written_at', at, unpack(p.f))
+    redis.call('HSET', key, 'written_at', at, 'stamp', p.a .. ':' .. p.v .. ':' .. at, unpack(p.f))
     if p.d and #p.d > 0 then redis.call('HDEL', key, unpack(p.d)) end
     if current[2] and current[2] ~= p.s then redis.call('SREM', prefix .. 'seg:' .. current[2], p.id) end
     if p.s ~= '' then redis.call('SADD', prefix .. 'seg:' .. p.s, p.id) end

@@ -169,6 +169,101 @@ async def test_the_fast_path_answers_single_lookups_exactly_as_the_route(test_re
         assert (await fast.get("/v1/customers/c1", headers=AUTH)).json()["profile"]["segment"] == "Loyal"
 
 
+async def test_the_fast_path_answers_batches_exactly_as_the_route(test_redis: str, sink: RedisSink) -> None:
+    """Well-formed batches are answered by `stream/api/fast.py` from the answers it holds; every
+    answer (status, body, headers) equals the route's, first read and held alike, and any other
+    body goes on to the route, which reads it again."""
+    await sink.write_profiles([make_profile("c1", version=3, orders=2, monetary="19.90", segment="Loyal"),
+                               make_profile('é "q"', version=5, orders=1), make_profile("c3", version=2, orders=7)])
+    json_type = {"Content-Type": "application/json"}
+    bodies: list[tuple[bytes, dict[str, str], bool]] = [
+        (b'{"ids": ["c1", "c3", "nobody", "c1"]}', json_type, True),
+        ('{"ids": ["é \\"q\\"", "c1"], "fields": ["segment", "orders"]}'.encode(), json_type, True),
+        (b'{"ids": ["c1"], "max_age_seconds": 60}', json_type, True),
+        (b'{"ids": ["c1", "c3"], "max_age_seconds": 600.5, "fields": []}', json_type, True),
+        (b'{"ids": ["c1"]}', {"Content-Type": "application/json; charset=utf-8"}, True),
+        (b'{"ids": ["c1"], "fields": ["segmnet"]}', json_type, False),  # the route's 422
+        (b'{"ids": []}', json_type, False), (b'{"ids": [1]}', json_type, False),
+        (b'{"ids": ["c1"], "max_age_seconds": 0}', json_type, False),
+        (b'{"ids": ["c1"], "max_age_seconds": "60"}', json_type, False),  # the route reads a numeric string
+        (b'{"ids": ["c1"], "max_age_seconds": true}', json_type, False),
+        (b'{"ids": ["c1"], "max_age_seconds": 1e999}', json_type, False),
+        (b'{"ids": ["c1"], "other": 1}', json_type, False), (b'["c1"]', json_type, False),
+        (b'{"ids": ["c1"', json_type, False), (b'{"ids": ["c1"]}', {"Content-Type": "text/plain"}, False),
+        (('{"ids": [%s]}' % ", ".join(f'"c{i}"' for i in range(1001))).encode(), json_type, False)]
+    built = create_app(AsyncLookupClient.from_url(test_redis, clock=lambda: NOW), [TOKEN], SEGMENTS)
+    route_only = create_app(AsyncLookupClient.from_url(test_redis, clock=lambda: NOW), [TOKEN], SEGMENTS,
+                            fast_path=False)
+
+    def client(app: object) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://pulse")  # type: ignore[arg-type]
+
+    async with client(built) as fast, client(route_only) as slow:
+        await fast.get("/v1/health")  # the middleware stack is built on the first request
+        node, fast_path = built.middleware_stack, None
+        while node is not None and fast_path is None:
+            fast_path = node if isinstance(node, FastLookup) else None
+            node = getattr(node, "app", None)
+        assert fast_path is not None
+        for headers in ({}, {"Authorization": "Bearer wrong-token-0123456789"}, AUTH):
+            for _ in range(2):  # read, then held
+                for body, extra, answered_fast in bodies:
+                    before = fast_path.answered
+                    got = await fast.post("/v1/customers:batch", content=body, headers={**headers, **extra})
+                    want = await slow.post("/v1/customers:batch", content=body, headers={**headers, **extra})
+                    assert (got.status_code, got.content) == (want.status_code, want.content), (body, headers)
+                    for name in ("content-type", "content-length", "retry-after", "www-authenticate"):
+                        assert got.headers.get(name) == want.headers.get(name), (body, name)
+                    assert (fast_path.answered > before) == (answered_fast and headers is AUTH), (body, headers)
+        answer = (await fast.post("/v1/customers:batch", json={"ids": ["c1", "x"]}, headers=AUTH)).json()
+        assert answer["customers"]["c1"]["profile"]["segment"] == "Loyal" and answer["missing"] == ["x"]
+
+
+async def test_held_batch_answers_follow_every_write_erasure_and_model(test_redis: str, sink: RedisSink) -> None:
+    """A batch holds the answers it read and Redis returns only hashes written since: a newer
+    profile, an erased one, one erased and written again at the same versions, and a newly
+    published model are each seen at the next batch."""
+    import json
+
+    from stream.core.purchase import BgNbd, GammaGamma
+    from stream.core.purchase_outlook import PurchaseModel
+    from stream.sinks.redis import PURCHASE_MODEL_KEY, customer_key
+
+    await sink.write_profiles([make_profile(f"h{i}", version=3, orders=3, monetary="60.00") for i in range(4)])
+    client = AsyncLookupClient.from_url(test_redis, clock=lambda: NOW, models_ttl=0, cache_entries=3)
+    store = aioredis.Redis.from_url(test_redis)
+    ids = ["h0", "h1", "h2"]
+
+    async def publish(as_of_day: int) -> None:
+        model = PurchaseModel(BgNbd(0.25, 33.5, 0.72, 2.16), GammaGamma(6.25, 3.74, 15.44), as_of_day, 900, 300)
+        await store.set(PURCHASE_MODEL_KEY, json.dumps({**model.to_json(), "horizon_days": 90}))
+
+    try:
+        await publish(19_730)
+        first = await client.get_many(ids)
+        again = await client.get_many(ids)
+        assert again == first and client.cache.hits == 3 and client.cache.misses == 3
+        await sink.write_profiles([make_profile("h0", version=4, orders=4, monetary="80.00")])
+        await store.delete(customer_key("h1"))
+        later = make_profile("h2", version=3, orders=3, monetary="60.00", segment="Loyal")  # same versions,
+        await store.delete(customer_key("h2"))  # written again after an erasure: a new computed_at
+        await sink.write_profiles([later.model_copy(update={"computed_at": datetime(2024, 2, 1, 0, 1, tzinfo=UTC)})])
+        after = await client.get_many(ids)
+        assert after["h0"] is not None and after["h0"].profile["orders"] == 4 and after["h0"].version == 4
+        assert after["h1"] is None
+        assert after["h2"] is not None and after["h2"].profile["segment"] == "Loyal"
+        assert client.cache.hits == 3  # each of the three read again
+        await publish(19_900)
+        moved = await client.get_many(["h0", "h2"], fields=["scores_as_of"])
+        assert {found.profile["scores_as_of"] for found in moved.values() if found} == {"2024-06-26T00:00:00+00:00"}
+        await client.get_many(["h0", "h2", "h3"])
+        await client.get_many(["h0", "h1", "h3"])
+        assert len(client.cache) == 3  # bounded
+    finally:
+        await client.close()
+        await store.aclose()
+
+
 async def test_a_batch_answers_found_and_missing_ids_in_one_call(api: httpx.AsyncClient, sink: RedisSink) -> None:
     await sink.write_profiles([make_profile(f"c{i}", version=2, orders=i, segment="Loyal") for i in range(1, 6)])
     ids = [f"c{i}" for i in range(1, 8)]
