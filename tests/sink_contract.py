@@ -46,10 +46,15 @@ class SinkContract:
         row = await sink.read_profile(cid)
         assert row is not None and before - 1000 <= int(row["written_at"]) <= int(time.time() * 1000) + 1000
         first = row["written_at"]
+        assert row["stamp"] == f"1:1:{first}"  # what tells this write from any other
         await asyncio.sleep(0.01)
         await sink.write_profiles([make_profile(cid, 1, 1)])  # the same version: not written again
         row = await sink.read_profile(cid)
-        assert row is not None and row["written_at"] == first
+        assert row is not None and row["written_at"] == first and row["stamp"] == f"1:1:{first}"
+        await asyncio.sleep(0.01)
+        await sink.write_profiles([make_profile(cid, 2, 1)])
+        row = await sink.read_profile(cid)
+        assert row is not None and row["stamp"] == f"2:2:{row['written_at']}" and row["written_at"] != first
 
     async def test_replaying_the_same_version_writes_nothing(self, sink: ProfileSink) -> None:
         cid = self.cid()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from functools import partial
@@ -26,6 +26,8 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from schemas.api import AlertList, BatchAnswer, BatchRequest, CustomerLookup, ErrorBody, Health, SegmentPage
 from stream.api.dashboard import summary
@@ -95,6 +97,22 @@ class _Timed:
             self.histogram.labels(scope["method"], route, str(status[0])).observe(time.perf_counter() - started)
 
 
+class _CacheMetrics(Collector):
+    """The batch answers held (:class:`stream.api.lookup.AnswerCache`): answers served from it,
+    answers read from Redis, and how many are held."""
+
+    def __init__(self, client: AsyncLookupClient) -> None:
+        self.client = client
+
+    def collect(self) -> Iterator[Metric]:
+        cache = self.client.cache
+        yield CounterMetricFamily("pulse_api_batch_answers_held", "Batch answers served as held (their hash "
+                                  "unchanged since it was read).", value=cache.hits)
+        yield CounterMetricFamily("pulse_api_batch_answers_read", "Batch answers read from Redis (not held, or "
+                                  "their hash written since).", value=cache.misses)
+        yield GaugeMetricFamily("pulse_api_batch_answers_holding", "Batch answers held now.", value=len(cache))
+
+
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "No valid bearer token."},
     422: {"model": ErrorBody, "description": "Bad input."},
@@ -132,6 +150,7 @@ def create_app(client: AsyncLookupClient, tokens: Sequence[str], segments: Seque
                         buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0))
     segment_sizes = Gauge("pulse_segment_customers", "Customers in each segment (Redis set sizes).", ["segment"],
                           registry=registry)
+    registry.register(_CacheMetrics(client))
     known_tokens = list(tokens)
     known_segments = set(segments)
 

@@ -20,12 +20,14 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from schemas import CustomerState, Profile
 from stream.api.lookup import LookupClient
@@ -56,6 +58,7 @@ class LookupBenchResult:
     direct_ms: dict[str, float] = field(default_factory=dict)
     direct_batch_ms: dict[str, float] = field(default_factory=dict)
     errors: int = 0
+    held: dict[str, float] = field(default_factory=dict)  # batch answers held and read (one server process's)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,6 +74,8 @@ class LookupBenchResult:
                 row(f"GET /v1/customers/{{id}} at {self.rate:,.0f}/s", self.single_ms),
                 row(f"POST batch of {BATCH}, none held", self.cold_batch_ms),
                 row(f"POST batch of {BATCH} at {self.batch_rate:,.0f}/s", self.batch_ms),
+                f"  batch answers held / read from Redis (a server process's /metrics): "
+                f"{self.held.get('held', 0):,.0f} / {self.held.get('read', 0):,.0f}",
                 row("direct client get()", self.direct_ms),
                 row(f"direct client get_many({BATCH})", self.direct_batch_ms)]
 
@@ -153,11 +158,11 @@ async def _offer(port: int, rate: float, seconds: float, make: Callable[[], byte
     for _ in range(connections):
         pool.put_nowait(_Connection(*await asyncio.open_connection("127.0.0.1", port)))
 
-    async def one(due: float) -> None:
+    async def one(due: float, raw: bytes | None = None) -> None:
         nonlocal errors
         connection = await pool.get()
         try:
-            if await asyncio.wait_for(connection.request(make()), 5.0) != 200:
+            if await asyncio.wait_for(connection.request(raw or make()), 5.0) != 200:
                 errors += 1
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError):
             errors += 1
@@ -180,16 +185,27 @@ async def _offer(port: int, rate: float, seconds: float, make: Callable[[], byte
 
         share, extra = divmod(int(seconds), connections)
         await asyncio.gather(*(serially(share + (n < extra)) for n in range(connections)))
-    for n in range(int(rate * seconds)):
+    prepared = [make() for _ in range(int(rate * seconds))]  # not on the generator's clock
+    start = time.perf_counter()
+    for n, raw in enumerate(prepared):
         due = start + n / rate
         delay = due - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(due)))
+        tasks.append(asyncio.create_task(one(due, raw)))
     await asyncio.gather(*tasks)
     while not pool.empty():
         pool.get_nowait().writer.close()
     return latencies, errors
+
+
+def _held_answers(base: str) -> dict[str, float]:
+    """Batch answers served as held and read from Redis, from ``/metrics`` (the process that answered)."""
+    with urllib.request.urlopen(f"{base}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    found = {sample.name: sample.value for family in text_string_to_metric_families(text) for sample in family.samples}
+    return {"held": found.get("pulse_api_batch_answers_held_total", 0.0),
+            "read": found.get("pulse_api_batch_answers_read_total", 0.0)}
 
 
 def _time_direct(client: LookupClient, ids: list[str], rounds: int, batch: int) -> list[float]:
@@ -261,9 +277,14 @@ def run_lookup_bench(redis_url: str, profiles: int, rate: float, seconds: float,
                 result.cold_batch_ms = percentiles(latencies)
                 result.errors += errors
             say(f"  offering {name} at {offered:,.0f}/s for {seconds:.0f} s")
-            latencies, errors = asyncio.run(_offer(port, offered, seconds, request))
+            gc.disable()  # the generator's own collections (its tasks and answers) must not count as the server's
+            try:
+                latencies, errors = asyncio.run(_offer(port, offered, seconds, request))
+            finally:
+                gc.enable()
             setattr(result, key, percentiles(latencies))
             result.errors += errors
+        result.held = _held_answers(base)
         say("  timing the direct client")
         client = LookupClient.from_url(redis_url)
         try:

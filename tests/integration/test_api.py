@@ -3,6 +3,7 @@ sink, answers with their freshness, auth, 404/422/503, ETag, segment pages and a
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -190,7 +191,7 @@ async def test_the_fast_path_answers_batches_exactly_as_the_route(test_redis: st
         (b'{"ids": ["c1"], "max_age_seconds": 1e999}', json_type, False),
         (b'{"ids": ["c1"], "other": 1}', json_type, False), (b'["c1"]', json_type, False),
         (b'{"ids": ["c1"', json_type, False), (b'{"ids": ["c1"]}', {"Content-Type": "text/plain"}, False),
-        (('{"ids": [%s]}' % ", ".join(f'"c{i}"' for i in range(1001))).encode(), json_type, False)]
+        (json.dumps({"ids": [f"c{i}" for i in range(1001)]}).encode(), json_type, False)]
     built = create_app(AsyncLookupClient.from_url(test_redis, clock=lambda: NOW), [TOKEN], SEGMENTS)
     route_only = create_app(AsyncLookupClient.from_url(test_redis, clock=lambda: NOW), [TOKEN], SEGMENTS,
                             fast_path=False)
@@ -223,7 +224,6 @@ async def test_held_batch_answers_follow_every_write_erasure_and_model(test_redi
     """A batch holds the answers it read and Redis returns only hashes written since: a newer
     profile, an erased one, one erased and written again at the same versions, and a newly
     published model are each seen at the next batch."""
-    import json
 
     from stream.core.purchase import BgNbd, GammaGamma
     from stream.core.purchase_outlook import PurchaseModel
@@ -312,7 +312,6 @@ async def test_recent_alerts_filter_by_kind_and_time(api: httpx.AsyncClient, sin
 
 async def test_cross_sell_rules_are_served_strongest_first_and_filtered_by_antecedent(
         api: httpx.AsyncClient, test_redis: str) -> None:
-    import json
 
     from stream.core.affinity import affinity_document, rules
 
@@ -334,7 +333,6 @@ async def test_cross_sell_rules_are_served_strongest_first_and_filtered_by_antec
 
 
 async def test_the_behavioural_clusters_are_served_as_published(api: httpx.AsyncClient, test_redis: str) -> None:
-    import json
     import random
 
     from stream.core.clusters import FEATURES, fit
@@ -466,11 +464,23 @@ async def test_metrics_parse_and_count_requests_by_route_and_segment_sizes(api: 
     assert counts[("/v1/customers/{customer_id}", "404")] == 1
     sizes = {s.labels["segment"]: s.value for s in samples if s.name == "pulse_segment_customers"}
     assert sizes == {"Loyal": 7, "Champions": 0, "At Risk": 0}
+    async def held() -> dict[str, float]:
+        text = (await api.get("/metrics")).text
+        return {s.name: s.value for family in text_string_to_metric_families(text) for s in family.samples
+                if s.name.startswith("pulse_api_batch_answers")}
+
+    before = await held()
+    for _ in range(3):  # batches: their answers read once, then held
+        batch = await api.post("/v1/customers:batch", json={"ids": ["m3", "m4", "nobody"]}, headers=AUTH)
+        assert batch.status_code == 200 and batch.json()["missing"] == ["nobody"]
+    after = await held()
+    assert {name: after[name] - before.get(name, 0) for name in after} == {
+        "pulse_api_batch_answers_held_total": 4, "pulse_api_batch_answers_read_total": 5,
+        "pulse_api_batch_answers_holding": 2}
 
 
 def test_purchase_model_scores_are_read_as_of_the_published_models_now(test_redis: str) -> None:
     import asyncio
-    import json
 
     import redis
 
@@ -554,7 +564,6 @@ async def test_with_pseudonymous_keys_the_raw_id_finds_the_stored_profile(test_r
 
 async def test_pulse_serve_uses_a_newly_published_model_within_its_models_ttl(test_redis: str,
                                                                              sink: RedisSink) -> None:
-    import json
 
     from stream.core.purchase import BgNbd, GammaGamma
     from stream.core.purchase_outlook import PurchaseModel
