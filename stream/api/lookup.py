@@ -338,13 +338,21 @@ class AnswerCache:
             resolved.append((cid, entry))
             if self.entries and models is self._models and entry.stamp:
                 if sid not in found:
-                    if self.size >= self.entries:  # the oldest read goes, of these fields if any
-                        victims = found if found else next(held for held in self._found.values() if held)
-                        del victims[next(iter(victims))]
-                    else:
-                        self.size += 1
+                    self._make_room(found)
                 found[sid] = entry
         return resolved
+
+
+    def _make_room(self, found: dict[str, Held]) -> None:
+        """Count one more answer, first dropping the oldest read (of these fields if any) when full."""
+        if self.size < self.entries:
+            self.size += 1
+            return
+        victims = found if found else next((held for held in self._found.values() if held), None)
+        if victims is None:  # (the count went wrong: threads sharing a blocking client) count again
+            self.size = sum(map(len, self._found.values())) + 1
+            return
+        del victims[next(iter(victims))]
 
 
 def batch_json(resolved: Sequence[tuple[str, Held | None]], now: datetime, max_age_seconds: float | None) -> bytes:
