@@ -14,6 +14,7 @@ client; both build the same commands and read the answers with the same function
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -77,6 +78,7 @@ return out
 """
 
 Clock = Callable[[], datetime]
+log = logging.getLogger(__name__)
 
 
 class UnknownFields(ValueError):
@@ -326,7 +328,7 @@ class AnswerCache:
                 resolved.append((cid, entry))
                 continue
             self.misses += 1
-            stored = dict(zip(reply[::2], reply[1::2], strict=True)) if names is None else _as_mapping(reply, names)
+            stored = _stored(reply, names)
             answer = to_lookup(cid, as_of_now(stored, models), names, now, max_age_seconds)
             found = self._found.setdefault(names, {})
             if answer is None:
@@ -372,6 +374,22 @@ def batch_json(resolved: Sequence[tuple[str, Held | None]], now: datetime, max_a
     return b"".join(parts)
 
 
+def _stored(reply: Any, names: tuple[str, ...] | None) -> dict[str, str]:
+    """A hash as read: the script's flat field list, a pipeline's mapping, or HMGET's values."""
+    if names is not None:
+        return _as_mapping(reply, names)
+    return dict(reply) if isinstance(reply, Mapping) else dict(zip(reply[::2], reply[1::2], strict=True))
+
+
+def _no_scripting(exc: redis.ResponseError) -> bool:
+    """Redis refused the batch script (an ACL user without ``+@scripting``): read without it."""
+    if not isinstance(exc, redis.exceptions.NoPermissionError) and "NOPERM" not in str(exc):
+        return False
+    log.warning("lookups: Redis refused the batch script (%s); batches are read in full, nothing held. "
+                "Give the lookup user +evalsha +script|load to hold answers (docs/api.md#held-batch-answers)", exc)
+    return True
+
+
 def _stamps(held: Sequence[Held | None]) -> list[str]:
     return [entry.stamp if entry is not None else "" for entry in held]
 
@@ -397,6 +415,7 @@ class LookupClient:
         self._models = _ModelsCache(models_ttl, monotonic)
         self.cache = AnswerCache(cache_entries)
         self._batch_read = client.register_script(_BATCH_READ)
+        self.scripting = True  # False once Redis refused the batch script (then nothing is held)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> LookupClient:
@@ -419,9 +438,20 @@ class LookupClient:
             pipe = self._client.pipeline(transaction=False)
             _queue_reads(pipe, [], names, self._prefix)
             models = self._models.keep(pipe.execute())
-        held = self.cache.held(stored_ids, names, models)
-        keys, args = _batch_args(stored_ids, names, _stamps(held), self._prefix)
-        replies = self._batch_read(keys=keys, args=args)
+        held = self.cache.held(stored_ids, names, models) if self.scripting else [None] * len(ids)
+        replies = None
+        if self.scripting:
+            keys, args = _batch_args(stored_ids, names, _stamps(held), self._prefix)
+            try:
+                replies = self._batch_read(keys=keys, args=args)
+            except redis.ResponseError as exc:
+                if not _no_scripting(exc):
+                    raise
+                self.scripting, self.cache = False, AnswerCache(0)
+        if replies is None:
+            pipe = self._client.pipeline(transaction=False)
+            _queue_reads(pipe, stored_ids, names, self._prefix, models=False)
+            replies = pipe.execute()
         now = self._clock()
         return {cid: entry.lookup(cid, now, max_age_seconds) if entry is not None else None for cid, entry in
                 self.cache.resolve(ids, stored_ids, held, replies, names, now, max_age_seconds, models)}
@@ -458,6 +488,7 @@ class AsyncLookupClient:
         self._models = _ModelsCache(models_ttl, monotonic)
         self.cache = AnswerCache(cache_entries)
         self._batch_read = client.register_script(_BATCH_READ)
+        self.scripting = True  # False once Redis refused the batch script (then nothing is held)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> AsyncLookupClient:
@@ -491,9 +522,20 @@ class AsyncLookupClient:
             async with self._client.pipeline(transaction=False) as pipe:
                 _queue_reads(pipe, [], names, self._prefix)
                 models = self._models.keep(await pipe.execute())
-        held = self.cache.held(stored_ids, names, models)
-        keys, args = _batch_args(stored_ids, names, _stamps(held), self._prefix)
-        replies = await self._batch_read(keys=keys, args=args)
+        held = self.cache.held(stored_ids, names, models) if self.scripting else [None] * len(ids)
+        replies = None
+        if self.scripting:
+            keys, args = _batch_args(stored_ids, names, _stamps(held), self._prefix)
+            try:
+                replies = await self._batch_read(keys=keys, args=args)
+            except redis.ResponseError as exc:
+                if not _no_scripting(exc):
+                    raise
+                self.scripting, self.cache = False, AnswerCache(0)
+        if replies is None:
+            async with self._client.pipeline(transaction=False) as pipe:
+                _queue_reads(pipe, stored_ids, names, self._prefix, models=False)
+                replies = await pipe.execute()
         now = self._clock()
         return now, self.cache.resolve(ids, stored_ids, held, replies, names, now, max_age_seconds, models)
 

@@ -264,6 +264,35 @@ async def test_held_batch_answers_follow_every_write_erasure_and_model(test_redi
         await store.aclose()
 
 
+async def test_a_lookup_user_without_scripting_gets_batches_read_in_full(test_redis: str, sink: RedisSink) -> None:
+    """A Redis ACL user refused the batch script still gets every batch, read in a pipeline
+    with nothing held, and the same answers as a user with it."""
+    import secrets
+    from urllib.parse import urlsplit
+
+    await sink.write_profiles([make_profile("c1", version=3, orders=2, segment="Loyal"),
+                               make_profile("c2", version=1, orders=1)])
+    admin = aioredis.Redis.from_url(test_redis)
+    user, password = f"pulse-test-reader-{secrets.token_hex(4)}", secrets.token_urlsafe(16)
+    await admin.acl_setuser(user, enabled=True, passwords=[f"+{password}"], keys=["*"],
+                            commands=["+@read", "+@connection", "-@scripting"])
+    where = urlsplit(test_redis)
+    reader = AsyncLookupClient.from_url(f"redis://{user}:{password}@{where.hostname}:{where.port}{where.path}",
+                                        clock=lambda: NOW)
+    full = AsyncLookupClient.from_url(test_redis, clock=lambda: NOW)
+    try:
+        for fields in (None, ["segment"], None):
+            ids = ["c1", "c2", "nobody"]
+            assert await reader.get_many(ids, fields) == await full.get_many(ids, fields)
+        assert reader.scripting is False and len(reader.cache) == 0
+        assert full.scripting and full.cache.hits == 2
+    finally:
+        await reader.close()
+        await full.close()
+        await admin.acl_deluser(user)
+        await admin.aclose()
+
+
 async def test_a_batch_answers_found_and_missing_ids_in_one_call(api: httpx.AsyncClient, sink: RedisSink) -> None:
     await sink.write_profiles([make_profile(f"c{i}", version=2, orders=i, segment="Loyal") for i in range(1, 6)])
     ids = [f"c{i}" for i in range(1, 8)]
