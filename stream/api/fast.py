@@ -87,12 +87,9 @@ class FastLookup:
             await self.app(scope, receive, send)
             return
         except redis.RedisError as exc:
-            scope["route"] = self.route
-            self.answered += 1
-            await self.unavailable(exc)(scope, receive, send)  # type: ignore[arg-type]
+            await self.unavailable(exc)(self._claim(scope, self.route), receive, send)  # type: ignore[arg-type]
             return
-        scope["route"] = self.route
-        self.answered += 1
+        self._claim(scope, self.route)
         if found is None:
             await self.missing(customer_id)(scope, receive, send)  # type: ignore[arg-type]
             return
@@ -116,29 +113,24 @@ class FastLookup:
             await self.app(scope, _replaying(body, complete, receive), send)
             return
         except redis.RedisError as exc:
-            scope["route"] = self.batch_route
-            self.answered += 1
-            await self.unavailable(exc)(scope, receive, send)  # type: ignore[arg-type]
+            await self.unavailable(exc)(self._claim(scope, self.batch_route), receive, send)  # type: ignore[arg-type]
             return
-        scope["route"] = self.batch_route
-        self.answered += 1
+        self._claim(scope, self.batch_route)
         await _answer(send, 200, answer, [(b"content-type", b"application/json")])
+
+    def _claim(self, scope: dict[str, Any], route: Any) -> dict[str, Any]:
+        """Answered here, as ``route`` (so that the request-time histogram labels both paths alike)."""
+        scope["route"] = route
+        self.answered += 1
+        return scope
 
     def _batch_request(self, scope: dict[str, Any],
                        body: bytes) -> tuple[list[str], list[str] | None, float | None] | None:
         """(ids, fields, max age) of a batch this path answers, else None."""
-        if scope.get("query_string"):
+        headers = _once(scope, (b"authorization", b"content-type"))
+        if scope.get("query_string") or headers is None:
             return None
-        authorization = content_type = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                if authorization is not None:
-                    return None
-                authorization = value.decode("latin-1")
-            elif name == b"content-type":
-                if content_type is not None:
-                    return None
-                content_type = value.decode("latin-1")
+        authorization, content_type = headers
         if content_type is None or content_type.split(";")[0].strip().lower() != "application/json":
             return None
         if self.tokens and not token_matches(bearer(authorization), self.tokens):
@@ -155,16 +147,10 @@ class FastLookup:
             return None
         if fields is not None and (not isinstance(fields, list) or not all(type(name) is str for name in fields)):
             return None
-        if max_age is not None:
-            if type(max_age) not in (int, float):
-                return None
-            try:
-                max_age = float(max_age)
-            except OverflowError:
-                return None
-            if not max_age > 0 or math.isinf(max_age):
-                return None
-        return ids, fields, max_age
+        seconds = None
+        if max_age is not None and (isinstance(max_age, str) or (seconds := _seconds(max_age)) is None):
+            return None
+        return ids, fields, seconds
 
     def _request(self, scope: dict[str, Any]) -> tuple[str, list[str] | None, float | None, str | None] | None:
         """(customer id, fields, max age, If-None-Match) of a request this path answers, else None."""
@@ -174,16 +160,10 @@ class FastLookup:
         customer_id = path[len(PREFIX):]
         if not customer_id or "/" in customer_id or len(customer_id) > MAX_ID_LENGTH:
             return None
-        authorization = if_none_match = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                if authorization is not None:  # repeated: the route's own reading decides
-                    return None
-                authorization = value.decode("latin-1")
-            elif name == b"if-none-match":
-                if if_none_match is not None:
-                    return None
-                if_none_match = value.decode("latin-1")
+        headers = _once(scope, (b"authorization", b"if-none-match"))
+        if headers is None:
+            return None
+        authorization, if_none_match = headers
         if self.tokens and not token_matches(bearer(authorization), self.tokens):
             return None
         fields: list[str] | None = None
@@ -197,16 +177,44 @@ class FastLookup:
             for name, value in params:
                 if name == "fields":
                     fields = value.split(",")
-                else:
-                    if not value.isascii():  # float() reads any script's digits, the route does not
-                        return None
-                    try:
-                        max_age = float(value)
-                    except ValueError:
-                        return None
-                    if not max_age > 0 or math.isinf(max_age):
-                        return None
+                elif (max_age := _seconds(value)) is None:
+                    return None
         return customer_id, fields, max_age, if_none_match
+
+
+def _seconds(value: object) -> float | None:
+    """``max_age_seconds`` as the route reads it, if positive and finite: the query string's
+    ASCII text (``float()`` reads any script's digits, the route does not) or a JSON number
+    (not a boolean); else None.
+
+    >>> [_seconds(v) for v in ("60", "0.5", 5, "\u0661\u0660", "0", "inf", "nan", True, 10**400, None)]
+    [60.0, 0.5, 5.0, None, None, None, None, None, None, None]
+    """
+    if isinstance(value, str) and not value.isascii() or type(value) not in (str, int, float):
+        return None
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (ValueError, OverflowError):
+        return None
+    return seconds if seconds > 0 and not math.isinf(seconds) else None
+
+
+def _once(scope: dict[str, Any], names: tuple[bytes, bytes]) -> tuple[str | None, str | None] | None:
+    """The values of two headers (None: absent), or None when either is repeated (the route's
+    own reading then decides).
+
+    >>> _once({"headers": [(b"authorization", b"Bearer t"), (b"accept", b"*/*")]}, (b"authorization", b"etag"))
+    ('Bearer t', None)
+    >>> _once({"headers": [(b"etag", b"1"), (b"etag", b"2")]}, (b"authorization", b"etag")) is None
+    True
+    """
+    found: dict[bytes, str] = {}
+    for name, value in scope["headers"]:
+        if name in names:
+            if name in found:
+                return None
+            found[name] = value.decode("latin-1")
+    return found.get(names[0]), found.get(names[1])
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, bool]:

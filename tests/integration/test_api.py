@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -123,6 +124,26 @@ async def test_unknown_customer_and_bad_input_get_json_errors(api: httpx.AsyncCl
     assert unknown.status_code == 404 and "Loyal" in unknown.json()["error"]["message"]
 
 
+@asynccontextmanager
+async def _fast_and_route(url: str) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient, FastLookup]]:
+    """Clients of two apps over ``url``, with the fast path (``stream/api/fast.py``) and without,
+    and the fast path itself (its count of requests answered)."""
+    built = create_app(AsyncLookupClient.from_url(url, clock=lambda: NOW), [TOKEN], SEGMENTS)
+    route_only = create_app(AsyncLookupClient.from_url(url, clock=lambda: NOW), [TOKEN], SEGMENTS, fast_path=False)
+
+    def client(app: object) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://pulse")  # type: ignore[arg-type]
+
+    async with client(built) as fast, client(route_only) as slow:
+        await fast.get("/v1/health")  # the middleware stack is built on the first request
+        node, fast_path = built.middleware_stack, None
+        while node is not None and fast_path is None:
+            fast_path = node if isinstance(node, FastLookup) else None
+            node = getattr(node, "app", None)
+        assert fast_path is not None
+        yield fast, slow, fast_path
+
+
 async def test_the_fast_path_answers_single_lookups_exactly_as_the_route(test_redis: str, sink: RedisSink) -> None:
     """`stream/api/fast.py` answers the well-formed GETs itself and passes the rest to the route:
     every answer (status, body, headers) equals the route's, and the route saw only the rest."""
@@ -143,20 +164,7 @@ async def test_the_fast_path_answers_single_lookups_exactly_as_the_route(test_re
                 ("/v1/customers/c1", [("If-None-Match", 'W/"1.1"'), ("If-None-Match", 'W/"3.3"')], False),
                 ("/v1/customers/c1", [("Authorization", "Bearer wrong-token-0123456789"),
                                       ("Authorization", f"Bearer {TOKEN}")], False)]
-    built = create_app(AsyncLookupClient.from_url(test_redis, clock=lambda: NOW), [TOKEN], SEGMENTS)
-    route_only = create_app(AsyncLookupClient.from_url(test_redis, clock=lambda: NOW), [TOKEN], SEGMENTS,
-                            fast_path=False)
-
-    def client(app: object) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://pulse")  # type: ignore[arg-type]
-
-    async with client(built) as fast, client(route_only) as slow:
-        await fast.get("/v1/health")  # the middleware stack is built on the first request
-        node, fast_path = built.middleware_stack, None
-        while node is not None and fast_path is None:
-            fast_path = node if isinstance(node, FastLookup) else None
-            node = getattr(node, "app", None)
-        assert fast_path is not None
+    async with _fast_and_route(test_redis) as (fast, slow, fast_path):
         for headers in ({}, {"Authorization": "Bearer wrong-token-0123456789"}, AUTH):
             for path, extra, answered_fast in requests:
                 before = fast_path.answered
@@ -192,20 +200,7 @@ async def test_the_fast_path_answers_batches_exactly_as_the_route(test_redis: st
         (b'{"ids": ["c1"], "other": 1}', json_type, False), (b'["c1"]', json_type, False),
         (b'{"ids": ["c1"', json_type, False), (b'{"ids": ["c1"]}', {"Content-Type": "text/plain"}, False),
         (json.dumps({"ids": [f"c{i}" for i in range(1001)]}).encode(), json_type, False)]
-    built = create_app(AsyncLookupClient.from_url(test_redis, clock=lambda: NOW), [TOKEN], SEGMENTS)
-    route_only = create_app(AsyncLookupClient.from_url(test_redis, clock=lambda: NOW), [TOKEN], SEGMENTS,
-                            fast_path=False)
-
-    def client(app: object) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://pulse")  # type: ignore[arg-type]
-
-    async with client(built) as fast, client(route_only) as slow:
-        await fast.get("/v1/health")  # the middleware stack is built on the first request
-        node, fast_path = built.middleware_stack, None
-        while node is not None and fast_path is None:
-            fast_path = node if isinstance(node, FastLookup) else None
-            node = getattr(node, "app", None)
-        assert fast_path is not None
+    async with _fast_and_route(test_redis) as (fast, slow, fast_path):
         for headers in ({}, {"Authorization": "Bearer wrong-token-0123456789"}, AUTH):
             for _ in range(2):  # read, then held
                 for body, extra, answered_fast in bodies:
