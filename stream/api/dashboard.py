@@ -1,5 +1,6 @@
 """What the dashboard of ``pulse serve`` shows, computed from Redis: segment sizes now and over
-event time, the segment migration matrix, the churn-risk distribution and the alert feed.
+event time, the segment migration matrix, the churn-risk and predicted-value distributions
+(scores as of now, as lookups answer them) and the alert feed.
 The pure functions here take plain records; :func:`summary` reads them from Redis.
 
 Segment history comes from the capped ``pulse:tags`` stream (segment changes with their old
@@ -9,6 +10,7 @@ net moves after that day, so the history reaches back as far as the stream does.
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -18,7 +20,9 @@ from stream.api.lookup import AsyncLookupClient
 
 HISTORY_DAYS = 60
 RISK_BINS = 10
-SAMPLE_CUSTOMERS = 5000  # customers read for the churn-risk distribution
+SAMPLE_CUSTOMERS = 5000  # customers read for the churn-risk and predicted-value distributions
+# predicted spend within the horizon (``predicted_value``, in the events' currency): bin edges
+VALUE_EDGES = (10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0)
 TAG_STREAM_READ = 100_000
 
 
@@ -97,6 +101,18 @@ def risk_histogram(probabilities: Iterable[float], bins: int = RISK_BINS) -> lis
     return counts
 
 
+def value_histogram(values: Iterable[float], edges: Sequence[float] = VALUE_EDGES) -> list[int]:
+    """Counts of predicted values below each edge after the previous one, and above the last.
+
+    >>> value_histogram([0.0, 9.99, 10, 120.5, 5000], edges=(10, 100, 1000))
+    [2, 1, 1, 1]
+    """
+    counts = [0] * (len(edges) + 1)
+    for value in values:
+        counts[bisect.bisect_right(edges, value)] += 1
+    return counts
+
+
 async def summary(client: AsyncLookupClient, segments: Sequence[str], window_days: int = 7) -> dict[str, Any]:
     """Everything the dashboard's Redis panels need, in one answer."""
     sizes = await client.segment_sizes(list(segments))
@@ -104,15 +120,20 @@ async def summary(client: AsyncLookupClient, segments: Sequence[str], window_day
     newest = max((when for when, _, _ in moves), default=None)
     migration = {f"{n}d": migration_matrix(moves, newest - timedelta(days=n)) if newest else {}
                  for n in (1, window_days)}
-    risk = await client.sample_fields(("churn_probability", "churn_risk"), SAMPLE_CUSTOMERS)
-    probabilities = [float(row["churn_probability"]) for row in risk if row.get("churn_probability")]
+    sample = await client.sample_fields(("churn_probability", "churn_risk", "predicted_value", "potential"),
+                                        SAMPLE_CUSTOMERS)
+    probabilities = [float(row["churn_probability"]) for row in sample if row.get("churn_probability")]
+    values = [float(row["predicted_value"]) for row in sample if row.get("predicted_value")]
     return {
         "segments": sizes,
         "history": segment_history(sizes, moves, HISTORY_DAYS),
         "migration": migration,
         "as_of_event_time": newest.isoformat() if newest else None,
         "risk": {"bins": risk_histogram(probabilities), "bands": dict(Counter(r.get("churn_risk") or "unscored"
-                                                                              for r in risk)),
-                 "sampled": len(risk)},
+                                                                              for r in sample)),
+                 "sampled": len(sample)},
+        "value": {"edges": list(VALUE_EDGES), "bins": value_histogram(values), "predicted": len(values),
+                  "total": round(sum(values), 2), "sampled": len(sample),
+                  "potential": dict(Counter(r["potential"] for r in sample if r.get("potential")))},
         "alerts": await client.recent_alerts(limit=20),
     }

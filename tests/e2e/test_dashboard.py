@@ -84,9 +84,12 @@ def test_the_dashboard_renders_every_panel_with_data(isolated: Isolated, chromiu
         assert _attribute(dom, "throughput", "points") > 0
         assert _attribute(dom, "deadletters", "points") >= 1
         assert _attribute(dom, "risk", "points") > 0
+        assert _attribute(dom, "value", "points") > 0
         assert _attribute(dom, "migration", "rows") > 0
         assert _attribute(dom, "alerts", "items") > 0
         assert "churn probability of" in dom and "customers in segments" in dom
+        predicted = re.search(r"predicted spend within the horizon of (\d+) of (\d+) customers", dom)
+        assert predicted and 0 < int(predicted.group(1)) <= int(predicted.group(2)), dom[:2000]
 
         ARTIFACTS.mkdir(exist_ok=True)
         shot = ARTIFACTS / "dashboard.png"

@@ -259,6 +259,39 @@ async def test_held_batch_answers_follow_every_write_erasure_and_model(test_redi
         await store.aclose()
 
 
+async def test_the_dashboard_shows_predicted_values_as_lookups_answer_them_now(test_redis: str,
+                                                                               sink: RedisSink) -> None:
+    """The predicted-value panel bins what a lookup answers now (the published purchase model's
+    outlook), not the stored value of when each profile was written: without a model nothing
+    is predicted; with one, every customer who bought is, in the bins of the lookups' values."""
+    from stream.api.dashboard import summary, value_histogram
+    from stream.core.purchase import BgNbd, GammaGamma
+    from stream.core.purchase_outlook import PurchaseModel
+    from stream.sinks.redis import PURCHASE_MODEL_KEY
+
+    ids = [f"v{i}" for i in range(6)]
+    await sink.write_profiles([make_profile(cid, version=3, orders=1 + i, monetary=f"{40 * (i + 1) ** 2}.00")
+                               for i, cid in enumerate(ids)])
+    client = AsyncLookupClient.from_url(test_redis, clock=lambda: NOW, models_ttl=0)
+    store = aioredis.Redis.from_url(test_redis)
+    try:
+        before = (await summary(client, SEGMENTS))["value"]
+        assert before["sampled"] == 6 and before["predicted"] == 0 and sum(before["bins"]) == 0
+        model = PurchaseModel(BgNbd(0.25, 33.5, 0.72, 2.16), GammaGamma(6.25, 3.74, 15.44), 19_730, 900, 300)
+        await store.set(PURCHASE_MODEL_KEY, json.dumps({**model.to_json(), "horizon_days": 90}))
+        shown = (await summary(client, SEGMENTS))["value"]
+        answers = await client.get_many(ids, fields=["predicted_value", "potential"])
+        values = [float(found.profile["predicted_value"]) for found in answers.values() if found is not None]
+        assert len(values) == 6 and len(set(values)) > 1
+        assert shown["predicted"] == 6 and shown["bins"] == value_histogram(values)
+        assert shown["total"] == round(sum(values), 2)
+        assert sum(shown["potential"].values()) == sum(1 for found in answers.values()
+                                                       if found is not None and "potential" in found.profile)
+    finally:
+        await client.close()
+        await store.aclose()
+
+
 async def test_a_lookup_user_without_scripting_gets_batches_read_in_full(test_redis: str, sink: RedisSink) -> None:
     """A Redis ACL user refused the batch script still gets every batch, read in a pipeline
     with nothing held, and the same answers as a user with it."""

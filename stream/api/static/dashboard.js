@@ -79,6 +79,17 @@ function risk(data) {
   document.getElementById("risknote").textContent = `churn probability of ${data.sampled} customers (${bands})`;
 }
 
+function value(data) {
+  const money = x => x.toLocaleString("en", {maximumFractionDigits: 0});
+  const labels = data.bins.map((_, i) => i === 0 ? `< ${money(data.edges[0])}`
+    : i === data.edges.length ? `${money(data.edges[i - 1])}+` : `${money(data.edges[i - 1])}–${money(data.edges[i])}`);
+  draw("value", {type: "bar", data: {labels, datasets: [{label: "customers", data: data.bins,
+    backgroundColor: PALETTE[5]}]}, options: {plugins: {legend: {display: false}}}});
+  const potential = Object.entries(data.potential).map(([band, n]) => `${band} ${n}`).join(", ");
+  document.getElementById("valuenote").textContent = `predicted spend within the horizon of ${data.predicted} of ` +
+    `${data.sampled} customers, ${money(data.total)} in all` + (potential ? ` (potential: ${potential})` : "");
+}
+
 function model(pipeline) {
   const records = pipeline ? pipeline.monitoring : [];
   const quality = records.filter(r => r.kind === "model_quality");
@@ -141,6 +152,7 @@ async function refresh() {
   segments(latest.history);
   migration(latest.migration);
   risk(latest.risk);
+  value(latest.value);
   model(latest.pipeline);
   alerts(latest.alerts);
   document.body.dataset.ready = "true";
