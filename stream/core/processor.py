@@ -47,8 +47,6 @@ from stream.core.sweep import (
     TICK_KEY,
     bucket_key,
     cursor_key,
-    decode_members,
-    encode_members,
     file_boundary,
     filing_bucket,
     hour_bucket,
@@ -321,7 +319,7 @@ class Processor(Stitching):
         cursor, due_bucket = int(stored_cursor), hour_bucket(due)
         for bucket in range(cursor + 1, due_bucket + 1):
             key = bucket_key(bucket, partition)
-            members = decode_members(index.get(key))
+            members = index.members(key)
             if not members:
                 continue
             waiting = []
@@ -338,10 +336,7 @@ class Processor(Stitching):
                 swept = self._sweep_customer(state, due, partition, work, effects)
                 if swept.next_boundary_at is not None and filing_bucket(swept.next_boundary_at, cursor) == bucket:
                     waiting.append(customer_id)  # its next boundary is later in this same hour
-            if waiting:
-                index[key] = encode_members(waiting)
-            elif key in index:
-                del index[key]
+            index.set_members(key, waiting)
         # the due hour may still receive boundaries: sweep it again next time
         index[cursor_key(partition)] = str(max(cursor, due_bucket - 1)).encode()
 

@@ -9,8 +9,8 @@ customer's boundary moves are dropped when their bucket is visited.
 from __future__ import annotations
 
 import json
-from collections.abc import MutableMapping
 from datetime import datetime
+from typing import Protocol
 
 TICK_KEY = b"\x00pulse-sweep-tick"
 RESYNC_KEY = b"\x00pulse-resync"  # control record: re-publish this partition's profiles
@@ -36,16 +36,14 @@ def encode_members(members: list[str]) -> bytes:
     return json.dumps(members, separators=(",", ":")).encode()
 
 
-def with_member(raw: bytes | None, customer_id: str) -> bytes:
-    """Add a customer to a bucket once.
+class SweepIndex(Protocol):
+    """The sweep-index table as a batch sees it (:class:`stream.core.work.IndexView`): keys to
+    bytes, and each bucket's members decoded once per batch."""
 
-    >>> with_member(with_member(None, "a"), "a")
-    b'["a"]'
-    """
-    members = decode_members(raw)
-    if customer_id not in members:
-        members.append(customer_id)
-    return encode_members(members)
+    def get(self, key: str, /) -> bytes | None: ...
+    def __setitem__(self, key: str, value: bytes) -> None: ...
+    def members(self, key: str) -> list[str]: ...
+    def set_members(self, key: str, members: list[str]) -> None: ...
 
 
 def filing_bucket(boundary: datetime, cursor: int | None) -> int:
@@ -54,7 +52,7 @@ def filing_bucket(boundary: datetime, cursor: int | None) -> int:
     return bucket if cursor is None or bucket > cursor else cursor + 1
 
 
-def file_boundary(index: MutableMapping[str, bytes], partition: int, customer_id: str,
+def file_boundary(index: SweepIndex, partition: int, customer_id: str,
                   boundary: datetime | None, old: datetime | None = None) -> None:
     """File a customer under the hour of their next boundary (none: unfile only), and unfile
     them from the hour of ``old``, so sweeps read only due customers."""
@@ -62,15 +60,17 @@ def file_boundary(index: MutableMapping[str, bytes], partition: int, customer_id
     cursor = int(stored_cursor) if stored_cursor else None
     if old is not None:
         old_key = bucket_key(filing_bucket(old, cursor), partition)
-        remaining = [m for m in decode_members(index.get(old_key)) if m != customer_id]
-        if remaining:
-            index[old_key] = encode_members(remaining)
-        elif old_key in index:
-            del index[old_key]
+        members = index.members(old_key)
+        if customer_id in members:
+            members.remove(customer_id)
+            index.set_members(old_key, members)
     if boundary is None:
         return
     bucket = filing_bucket(boundary, cursor)
     if cursor is None:
         index[cursor_key(partition)] = str(bucket - 1).encode()
     key = bucket_key(bucket, partition)
-    index[key] = with_member(index.get(key), customer_id)
+    members = index.members(key)
+    if customer_id not in members:
+        members.append(customer_id)
+        index.set_members(key, members)

@@ -17,6 +17,7 @@ from datetime import datetime
 from schemas import Alert, AlertOutcome, ChurnLabel, CustomerState, Identity, TagChange
 from stream.core.counters import counter_key
 from stream.core.erasure import Erasure, Suppression, subject_digest
+from stream.core.sweep import decode_members, encode_members
 from stream.core.watermark import advance
 
 Store = MutableMapping[str, bytes]
@@ -91,16 +92,41 @@ class Tables:
 
 
 class IndexView(MutableMapping[str, bytes]):
-    """The sweep-index table seen through the batch's pending writes."""
+    """The sweep-index table seen through the batch's pending writes. A bucket's member list is
+    decoded at its first use in the batch and encoded once at :meth:`flush` (an hour's bucket
+    can list thousands of customers: decoding and encoding it for every event made filing cost
+    grow with the bucket)."""
 
     def __init__(self, table: Store) -> None:
         self.table = table
-        self.pending: dict[str, bytes] = {}
+        self.pending: dict[str, bytes | list[str]] = {}  # writes; b"" or []: deleted
+        self.read: dict[str, list[str]] = {}  # buckets decoded in this batch and not written
+
+    def members(self, key: str) -> list[str]:
+        """The customers filed under a bucket key, as this batch has them (a copy: change it
+        through :meth:`set_members`)."""
+        value = self.pending.get(key)
+        if isinstance(value, list):
+            return list(value)
+        if value is not None:
+            return decode_members(value or None)
+        if key not in self.read:
+            self.read[key] = decode_members(self.table.get(key))
+        return list(self.read[key])
+
+    def set_members(self, key: str, members: list[str]) -> None:
+        """File exactly these customers under a bucket key (none: the key goes)."""
+        self.read.pop(key, None)
+        self.pending[key] = list(members) if members else _DELETED
 
     def __getitem__(self, key: str) -> bytes:
         value = self.pending.get(key)
         if value is None:
             return self.table[key]
+        if isinstance(value, list):
+            if not value:
+                raise KeyError(key)
+            return encode_members(value)
         if value is _DELETED:
             raise KeyError(key)
         return value
@@ -108,35 +134,40 @@ class IndexView(MutableMapping[str, bytes]):
     def __setitem__(self, key: str, value: bytes) -> None:
         if not value:
             raise ValueError(f"sweep index {key!r}: empty values are not stored")
+        self.read.pop(key, None)
         self.pending[key] = value
 
     def __delitem__(self, key: str) -> None:
         if key not in self:
             raise KeyError(key)
+        self.read.pop(key, None)
         self.pending[key] = _DELETED
 
     def __contains__(self, key: object) -> bool:
         value = self.pending.get(key)  # type: ignore[call-overload]
         if value is None:
             return key in self.table
-        return value is not _DELETED
+        return bool(value)  # (an empty list: a bucket read with no members, or emptied)
 
     def __iter__(self) -> Iterator[str]:
         for key in self.table:
             if key not in self.pending:
                 yield key
-        yield from (key for key, value in self.pending.items() if value is not _DELETED)
+        yield from (key for key, value in self.pending.items() if value)
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
     def flush(self) -> None:
         for key, value in self.pending.items():
-            if value is _DELETED:
+            if not value:  # deleted, or a bucket emptied in this batch
                 self.table.pop(key, None)
+            elif isinstance(value, list):
+                self.table[key] = encode_members(value)
             else:
                 self.table[key] = value
         self.pending.clear()
+        self.read.clear()
 
 
 @dataclass
