@@ -101,10 +101,11 @@ def register(pulse: Pulse) -> None:
 
     async def save(trainer: Trainer) -> None:
         record = trainer.snapshot()
+        params = ModelParams.from_json(record["params"])  # (computing them again costs tens of ms of the loop)
         await pulse.topic("churn-model").send(key=MODEL_KEY, value=json.dumps(record).encode(), partition=0)
         await pulse.topic("monitoring").send(key=b"model_quality", value=json.dumps({
-            "kind": "model_quality", "model_version": trainer.params().model_version, "ready": trainer.ready,
-            "labels_seen": trainer.labels_seen, **trainer.metrics()}).encode(), partition=0)
+            "kind": "model_quality", "model_version": params.model_version, "ready": params.ready,
+            "labels_seen": params.labels_seen, **params.metrics}).encode(), partition=0)
         held["unsaved"] = 0
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode types the handler more narrowly than it calls it

@@ -94,16 +94,21 @@ class RecentRanking:
     def __init__(self, per_class: int = RECENT_PER_CLASS) -> None:
         self.churned: deque[tuple[float, float]] = deque(maxlen=per_class)  # (model, heuristic) scores
         self.stayed: deque[tuple[float, float]] = deque(maxlen=per_class)
+        self._aucs: tuple[float, float] | None = None  # computed since the last update
 
     def update(self, churned: bool, model: float, heuristic: float) -> None:
         (self.churned if churned else self.stayed).append((model, heuristic))
+        self._aucs = None
 
     def aucs(self) -> tuple[float, float] | None:
         """(model, heuristic) ROC AUC; None until both classes have a label."""
         if not self.churned or not self.stayed:
             return None
-        labelled = [(pair, True) for pair in self.churned] + [(pair, False) for pair in self.stayed]
-        return (roc_auc((pair[0], y) for pair, y in labelled), roc_auc((pair[1], y) for pair, y in labelled))
+        if getattr(self, "_aucs", None) is None:  # (a snapshot from before the cache has none)
+            labelled = [(pair, True) for pair in self.churned] + [(pair, False) for pair in self.stayed]
+            self._aucs = (roc_auc((pair[0], y) for pair, y in labelled),
+                          roc_auc((pair[1], y) for pair, y in labelled))
+        return self._aucs
 
     def model_wins(self) -> bool:
         aucs = self.aucs()
@@ -278,7 +283,8 @@ class Trainer:
     def snapshot(self) -> dict[str, Any]:
         """A new version: params for the scorers and the pickled trainer for its restart."""
         self.version += 1
-        blob = zlib.compress(pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL))
+        # level 1: a fifth of the default's time in the worker's event loop, for a little more size
+        blob = zlib.compress(pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL), 1)
         return {"params": self.params().to_json(), "river_version": river.__version__, "compression": "zlib",
                 "trainer": base64.b64encode(blob).decode(), "sha256": hashlib.sha256(blob).hexdigest()}
 
