@@ -99,7 +99,7 @@ class IndexView(MutableMapping[str, bytes]):
 
     def __init__(self, table: Store) -> None:
         self.table = table
-        self.pending: dict[str, bytes | list[str]] = {}  # writes; b"" or []: deleted
+        self.pending: dict[str, bytes | list[str]] = {}  # writes (_DELETED: deleted; lists are never empty)
         self.read: dict[str, list[str]] = {}  # buckets decoded in this batch and not written
 
     def members(self, key: str) -> list[str]:
@@ -116,7 +116,6 @@ class IndexView(MutableMapping[str, bytes]):
 
     def set_members(self, key: str, members: list[str]) -> None:
         """File exactly these customers under a bucket key (none: the key goes)."""
-        self.read.pop(key, None)
         self.pending[key] = list(members) if members else _DELETED
 
     def __getitem__(self, key: str) -> bytes:
@@ -124,8 +123,6 @@ class IndexView(MutableMapping[str, bytes]):
         if value is None:
             return self.table[key]
         if isinstance(value, list):
-            if not value:
-                raise KeyError(key)
             return encode_members(value)
         if value is _DELETED:
             raise KeyError(key)
@@ -134,33 +131,31 @@ class IndexView(MutableMapping[str, bytes]):
     def __setitem__(self, key: str, value: bytes) -> None:
         if not value:
             raise ValueError(f"sweep index {key!r}: empty values are not stored")
-        self.read.pop(key, None)
         self.pending[key] = value
 
     def __delitem__(self, key: str) -> None:
         if key not in self:
             raise KeyError(key)
-        self.read.pop(key, None)
         self.pending[key] = _DELETED
 
     def __contains__(self, key: object) -> bool:
         value = self.pending.get(key)  # type: ignore[call-overload]
         if value is None:
             return key in self.table
-        return bool(value)  # (an empty list: a bucket read with no members, or emptied)
+        return value is not _DELETED
 
     def __iter__(self) -> Iterator[str]:
         for key in self.table:
             if key not in self.pending:
                 yield key
-        yield from (key for key, value in self.pending.items() if value)
+        yield from (key for key, value in self.pending.items() if value is not _DELETED)
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
     def flush(self) -> None:
         for key, value in self.pending.items():
-            if not value:  # deleted, or a bucket emptied in this batch
+            if value is _DELETED:
                 self.table.pop(key, None)
             elif isinstance(value, list):
                 self.table[key] = encode_members(value)

@@ -91,10 +91,11 @@ class RecentRanking:
     ({'recent_roc_auc': 1.0, 'recent_heuristic_roc_auc': 0.0}, True)
     """
 
+    _aucs: tuple[float, float] | None = None  # computed since the last update (class default: older snapshots)
+
     def __init__(self, per_class: int = RECENT_PER_CLASS) -> None:
         self.churned: deque[tuple[float, float]] = deque(maxlen=per_class)  # (model, heuristic) scores
         self.stayed: deque[tuple[float, float]] = deque(maxlen=per_class)
-        self._aucs: tuple[float, float] | None = None  # computed since the last update
 
     def update(self, churned: bool, model: float, heuristic: float) -> None:
         (self.churned if churned else self.stayed).append((model, heuristic))
@@ -104,7 +105,7 @@ class RecentRanking:
         """(model, heuristic) ROC AUC; None until both classes have a label."""
         if not self.churned or not self.stayed:
             return None
-        if getattr(self, "_aucs", None) is None:  # (a snapshot from before the cache has none)
+        if self._aucs is None:
             labelled = [(pair, True) for pair in self.churned] + [(pair, False) for pair in self.stayed]
             self._aucs = (roc_auc((pair[0], y) for pair, y in labelled),
                           roc_auc((pair[1], y) for pair, y in labelled))
