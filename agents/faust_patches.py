@@ -12,6 +12,8 @@ was written against, naming what differs: a silent mismatch would lose records.
 4. ``Message.acked``: ``agents/batching.held`` sets it to keep a failed batch uncommitted.
 5. ``Worker._on_sigusr1`` (``agents/__main__.PulseWorker``), and the worker's ``spinner``
    attribute (set to ``None``: see ``agents/__main__.py``).
+6. ``agents/batching.take_batches`` follows ``Stream.take_events`` (its source is checked
+   below) and uses ``Stream._enable_passive``, ``add_processor``, ``enable_acks`` and ``ack``.
 
 The recovery fix: a faust-streaming recovery race that silently skips input records
 (upstream faust-streaming/faust#596; the same family as #216, fixed for apps without tables
@@ -51,6 +53,8 @@ from faust.worker import Worker
 VERIFIED_VERSIONS = ("0.15.3",)
 # sha256 (first 16 hex digits) of the source of the replaced method in the verified versions
 REPLACED_SOURCE = "6ef567acf072e46d"
+# the same for Stream.take_events, which agents/batching.take_batches follows
+FOLLOWED_SOURCE = "607d48aead118ba8"
 _PATCHED = "_pulse_recovery_fix"
 
 
@@ -69,7 +73,12 @@ def problems() -> list[str]:
     if digest != REPLACED_SOURCE:
         found.append(f"Recovery.on_recovery_completed has changed (source {digest}, written against "
                      f"{REPLACED_SOURCE})")
-    expected = {faust.streams: ("_current_event",), ProducerBuffer: ("size", "should_stop"),
+    digest = hashlib.sha256(inspect.getsource(faust.streams.Stream.take_events).encode()).hexdigest()[:16]
+    if digest != FOLLOWED_SOURCE:
+        found.append(f"Stream.take_events has changed (source {digest}; agents/batching.take_batches follows "
+                     f"{FOLLOWED_SOURCE})")
+    expected = {faust.streams: ("_current_event",), faust.streams.Stream: ("_enable_passive", "add_processor", "ack"),
+                ProducerBuffer: ("size", "should_stop"),
                 Message: ("acked",), Worker: ("_on_sigusr1",)}
     for owner, names in expected.items():
         found += [f"{getattr(owner, '__name__', owner)}.{name} is gone" for name in names

@@ -24,7 +24,16 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from agents.batching import by_partition, durable, exit_worker, gather_sends, held, make_current
+from agents.batching import (
+    by_partition,
+    caught_up_with,
+    durable,
+    exit_worker,
+    gather_sends,
+    held,
+    make_current,
+    take_batches,
+)
 from agents.context import Pulse
 from agents.trainer import watch_population
 from schemas import CustomerState, Profile
@@ -37,10 +46,11 @@ from stream.sinks.outputs import batch_outputs
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 1000
-# A batch closes after this long, or at BATCH_SIZE records. Records pass Faust's stream at
-# ~100 us each, so the window also bounds a batch under load (~500 records at 50 ms, ~100 at
-# 10 ms); 10 ms halved the latency at half load but made the churn learner's label order, and
-# the CDNOW test's served AUC, vary between runs (docs/performance.md, "Latency").
+# A batch closes at BATCH_SIZE records, as soon as it holds the newest record fetched of a
+# partition (agents/batching.take_batches), or after this long. Under a backlog the window
+# decides: records pass Faust's stream at ~100 us each, so ~500 records in 50 ms. A shorter
+# window made the churn learner's label order, and the CDNOW test's served AUC, vary between
+# runs (docs/performance.md, "Latency").
 BATCH_WITHIN_SECONDS = 0.05
 
 
@@ -85,7 +95,8 @@ def register(pulse: Pulse) -> None:
     # concurrency=1: faust may commit past an in-flight message with more (faust #606).
     @pulse.app.agent(pulse.inputs, name="profile", concurrency=1)
     async def profile(stream):  # type: ignore[no-untyped-def]
-        async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_SECONDS):
+        caught_up = caught_up_with(pulse.app.consumer)
+        async for events in take_batches(stream, BATCH_SIZE, BATCH_WITHIN_SECONDS, caught_up):
             started = time.perf_counter()
             try:
                 with held(events):

@@ -20,8 +20,10 @@ def test_the_pinned_faust_streaming_passes_and_the_fix_is_installed_once() -> No
 def test_another_version_or_a_changed_method_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(faust_patches, "VERIFIED_VERSIONS", ("0.99.0",))
     monkeypatch.setattr(faust_patches, "REPLACED_SOURCE", "0000000000000000")
+    monkeypatch.setattr(faust_patches, "FOLLOWED_SOURCE", "0000000000000000")
     found = faust_patches.problems()
     assert any("verified on 0.99.0" in problem for problem in found)
     assert any("Recovery.on_recovery_completed has changed" in problem for problem in found)
+    assert any("Stream.take_events has changed" in problem for problem in found)
     with pytest.raises(faust_patches.FaustPatchError, match="was not written for this faust-streaming"):
         faust_patches.apply()

@@ -1,0 +1,70 @@
+"""agents/batching.take_batches: a batch closes when full, when it holds the newest record the
+consumer has fetched of a partition, or when its window has passed; caught_up_with reads the
+consumer's high watermark. Driven through faust's agent test context (in memory, no Kafka)."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import faust
+import pytest
+
+from agents.batching import caught_up_with, take_batches
+
+
+async def _batches(values: list[int], max_: int, within: float, last_fetched: set[int],
+                   want: int) -> list[list[int]]:
+    """Put ``values`` through an agent that takes batches; return the first ``want`` batches."""
+    app = faust.App("take-batches-test", store="memory://")
+    seen: list[list[int]] = []
+    enough = asyncio.Event()
+
+    @app.agent()
+    async def agent(stream: Any) -> None:
+        async for events in take_batches(stream, max_, within, lambda message: message.value in last_fetched):
+            seen.append([event.value for event in events])
+            if len(seen) >= want:
+                enough.set()
+
+    async with agent.test_context() as context:
+        for value in values:
+            await context.put(value)
+        await asyncio.wait_for(enough.wait(), timeout=10)
+    return seen
+
+
+async def test_a_batch_closes_at_the_newest_fetched_record_without_waiting_for_its_window() -> None:
+    # a 60 s window: only the caught-up rule can close the second batch within the 10 s allowed
+    assert await _batches([0, 1, 2, 3, 4], 3, 60.0, last_fetched={4}, want=2) == [[0, 1, 2], [3, 4]]
+
+
+async def test_a_batch_that_is_never_caught_up_closes_when_full_or_after_its_window() -> None:
+    assert await _batches(list(range(7)), 3, 0.05, last_fetched=set(), want=3) == [[0, 1, 2], [3, 4, 5], [6]]
+
+
+async def test_without_a_window_a_batch_short_of_full_waits_for_the_caught_up_record() -> None:
+    assert await _batches(list(range(5)), 10, 60.0, last_fetched={4}, want=1) == [[0, 1, 2, 3, 4]]
+
+
+def _message(offset: int) -> SimpleNamespace:
+    return SimpleNamespace(tp=("events", 0), offset=offset)
+
+
+@pytest.mark.parametrize(("highwater", "offset", "expected"), [
+    (10, 9, True),  # the last record fetched: the next offset is the high watermark
+    (10, 8, False),  # the consumer holds one more
+    (None, 9, False),  # nothing fetched yet
+])
+def test_caught_up_compares_the_next_offset_with_the_high_watermark(highwater: int | None, offset: int,
+                                                                    expected: bool) -> None:
+    consumer = SimpleNamespace(highwater=lambda tp: highwater)
+    assert caught_up_with(consumer)(_message(offset)) is expected
+
+
+def test_a_partition_being_reassigned_is_not_caught_up() -> None:
+    def highwater(tp: Any) -> int:
+        raise AssertionError("Partition is not assigned")  # what aiokafka raises
+
+    assert caught_up_with(SimpleNamespace(highwater=highwater))(_message(3)) is False
