@@ -193,6 +193,9 @@ class Bench:
         self.redis_url = settings.redis_url.rsplit("/", 1)[0] + f"/{redis_db}"
         self.data_dir = Path(tempfile.mkdtemp(prefix="pulse-bench-"))
         self.workers: list[WorkerProcess] = []
+        # the workers' customer view (read back at the end) needs a token, the same for every
+        # worker: a worker asked for a customer another holds forwards the request with it
+        self.api_tokens = settings.api_tokens or f"bench-{uuid.uuid4().hex}"
 
     def env(self, port: int) -> dict[str, str]:
         return worker_env({"PULSE_TOPIC_PREFIX": self.prefix, "PULSE_APP_ID": self.app_id,
@@ -200,8 +203,7 @@ class Bench:
                            "PULSE_REDIS_URL": self.redis_url, "PULSE_LOG_LEVEL": "warning",
                            "PULSE_KAFKA_BOOTSTRAP": self.settings.kafka_bootstrap,
                            "PULSE_PARTITIONS": str(self.settings.partitions),
-                           # the worker's customer view (read back at the end) needs a token
-                           "PULSE_API_TOKENS": self.settings.api_tokens or f"bench-{uuid.uuid4().hex}"})
+                           "PULSE_API_TOKENS": self.api_tokens})
 
     def topic(self, name: str) -> str:
         return f"{self.prefix}{name}"

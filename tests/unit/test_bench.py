@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import UTC, datetime, timedelta
 
 from stream.cli.base import Progress
-from stream.cli.bench import BenchResult, latencies_ms, percentiles, probe, recent_events
+from stream.cli.bench import Bench, BenchResult, latencies_ms, percentiles, probe, recent_events
+from stream.settings import Settings
 
 
 def test_the_sample_stream_ends_a_minute_ago_in_its_own_order() -> None:
@@ -52,3 +54,13 @@ def test_progress_never_goes_back() -> None:
         progress.last_shown = 0.0  # show every call
         progress.lag(behind)
     assert "0%" in shown[0] and "60%" in shown[1] and "60%" in shown[2]
+
+
+def test_every_worker_of_a_run_accepts_the_same_token() -> None:
+    # a worker forwards a request for a customer another worker holds, with the caller's token
+    bench = Bench(Settings(), redis_db=13)
+    try:
+        tokens = {bench.env(port)["PULSE_API_TOKENS"] for port in (6100, 6101)}
+        assert len(tokens) == 1 and tokens.pop().startswith("bench-")
+    finally:
+        shutil.rmtree(bench.data_dir)
