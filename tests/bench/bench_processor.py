@@ -6,6 +6,7 @@ logic puts on one worker.
 
     .venv/bin/python -m tests.bench.bench_processor --events 20000 --customers 2000
     .venv/bin/python -m tests.bench.bench_processor --profile 30   # top functions by own time
+    .venv/bin/python -m tests.bench.bench_processor --batch 10     # batches as small as at low load
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def _encode(processor: Processor, effects: Effects, partition: int) -> int:
     return sum(len(output.value) for output in batch_outputs(effects, processor.profile, partition, PARTITIONS))
 
 
-def run(events: int, customers: int, scoring: str | None = None) -> dict[str, Any]:
+def run(events: int, customers: int, scoring: str | None = None, batch_size: int = BATCH) -> dict[str, Any]:
     settings = Settings()
     rules = load_rules() if scoring is None else load_rules().with_scoring_mode(scoring)
     records = _records(events, customers)
@@ -61,8 +62,8 @@ def run(events: int, customers: int, scoring: str | None = None) -> dict[str, An
     started = time.perf_counter()
     process = encode = 0.0
     out = tag_changes = 0
-    for at in range(0, len(records), BATCH):
-        batch = records[at:at + BATCH]
+    for at in range(0, len(records), batch_size):
+        batch = records[at:at + batch_size]
         for partition in sorted({record.partition for record in batch}):
             t0 = time.perf_counter()
             effects = processor.process([r for r in batch if r.partition == partition], tables)
@@ -72,7 +73,8 @@ def run(events: int, customers: int, scoring: str | None = None) -> dict[str, An
             process += t1 - t0
             tag_changes += len(effects.tag_changes)
     seconds = time.perf_counter() - started
-    return {"events": len(records), "customers": customers, "scoring": rules.scoring.mode, "seconds": round(seconds, 3),
+    return {"events": len(records), "customers": customers, "scoring": rules.scoring.mode, "batch": batch_size,
+            "seconds": round(seconds, 3),
             "events_per_s": round(len(records) / seconds), "us_per_event": round(seconds / len(records) * 1e6, 1),
             "process_us_per_event": round(process / len(records) * 1e6, 1),
             "encode_us_per_event": round(encode / len(records) * 1e6, 1),
@@ -86,16 +88,17 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=2_000)
     parser.add_argument("--scoring", choices=("population", "fixed"),
                         help="RFM scoring mode [default: the packaged rules']")
+    parser.add_argument("--batch", type=int, default=BATCH, help=f"records per batch [default: {BATCH}]")
     parser.add_argument("--profile", type=int, metavar="N", default=0,
                         help="profile the run and print the N top functions by own time")
     args = parser.parse_args()
     if args.profile:
         profiler = cProfile.Profile()
-        result = profiler.runcall(run, args.events, args.customers, args.scoring)
+        result = profiler.runcall(run, args.events, args.customers, args.scoring, args.batch)
         pstats.Stats(profiler).sort_stats("tottime").print_stats(args.profile)
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(args.profile)
     else:
-        result = run(args.events, args.customers, args.scoring)
+        result = run(args.events, args.customers, args.scoring, args.batch)
     print(json.dumps(result))
 
 
