@@ -10,6 +10,7 @@ from typing import Any
 
 import faust
 import pytest
+from faust.exceptions import ConsumerNotStarted
 
 from agents.batching import caught_up_with, take_batches
 
@@ -63,8 +64,12 @@ def test_caught_up_compares_the_next_offset_with_the_high_watermark(highwater: i
     assert caught_up_with(consumer)(_message(offset)) is expected
 
 
-def test_a_partition_being_reassigned_is_not_caught_up() -> None:
+@pytest.mark.parametrize("error", [
+    AssertionError("Partition is not assigned"),  # aiokafka, for a partition being reassigned
+    ConsumerNotStarted("Consumer thread not yet started"),  # faust, before its consumer runs
+])
+def test_a_partition_whose_high_watermark_is_unknown_is_not_caught_up(error: Exception) -> None:
     def highwater(tp: Any) -> int:
-        raise AssertionError("Partition is not assigned")  # what aiokafka raises
+        raise error
 
     assert caught_up_with(SimpleNamespace(highwater=highwater))(_message(3)) is False
