@@ -6,9 +6,10 @@
   an event then waits for the batch ahead of it, not for a whole window besides; under a
   backlog the consumer is never caught up and batches fill as before (docs/performance.md,
   "Latency").
-- ``take_batches``, as ``stream.take_events``, acknowledges a batch after the loop body, but also when the body
-  fails or is cancelled (its ``finally``). :func:`held` marks such a batch's messages as
-  already acknowledged, so the consumer never records their offsets and they are read again.
+- ``take_batches``, as ``stream.take_events``, acknowledges a batch after the loop body, but
+  also when the body fails or is cancelled (its ``finally``). :func:`held` marks such a
+  batch's messages as already acknowledged, so the consumer never records their offsets and
+  they are read again.
 - Faust tables choose the RocksDB instance and the changelog partition from the *current
   event*; a batch mixes partitions, so :func:`by_partition` makes an event of each
   partition current while that partition's records are processed, and :func:`make_current`

@@ -69,14 +69,12 @@ def problems() -> list[str]:
     if installed not in VERIFIED_VERSIONS:
         found.append(f"faust-streaming {installed} is installed; verified on {', '.join(VERIFIED_VERSIONS)}")
     original = getattr(Recovery, "_pulse_original", Recovery.on_recovery_completed)
-    digest = hashlib.sha256(inspect.getsource(original).encode()).hexdigest()[:16]
-    if digest != REPLACED_SOURCE:
-        found.append(f"Recovery.on_recovery_completed has changed (source {digest}, written against "
-                     f"{REPLACED_SOURCE})")
-    digest = hashlib.sha256(inspect.getsource(faust.streams.Stream.take_events).encode()).hexdigest()[:16]
-    if digest != FOLLOWED_SOURCE:
-        found.append(f"Stream.take_events has changed (source {digest}; agents/batching.take_batches follows "
-                     f"{FOLLOWED_SOURCE})")
+    for name, method, written_against in (
+            ("Recovery.on_recovery_completed", original, REPLACED_SOURCE),  # replaced below
+            ("Stream.take_events", faust.streams.Stream.take_events, FOLLOWED_SOURCE)):  # agents/batching follows it
+        digest = hashlib.sha256(inspect.getsource(method).encode()).hexdigest()[:16]
+        if digest != written_against:
+            found.append(f"{name} has changed (source {digest}, written against {written_against})")
     expected = {faust.streams: ("_current_event",), faust.streams.Stream: ("_enable_passive", "add_processor", "ack"),
                 ProducerBuffer: ("size", "should_stop"),
                 Message: ("acked",), Worker: ("_on_sigusr1",)}
