@@ -20,6 +20,7 @@ import argparse
 import cProfile
 import json
 import pstats
+import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +30,7 @@ from stream.core.churn import ChurnConfig
 from stream.core.owner import owner_partition
 from stream.core.population import PopulationBook
 from stream.core.processor import Processor
+from stream.core.purchase import FitError
 from stream.core.purchase_outlook import PurchaseModel, fit_population
 from stream.core.rfm import MONETARY_RESOLUTION
 from stream.core.rules import Rules, load_rules
@@ -66,14 +68,19 @@ def _processor(settings: Settings, rules: Rules) -> tuple[Processor, Tables, Pop
     return processor, tables, book
 
 
-def _fitted_purchase_model(settings: Settings, rules: Rules, records: list[Record]) -> PurchaseModel:
-    """The purchase model a worker fits over the population of ``records`` (every 30 s)."""
+def _fitted_purchase_model(settings: Settings, rules: Rules, records: list[Record]) -> PurchaseModel | None:
+    """The purchase model a worker fits over the population of ``records`` (every 30 s); None,
+    as in a worker, when the model does not fit this population."""
     processor, tables, book = _processor(settings, rules)
     for partition in range(PARTITIONS):
         processor.process([r for r in records if r.partition == partition], tables)
     merged = book.merged()
-    return fit_population(dict(merged.purchases), dict(merged.spend), MONETARY_RESOLUTION,
-                          float(settings.churn_horizon_days))
+    try:
+        return fit_population(dict(merged.purchases), dict(merged.spend), MONETARY_RESOLUTION,
+                              float(settings.churn_horizon_days))
+    except FitError as exc:
+        print(f"bench_processor: running without a purchase model, as a worker would: {exc}", file=sys.stderr)
+        return None
 
 
 def setup(events: int, customers: int, scoring: str | None = None, purchase_model: bool = True
