@@ -66,6 +66,7 @@ def build_processor(pulse: Pulse) -> Processor:
 
     return Processor(rules=pulse.rules, policy=settings.dedup_policy(), churn=settings.churn_config(),
                      scorer=scorer, owns=owns, rescore_seconds=settings.rescore_seconds,
+                     backlog_rescore_seconds=settings.backlog_rescore_seconds,
                      raw_topic=settings.topic("events"), validation=settings.validation_rules(),
                      population=pulse.population if pulse.rules.scoring.mode == "population" else None,
                      pseudonymize=settings.stored_id if settings.pseudonym_key else None,
@@ -105,7 +106,9 @@ def register(pulse: Pulse) -> None:
                     for partition, group in by_partition(events):
                         records = [Record(e.message.partition, e.key, e.value, e.message.topic, e.message.offset)
                                    for e in group]
-                        batch = processor.prepare(records, tables)
+                        # behind: the batch stops short of the newest record fetched of the partition
+                        behind = () if caught_up(group[-1].message) else (partition,)
+                        batch = processor.prepare(records, tables, behind)
                         prepared.append((group[-1], batch))
                         effects = batch.effects
                         if effects.newest_event_time is not None:  # it is receiving: its sweeps follow its own time

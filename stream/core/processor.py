@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Collection, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -101,6 +101,8 @@ class Processor(Stitching):
     scorer: Callable[[], Scorer | None] = lambda: None
     population: ScoringBook | None = None  # set when ``scoring.mode: population``
     rescore_seconds: float = 60.0
+    # a partition working through a backlog (``prepare(behind=...)``) rescores at most this often
+    backlog_rescore_seconds: float = 10.0
     owns: Callable[[str, int], bool] = lambda customer_id, partition: True  # is the customer this partition's?
     raw_topic: str | None = None  # its records are validated first (None: every record is validated already)
     validation: ValidationRules = DEFAULT_RULES
@@ -109,18 +111,28 @@ class Processor(Stitching):
     link_limit: int = 5  # distinct customers one anonymous id may be linked to (``PULSE_IDENTITY_LINK_LIMIT``)
     # per raw partition, the newest valid event time received (in memory): the day a record is counted on
     event_clock: dict[int, datetime] = field(default_factory=dict, init=False, repr=False)
+    # the partitions of the batch in hand that are behind (see :meth:`prepare`)
+    _behind: frozenset[int] = field(default=frozenset(), init=False, repr=False)
 
-    def process(self, records: Sequence[Record], tables: Tables) -> Effects:
+    def process(self, records: Sequence[Record], tables: Tables, behind: Collection[int] = ()) -> Effects:
         """Apply a batch in order and store its table writes; return what to publish."""
-        prepared = self.prepare(records, tables)
+        prepared = self.prepare(records, tables, behind)
         prepared.store()
         return prepared.effects
 
-    def prepare(self, records: Sequence[Record], tables: Tables) -> Prepared:
+    def prepare(self, records: Sequence[Record], tables: Tables, behind: Collection[int] = ()) -> Prepared:
         """Apply a batch in order without writing the tables: what to publish, and the table
         writes, stored by :meth:`Prepared.store`. Store them only once the outputs are durable:
         a batch whose outputs were lost is then processed again (not seen as duplicates) and
-        raises its tag changes and alerts again."""
+        raises its tag changes and alerts again.
+
+        ``behind``: the partitions whose records in this batch stop short of the newest one
+        fetched (a backlog). Their population rescoring waits ``backlog_rescore_seconds``
+        instead of ``rescore_seconds``: while the cut points move with every batch, rescoring
+        each second re-tags the customers near a cut back and forth, and the events are
+        older than the interval anyway. A batch that reaches the newest record rescores
+        at the usual pace, so the scores settle as soon as the worker has caught up."""
+        self._behind = frozenset(behind)
         work, effects = Work(tables), Effects()
         if self.population is not None:
             for partition in sorted({record.partition for record in records}):
@@ -304,8 +316,13 @@ class Processor(Stitching):
         effects.publish(new_state, changes, alerts, assessed.labels, assessed.outcomes)
         if alerts:
             work.count("alerts.raised", partition, by=len(alerts))
-        if self.population is not None and self.population.due(partition, self.rescore_seconds):
+        if self.population is not None and self.population.due(partition, self._rescore_every(partition)):
             self._rescore(partition, work, effects)
+
+    def _rescore_every(self, partition: int) -> float:
+        if partition in self._behind:
+            return max(self.rescore_seconds, self.backlog_rescore_seconds)
+        return self.rescore_seconds
 
     def _on_tick(self, record: Record, work: Work, effects: Effects) -> None:
         partition = record.partition

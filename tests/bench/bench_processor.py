@@ -63,7 +63,8 @@ def _processor(settings: Settings, rules: Rules) -> tuple[Processor, Tables, Pop
     book = PopulationBook(PARTITIONS, tables.state, tables.index, mode=rules.scoring.mode, counters=tables.counters)
     processor = Processor(rules=rules, policy=settings.dedup_policy(), churn=ChurnConfig(),
                           population=book if rules.scoring.mode == "population" else None,
-                          rescore_seconds=settings.rescore_seconds, raw_topic="raw",
+                          rescore_seconds=settings.rescore_seconds,
+                          backlog_rescore_seconds=settings.backlog_rescore_seconds, raw_topic="raw",
                           validation=settings.validation_rules())
     return processor, tables, book
 
@@ -106,7 +107,9 @@ def run(settings: Settings, rules: Rules, records: list[Record], model: Purchase
         batch = records[at:at + batch_size]
         for partition in sorted({record.partition for record in batch}):
             t0 = time.perf_counter()
-            effects = processor.process([r for r in batch if r.partition == partition], tables)
+            # every batch but the last is part of a backlog, as in a worker started on the stream
+            behind = () if at + batch_size >= len(records) else (partition,)
+            effects = processor.process([r for r in batch if r.partition == partition], tables, behind)
             t1 = time.perf_counter()
             out += _encode(processor, effects, partition)
             encode += time.perf_counter() - t1

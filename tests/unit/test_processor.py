@@ -251,3 +251,34 @@ def test_a_lost_batch_redone_with_fewer_time_driven_changes_still_reaches_the_si
     state, row = _state(tables, "c1"), asyncio.run(sink.read_profile("c1"))
     assert row is not None
     assert (row["orders"], row["version"], row["event_version"]) == (str(state.orders), str(state.revision), "3")
+
+
+def test_a_partition_behind_rescores_at_the_backlog_pace_and_caught_up_at_the_usual_one(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from stream.core import population
+    from stream.core.population import PopulationBook
+
+    clock = [1000.0]
+    monkeypatch.setattr(population.time, "monotonic", lambda: clock[0])
+    tables = Tables(state={}, counters={}, maxima={}, index={})
+    book = PopulationBook(1, tables.state, tables.index, counters=tables.counters)
+    processor = Processor(rules=load_rules(), policy=POLICY, churn=ChurnConfig(), clock=lambda: FIXED_NOW,
+                          population=book, rescore_seconds=1.0, backlog_rescore_seconds=10.0)
+    events = sample_events(40, 400, seed=11, prefix="r")
+    batches = iter([events[at:at + 20] for at in range(0, len(events), 20)])
+
+    def batch_at(seconds: float, behind: bool) -> bool:
+        """Process the next batch ``seconds`` after the first; whether the partition rescored."""
+        clock[0] = 1000.0 + seconds
+        before = book.last_rescore.get(0)
+        processor.process(_records(next(batches)), tables, behind=(0,) if behind else ())
+        return book.last_rescore.get(0) != before
+
+    assert batch_at(0, behind=True)  # never rescored: due at once
+    assert not batch_at(2, behind=True)  # behind: not before 10 s
+    assert not batch_at(9, behind=True)
+    assert batch_at(10.5, behind=True)
+    assert batch_at(12, behind=False)  # caught up: 1 s is enough
+    assert not batch_at(12.5, behind=False)
+    assert batch_at(13.5, behind=False)
+    assert not batch_at(15, behind=True)  # behind again: 10 s from the last rescore
+    assert batch_at(24, behind=True)
