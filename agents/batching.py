@@ -17,9 +17,14 @@
   context variable of the agent's own task: ``Stream._set_current_event`` would also move
   ``stream.current_event``, which ``take_events`` reads to collect the *next* batch (that
   lost one event and repeated another per batch).
-- A table write is only queued in Faust's producer buffer; :func:`durable` waits until it
-  and every record sent so far are acknowledged by the broker, so a batch is never
-  acknowledged before its effects would survive a crash.
+- A table write is only queued in Faust's producer buffer; :func:`durable` waits until every
+  changelog record queued so far is acknowledged by the broker, so a batch is never
+  acknowledged before its effects would survive a crash. It waits on the records themselves
+  (:func:`unacknowledged`), not on the buffer draining: the buffer hands a record to the
+  producer in a task of its own, which may wait (for metadata, say) after the record has left
+  the buffer and before the producer has it. Waiting for an empty buffer and a producer flush
+  let a batch be acknowledged, and its offsets committed at a SIGTERM, while a changelog record
+  of it was still in that task, which the stop then cancelled.
 - A batch that fails after it was taken (the broker refused its outputs, or its table
   writes were not acknowledged) must not be skipped: Faust would restart the agent at the
   *next* batch, and the failed one's events would come again only after a restart, behind
@@ -35,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -155,21 +159,45 @@ async def gather_sends(sends: Sequence[Awaitable[Any]]) -> None:
         await asyncio.gather(*sends)
 
 
+_UNACKNOWLEDGED = "_pulse_unacknowledged"
+
+
+def unacknowledged(buffer: Any) -> set[Any]:
+    """The records put in Faust's producer ``buffer`` (table changelog records, as
+    ``FutureMessage`` futures) that the broker has not acknowledged or refused yet. Tracking
+    starts at the first call (the profile agent makes it before its first batch): the call wraps
+    the buffer's ``put``."""
+    tracked: set[Any] | None = getattr(buffer, _UNACKNOWLEDGED, None)
+    if tracked is None:
+        pending: set[Any] = set()
+        put = buffer.put
+
+        def tracking_put(fut: Any) -> None:
+            pending.add(fut)
+            fut.add_done_callback(pending.discard)
+            put(fut)
+
+        buffer.put = tracking_put
+        setattr(buffer, _UNACKNOWLEDGED, pending)
+        tracked = pending
+    return tracked
+
+
 async def durable(app: Any, timeout: float = DURABLE_TIMEOUT_SECONDS) -> None:
-    """Wait until the table changelog records queued so far are sent and acknowledged."""
-    producer = app.producer
-    buffer = producer.buffer
-    deadline = time.monotonic() + timeout
-    while buffer.size:
-        if buffer.should_stop or time.monotonic() > deadline:
-            raise NotDurable(f"{buffer.size} table changelog records not sent (producer stopping or stalled)")
-        buffer.message_sent.clear()
-        try:
-            await asyncio.wait_for(buffer.message_sent.wait(), timeout=0.5)
-        except TimeoutError:
-            continue
-    if producer._producer is not None:
-        await asyncio.wait_for(producer._producer.flush(), timeout=max(deadline - time.monotonic(), 1.0))
+    """Wait until every table changelog record queued so far is acknowledged by the broker;
+    :class:`NotDurable` if one was refused or they are not all acknowledged in ``timeout``."""
+    waiting = list(unacknowledged(app.producer.buffer))
+    if not waiting:
+        return
+    done, not_done = await asyncio.wait(waiting, timeout=timeout)
+    if not_done:
+        raise NotDurable(f"{len(not_done)} table changelog records not acknowledged in {timeout:.0f} s "
+                         "(producer stopping or stalled)")
+    for fut in done:
+        if not fut.cancelled() and fut.exception() is not None:
+            raise NotDurable(f"a table changelog record was refused: {fut.exception()!r}")
+        if fut.cancelled():
+            raise NotDurable("a table changelog record was cancelled before it was sent")
 
 
 def exit_worker(agent: str, exc: BaseException) -> NoReturn:

@@ -7,8 +7,9 @@ was written against, naming what differs: a silent mismatch would lose records.
 
 1. ``Recovery.on_recovery_completed`` is replaced (below).
 2. ``faust.streams._current_event``: ``agents/batching.by_partition`` and ``make_current`` set it per partition.
-3. ``Producer.buffer`` (``size``, ``should_stop``, ``message_sent``) and ``Producer._producer``
-   (the aiokafka producer): ``agents/batching.durable`` waits on them.
+3. ``Producer.buffer.put`` (wrapped on the instance by ``agents/batching.unacknowledged``) and
+   the ``FutureMessage`` futures it is given, which Faust resolves when the broker acknowledges
+   the record: ``agents/batching.durable`` waits on them.
 4. ``Message.acked``: ``agents/batching.held`` sets it to keep a failed batch uncommitted.
 5. ``Worker._on_sigusr1`` (``agents/__main__.PulseWorker``), and the worker's ``spinner``
    attribute (set to ``None``: see ``agents/__main__.py``).
@@ -76,7 +77,7 @@ def problems() -> list[str]:
         if digest != written_against:
             found.append(f"{name} has changed (source {digest}, written against {written_against})")
     expected = {faust.streams: ("_current_event",), faust.streams.Stream: ("_enable_passive", "add_processor", "ack"),
-                ProducerBuffer: ("size", "should_stop"),
+                ProducerBuffer: ("put",),
                 Message: ("acked",), Worker: ("_on_sigusr1",)}
     for owner, names in expected.items():
         found += [f"{getattr(owner, '__name__', owner)}.{name} is gone" for name in names

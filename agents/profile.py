@@ -33,6 +33,7 @@ from agents.batching import (
     held,
     make_current,
     take_batches,
+    unacknowledged,
 )
 from agents.context import Pulse
 from agents.trainer import watch_population
@@ -97,6 +98,7 @@ def register(pulse: Pulse) -> None:
     @pulse.app.agent(pulse.inputs, name="profile", concurrency=1)
     async def profile(stream):  # type: ignore[no-untyped-def]
         caught_up = caught_up_with(pulse.app.consumer)
+        unacknowledged(pulse.app.producer.buffer)  # durable() waits on these from the first batch on
         async for events in take_batches(stream, BATCH_SIZE, BATCH_WITHIN_SECONDS, caught_up):
             started = time.perf_counter()
             try:
