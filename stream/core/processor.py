@@ -102,7 +102,8 @@ class Processor(Stitching):
     population: ScoringBook | None = None  # set when ``scoring.mode: population``
     rescore_seconds: float = 60.0
     # a partition working through a backlog (``prepare(behind=...)``) rescores at most this often
-    backlog_rescore_seconds: float = 10.0
+    # (never more often than ``rescore_seconds``; ``PULSE_BACKLOG_RESCORE_SECONDS``)
+    backlog_rescore_seconds: float = 0.0
     owns: Callable[[str, int], bool] = lambda customer_id, partition: True  # is the customer this partition's?
     raw_topic: str | None = None  # its records are validated first (None: every record is validated already)
     validation: ValidationRules = DEFAULT_RULES
@@ -127,11 +128,11 @@ class Processor(Stitching):
         raises its tag changes and alerts again.
 
         ``behind``: the partitions whose records in this batch stop short of the newest one
-        fetched (a backlog). Their population rescoring waits ``backlog_rescore_seconds``
-        instead of ``rescore_seconds``: while the cut points move with every batch, rescoring
-        each second re-tags the customers near a cut back and forth, and the events are
-        older than the interval anyway. A batch that reaches the newest record rescores
-        at the usual pace, so the scores settle as soon as the worker has caught up."""
+        fetched (a backlog). Their population rescoring waits ``backlog_rescore_seconds`` when
+        that is longer than ``rescore_seconds``: while the cut points move with every batch,
+        rescoring each second re-tags the customers near a cut back and forth. A batch that
+        reaches the newest record rescores at the usual pace, so the scores settle as soon as
+        the worker has caught up."""
         self._behind = frozenset(behind)
         work, effects = Work(tables), Effects()
         if self.population is not None:

@@ -8,6 +8,7 @@ logic puts on one worker.
     .venv/bin/python -m tests.bench.bench_processor --profile 30   # top functions by own time
     .venv/bin/python -m tests.bench.bench_processor --batch 10     # batches as small as at low load
     .venv/bin/python -m tests.bench.bench_processor --no-purchase-model
+    PULSE_BACKLOG_RESCORE_SECONDS=10 .venv/bin/python -m tests.bench.bench_processor  # backfill pace
 
 A worker refits the population's purchase model every 30 s, and from then on every profile
 and churn assessment carries its outlook; so by default the run uses a model fitted over the
