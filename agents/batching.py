@@ -194,10 +194,10 @@ async def durable(app: Any, timeout: float = DURABLE_TIMEOUT_SECONDS) -> None:
         raise NotDurable(f"{len(not_done)} table changelog records not acknowledged in {timeout:.0f} s "
                          "(producer stopping or stalled)")
     for fut in done:
-        if not fut.cancelled() and fut.exception() is not None:
-            raise NotDurable(f"a table changelog record was refused: {fut.exception()!r}")
         if fut.cancelled():
             raise NotDurable("a table changelog record was cancelled before it was sent")
+        if fut.exception() is not None:
+            raise NotDurable(f"a table changelog record was refused: {fut.exception()!r}")
 
 
 def exit_worker(agent: str, exc: BaseException) -> NoReturn:
