@@ -14,8 +14,8 @@ from stream.model.params import (
     transform,
 )
 from stream.model.threshold import THRESHOLD_MIN_POSITIVES, THRESHOLD_WINDOW, Point, in_time_reach, matched_threshold
-from stream.model.trainer import SnapshotError, Trainer
+from stream.model.trainer import Frozen, SnapshotError, Trainer
 
 __all__ = ["LOG_FEATURES", "MODEL_PREFIX", "THRESHOLD_MIN_POSITIVES", "THRESHOLD_WINDOW", "ModelParams", "Monitoring",
-           "Point", "SegmentMixMonitor", "SnapshotError", "Trainer", "in_time_reach", "matched_threshold",
+           "Frozen", "Point", "SegmentMixMonitor", "SnapshotError", "Trainer", "in_time_reach", "matched_threshold",
            "read_served", "served_record", "transform"]

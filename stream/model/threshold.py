@@ -4,6 +4,7 @@ heuristic does at its threshold (see ``stream/model/trainer.py``)."""
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -54,11 +55,11 @@ def in_time_reach(params: ModelParams, points: list[Point], horizon_days: float,
     whether the heuristic's score reaches its threshold in the same time.
 
     The projection is ``stream.core.churn.projected`` over the ``PROJECTION_DAYS`` grid, vectorised."""
-    config = ChurnConfig(horizon_days=int(horizon_days), threshold=heuristic_threshold)
     index = {name: i for i, name in enumerate(FEATURES)}
     raw = np.array([p.vector for p in points], dtype=float)
     windows = np.array([p.window_days for p in points])
-    gaps = np.array([gap_of(dict(zip(FEATURES, p.vector, strict=True)), config) for p in points])
+    heuristic = [_heuristic(p, horizon_days, heuristic_threshold) for p in points]
+    gaps = np.array([gap for gap, _ in heuristic])
     grid = np.array((0.0, *PROJECTION_DAYS))
     ahead = grid[None, :]  # points x grid
     r0, t0 = raw[:, index["recency_days"], None], raw[:, index["tenure_days"], None]
@@ -71,21 +72,34 @@ def in_time_reach(params: ModelParams, points: list[Point], horizon_days: float,
     moving = {"recency_days": r0 + ahead, "recency_ratio": (r0 + ahead) / gaps[:, None],
               "tenure_days": t0 + ahead,
               "activity_trend": np.where(ahead < 7, raw[:, index["activity_trend"], None], 0.0)}
-    logit = np.full((len(points), len(grid)), params.intercept)
+    # the features that do not move with the silence add one term per point, the others one per grid day
+    still = np.full(len(points), params.intercept)
     for name in MODEL_INPUTS:
-        values = moving[name] if name in moving else np.broadcast_to(raw[:, index[name], None], logit.shape)
-        logit = logit + params.weights.get(name, 0.0) * scaled(name, values)
+        if name not in moving:
+            still += params.weights.get(name, 0.0) * scaled(name, raw[:, index[name]])
+    logit = np.repeat(still[:, None], len(grid), axis=1)
+    for name in MODEL_INPUTS:
+        if name in moving:
+            logit += params.weights.get(name, 0.0) * scaled(name, moving[name])
     inside = ahead < windows[:, None]
     inside[:, 0] = True  # the score at the point itself
     best = np.clip(np.where(inside, logit, -30.0), -30.0, 30.0).max(axis=1)  # the sigmoid is increasing
     reach = 1 / (1 + np.exp(-best))
-    # the heuristic only grows with silence: its highest score is at the end of the window
+    return reach, np.array([warns for _, warns in heuristic], dtype=bool)
+
+
+@functools.lru_cache(maxsize=4 * THRESHOLD_WINDOW)
+def _heuristic(point: Point, horizon_days: float, heuristic_threshold: float) -> tuple[float, bool]:
+    """A point's usual gap between purchases, and whether the heuristic's score reaches its
+    threshold during the silence that followed it (the heuristic only grows with silence: its
+    highest score is at the end of the window). Neither depends on the model's weights, so a
+    point's answer is kept while it stays in the window: every snapshot asks again for all
+    of them, and this took most of a snapshot's time in the worker's event loop."""
+    config = ChurnConfig(horizon_days=int(horizon_days), threshold=heuristic_threshold)
+    vector = dict(zip(FEATURES, point.vector, strict=True))
+    gap = gap_of(vector, config)
     target = math.log(heuristic_threshold / (1 - heuristic_threshold))
-    heuristic_warns = np.array([
-        sum(vector_terms(projected(dict(zip(FEATURES, p.vector, strict=True)), max(0.0, p.window_days - 1e-6),
-                                   gap)).values()) >= target
-        for p, gap in zip(points, gaps, strict=True)], dtype=bool)
-    return reach, heuristic_warns
+    return gap, sum(vector_terms(projected(vector, max(0.0, point.window_days - 1e-6), gap)).values()) >= target
 
 
 def matched_threshold(params: ModelParams, points: list[Point], horizon_days: float,

@@ -62,7 +62,7 @@ import pickle
 import zlib
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -130,6 +130,42 @@ def label_rate_monitor() -> ActivityMonitor:
 
 class SnapshotError(ValueError):
     """A snapshot that must not be loaded (bad checksum, other River version)."""
+
+
+@dataclass(frozen=True)
+class Frozen:
+    """A trainer's snapshot as taken: what its params are made of, and the pickled trainer.
+    Making the record (:meth:`record`: the alert threshold, compression, encoding) reads
+    nothing of the trainer, so it can run in another thread while the trainer learns on."""
+
+    base: ModelParams  # the weights (``Trainer._params``)
+    eligible: bool  # enough labels, and the model beats the heuristic on the recent ones
+    figures: dict[str, float]  # the metrics but the threshold's evidence
+    points: tuple[Point, ...]  # what the threshold is chosen on
+    base_rate: float | None
+    horizon_days: float
+    heuristic_threshold: float
+    matched: tuple[float | None, dict[str, float]] | None  # the threshold, when the trainer had it already
+    pickled: bytes
+
+    def params(self) -> ModelParams:
+        matched = self.matched or matched_threshold(self.base, list(self.points), self.horizon_days,
+                                                    self.heuristic_threshold, self.base_rate)
+        return _served(self.base, self.eligible, self.figures, matched)
+
+    def record(self) -> dict[str, Any]:
+        """The snapshot record as published."""
+        # level 1: a fifth of the default's time, for a little more size (zlib releases the GIL)
+        blob = zlib.compress(self.pickled, 1)
+        return {"params": self.params().to_json(), "river_version": river.__version__, "compression": "zlib",
+                "trainer": base64.b64encode(blob).decode(), "sha256": hashlib.sha256(blob).hexdigest()}
+
+
+def _served(base: ModelParams, eligible: bool, figures: dict[str, float],
+            matched: tuple[float | None, dict[str, float]]) -> ModelParams:
+    threshold, evidence = matched
+    return replace(base, ready=eligible and threshold is not None, metrics={**figures, **evidence},
+                   threshold=threshold)
 
 
 class Trainer:
@@ -249,9 +285,8 @@ class Trainer:
     def matched(self) -> tuple[float | None, dict[str, float]]:
         """The model's alert threshold and its evidence, on the current weights (cached per label count)."""
         if self._matched is None or self._matched[0] != self.labels_seen:
-            base_rate = self.positives / self.labels_seen if self.labels_seen else None
             self._matched = (self.labels_seen, matched_threshold(self._params(), self.recent_points, self.horizon_days,
-                                                                 self.heuristic_threshold, base_rate))
+                                                                 self.heuristic_threshold, self._base_rate()))
         return self._matched[1]
 
     @property
@@ -259,21 +294,26 @@ class Trainer:
         """Enough labels, better than the heuristic on the same most recent labels by progressive
         validation, and an alert threshold chosen: only then do the workers switch (and they
         switch back whenever the heuristic ranks the recent labels better)."""
-        return bool(self.labels_seen >= self.min_labels
-                    and self.recent.model_wins()
-                    and self.matched()[0] is not None)
+        return self._eligible() and self.matched()[0] is not None
+
+    def _eligible(self) -> bool:
+        return bool(self.labels_seen >= self.min_labels and self.recent.model_wins())
+
+    def _base_rate(self) -> float | None:
+        return self.positives / self.labels_seen if self.labels_seen else None
 
     def metrics(self) -> dict[str, float]:
-        _, matched = self.matched()
+        return {**self._figures(), **self.matched()[1]}
+
+    def _figures(self) -> dict[str, float]:
         return {"roc_auc": round(float(self.auc.get()), 4), "log_loss": round(float(self.log_loss.get()), 4),
                 "heuristic_roc_auc": round(float(self.heuristic_auc.get()), 4),
                 **self.recent.figures(),
                 "purchase_model_roc_auc": round(float(self.purchase_auc.get()), 4),
-                "base_rate": round(self.positives / self.labels_seen, 4) if self.labels_seen else 0.0, **matched}
+                "base_rate": round(self.positives / self.labels_seen, 4) if self.labels_seen else 0.0}
 
     def params(self) -> ModelParams:
-        threshold, _ = self.matched()
-        return replace(self._params(), ready=self.ready, metrics=self.metrics(), threshold=threshold)
+        return _served(self._params(), self._eligible(), self._figures(), self.matched())
 
     def _params(self) -> ModelParams:
         model = self.model
@@ -283,11 +323,15 @@ class Trainer:
     # -- snapshots -----------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         """A new version: params for the scorers and the pickled trainer for its restart."""
+        return self.freeze().record()
+
+    def freeze(self) -> Frozen:
+        """A new version, as what a snapshot reads of the trainer (see :class:`Frozen`)."""
         self.version += 1
-        # level 1: a fifth of the default's time in the worker's event loop, for a little more size
-        blob = zlib.compress(pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL), 1)
-        return {"params": self.params().to_json(), "river_version": river.__version__, "compression": "zlib",
-                "trainer": base64.b64encode(blob).decode(), "sha256": hashlib.sha256(blob).hexdigest()}
+        matched = self._matched[1] if self._matched is not None and self._matched[0] == self.labels_seen else None
+        return Frozen(self._params(), self._eligible(), self._figures(), tuple(self.recent_points), self._base_rate(),
+                      self.horizon_days, self.heuristic_threshold, matched,
+                      pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL))
 
     @staticmethod
     def restore(record: Mapping[str, Any]) -> Trainer:

@@ -110,6 +110,22 @@ def test_a_snapshot_restores_the_model_and_its_progressive_metrics_and_refuses_t
         Trainer.restore(dict(record, river_version="0.0.1"))
 
 
+def test_a_frozen_snapshot_is_the_trainer_as_it_was_when_frozen_while_it_learns_on() -> None:
+    # the worker compresses a snapshot in a thread while the trainer learns the next labels
+    rng = random.Random(6)
+    trainer = Trainer()
+    for n in range(800):
+        trainer.learn(_label(n, rng), offset=n)
+    frozen = trainer.freeze()
+    params, metrics = trainer.params(), trainer.metrics()
+    for n in range(800, 1200):
+        trainer.learn(_label(n, rng), offset=n)
+    restored = Trainer.restore(json.loads(json.dumps(frozen.record())))
+    assert restored.offset == 799 and restored.labels_seen == 800 and trainer.labels_seen == 1200
+    assert restored.params() == params and restored.metrics() == metrics and frozen.params() == params
+    assert restored.version == 1 and trainer.freeze().params().version == 2
+
+
 JUMP_AT = 3000  # labels before the churn rate jumps from 20% to 50%
 BOUND = 400  # the population-drift record comes within this many labels of the jump
 
