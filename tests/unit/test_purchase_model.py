@@ -99,6 +99,35 @@ def test_fits_refuse_populations_they_cannot_identify() -> None:
         fit_gamma_gamma(np.ones(3), np.ones(3))
 
 
+def _same_rate_population(seed: int, rate: float, dropout: float, customers: int = 2000, days: float = 60.0
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Customers who all buy at ``rate`` per day (no spread between them), each leaving after a
+    purchase with probability ``dropout``; first purchases over the first half of ``days``."""
+    rng = np.random.default_rng(seed)
+    x, t_x, T = np.zeros(customers), np.zeros(customers), np.zeros(customers)
+    for i in range(customers):
+        first = rng.uniform(0, days / 2)
+        at = last = first
+        while (at := at + rng.exponential(1 / rate)) <= days:
+            x[i], last = x[i] + 1, at
+            if rng.random() < dropout:
+                break
+        t_x[i], T[i] = last - first, days - first
+    return x, t_x, T
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize(("rate", "days"), [(0.1, 60.0), (0.003, 2000.0)])
+def test_a_population_buying_at_one_rate_is_fitted_at_the_poisson_limit(seed: int, rate: float, days: float) -> None:
+    # r -> inf with r/alpha the rate: refused before on half of these (alpha ran into its bound)
+    x, t_x, T = _same_rate_population(seed, rate, dropout=0.05, days=days)
+    model = fit_bgnbd(x, t_x, T)
+    assert model.r > 50  # the rates' spread (1 / sqrt(r) of their mean) is small
+    assert model.r / model.alpha == pytest.approx(rate, rel=0.15)
+    # the expected purchases of a customer who has bought once stay near the rate
+    assert model.expected_purchases(30, 0, 0, 10) == pytest.approx(30 * rate, rel=0.15)
+
+
 MODEL = BgNbd(r=0.25, alpha=33.5, a=0.72, b=2.16)
 summaries = st.tuples(st.integers(0, 60), st.floats(0, 500), st.floats(0, 500), st.floats(0.5, 400)).map(
     lambda v: (float(v[0]), min(v[1], v[2]) if v[0] else 0.0, max(v[1], v[2]), v[3]))
