@@ -78,7 +78,9 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec("customer-state", "customer id", "CustomerState JSON (schemas/state.py)"),
     # counters written before validation moved into the profile agent (read, never written)
     TableSpec("ingest-counters", "counter@partition", "a count"),
-    TableSpec("profile-counters", "counter@partition", "a count"),
+    # *@partition: a JSON object of the partition's counts; counter@partition: a decimal count
+    # written before 2026-12-04, still read (stream/core/counters.py)
+    TableSpec("profile-counters", "*@partition (or counter@partition)", "JSON object of counts (or a count)"),
     # newest event time per customer-events partition (see stream/core/watermark.py)
     TableSpec("event-time-maxima", "p{partition}", "epoch seconds"),
     # customers by the hour of their next time-driven boundary (see stream/core/sweep.py)

@@ -25,6 +25,7 @@ from typing import Any
 from schemas import CustomerState
 from stream.core.affinity import Rule, from_counter
 from stream.core.clusters import BottomK, ClusterModel, behaviour_vector
+from stream.core.counters import by_partition
 from stream.core.owner import owner_partition
 from stream.core.purchase_outlook import PurchaseModel
 from stream.core.rfm import Cuts, PartitionIndex, Population
@@ -84,13 +85,12 @@ class PopulationBook:
             sample = samples.get(partition) or samples.setdefault(partition, BottomK(share.population.behaviour))
             if sample.wants(customer_id):
                 sample.offer(customer_id, behaviour_vector(state))
-        for key, value in list(self.counters.items()):  # cross-sell counts live in the counters, by partition
-            name, _, at = key.rpartition("@")
+        # cross-sell counts live in the counters, by partition
+        for (name, at), count in by_partition(list(self.counters.items())).items():
             which = from_counter(name)
             if which is None or not at.isdigit() or int(at) in self.local:
                 continue
             _, what = which
-            count = int(value)
             counted = fresh.setdefault(int(at), PartitionIndex()).population
             if isinstance(what, tuple):
                 counted.add_affinity({}, {what: count})

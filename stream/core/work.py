@@ -4,8 +4,8 @@ kept here, and :meth:`Work.flush` stores each changed key once. Nothing reaches 
 before :meth:`Work.flush`, so the agent can make a batch's outputs durable before the state
 that produced them (see ``agents/profile.py``).
 
-Counters are aggregated per batch (one table write per counter and batch, not per event),
-event-time maxima likewise; the sweep index is read through the batch's own writes.
+Counters are aggregated per batch (one table write per partition and batch, not per counter or
+event: ``stream/core/counters.py``), event-time maxima likewise; the sweep index is read through the batch's own writes.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from schemas import Alert, AlertOutcome, ChurnLabel, CustomerState, Identity, TagChange
-from stream.core.counters import counter_key
+from stream.core import counters
 from stream.core.erasure import Erasure, Suppression, subject_digest
 from stream.core.sweep import decode_members, encode_members
 from stream.core.watermark import advance
@@ -173,7 +173,7 @@ class Work:
     states: dict[str, CustomerState] = field(default_factory=dict)
     changed: set[str] = field(default_factory=set)
     deleted: set[str] = field(default_factory=set)
-    counts: dict[str, int] = field(default_factory=dict)
+    counts: dict[int, dict[str, int]] = field(default_factory=dict)  # by partition
     maxima: dict[str, int | None] = field(default_factory=dict)
     identities: dict[str, Identity | None] = field(default_factory=dict)  # read or written; None: none
     identities_changed: set[str] = field(default_factory=set)
@@ -232,8 +232,9 @@ class Work:
         self.suppressions[subject_digest(customer_id)] = None
 
     def count(self, name: str, partition: int, by: int = 1) -> None:
-        key = counter_key(name, partition)
-        self.counts[key] = self.counts.get(key, 0) + by
+        if by:
+            counts = self.counts.setdefault(partition, {})
+            counts[name] = counts.get(name, 0) + by
 
     def saw_event_time(self, partition: int, event_time: datetime) -> None:
         key = f"p{partition}"
@@ -269,7 +270,6 @@ class Work:
             if newest is not None and self.tables.maxima.get(key) != (encoded := str(newest).encode()):
                 self.tables.maxima[key] = encoded
         self.maxima.clear()
-        counters = self.tables.counters
-        for key, by in self.counts.items():
-            counters[key] = str(int(counters.get(key) or b"0") + by).encode()
+        for partition, counts in self.counts.items():
+            counters.add(self.tables.counters, partition, counts)
         self.counts.clear()

@@ -18,6 +18,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from stream.core.counters import by_partition
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -90,24 +92,27 @@ class _ScrapeTime(Collector):
 
 
 def counter_families(items: Iterable[tuple[str, bytes]]) -> list[Metric]:
-    """The processing counters of a worker's partitions as Prometheus counters, per partition.
+    """The processing counters of a worker's partitions as Prometheus counters, per partition
+    (each event counter of a partition the table has counts of, 0 until it counts).
 
-    >>> families = counter_families([("ingest.received@0", b"5"), ("ingest.rejected.bad_json@0", b"2")])
-    >>> [(s.name, s.labels["partition"], s.value) for f in families for s in f.samples]
+    >>> families = counter_families([("*@0", b'{"ingest.received":5,"ingest.rejected.bad_json":2}')])
+    >>> [(s.name, s.labels["partition"], s.value) for f in families for s in f.samples if s.value]
     [('pulse_events_received_total', '0', 5), ('pulse_events_rejected_total', '0', 2)]
     """
-    plain: dict[str, CounterMetricFamily] = {}
+    counted = by_partition(items)
+    partitions = sorted({partition for _, partition in counted}, key=lambda p: (len(p), p))
+    plain = []
+    for name, (metric, help_text) in _EVENT_COUNTERS.items():
+        family = CounterMetricFamily(metric, help_text, labels=["partition"])
+        for partition in partitions:
+            family.add_metric([partition], counted.get((name, partition), 0))
+        plain.append(family)
     rejected = CounterMetricFamily("pulse_events_rejected", "Raw records rejected (dead-lettered), by reason.",
                                    labels=["partition", "reason"])
-    for key, value in sorted(items):
-        name, _, partition = key.rpartition("@")
+    for (name, partition), value in sorted(counted.items()):
         if name.startswith("ingest.rejected."):
-            rejected.add_metric([partition, name.removeprefix("ingest.rejected.")], int(value))
-        elif name in _EVENT_COUNTERS:
-            metric, help_text = _EVENT_COUNTERS[name]
-            family = plain.setdefault(metric, CounterMetricFamily(metric, help_text, labels=["partition"]))
-            family.add_metric([partition], int(value))
-    return [*plain.values(), *([rejected] if rejected.samples else [])]
+            rejected.add_metric([partition, name.removeprefix("ingest.rejected.")], value)
+    return [*(plain if partitions else []), *([rejected] if rejected.samples else [])]
 
 
 def model_families(model: Mapping[str, Any] | None) -> list[Metric]:
