@@ -77,9 +77,14 @@ class Progress:
         self.started = time.perf_counter()
         self.last_shown = 0.0
         self.best = 0.0  # the lag can grow while topics appear: the bar never goes back
+        self.caught_up_at: float | None = None  # the first report of no lag since the last lag
 
     def lag(self, behind: int) -> None:
         now = time.perf_counter()
+        if behind:
+            self.caught_up_at = None
+        elif self.caught_up_at is None:
+            self.caught_up_at = now
         if now - self.last_shown < 2.0:
             return
         self.last_shown = now
@@ -90,7 +95,7 @@ class Progress:
                  f"({now - self.started:.0f} s)")
 
     def done(self, summary: str) -> None:
-        self.say(f"  {self.what} done in {time.perf_counter() - self.started:.1f} s: {summary}")
+        self.say(f"  {self.what} done in {(self.caught_up_at or time.perf_counter()) - self.started:.1f} s: {summary}")
 
 
 def free_port() -> int:

@@ -56,6 +56,22 @@ def test_progress_never_goes_back() -> None:
     assert "0%" in shown[0] and "60%" in shown[1] and "60%" in shown[2]
 
 
+def test_the_pipeline_ends_at_the_first_report_of_no_lag_since_the_last_lag() -> None:
+    # the bench's pipeline time: not the confirming poll a settling wait later
+    progress = Progress(lambda _: None, "pipeline")
+    assert progress.caught_up_at is None
+    progress.lag(5)
+    progress.lag(0)
+    first = progress.caught_up_at
+    assert first is not None
+    progress.lag(0)
+    assert progress.caught_up_at == first
+    progress.lag(3)  # a sweep tick's records: not caught up after all
+    assert progress.caught_up_at is None
+    progress.lag(0)
+    assert progress.caught_up_at is not None and progress.caught_up_at > first
+
+
 def test_every_worker_of_a_run_accepts_the_same_token() -> None:
     # a worker forwards a request for a customer another worker holds, with the caller's token
     bench = Bench(Settings(), redis_db=13)
