@@ -74,9 +74,12 @@ def test_the_dashboard_renders_every_panel_with_data(isolated: Isolated, chromiu
             except (httpx.HTTPError, ValueError):
                 return False
             samples = data["pipeline"]["samples"]
-            return len(samples) >= 2 and bool(data["pipeline"]["dead_letters"]) and bool(data["alerts"])
+            # predicted values come with the purchase model, which a worker fits every
+            # PULSE_PURCHASE_FIT_SECONDS (30 s): the replay can be over sooner
+            return (len(samples) >= 2 and bool(data["pipeline"]["dead_letters"]) and bool(data["alerts"])
+                    and data["value"]["predicted"] > 0)
 
-        wait_for(pipeline_seen, 60, "pulse serve following Kafka and Redis")
+        wait_for(pipeline_seen, 90, "pulse serve following Kafka and Redis, and a purchase model")
 
         dom = _browse(chromium, f"{base}/#token={TOKEN}", "--dump-dom")
         assert 'data-ready="true"' in dom, dom[:2000]
