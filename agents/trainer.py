@@ -116,6 +116,8 @@ def register(pulse: Pulse) -> None:
             # under load: in a thread, so that batches go on meanwhile (numpy and zlib release
             # the GIL while they work).
             record, value = await asyncio.to_thread(encoded, frozen)
+            if held["trainer"] is not trainer:  # revoked meanwhile: the labels' new owner publishes now
+                return
             params = ModelParams.from_json(record["params"])  # (computing them again costs tens of ms of the loop)
             await pulse.topic("churn-model").send(key=MODEL_KEY, value=value, partition=0)
             await pulse.topic("monitoring").send(key=b"model_quality", value=json.dumps({
