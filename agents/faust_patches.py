@@ -83,18 +83,21 @@ class FaustPatchError(RuntimeError):
     """The installed faust-streaming is not the one these patches were verified on."""
 
 
+def _unpatched(owner: type, name: str) -> Any:
+    """The method as faust-streaming ships it, whether or not :func:`apply` has run."""
+    return getattr(owner, "_pulse_original", getattr(owner, name))
+
+
 def problems() -> list[str]:
     """What differs from the faust-streaming these patches were written for (empty: nothing)."""
     found = []
     installed = version("faust-streaming")
     if installed not in VERIFIED_VERSIONS:
         found.append(f"faust-streaming {installed} is installed; verified on {', '.join(VERIFIED_VERSIONS)}")
-    original = getattr(Recovery, "_pulse_original", Recovery.on_recovery_completed)
-    getmany = getattr(AIOKafkaConsumerThread, "_pulse_original", AIOKafkaConsumerThread.getmany)
     for name, method, written_against in (
-            ("Recovery.on_recovery_completed", original, REPLACED_SOURCE),  # replaced below
+            ("Recovery.on_recovery_completed", _unpatched(Recovery, "on_recovery_completed"), REPLACED_SOURCE),
             ("Stream.take_events", faust.streams.Stream.take_events, FOLLOWED_SOURCE),  # agents/batching follows it
-            ("AIOKafkaConsumerThread.getmany", getmany, WRAPPED_SOURCE)):  # wrapped below
+            ("AIOKafkaConsumerThread.getmany", _unpatched(AIOKafkaConsumerThread, "getmany"), WRAPPED_SOURCE)):
         digest = hashlib.sha256(inspect.getsource(method).encode()).hexdigest()[:16]
         if digest != written_against:
             found.append(f"{name} has changed (source {digest}, written against {written_against})")
@@ -159,11 +162,10 @@ async def _seek_uncommitted_to_earliest(self: Any, consumer: Any, assignment: se
 
 
 async def _getmany(self: Any, active_partitions: set[Any] | None, timeout: float) -> Any:
-    """``AIOKafkaConsumerThread.getmany`` with this moment's active partitions (see the module doc)."""
-    if active_partitions is None:  # a client-only app: every partition
-        return await AIOKafkaConsumerThread._pulse_original(self, None, timeout)  # type: ignore[attr-defined]
-    partitions = frozenset(active_partitions)
-    if not partitions:  # aiokafka would read an empty set as "every partition"
+    """``AIOKafkaConsumerThread.getmany`` with this moment's active partitions (see the module
+    doc); ``None`` (a client-only app) still means every partition."""
+    partitions = None if active_partitions is None else frozenset(active_partitions)
+    if partitions is not None and not partitions:  # aiokafka would read an empty set as "every partition"
         return {}
     return await AIOKafkaConsumerThread._pulse_original(self, partitions, timeout)  # type: ignore[attr-defined]
 
