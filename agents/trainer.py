@@ -58,9 +58,7 @@ async def watch_population(pulse: Pulse, effects: Effects, partition: int) -> li
     Returns their sends."""
     records: list[Monitoring] = []
     try:
-        for change in effects.tag_changes:
-            if change.tag == "segment":
-                records += pulse.segment_mix.observe(change.new, change.event_time)
+        records += pulse.segment_mix.observe_changes(effects.tag_changes)
         for day, counts in effects.activity.items():
             pulse.activity.observe(day, counts)
         if effects.newest_event_time is not None:

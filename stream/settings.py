@@ -150,11 +150,11 @@ class Settings(BaseSettings):
         description="Population RFM scoring: how often (at most) a partition moves to the merged "
                     "population's cut points and rescores the customers between old and new cuts.")
     backlog_rescore_seconds: float = _bounded(
-        1.0, 0.1, 3600, unit="seconds",
+        10.0, 0.1, 3600, unit="seconds",
         description="Population RFM scoring while a partition works through a backlog: how often (at most) it "
-                    "rescores instead (never more often than PULSE_RESCORE_SECONDS). Higher values make a "
-                    "backfill cheaper but its population rescoring burstier, which the segment-mix drift "
-                    "monitor can take for drift. Caught up, a partition rescores at the usual pace.")
+                    "rescores instead (never more often than PULSE_RESCORE_SECONDS): each rescore re-tags the "
+                    "customers near a moved cut point, so a backfill that rescores less often raises fewer "
+                    "`population` tag changes. Caught up, a partition rescores at the usual pace.")
     purchase_fit_seconds: float = _bounded(
         30.0, 1, 86_400, unit="seconds",
         description="Population scoring: how often (at most) the purchase model (BG/NBD + Gamma-Gamma) is "

@@ -51,7 +51,7 @@ from stream.core.sweep import (
     filing_bucket,
     hour_bucket,
 )
-from stream.core.tagging import compute_tags, next_boundary, tag_changes
+from stream.core.tagging import RERANKED, compute_tags, next_boundary, tag_changes
 from stream.core.validate import DEFAULT_RULES, Rejection, ValidationRules, dead_letter, validate
 from stream.core.work import Effects, Record, Tables, Work
 
@@ -432,7 +432,7 @@ class Processor(Stitching):
             if tags.tag_values() == state.tags.tag_values():
                 continue
             revision = state.revision + 1
-            changes = tag_changes(customer_id, state.tags, tags, reason="population", event_time=as_of,
+            changes = tag_changes(customer_id, state.tags, tags, reason=RERANKED, event_time=as_of,
                                   version=revision, event_version=state.version)
             moved_state = state.model_copy(update={"tags": tags, "revision": revision})
             assessed = assess(state, moved_state, as_of, self.churn, scorer, self._purchase())

@@ -10,6 +10,9 @@ from stream.core.churn import ChurnConfig, Scorer, churn_boundary
 from stream.core.rfm import Cuts, RawRfmValues, RfmScore
 from stream.core.rules import Rules, behaviour_type, lifecycle_stage, next_lifecycle_boundary
 
+# the reason of a tag change made by the population's new cut points, not by the customer
+RERANKED = "population"
+
 
 def raw_values(state: CustomerState) -> RawRfmValues | None:
     """What population scoring ranks: purchase day, orders, cents (None before a purchase)."""

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from river import drift
 
+from schemas import TagChange
+from stream.core.tagging import RERANKED
 from stream.model.params import Monitoring
 
 
@@ -15,7 +18,12 @@ class SegmentMixMonitor:
     ``population_drift`` record naming the segment and its share before and now, when the
     share moved by at least ``min_shift`` (absolute) and that segment has not had a record in
     the last ``cooldown`` of event time: a population that keeps moving (a cohort ageing
-    from New Customers to Hibernating) gives a record a month per segment, not one an hour."""
+    from New Customers to Hibernating) gives a record a month per segment, not one an hour.
+
+    It watches the moves customers make by what they do and by time (:meth:`observe_changes`), not
+    the re-ranking when the population's cut points move: with cut points at the population's
+    quantiles, that re-ranking keeps the population's mix where it was, and it comes in bursts
+    whose timing is the worker's (how often it rescores, how far behind it is), not the customers'."""
 
     def __init__(self, delta: float = 0.002, min_changes: int = 200, min_shift: float = 0.05,
                  cooldown: timedelta = timedelta(days=30)) -> None:
@@ -28,6 +36,14 @@ class SegmentMixMonitor:
         self.reference: dict[str, float] = {}  # each segment's share when last reported (or first judged)
         self.moving: set[str] = set()  # ADWIN saw a change; reported once the share has moved min_shift
         self.changes = 0
+
+    def observe_changes(self, changes: Iterable[TagChange]) -> list[Monitoring]:
+        """A batch's tag changes: each segment change a customer made by an event or by time."""
+        records: list[Monitoring] = []
+        for change in changes:
+            if change.tag == "segment" and change.reason != RERANKED:
+                records += self.observe(change.new, change.event_time)
+        return records
 
     def observe(self, new_segment: str | None, at: datetime) -> list[Monitoring]:
         if new_segment is None:

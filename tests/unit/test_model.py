@@ -13,8 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas import ChurnLabel
+from schemas import ChurnLabel, TagChange
 from stream.core.churn import FEATURES, PROJECTION_DAYS, features, model_crossing
+from stream.core.tagging import RERANKED
 from stream.model import (
     Point,
     SegmentMixMonitor,
@@ -204,6 +205,27 @@ def test_a_shift_in_the_segment_mix_raises_population_drift_naming_the_segment(s
     rng = random.Random(seed)
     steady = SegmentMixMonitor()
     assert [r for n in range(2 * JUMP_AT) for r in steady.observe(_mix(rng, 0.1), T0)] == []
+
+
+def _segment_change(n: int, segment: str, reason: str) -> TagChange:
+    return TagChange(change_id=f"c{n}", customer_id=f"c{n % 500}", tag="segment", old=None, new=segment,
+                     reason=reason, event_time=T0 + timedelta(hours=n), version=n, rules_version="1")
+
+
+def test_the_segment_mix_watches_the_customers_moves_not_the_re_ranking() -> None:
+    # the customers' own moves are steady; a burst of re-ranking into "At Risk" (the cut points
+    # moved while a backlog was processed) is no drift, the same burst made by events is
+    rng = random.Random(4)
+    steady = [_segment_change(n, _mix(rng, 0.1), "event:purchase") for n in range(JUMP_AT)]
+    burst = [_segment_change(JUMP_AT + n, "At Risk", RERANKED) for n in range(JUMP_AT // 2)]
+    assert SegmentMixMonitor().observe_changes([*steady, *burst]) == []
+    moved = [change.model_copy(update={"reason": "time"}) for change in burst]
+    records = SegmentMixMonitor().observe_changes([*steady, *moved])
+    at_risk = [r for r in records if r.details["segment"] == "At Risk"]
+    assert at_risk and at_risk[0].details["share_now"] > at_risk[0].details["share_before"]
+    # and only the segment tag counts
+    others = [change.model_copy(update={"tag": "value_tier"}) for change in moved]
+    assert SegmentMixMonitor().observe_changes([*steady, *others]) == []
 
 
 def test_the_models_threshold_crossing_is_found_ahead_and_holds_when_reached() -> None:
