@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -48,6 +49,9 @@ class BenchResult:
     offered_events_per_s: float = 0.0
     latency_ms: dict[str, float] = field(default_factory=dict)
     rss_mb: list[float] = field(default_factory=list)
+    # the workers' CPU time (user + system) from their start-up (web view answering) to caught up,
+    # per event: what the events cost, less sensitive than events/s to what else the machine does
+    cpu_ms_per_event: float = 0.0
     state_bytes_per_customer: float = 0.0
     soak: Soak | None = None
 
@@ -69,6 +73,7 @@ class BenchResult:
             f"  pipeline / raw           {self.ratio:>12.4f}",
             f"  latency at {self.offered_events_per_s:,.0f} events/s   p50 {latency.get('p50', math.nan):,.0f} ms   "
             f"p99 {latency.get('p99', math.nan):,.0f} ms   ({latency.get('count', 0):.0f} events)",
+            f"  worker CPU               {self.cpu_ms_per_event:>12.2f} ms per event (from start-up to caught up)",
             f"  worker RSS               {', '.join(f'{mb:,.0f} MB' for mb in self.rss_mb)}",
             f"  state per customer       {self.state_bytes_per_customer:>12,.0f} bytes (JSON in the table)",
             *(self.soak.lines() if self.soak is not None else ()),
@@ -153,6 +158,13 @@ def latencies_ms(sent_at: dict[str, float], written_at: dict[str, str | None]) -
     return [int(written) - sent_at[cid] * 1000 for cid, written in written_at.items() if written is not None]
 
 
+def cpu_seconds(pid: int) -> float:
+    """A process's CPU time so far, user and system (``/proc/{pid}/stat``)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -205,6 +217,10 @@ class Bench:
                            "PULSE_PARTITIONS": str(self.settings.partitions),
                            "PULSE_API_TOKENS": self.api_tokens})
 
+    @staticmethod
+    def workers_cpu(workers: list[WorkerProcess]) -> float:
+        return sum(cpu_seconds(worker.proc.pid) for worker in workers if worker.proc)
+
     def topic(self, name: str) -> str:
         return f"{self.prefix}{name}"
 
@@ -226,9 +242,11 @@ class Bench:
         self.say(f"raw consume + decode: {result.raw_events_per_s:,.0f} events/s")
 
         started = time.perf_counter()
+        started_cpu = 0.0
         for _ in range(workers):
             port = free_port()
             self.workers.append(WorkerProcess(self.env(port), self.data_dir / f"worker-{port}.log", port).start())
+            started_cpu += self.workers_cpu(self.workers[-1:])
         progress = Progress(self.say, "pipeline")
         behind = asyncio.run(wait_until_processed(kafka, self.groups(), WAIT_TIMEOUT_SECONDS,
                                                   progress=progress.lag))
@@ -238,6 +256,7 @@ class Bench:
         # to the first poll that found every group caught up (and still so after the settling
         # wait, which is not counted)
         result.pipeline_seconds = (progress.caught_up_at or time.perf_counter()) - started
+        result.cpu_ms_per_event = 1000 * (self.workers_cpu(self.workers) - started_cpu) / events
         result.pipeline_events_per_s = events / result.pipeline_seconds
         progress.done(f"{result.pipeline_events_per_s:,.0f} events/s")
 

@@ -50,6 +50,7 @@ def test_bench_reports_every_figure_and_cleans_up(isolated: Isolated, tmp_path: 
     assert 0 < result["ratio"] < 1
     assert result["latency_ms"]["count"] > 0 and result["latency_ms"]["p99"] >= result["latency_ms"]["p50"] > 0
     assert result["rss_mb"][0] > 50 and result["state_bytes_per_customer"] > 100
+    assert 0 < result["cpu_ms_per_event"] < 1000 and "ms per event" in done.stdout
 
     after = {t for t in asyncio.run(_topics(kafka)) if t.startswith("bench-")}
     assert after <= before, f"topics left behind: {sorted(after - before)}"

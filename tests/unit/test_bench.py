@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 from datetime import UTC, datetime, timedelta
 
 from stream.cli.base import Progress
-from stream.cli.bench import Bench, BenchResult, latencies_ms, percentiles, probe, recent_events
+from stream.cli.bench import Bench, BenchResult, cpu_seconds, latencies_ms, percentiles, probe, recent_events
 from stream.settings import Settings
 
 
@@ -41,9 +43,10 @@ def test_the_report_and_its_json_carry_the_ratio() -> None:
     result = BenchResult(events=1000, customers=100, workers=1, partitions=4, raw_events_per_s=100_000.0,
                          pipeline_events_per_s=2_000.0, pipeline_seconds=0.5, offered_events_per_s=1_000.0,
                          latency_ms={"p50": 40.0, "p99": 90.0, "count": 100.0}, rss_mb=[180.0],
-                         state_bytes_per_customer=2100.0)
+                         cpu_ms_per_event=1.234, state_bytes_per_customer=2100.0)
     text = "\n".join(result.lines())
     assert "2,000 events/s" in text and "0.0200" in text and "p99 90 ms" in text and "180 MB" in text
+    assert "1.23 ms per event" in text
     assert result.to_json()["ratio"] == 0.02
 
 
@@ -80,3 +83,14 @@ def test_every_worker_of_a_run_accepts_the_same_token() -> None:
         assert len(tokens) == 1 and tokens.pop().startswith("bench-")
     finally:
         shutil.rmtree(bench.data_dir)
+
+
+def test_a_process_cpu_time_counts_its_work_not_its_waiting() -> None:
+    before = cpu_seconds(os.getpid())
+    time.sleep(0.3)
+    slept = cpu_seconds(os.getpid())
+    deadline = time.process_time() + 0.3
+    while time.process_time() < deadline:
+        pass
+    worked = cpu_seconds(os.getpid())
+    assert slept - before < 0.1 and worked - slept >= 0.25
