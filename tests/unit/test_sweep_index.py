@@ -90,6 +90,53 @@ def test_filing_through_batches_stores_what_filing_one_at_a_time_stores(
     assert batched.get(cursor_key(0)) == straight.get(cursor_key(0))
 
 
+operations = st.lists(st.one_of(
+    st.tuples(st.just("file"), st.integers(0, 5), st.one_of(st.none(), st.integers(0, 3 * 60))),
+    st.tuples(st.just("set"), st.sampled_from(["applied@p0", "x"]), st.binary(min_size=1, max_size=3)),
+    st.tuples(st.just("set"), st.sampled_from([bucket_key(hour_bucket(START) + n, 0) for n in range(3)]),
+              st.lists(st.sampled_from(["c1", "c2", "c4"]), min_size=1, unique=True).map(encode_members)),
+    st.tuples(st.just("delete"), st.sampled_from(["applied@p0", "x", bucket_key(hour_bucket(START), 0)]), st.none()),
+    st.tuples(st.just("whole"), st.integers(0, 2), st.lists(st.sampled_from(["c1", "c2", "c3"]), unique=True)),
+), max_size=40)
+
+
+@given(operations=operations, batch=st.integers(1, 10))
+@settings(max_examples=200, deadline=None)
+def test_the_batch_view_reads_and_stores_what_a_plain_table_would(operations: list[tuple], batch: int) -> None:
+    """Filings, whole buckets set, plain keys set and deleted, in batches: at every step the view
+    answers as the table written straight through, and stores the same keys and values."""
+    straight: dict[str, bytes] = {}
+    batched: dict[str, bytes] = {}
+    view, direct = IndexView(batched), _Direct(straight)
+    filed: dict[str, datetime | None] = {}
+    for done, (kind, what, value) in enumerate(operations, 1):
+        if kind == "file":
+            customer = f"c{what}"
+            boundary = None if value is None else START + timedelta(minutes=value)
+            file_boundary(direct, 0, customer, boundary, old=filed.get(customer))
+            file_boundary(view, 0, customer, boundary, old=filed.get(customer))
+            filed[customer] = boundary
+        elif kind == "set":
+            straight[what] = view[what] = value
+        elif kind == "delete":
+            if what in straight:
+                del straight[what], view[what]
+            else:
+                assert what not in view
+        else:
+            key = bucket_key(hour_bucket(START) + what, 0)
+            direct.set_members(key, value)
+            view.set_members(key, value)
+            filed = {c: b for c, b in filed.items() if c not in value}  # filed twice: not followed further
+        assert dict(view) == straight
+        assert len(view) == len(straight)
+        if done % batch == 0:
+            view.flush()
+            view = IndexView(batched)
+    view.flush()
+    assert batched == straight
+
+
 class _Direct:
     """A sweep index written straight through: every bucket decoded and encoded per call (what
     filing did before a batch kept its buckets decoded)."""
