@@ -31,6 +31,21 @@ def tune_collector() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+def use_event_loop(name: str) -> None:
+    """Make the loops created from now on (the worker's, and its Kafka consumer thread's) of
+    this kind (``PULSE_EVENT_LOOP``)."""
+    if name == "uvloop":
+        try:
+            import uvloop
+        except ImportError:  # not installed on this platform (Windows)
+            print("pulse worker: PULSE_EVENT_LOOP=uvloop, but uvloop is not installed here; "
+                  "set PULSE_EVENT_LOOP=asyncio", file=sys.stderr)
+            raise SystemExit(2) from None
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    else:
+        asyncio.set_event_loop_policy(asyncio.DefaultEventLoopPolicy())
+
+
 class PulseWorker(Worker):
     def _on_sigusr1(self) -> None:
         # `kill -USR1 <pid>`: what every asyncio task awaits (see agents/diagnostics.py)
@@ -52,6 +67,7 @@ def main() -> None:
     created = asyncio.run(ensure_topics(settings))
     if created:
         print(f"pulse worker: created topics {', '.join(created)}", file=sys.stderr)
+    use_event_loop(settings.event_loop)
     try:
         pulse = create_app(settings)
     except RulesError as exc:

@@ -25,7 +25,8 @@ _TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9._\-]{0,100}$")
 _TOKEN = re.compile(r"^[A-Za-z0-9\-_.~]{16,200}$")
 _APP_ID = re.compile(r"^[A-Za-z0-9._\-]{1,100}$")
 _CHOICES = {"kafka_security_protocol": SECURITY_PROTOCOLS, "kafka_sasl_mechanism": SASL_MECHANISMS}
-_MODES = {"churn_model": ("shadow", "auto"), "churn_warn_by": ("either", "served")}  # lower case
+_MODES = {"churn_model": ("shadow", "auto"), "churn_warn_by": ("either", "served"),
+          "event_loop": ("uvloop", "asyncio")}  # lower case
 
 
 def _bounded(default: float, lo: float, hi: float, *, description: str, unit: str = "", also: str = "") -> Any:
@@ -224,6 +225,12 @@ class Settings(BaseSettings):
         "", repr=False, description="With it, customer ids are replaced at ingestion by a keyed hash (HMAC-SHA256): "
                                     "no raw id in tables, derived topics or Redis; unset: raw ids.",
         json_schema_extra={"form": "16-200 of letters, digits, '-', '_', '.', '~'", "secret": True})
+    event_loop: str = Field(
+        "uvloop",
+        description="The worker's event loop: uvloop (libuv; less CPU per event in the worker's Kafka and "
+                    "asyncio work) or asyncio (the standard library's).",
+        json_schema_extra={"form": "uvloop or asyncio"},
+    )
     log_level: str = Field(
         "info",
         description="Worker log level.",
@@ -319,7 +326,7 @@ class Settings(BaseSettings):
             raise ValueError("one cluster says nothing: give 2 to 8, or 0 to choose by silhouette")
         return value
 
-    @field_validator("churn_model", "churn_warn_by")
+    @field_validator("churn_model", "churn_warn_by", "event_loop")
     @classmethod
     def _check_mode(cls, value: str, info: ValidationInfo) -> str:
         allowed = _MODES[info.field_name or ""]

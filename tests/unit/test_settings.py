@@ -41,6 +41,7 @@ def test_environment_is_read_with_the_prefix(monkeypatch: pytest.MonkeyPatch) ->
         ("PULSE_CHURN_WARN_BY", "both", "either or served"),
         ("PULSE_CLUSTERS", "1", "give 2 to 8, or 0"),
         ("PULSE_CHURN_MODEL", "x", "shadow or auto"),
+        ("PULSE_EVENT_LOOP", "trio", "uvloop or asyncio"),
         ("PULSE_KAFKA_SECURITY_PROTOCOL", "bogus", "PLAINTEXT, SSL"),
     ],
 )
@@ -85,3 +86,21 @@ def test_the_worker_app_uses_the_session_timeout(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("PULSE_KAFKA_SESSION_TIMEOUT_SECONDS", "12")
     conf = create_app(load_settings(data_dir=tmp_path)).app.conf
     assert (conf.broker_session_timeout, conf.broker_heartbeat_interval) == (12.0, 3.0)
+
+
+@pytest.mark.parametrize(("name", "module"), [("uvloop", "uvloop"), ("asyncio", "asyncio")])
+def test_the_worker_runs_on_the_event_loop_named(name: str, module: str) -> None:
+    import asyncio
+
+    from agents.__main__ import use_event_loop
+
+    policy = asyncio.get_event_loop_policy()
+    try:
+        use_event_loop(name)
+        loop = asyncio.new_event_loop()  # what the worker and its consumer thread create
+        try:
+            assert type(loop).__module__.split(".")[0] == module
+        finally:
+            loop.close()
+    finally:
+        asyncio.set_event_loop_policy(policy)
