@@ -36,6 +36,7 @@ from agents.batching import (
     unacknowledged,
 )
 from agents.context import Pulse
+from agents.table_reads import OneLookup
 from agents.trainer import watch_population
 from schemas import CustomerState, Profile
 from stream.core.owner import owner_partition
@@ -90,8 +91,8 @@ async def send_effects(pulse: Pulse, effects: Effects, partition: int,
 
 def register(pulse: Pulse) -> None:
     processor = build_processor(pulse)
-    tables = Tables(state=pulse.table("customer-state"), counters=pulse.table("profile-counters"),
-                    maxima=pulse.table("event-time-maxima"), index=pulse.table("sweep-index"),
+    tables = Tables(state=OneLookup(pulse.table("customer-state")), counters=pulse.table("profile-counters"),
+                    maxima=pulse.table("event-time-maxima"), index=OneLookup(pulse.table("sweep-index")),
                     erasures=pulse.table("erasures"), identities=pulse.table("identities"))
 
     # concurrency=1: faust may commit past an in-flight message with more (faust #606).
