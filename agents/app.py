@@ -10,6 +10,7 @@ import faust
 from agents import faust_patches, population_sync, profile, sink, sweeper, trainer, views
 from agents.batching import quiet_producer_buffer_logs
 from agents.context import Pulse
+from agents.table_keys import use_table_keys
 from stream.core.population import PopulationBook
 from stream.core.rules import load_rules
 from stream.model.activity_drift import ActivityMonitor
@@ -53,6 +54,8 @@ def create_app(settings: Settings) -> Pulse:
     tables = {spec.name: app.Table(spec.name, key_type=str, value_type=bytes, partitions=settings.partitions,
                                    options=settings.rocksdb_options())
               for spec in TABLES}
+    for table in tables.values():
+        use_table_keys(table)
     pulse = Pulse(
         settings=settings, app=app, rules=rules, topics=topics, tables=tables,
         # what the profile agent reads: raw events (validated there; those keyed by another

@@ -16,6 +16,8 @@ was written against, naming what differs: a silent mismatch would lose records.
 6. ``agents/batching.take_batches`` follows ``Stream.take_events`` (its source is checked
    below) and uses ``Stream._enable_passive``, ``add_processor``, ``enable_acks`` and ``ack``.
 7. ``AIOKafkaConsumerThread.getmany`` is wrapped (below, "The fetch fix").
+8. ``Collection.key_serializer`` and the changelog topic's ``key_serializer``, set after a table is
+   made and before its store opens (``agents/app.py``, ``agents/table_keys.py``).
 
 The recovery fix: a faust-streaming recovery race that silently skips input records
 (upstream faust-streaming/faust#596; the same family as #216, fixed for apps without tables
