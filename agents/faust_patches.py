@@ -18,6 +18,10 @@ was written against, naming what differs: a silent mismatch would lose records.
 7. ``AIOKafkaConsumerThread.getmany`` is wrapped (below, "The fetch fix").
 8. ``Collection.key_serializer`` and the changelog topic's ``key_serializer``, set after a table is
    made and before its store opens (``agents/app.py``, ``agents/table_keys.py``).
+9. ``agents/changelog.py`` writes the profile agent's tables as ``Table.__setitem__`` does, but
+   sends their changelog records itself: ``Table.data`` (the store), the store's
+   ``set_persisted_offset`` (what ``Collection._on_changelog_sent`` calls), the changelog topic's
+   ``get_topic_name`` and the producer's ``_ensure_producer`` (the aiokafka producer).
 
 The recovery fix: a faust-streaming recovery race that silently skips input records
 (upstream faust-streaming/faust#596; the same family as #216, fixed for apps without tables
@@ -65,8 +69,11 @@ from importlib.metadata import version
 from typing import Any
 
 import faust.streams
+from faust.stores.rocksdb import Store as RocksDBStore
+from faust.tables.base import Collection
 from faust.tables.recovery import Recovery
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+from faust.transport.drivers.aiokafka import Producer as AIOKafkaProducer
 from faust.transport.producer import ProducerBuffer
 from faust.types import Message
 from faust.worker import Worker
@@ -104,7 +111,8 @@ def problems() -> list[str]:
         if digest != written_against:
             found.append(f"{name} has changed (source {digest}, written against {written_against})")
     expected = {faust.streams: ("_current_event",), faust.streams.Stream: ("_enable_passive", "add_processor", "ack"),
-                ProducerBuffer: ("put",),
+                ProducerBuffer: ("put",), AIOKafkaProducer: ("_ensure_producer",),
+                RocksDBStore: ("set_persisted_offset",), Collection: ("data", "_on_changelog_sent"),
                 Message: ("acked",), Worker: ("_on_sigusr1",)}
     for owner, names in expected.items():
         found += [f"{getattr(owner, '__name__', owner)}.{name} is gone" for name in names

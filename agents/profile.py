@@ -35,8 +35,8 @@ from agents.batching import (
     take_batches,
     unacknowledged,
 )
+from agents.changelog import BatchedTable, ChangelogBatch
 from agents.context import Pulse
-from agents.table_reads import OneLookup
 from agents.trainer import watch_population
 from schemas import CustomerState, Profile
 from stream.core.owner import owner_partition
@@ -54,6 +54,9 @@ BATCH_SIZE = 1000
 # window made the churn learner's label order, and the CDNOW test's served AUC, vary between
 # runs (docs/performance.md, "Latency").
 BATCH_WITHIN_SECONDS = 0.05
+# the processor's tables (stream.core.work.Tables fields) and the Faust tables behind them
+TABLES = (("state", "customer-state"), ("counters", "profile-counters"), ("maxima", "event-time-maxima"),
+          ("index", "sweep-index"), ("erasures", "erasures"), ("identities", "identities"))
 
 
 def build_processor(pulse: Pulse) -> Processor:
@@ -91,15 +94,15 @@ async def send_effects(pulse: Pulse, effects: Effects, partition: int,
 
 def register(pulse: Pulse) -> None:
     processor = build_processor(pulse)
-    tables = Tables(state=OneLookup(pulse.table("customer-state")), counters=pulse.table("profile-counters"),
-                    maxima=pulse.table("event-time-maxima"), index=OneLookup(pulse.table("sweep-index")),
-                    erasures=pulse.table("erasures"), identities=pulse.table("identities"))
 
     # concurrency=1: faust may commit past an in-flight message with more (faust #606).
     @pulse.app.agent(pulse.inputs, name="profile", concurrency=1)
     async def profile(stream):  # type: ignore[no-untyped-def]
         caught_up = caught_up_with(pulse.app.consumer)
         unacknowledged(pulse.app.producer.buffer)  # durable() waits on these from the first batch on
+        # the tables' changelog records go out in batches (agents/changelog.py), on Faust's producer
+        changelog = ChangelogBatch(pulse.app.producer._ensure_producer())
+        tables = Tables(**{name: BatchedTable(pulse.table(table), changelog) for name, table in TABLES})
         async for events in take_batches(stream, BATCH_SIZE, BATCH_WITHIN_SECONDS, caught_up):
             started = time.perf_counter()
             try:
@@ -123,7 +126,8 @@ def register(pulse: Pulse) -> None:
                     for last_event, batch in prepared:
                         make_current(last_event)
                         batch.store()
-                    await durable(pulse.app)
+                    await changelog.flush()
+                    await durable(pulse.app)  # (other writes through Faust's own table path, if any)
             except Exception as exc:  # noqa: BLE001 - not skipped: the worker stops (agents/batching.py)
                 exit_worker("profile", exc)
             pulse.metrics.batch_seconds.observe(time.perf_counter() - started)
