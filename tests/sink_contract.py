@@ -39,6 +39,13 @@ class SinkContract:
         assert (row["orders"], row["monetary"], row["version"]) == ("1", "9.99", "1")
         assert row["last_purchase_at"] == "2024-01-01T00:00:00+00:00"
 
+    async def test_ids_and_values_beyond_ascii_come_back_as_written(self, sink: ProfileSink) -> None:
+        cid, segment = f"{self.cid()}-café-客户", f"Ünter-{uuid.uuid4().hex[:6]}"
+        assert await sink.write_profiles([make_profile(cid, 1, 1, segment=segment)]) == 1
+        row = await sink.read_profile(cid)
+        assert row is not None and (row["customer_id"], row["segment"]) == (cid, segment)
+        assert await sink.segment_members(segment) == {cid}
+
     async def test_each_written_version_carries_the_write_time(self, sink: ProfileSink) -> None:
         cid = self.cid()
         before = int(time.time() * 1000)

@@ -15,6 +15,8 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from pydantic_core import to_json
+
 MAX_RECORD_BYTES = 512 * 1024  # well below the broker's default message.max.bytes (1 MB)
 _KINDS = ("profiles", "tag_changes", "alerts", "erasures")
 
@@ -62,7 +64,7 @@ class RedisWrites:
         True
         """
         stamp = {} if self.input_ms is None else {"t": self.input_ms}
-        return [json.dumps({**chunk, **stamp}, separators=(",", ":")).encode() for chunk in self._chunks(max_bytes)]
+        return [to_json({**chunk, **stamp}) for chunk in self._chunks(max_bytes)]
 
     def _chunks(self, max_bytes: int) -> Iterator[dict[str, list[str]]]:
         chunk: dict[str, list[str]] = {}

@@ -19,10 +19,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 import redis.asyncio as aioredis
+from pydantic_core import to_json
 
 from schemas import Alert, Profile, TagChange
 from stream.sinks.base import cleared_fields, profile_fields, stream_fields, tag_order
@@ -129,22 +129,22 @@ def _chunks(items: list[str]) -> list[list[str]]:
 def encode_profile(profile: Profile) -> str:
     """A profile as the hash script's argument: id, event version, version, segment, the hash
     fields and the cleared ones."""
-    return json.dumps({"id": profile.customer_id, "a": profile.event_version, "v": profile.version,
-                       "s": profile.segment or "",
-                       "f": _flat(profile_fields(profile)), "d": cleared_fields(profile)})
+    return to_json({"id": profile.customer_id, "a": profile.event_version, "v": profile.version,
+                    "s": profile.segment or "",
+                    "f": _flat(profile_fields(profile)), "d": cleared_fields(profile)}).decode()
 
 
 def encode_tag_change(change: TagChange) -> str:
     """A tag change as the tag script's argument: its customer, event version, order and the entry's fields."""
-    return json.dumps({"c": change.customer_id, "a": change.event_version, "n": tag_order(change),
-                       "f": _flat(stream_fields(change))})
+    return to_json({"c": change.customer_id, "a": change.event_version, "n": tag_order(change),
+                    "f": _flat(stream_fields(change))}).decode()
 
 
 def encode_alert(alert: Alert, alert_json: str | None = None) -> str:
     """An alert as the stream script's argument: its id, the entry's fields (``explanation`` as
     JSON) and the whole alert as JSON for the pub/sub channel (``alert_json`` if already made)."""
-    return json.dumps({"id": alert.alert_id, "m": alert_json or alert.model_dump_json(),
-                       "f": _flat(stream_fields(alert))})
+    return to_json({"id": alert.alert_id, "m": alert_json or alert.model_dump_json(),
+                    "f": _flat(stream_fields(alert))}).decode()
 
 
 def customer_key(customer_id: str, prefix: str = KEY_PREFIX) -> str:
