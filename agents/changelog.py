@@ -31,6 +31,7 @@ from faust.streams import current_event
 from faust.types import TP
 
 from agents.batching import DURABLE_TIMEOUT_SECONDS, NotDurable
+from agents.record_batches import record_batches
 from agents.table_keys import TABLE_KEYS
 
 
@@ -72,7 +73,7 @@ class ChangelogBatch:
         pending, self.pending = self.pending, {}
         sent: list[tuple[_Pending, str, int, int, asyncio.Future[Any]]] = []
         for (topic, partition), part in pending.items():
-            for count, batch in self._batches(part.records):
+            for count, batch in record_batches(self.producer, part.records):
                 sent.append((part, topic, partition, count,
                              await self.producer.send_batch(batch, topic, partition=partition)))
         done, not_done = await asyncio.wait([future for *_, future in sent], timeout=self.timeout)
@@ -93,18 +94,6 @@ class ChangelogBatch:
                 newest[topic, partition] = (part.table, last)
         for (topic, partition), (table, offset) in newest.items():
             table.data.set_persisted_offset(TP(topic, partition), offset)
-
-    def _batches(self, records: list[tuple[bytes, bytes | None]]) -> Iterator[tuple[int, Any]]:
-        batch, count = self.producer.create_batch(), 0
-        for key, value in records:
-            if batch.append(key=key, value=value, timestamp=None) is None:  # full
-                yield count, batch
-                batch, count = self.producer.create_batch(), 0
-                if batch.append(key=key, value=value, timestamp=None) is None:
-                    raise NotDurable(f"a table record of {len(value or b'')} bytes does not fit a producer batch")
-            count += 1
-        if count:
-            yield count, batch
 
 
 class BatchedTable(MutableMapping[str, bytes]):

@@ -37,6 +37,7 @@ from agents.batching import (
 )
 from agents.changelog import BatchedTable, ChangelogBatch
 from agents.context import Pulse
+from agents.record_batches import kafka_producer, send_batched
 from agents.trainer import watch_population
 from schemas import CustomerState, Profile
 from stream.core.owner import owner_partition
@@ -78,17 +79,18 @@ def build_processor(pulse: Pulse) -> Processor:
                      link_limit=settings.identity_link_limit)
 
 
-async def send_effects(pulse: Pulse, effects: Effects, partition: int,
-                       profile: Callable[[CustomerState], Profile], input_ms: int | None = None
-                       ) -> list[Awaitable[Any]]:
-    """Queue every output record of one partition's batch (``stream/sinks/outputs.py``); the
-    caller awaits the returned acknowledgements. (Straight to the producer: Faust's
-    ``Topic.send`` costs several times more per record, and these topics are declared at
-    start-up.)"""
-    producer, topic = pulse.app.producer, pulse.settings.topic
+def output_records(pulse: Pulse, effects: Effects, partition: int, profile: Callable[[CustomerState], Profile],
+                   input_ms: int | None = None) -> list[tuple[str, int | None, bytes | None, bytes]]:
+    """Every output record of one partition's batch (``stream/sinks/outputs.py``) as
+    ``(topic, partition, key, value)``. The agent sends a whole batch's records together
+    (``agents/record_batches.py``): straight to the producer, one record batch per topic
+    partition (Faust's ``Topic.send`` costs several times more per record, and these topics are
+    declared at start-up), and once per batch, not once per input partition: a second record
+    batch for a topic partition waits until the producer has sent the first."""
+    topic = pulse.settings.topic
     for alert in effects.alerts:
         pulse.metrics.alerts.labels(alert.kind).inc()
-    return [await producer.send(topic(output.topic), output.key, output.value, output.partition, None, None)
+    return [(topic(output.topic), output.partition, output.key, output.value)
             for output in batch_outputs(effects, profile, partition, pulse.settings.partitions, input_ms)]
 
 
@@ -101,13 +103,15 @@ def register(pulse: Pulse) -> None:
         caught_up = caught_up_with(pulse.app.consumer)
         unacknowledged(pulse.app.producer.buffer)  # durable() waits on these from the first batch on
         # the tables' changelog records go out in batches (agents/changelog.py), on Faust's producer
-        changelog = ChangelogBatch(pulse.app.producer._ensure_producer())
+        producer = kafka_producer(pulse.app)
+        changelog = ChangelogBatch(producer)
         tables = Tables(**{name: BatchedTable(pulse.table(table), changelog) for name, table in TABLES})
         async for events in take_batches(stream, BATCH_SIZE, BATCH_WITHIN_SECONDS, caught_up):
             started = time.perf_counter()
             try:
                 with held(events):
                     sends: list[Awaitable[Any]] = []
+                    outputs: list[tuple[str, int | None, bytes | None, bytes]] = []
                     prepared: list[tuple[Any, Prepared]] = []
                     for partition, group in by_partition(events):
                         records = [Record(e.message.partition, e.key, e.value, e.message.topic, e.message.offset)
@@ -120,8 +124,9 @@ def register(pulse: Pulse) -> None:
                         if effects.newest_event_time is not None:  # it is receiving: its sweeps follow its own time
                             pulse.sweep_clock.saw_events(partition, time.monotonic())
                         input_ms = int(min(e.message.timestamp for e in group) * 1000)
-                        sends += await send_effects(pulse, effects, partition, processor.profile, input_ms)
+                        outputs += output_records(pulse, effects, partition, processor.profile, input_ms)
                         sends += await watch_population(pulse, effects, partition)
+                    sends += await send_batched(producer, outputs)
                     await gather_sends(sends)  # the outputs are durable before the state that made them
                     for last_event, batch in prepared:
                         make_current(last_event)
