@@ -50,12 +50,12 @@ class ChangelogBatch:
         self.timeout = timeout
         self.pending: dict[tuple[str, int], _Pending] = {}
 
-    def add(self, table: Any, key: str, value: bytes | None) -> None:
-        """Queue the changelog record of a write (``None``: a delete) to the current event's partition."""
+    def add(self, table: Any, topic: str, key: str, value: bytes | None) -> None:
+        """Queue the changelog record of a write (``None``: a delete) to ``topic`` (the table's
+        changelog) at the current event's partition."""
         event = current_event()
         if event is None:
             raise RuntimeError(f"table {table.name}: written outside of a batch (no current event)")
-        topic = table.changelog_topic.get_topic_name()
         pending = self.pending.get((topic, event.message.partition))
         if pending is None:
             pending = self.pending[topic, event.message.partition] = _Pending(table)
@@ -102,18 +102,19 @@ class BatchedTable(MutableMapping[str, bytes]):
     def __init__(self, table: Any, changelog: ChangelogBatch) -> None:
         self.table = table
         self.changelog = changelog
+        self.topic: str = table.changelog_topic.get_topic_name()
 
     def __getitem__(self, key: str) -> bytes:
         return self.table.data[key]  # type: ignore[no-any-return]  # the store: one lookup
 
     # The changelog record first, as a Faust table does: a write it refuses leaves the store as it was.
     def __setitem__(self, key: str, value: bytes) -> None:
-        self.changelog.add(self.table, key, value)
+        self.changelog.add(self.table, self.topic, key, value)
         self.table.data[key] = value
 
     def __delitem__(self, key: str) -> None:
         # as a Faust table does: a tombstone even for a key that is not there (``pop`` asks first)
-        self.changelog.add(self.table, key, None)
+        self.changelog.add(self.table, self.topic, key, None)
         del self.table.data[key]
 
     def __iter__(self) -> Iterator[str]:
