@@ -1,7 +1,8 @@
 """Behavioural clusters end to end: a generated population with four planted behaviour groups,
-replayed through a real worker in two halves with a restart between them. The customers'
-``cluster`` fields agree with the planted groups, and the restarted worker keeps every cluster's
-id (it starts from the centroids published in Redis)."""
+replayed through a real worker in two halves with a restart between them. The restarted worker
+starts from the centroids published in Redis: over the same customers it publishes the same
+clusters, and as the second half moves them, every cluster that still names the same behaviour
+keeps its id. The customers' ``cluster`` fields agree with the planted groups."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import redis
 from stream.core.clusters import FEATURES
 from stream.infra.worker import WorkerProcess, worker_env
 from tests.helpers import run_pulse
-from tests.integration.conftest import Isolated
+from tests.integration.conftest import Isolated, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -62,22 +63,32 @@ def test_clusters_match_planted_groups_and_keep_their_ids_across_a_restart(isola
         worker.stop()
     assert before["k"] == 4 and sum(c["size"] for c in before["clusters"]) == before["sample"] > 50
 
-    worker = WorkerProcess(worker_env(env), isolated.data_dir / "w2.log", isolated.settings.web_port).start()
+    log = isolated.data_dir / "w2.log"
+    worker = WorkerProcess(worker_env(env), log, isolated.settings.web_port).start()
     try:
+        # before any new event: it refits over the customers it rebuilt, from the published centroids
+        wait_for(lambda: "fitted over" in log.read_text(), 90, "the restarted worker's first cluster fit", log)
+        again = _settled(client)
         run_pulse(env, "replay", str(rest), "--wait", "--timeout", "600")
-        after = _settled(client, newer_than=before["fitted_at"])
+        after = _settled(client, newer_than=again["fitted_at"])
         scored = json.loads(run_pulse(env, "clusters", "--json", "--truth", str(truth)).stdout)
     finally:
         worker.stop()
 
-    assert f"starting from the published {before['version']}" in (isolated.data_dir / "w2.log").read_text()
-    # the restarted worker's clusters moved with the population but kept their ids: each is
-    # still nearest to the centroid of the same id before the restart
+    assert f"starting from the published {before['version']}" in log.read_text()
+    assert again["version"] == before["version"], (before, again)
+    # the clusters moved with the second half; each pair of a cluster and the previous centroid
+    # that are each other's nearest (the same behaviour) has kept the id. (Where the population's
+    # structure changed, a group splitting as two others merge, no id can name the same behaviour
+    # as before: those take the ids they are matched to, docs/api.md#behavioural-clusters.)
     assert after["k"] == 4
-    for cluster in range(4):
-        moved = _centroid(after, cluster, before["scales"])
-        nearest = min(range(4), key=lambda old: math.dist(moved, _centroid(before, old, before["scales"])))
-        assert nearest == cluster, (cluster, before["clusters"], after["clusters"])
+    distance = [[math.dist(_centroid(after, new, before["scales"]), _centroid(before, old, before["scales"]))
+                 for old in range(4)] for new in range(4)]
+    pairs = [(new, old) for new in range(4) for old in [min(range(4), key=distance[new].__getitem__)]
+             if min(range(4), key=lambda other: distance[other][old]) == new]
+    assert len(pairs) >= 2, distance
+    for new, old in pairs:
+        assert new == old, (distance, before["clusters"], after["clusters"])
     against = scored["against_truth"]
     print(f"\nclusters {after['version']}: adjusted Rand index {against['adjusted_rand']:.3f} against the planted "
           f"groups over {against['customers']} customers ({against['without_cluster']} without a cluster)")
