@@ -127,6 +127,15 @@ def caught_up_with(consumer: Any) -> Callable[[Any], bool]:
     return caught_up
 
 
+def behind(group: Sequence[Any], caught_up: Callable[[Any], bool]) -> bool:
+    """Whether a partition's records in a batch stop short of the newest fetched of any of its
+    topics (``caught_up``: :func:`caught_up_with`): the raw events and the forwarded ones
+    (``customer-events``: ticks, forwards) arrive interleaved, so the last record of the group
+    alone does not say whether the raw events are caught up."""
+    last = {event.message.tp: event.message for event in group}
+    return not all(caught_up(message) for message in last.values())
+
+
 def by_partition(events: Sequence[Any]) -> Iterator[tuple[int, list[Any]]]:
     """Yield ``(partition, events)`` in partition order, each with its last event current."""
     groups: dict[int, list[Any]] = {}

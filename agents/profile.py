@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agents.batching import (
+    behind,
     by_partition,
     caught_up_with,
     durable,
@@ -117,8 +118,7 @@ def register(pulse: Pulse) -> None:
                         records = [Record(e.message.partition, e.key, e.value, e.message.topic, e.message.offset)
                                    for e in group]
                         # behind: the batch stops short of the newest record fetched of the partition
-                        behind = () if caught_up(group[-1].message) else (partition,)
-                        batch = processor.prepare(records, tables, behind)
+                        batch = processor.prepare(records, tables, (partition,) if behind(group, caught_up) else ())
                         prepared.append((group[-1], batch))
                         effects = batch.effects
                         if effects.newest_event_time is not None:  # it is receiving: its sweeps follow its own time

@@ -327,7 +327,8 @@ class Processor(Stitching):
 
     def _on_tick(self, record: Record, work: Work, effects: Effects) -> None:
         partition = record.partition
-        if self.population is not None:
+        # a quiet partition follows the merged cut points from the ticks, at its pace (a backlog's is slower)
+        if self.population is not None and self.population.due(partition, self._rescore_every(partition)):
             self._rescore(partition, work, effects)
         due = datetime.fromisoformat(json.loads(record.value or b"{}")["now"]) - self.policy.lateness
         index = work.index

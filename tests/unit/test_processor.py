@@ -285,3 +285,16 @@ def test_a_partition_behind_rescores_at_the_backlog_pace_and_caught_up_at_the_us
     assert batch_at(13.5, behind=False)
     assert not batch_at(15, behind=True)  # behind again: 10 s from the last rescore
     assert batch_at(24, behind=True)
+
+    def tick_at(seconds: float, behind: bool) -> bool:
+        """A sweep tick ``seconds`` after the first batch; whether the partition rescored."""
+        clock[0] = 1000.0 + seconds
+        before = book.last_rescore.get(0)
+        tick = json.dumps({"now": FIXED_NOW.isoformat()}).encode()
+        processor.process([Record(0, TICK_KEY, tick, "t", 0)], tables, behind=(0,) if behind else ())
+        return book.last_rescore.get(0) != before
+
+    assert not tick_at(30, behind=True)  # ticks keep the backlog's pace too: 10 s from the rescore at 24
+    assert not tick_at(33, behind=True)
+    assert tick_at(34.5, behind=True)
+    assert tick_at(35.7, behind=False)  # a quiet, caught-up partition follows the cuts at the usual pace

@@ -12,7 +12,7 @@ import faust
 import pytest
 from faust.exceptions import ConsumerNotStarted
 
-from agents.batching import caught_up_with, take_batches
+from agents.batching import behind, caught_up_with, take_batches
 
 
 async def _batches(values: list[int], max_: int, within: float, last_fetched: set[int],
@@ -73,3 +73,16 @@ def test_a_partition_whose_high_watermark_is_unknown_is_not_caught_up(error: Exc
         raise error
 
     assert caught_up_with(SimpleNamespace(highwater=highwater))(_message(3)) is False
+
+
+def test_a_partition_is_behind_when_any_of_its_topics_stops_short_of_the_newest_fetched() -> None:
+    highwater = {("raw", 0): 100, ("customer-events", 0): 8}
+    caught_up = caught_up_with(SimpleNamespace(highwater=highwater.get))
+
+    def event(topic: str, offset: int) -> SimpleNamespace:
+        return SimpleNamespace(message=SimpleNamespace(tp=(topic, 0), offset=offset))
+
+    # the raw events stop short of offset 99; the group ends on a caught-up forwarded record (a tick)
+    assert behind([event("raw", 40), event("raw", 41), event("customer-events", 7)], caught_up)
+    assert not behind([event("raw", 98), event("raw", 99), event("customer-events", 7)], caught_up)
+    assert not behind([event("customer-events", 7)], caught_up)
