@@ -101,6 +101,7 @@ class IndexView(MutableMapping[str, bytes]):
         self.table = table
         self.pending: dict[str, bytes | list[str]] = {}  # writes (_DELETED: deleted; lists are never empty)
         self.read: dict[str, list[str]] = {}  # buckets decoded in this batch and not written
+        self.values: dict[str, bytes | None] = {}  # other keys read in this batch (None: absent), e.g. the cursors
 
     def members(self, key: str) -> list[str]:
         """The customers filed under a bucket key, as this batch has them (a copy: change it
@@ -121,7 +122,10 @@ class IndexView(MutableMapping[str, bytes]):
     def __getitem__(self, key: str) -> bytes:
         value = self.pending.get(key)
         if value is None:
-            return self.table[key]
+            stored = self._stored(key)
+            if stored is None:
+                raise KeyError(key)
+            return stored
         if isinstance(value, list):
             return encode_members(value)
         if value is _DELETED:
@@ -141,8 +145,15 @@ class IndexView(MutableMapping[str, bytes]):
     def __contains__(self, key: object) -> bool:
         value = self.pending.get(key)  # type: ignore[call-overload]
         if value is None:
-            return key in self.table
+            return isinstance(key, str) and self._stored(key) is not None
         return value is not _DELETED
+
+    def _stored(self, key: str) -> bytes | None:
+        """The table's value, read once per batch (a partition's cursor is read at every filing)."""
+        if key in self.values:
+            return self.values[key]
+        stored = self.values[key] = self.table.get(key)
+        return stored
 
     def __iter__(self) -> Iterator[str]:
         for key in self.table:
@@ -163,6 +174,7 @@ class IndexView(MutableMapping[str, bytes]):
                 self.table[key] = value
         self.pending.clear()
         self.read.clear()
+        self.values.clear()
 
 
 @dataclass
