@@ -101,7 +101,7 @@ class IndexView(MutableMapping[str, bytes]):
         self.table = table
         self.pending: dict[str, bytes | list[str]] = {}  # writes (_DELETED: deleted; lists are never empty)
         self.read: dict[str, list[str]] = {}  # buckets decoded in this batch and not written
-        self.values: dict[str, bytes | None] = {}  # other keys read in this batch (None: absent), e.g. the cursors
+        self.fetched: dict[str, bytes | None] = {}  # other keys read in this batch (None: absent), e.g. the cursors
 
     def members(self, key: str) -> list[str]:
         """The customers filed under a bucket key, as this batch has them (a copy: change it
@@ -150,9 +150,9 @@ class IndexView(MutableMapping[str, bytes]):
 
     def _stored(self, key: str) -> bytes | None:
         """The table's value, read once per batch (a partition's cursor is read at every filing)."""
-        if key in self.values:
-            return self.values[key]
-        stored = self.values[key] = self.table.get(key)
+        if key in self.fetched:
+            return self.fetched[key]
+        stored = self.fetched[key] = self.table.get(key)
         return stored
 
     def __iter__(self) -> Iterator[str]:
@@ -174,7 +174,7 @@ class IndexView(MutableMapping[str, bytes]):
                 self.table[key] = value
         self.pending.clear()
         self.read.clear()
-        self.values.clear()
+        self.fetched.clear()
 
 
 @dataclass
