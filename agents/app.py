@@ -10,6 +10,7 @@ import faust
 from agents import faust_patches, population_sync, profile, sink, sweeper, trainer, views
 from agents.batching import quiet_producer_buffer_logs
 from agents.context import Pulse
+from agents.stall_watch import StallWatch
 from agents.table_keys import use_table_keys
 from stream.core.population import PopulationBook
 from stream.core.rules import load_rules
@@ -72,4 +73,10 @@ def create_app(settings: Settings) -> Pulse:
     sink.register(pulse)
     trainer.register(pulse)
     views.register(pulse)
+    if settings.loop_stall_seconds:
+        watch = StallWatch(settings.loop_stall_seconds, pulse.metrics.loop_stalls.observe)
+
+        @app.task
+        async def watch_event_loop() -> None:
+            watch.start()
     return pulse

@@ -231,6 +231,11 @@ class Settings(BaseSettings):
                     "asyncio work) or asyncio (the standard library's).",
         json_schema_extra={"form": "uvloop or asyncio"},
     )
+    loop_stall_seconds: float = _bounded(
+        0.5, 0, 3600, unit="seconds", also="0: off",
+        description="Log a warning, with the stack it is held in, when the worker's event loop has not run for "
+                    "this long (every batch and Redis write waits meanwhile); counted in "
+                    "pulse_event_loop_stall_seconds.")
     log_level: str = Field(
         "info",
         description="Worker log level.",

@@ -56,6 +56,9 @@ class WorkerMetrics:
                                      registry=self.registry)
         self.drift_records = Counter("pulse_drift_records", "Drift records sent to the monitoring topic.",
                                      ["detector"], registry=self.registry)
+        self.loop_stalls = Histogram("pulse_event_loop_stall_seconds", "Times the worker's event loop was held "
+                                     "for PULSE_LOOP_STALL_SECONDS or more, by how long.",
+                                     buckets=(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0), registry=self.registry)
         self._sources: dict[str, Callable[[], Any]] = {}
         self.registry.register(_ScrapeTime(self._sources))
 

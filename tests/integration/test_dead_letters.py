@@ -153,8 +153,10 @@ def _scrape_reconciled(port: int, counters: dict[str, int], records: int) -> dic
     totals: Counter[str] = Counter()
     rejected: Counter[str] = Counter()
     lags: dict[tuple[str, str], float] = {}
+    names = set()
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
+            names.add(sample.name)
             if sample.name == "pulse_events_rejected_total":
                 rejected[sample.labels["reason"]] += int(sample.value)
             elif sample.name.startswith("pulse_events_") and sample.name.endswith("_total"):
@@ -163,6 +165,7 @@ def _scrape_reconciled(port: int, counters: dict[str, int], records: int) -> dic
                 lags[sample.labels["group"], f"{sample.labels['topic']}[{sample.labels['partition']}]"] = sample.value
             elif sample.name == "pulse_batch_seconds_count":
                 assert sample.value > 0
+    assert "pulse_event_loop_stall_seconds_count" in names  # the worker watches its event loop
     assert totals["received"] == records == totals["accepted"] + sum(rejected.values())
     assert totals["accepted"] == totals["applied"] + totals["duplicate"] + totals["late"]
     assert rejected == Counter({k.removeprefix("ingest.rejected."): v for k, v in counters.items()
