@@ -232,7 +232,7 @@ class Settings(BaseSettings):
         json_schema_extra={"form": "uvloop or asyncio"},
     )
     loop_stall_seconds: float = _bounded(
-        0.5, 0, 3600, unit="seconds", also="0: off",
+        2.0, 0, 3600, unit="seconds", also="0: off",
         description="Log a warning, with the stack it is held in, when the worker's event loop has not run for "
                     "this long (every batch and Redis write waits meanwhile); counted in "
                     "pulse_event_loop_stall_seconds.")

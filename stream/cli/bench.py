@@ -13,6 +13,7 @@ import asyncio
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -35,6 +36,10 @@ from stream.topology import processing_groups
 WAIT_TIMEOUT_SECONDS = 1800.0
 LATENCY_SECONDS = 10.0
 SOAK_SAMPLE_SECONDS = 30.0
+# the line a worker logs at the end of an event-loop stall (agents/stall_watch.py)
+STALL_LINE = re.compile(r"^\[([0-9-]+ [0-9:,]+)\] .*event loop: held for (\d+(?:\.\d+)?) s \(", re.MULTILINE)
+LOG_TIME = "%Y-%m-%d %H:%M:%S,%f"
+STALL_SECONDS = 0.1  # the workers' PULSE_LOOP_STALL_SECONDS: stalls as long as the p99 aimed at
 
 
 @dataclass
@@ -53,6 +58,8 @@ class BenchResult:
     # per event: what the events cost, less sensitive than events/s to what else the machine does
     cpu_ms_per_event: float = 0.0
     state_bytes_per_customer: float = 0.0
+    # the event-loop stalls of STALL_SECONDS or longer the workers logged during the latency probes, in seconds
+    loop_stalls: list[float] = field(default_factory=list)
     soak: Soak | None = None
 
     @property
@@ -76,6 +83,8 @@ class BenchResult:
             f"  worker CPU               {self.cpu_ms_per_event:>12.2f} ms per event (from start-up to caught up)",
             f"  worker RSS               {', '.join(f'{mb:,.0f} MB' for mb in self.rss_mb)}",
             f"  state per customer       {self.state_bytes_per_customer:>12,.0f} bytes (JSON in the table)",
+            f"  event-loop stalls        {len(self.loop_stalls):>12} of {STALL_SECONDS:g} s or more during the probes"
+            + (f" (longest {max(self.loop_stalls):.2f} s)" if self.loop_stalls else ""),
             *(self.soak.lines() if self.soak is not None else ()),
         ]
 
@@ -205,6 +214,7 @@ class Bench:
         self.redis_url = settings.redis_url.rsplit("/", 1)[0] + f"/{redis_db}"
         self.data_dir = Path(tempfile.mkdtemp(prefix="pulse-bench-"))
         self.workers: list[WorkerProcess] = []
+        self.probed = (0.0, 0.0)  # when the latency probes were sent and processed (epoch seconds)
         # the workers' customer view (read back at the end) needs a token, the same for every
         # worker: a worker asked for a customer another holds forwards the request with it
         self.api_tokens = settings.api_tokens or f"bench-{uuid.uuid4().hex}"
@@ -215,7 +225,7 @@ class Bench:
                            "PULSE_REDIS_URL": self.redis_url, "PULSE_LOG_LEVEL": "warning",
                            "PULSE_KAFKA_BOOTSTRAP": self.settings.kafka_bootstrap,
                            "PULSE_PARTITIONS": str(self.settings.partitions),
-                           "PULSE_API_TOKENS": self.api_tokens})
+                           "PULSE_API_TOKENS": self.api_tokens, "PULSE_LOOP_STALL_SECONDS": str(STALL_SECONDS)})
 
     @staticmethod
     def workers_cpu(workers: list[WorkerProcess]) -> float:
@@ -266,7 +276,24 @@ class Bench:
         result.state_bytes_per_customer = self.state_bytes(sorted({e["customer_id"] for e in stream})[:200])
         if soak_seconds:
             result.soak = self.soak(customers, soak_rate or result.pipeline_events_per_s / 2, soak_seconds)
+        result.loop_stalls = self.loop_stalls(*self.probed)
         return result
+
+    def loop_stalls(self, since: float, until: float) -> list[float]:
+        """The stalls the workers logged (agents/stall_watch.py) that ended between ``since``
+        and ``until`` (epoch seconds), in seconds."""
+        found = []
+        for log in sorted(self.data_dir.glob("worker-*.log")):
+            for logged_at, held in STALL_LINE.findall(log.read_text(errors="replace")):
+                ended = datetime.strptime(logged_at, LOG_TIME).timestamp()  # (the worker logs local time)
+                if since <= ended <= until:
+                    found.append(float(held))
+        return found
+
+    def keep_logs(self, into: Path) -> list[Path]:
+        """Copy the workers' logs into ``into`` (before :meth:`clean_up` removes them)."""
+        into.mkdir(parents=True, exist_ok=True)
+        return [Path(shutil.copy(log, into / log.name)) for log in sorted(self.data_dir.glob("worker-*.log"))]
 
     def soak(self, customers: int, rate: float, seconds: float) -> Soak:
         """Events of the bench's customers, stamped now, at ``rate`` for ``seconds``, sampling the
@@ -324,9 +351,11 @@ class Bench:
 
         count = max(1, min(len(customer_ids), int(rate * LATENCY_SECONDS)))
         self.say(f"latency: {count} probe events at {rate:,.0f} events/s ...")
+        started = time.time()
         sent_at = asyncio.run(self._send_probes(customer_ids[:count], rate))
         asyncio.run(wait_until_processed(self.settings.kafka, self.groups(),
                                          WAIT_TIMEOUT_SECONDS))
+        self.probed = (started, time.time())
         import redis
 
         client = redis.Redis.from_url(self.redis_url, decode_responses=True)

@@ -115,9 +115,11 @@ def demo(customers: int, days: int, seed: int, timeout: float, keep_worker: bool
                    "and report the worker's RSS every 30 s: flat, or growing with the events?")
 @click.option("--soak-rate", type=click.FloatRange(1, 100_000),
               help="--soak: events per second offered [default: half the measured pipeline rate].")
+@click.option("--logs", "logs_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Keep the workers' logs in this directory (the stacks of any event-loop stalls are there).")
 def bench(events: int, customers: int, workers: int, redis_db: int, json_file: Path | None, lookups: bool,
           rate: float, seconds: float, api_workers: int, batch_rate: float, soak_seconds: float,
-          soak_rate: float | None) -> None:
+          soak_rate: float | None, logs_dir: Path | None) -> None:
     from stream.cli.bench import Bench, BenchError
 
     settings = load_or_exit(kafka=True, redis=True)
@@ -145,6 +147,9 @@ def bench(events: int, customers: int, workers: int, redis_db: int, json_file: P
     except BenchError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
+        if logs_dir is not None:
+            kept = run.keep_logs(logs_dir)
+            click.echo(f"worker logs kept: {', '.join(map(str, kept)) or 'none written'}")
         run.clean_up()
     click.echo("\n".join(result.lines()))
     if json_file is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 
 import pytest
 
@@ -53,3 +54,22 @@ def test_a_loop_that_keeps_running_is_not_reported(caplog: pytest.LogCaptureFixt
         asyncio.run(_run(StallWatch(0.25, stalls.append), [(0.05, 0.1)] * 8))  # short holds only
     assert stalls == []
     assert caplog.records == []
+
+
+def test_pulse_bench_counts_the_stalls_a_worker_logs_within_the_probes(caplog: pytest.LogCaptureFixture,
+                                                                         tmp_path: Path) -> None:
+    from stream.cli.bench import Bench
+    from stream.settings import Settings
+
+    stalls: list[float] = []
+    with caplog.at_level(logging.WARNING, logger="agents.stall_watch"):
+        asyncio.run(_run(StallWatch(0.25, stalls.append), [(0.1, 0.4), (0.1, 0.5)]))
+    assert len(stalls) == 2
+    formatter = logging.Formatter("[%(asctime)s] [%(process)s] [%(levelname)s] %(message)s")  # the worker's
+    run = Bench(Settings(), redis_db=13)
+    run.data_dir.rmdir()  # (made empty at construction)
+    run.data_dir = tmp_path
+    (tmp_path / "worker-1.log").write_text("".join(formatter.format(record) + "\n" for record in caplog.records))
+    ended = [record.created for record in caplog.records if "so far" not in record.getMessage()]
+    assert run.loop_stalls(0, time.time() + 1) == [round(held, 2) for held in stalls]
+    assert run.loop_stalls(ended[1] - 0.01, time.time() + 1) == [round(stalls[1], 2)]  # the first ended before
