@@ -3,7 +3,7 @@ shares of the population to the compacted ``pulse.rfm-population`` topic and rea
 other worker's from it (the book itself, and how rescoring works: ``stream/core/population.py``).
 
 Every ``PULSE_PURCHASE_FIT_SECONDS`` each worker also refits the purchase model
-(``stream/core/purchase.py``) over the merged population when it changed, in a thread so
+(``stream/core/purchase.py``) over the merged population when it changed, in a child process so
 the event loop goes on, and writes it to Redis (``pulse:purchase-model``) for readers that
 compute outlooks as of the model's now (``pulse export``, the lookup API). At the same pace it
 derives the cross-sell rules of the merged population (``stream/core/affinity.py``), which the
@@ -14,7 +14,6 @@ Redis (``pulse:clusters``) by any worker, so ids agree across workers and surviv
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -22,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agents.context import Pulse
+from agents.fit_process import FitProcess, FitProcessError
 from agents.follow import follow
 from agents.publish import get_json, set_json
 from stream.core.affinity import ANY, affinity_document, rules
@@ -68,6 +68,7 @@ def register(pulse: Pulse, book: PopulationBook) -> None:
     published_rules: dict[str, Any] = {"document": None}
 
     clustered: dict[str, Any] = {"sample": None, "published": None}
+    fits = FitProcess()  # off the worker's interpreter: a fit in a thread slowed the event loop (agents/fit_process.py)
 
     async def refit_clusters(sample: dict[str, tuple[float, ...]]) -> None:
         stored = await get_json(pulse.settings, CLUSTERS_KEY, "behavioural clusters")
@@ -82,10 +83,13 @@ def register(pulse: Pulse, book: PopulationBook) -> None:
         if sample and sample != clustered["sample"]:
             started = time.monotonic()
             try:
-                book.clusters = await asyncio.get_running_loop().run_in_executor(
-                    None, fit_clusters, list(sample.values()), book.clusters, pulse.settings.clusters)
+                book.clusters = await fits.run(fit_clusters, list(sample.values()), book.clusters,
+                                               pulse.settings.clusters)
             except ClusterFitError as exc:
                 log.info("clusters: not fitted yet: %s", exc)
+                return
+            except FitProcessError as exc:
+                log.warning("clusters: %s (the last clusters stay in use)", exc)
                 return
             clustered["sample"] = sample
             log.info("clusters %s fitted over %d sampled customers in %.2f s", book.clusters.version,
@@ -111,11 +115,13 @@ def register(pulse: Pulse, book: PopulationBook) -> None:
         if purchases and purchases != fitted["inputs"]:
             started = time.monotonic()
             try:
-                book.purchase = await asyncio.get_running_loop().run_in_executor(
-                    None, fit_population, purchases, spend, MONETARY_RESOLUTION,
-                    float(pulse.settings.churn_horizon_days))
+                book.purchase = await fits.run(fit_population, purchases, spend, MONETARY_RESOLUTION,
+                                               float(pulse.settings.churn_horizon_days))
             except FitError as exc:
                 log.info("purchase model: not fitted yet: %s", exc)
+                return
+            except FitProcessError as exc:
+                log.warning("purchase model: %s (the last model stays in use)", exc)
                 return
             fitted.update(inputs=purchases, published=False)
             log.info("purchase model %s fitted over %d customers in %.2f s: %s", book.purchase.version,

@@ -10,6 +10,7 @@ their ratio, event→Redis latency p50/p99 at a fixed offered load of half the m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -167,18 +168,40 @@ def latencies_ms(sent_at: dict[str, float], written_at: dict[str, str | None]) -
     return [int(written) - sent_at[cid] * 1000 for cid, written in written_at.items() if written is not None]
 
 
+def process_tree(pid: int) -> list[int]:
+    """The process and its descendants now (a worker runs its population fits in a child)."""
+    found, at = [pid], 0
+    while at < len(found):
+        for children in Path(f"/proc/{found[at]}/task").glob("*/children"):
+            with contextlib.suppress(OSError):  # the thread or process ended meanwhile
+                found += [int(child) for child in children.read_text().split()]
+        at += 1
+    return found
+
+
 def cpu_seconds(pid: int) -> float:
-    """A process's CPU time so far, user and system (``/proc/{pid}/stat``)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2:].split()  # after the command name, which may hold spaces
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    """A process's CPU time so far, user and system, with its live descendants' (``/proc/{pid}/stat``)."""
+    total = 0.0
+    for member in process_tree(pid):
+        try:
+            stat = Path(f"/proc/{member}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # after the command name, which may hold spaces
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    return total
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    """A process's resident memory, with its live descendants'."""
+    total = 0.0
+    for member in process_tree(pid):
+        try:
+            lines = Path(f"/proc/{member}/status").read_text().splitlines()
+        except OSError:
+            continue
+        total += next((int(line.split()[1]) / 1024 for line in lines if line.startswith("VmRSS:")), 0.0)
+    return total
 
 
 async def raw_consume_rate(kafka: KafkaAccess, topic: str, expected: int) -> float:

@@ -5,11 +5,23 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 
 from stream.cli.base import Progress
-from stream.cli.bench import Bench, BenchResult, cpu_seconds, latencies_ms, percentiles, probe, recent_events
+from stream.cli.bench import (
+    Bench,
+    BenchResult,
+    cpu_seconds,
+    latencies_ms,
+    percentiles,
+    probe,
+    process_tree,
+    recent_events,
+    rss_mb,
+)
 from stream.settings import Settings
 
 
@@ -94,3 +106,20 @@ def test_a_process_cpu_time_counts_its_work_not_its_waiting() -> None:
         pass
     worked = cpu_seconds(os.getpid())
     assert slept - before < 0.1 and worked - slept >= 0.25
+
+
+def test_a_worker_counts_with_its_child_processes_cpu_and_memory() -> None:
+    # a child that holds 100 MB and then works for 0.4 s of CPU, as a worker's fit process does
+    child = subprocess.Popen([sys.executable, "-c", "import time\nheld = bytearray(100 * 2**20)\n"
+                              "deadline = time.process_time() + 0.4\nwhile time.process_time() < deadline: pass\n"
+                              "print('done', flush=True)\ntime.sleep(30)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "done\n"
+        assert child.pid in process_tree(os.getpid())
+        assert cpu_seconds(child.pid) >= 0.35 and rss_mb(child.pid) > 100
+        own_cpu = time.process_time()
+        assert cpu_seconds(os.getpid()) >= own_cpu + 0.35 - 0.05  # the child's with ours (clock ticks of 10 ms)
+        assert rss_mb(os.getpid()) - rss_mb(child.pid) > 20  # the child's 100 MB with our own
+    finally:
+        child.kill()
+        child.wait()
