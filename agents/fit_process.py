@@ -17,15 +17,12 @@ picklable inputs, so the child needs nothing else. If it dies, that fit raises
 from __future__ import annotations
 
 import asyncio
-import logging
 import multiprocessing
 import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
-
-log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 # The child's niceness above the worker's: on a busy machine the event loop and the broker get

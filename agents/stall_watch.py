@@ -33,7 +33,7 @@ class StallWatch:
         self.on_stall = on_stall  # called on the loop with each stall's length, once it is over
         self.beat_seconds = beat
         self.last_beat = time.monotonic()
-        self.reported: str | None = None  # the stack logged for the stall in progress
+        self.reported = False  # the stall in progress has had its stack logged
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread_id = 0
         self._handle: asyncio.TimerHandle | None = None
@@ -56,10 +56,9 @@ class StallWatch:
         held = now - self.last_beat - self.beat_seconds
         self.last_beat = now
         if held >= self.threshold:
-            where = self.reported
-            self.reported = None
             log.warning("event loop: held for %.2f s%s", held,
-                        " (stack above)" if where else " (the loop's thread held the GIL: no stack taken)")
+                        " (stack above)" if self.reported else " (the loop's thread held the GIL: no stack taken)")
+            self.reported = False
             if self.on_stall is not None:
                 self.on_stall(held)
         assert self._loop is not None
@@ -68,9 +67,9 @@ class StallWatch:
     def _watch(self) -> None:
         while not self._stop.wait(self.beat_seconds):
             late = time.monotonic() - self.last_beat - self.beat_seconds
-            if late >= self.threshold and self.reported is None:
-                self.reported = self.stack()
-                log.warning("event loop: held for %.2f s so far, in:\n%s", late, self.reported)
+            if late >= self.threshold and not self.reported:
+                stack, self.reported = self.stack(), True
+                log.warning("event loop: held for %.2f s so far, in:\n%s", late, stack)
 
     def stack(self) -> str:
         """Where the loop's thread is now (innermost :data:`STACK_FRAMES` frames)."""

@@ -19,7 +19,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -179,14 +179,17 @@ def process_tree(pid: int) -> list[int]:
     return found
 
 
+def _tree_files(pid: int, name: str) -> Iterator[str]:
+    """``/proc/{member}/{name}`` of the process and each live descendant."""
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):  # the process ended meanwhile
+            yield Path(f"/proc/{member}/{name}").read_text()
+
+
 def cpu_seconds(pid: int) -> float:
     """A process's CPU time so far, user and system, with its live descendants' (``/proc/{pid}/stat``)."""
     total = 0.0
-    for member in process_tree(pid):
-        try:
-            stat = Path(f"/proc/{member}/stat").read_text()
-        except OSError:
-            continue
+    for stat in _tree_files(pid, "stat"):
         fields = stat[stat.rindex(")") + 2:].split()  # after the command name, which may hold spaces
         total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
     return total
@@ -194,14 +197,8 @@ def cpu_seconds(pid: int) -> float:
 
 def rss_mb(pid: int) -> float:
     """A process's resident memory, with its live descendants'."""
-    total = 0.0
-    for member in process_tree(pid):
-        try:
-            lines = Path(f"/proc/{member}/status").read_text().splitlines()
-        except OSError:
-            continue
-        total += next((int(line.split()[1]) / 1024 for line in lines if line.startswith("VmRSS:")), 0.0)
-    return total
+    return sum(next((int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmRSS:")), 0.0)
+               for status in _tree_files(pid, "status"))
 
 
 async def raw_consume_rate(kafka: KafkaAccess, topic: str, expected: int) -> float:

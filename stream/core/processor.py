@@ -317,18 +317,23 @@ class Processor(Stitching):
         effects.publish(new_state, changes, alerts, assessed.labels, assessed.outcomes)
         if alerts:
             work.count("alerts.raised", partition, by=len(alerts))
-        if self.population is not None and self.population.due(partition, self._rescore_every(partition)):
+        if self._rescore_due(partition):
             self._rescore(partition, work, effects)
 
-    def _rescore_every(self, partition: int) -> float:
+    def _rescore_due(self, partition: int) -> bool:
+        """Population scoring: whether the partition is due to move to the merged cut points (at
+        most every ``rescore_seconds``, or ``backlog_rescore_seconds`` while it is behind)."""
+        if self.population is None:
+            return False
+        every = self.rescore_seconds
         if partition in self._behind:
-            return max(self.rescore_seconds, self.backlog_rescore_seconds)
-        return self.rescore_seconds
+            every = max(every, self.backlog_rescore_seconds)
+        return self.population.due(partition, every)
 
     def _on_tick(self, record: Record, work: Work, effects: Effects) -> None:
         partition = record.partition
         # a quiet partition follows the merged cut points from the ticks, at its pace (a backlog's is slower)
-        if self.population is not None and self.population.due(partition, self._rescore_every(partition)):
+        if self._rescore_due(partition):
             self._rescore(partition, work, effects)
         due = datetime.fromisoformat(json.loads(record.value or b"{}")["now"]) - self.policy.lateness
         index = work.index
