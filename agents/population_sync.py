@@ -1,6 +1,7 @@
 """Population-relative RFM scoring across workers: each worker publishes its partitions'
-shares of the population to the compacted ``pulse.rfm-population`` topic and reads every
-other worker's from it (the book itself, and how rescoring works: ``stream/core/population.py``).
+shares of the population to the compacted ``pulse.rfm-population`` topic (compressed, in
+chunks: ``stream/core/shares.py``) and reads every other worker's from it (the book itself, and
+how rescoring works: ``stream/core/population.py``).
 
 Every ``PULSE_PURCHASE_FIT_SECONDS`` each worker also refits the purchase model
 (``stream/core/purchase.py``) over the merged population when it changed, in a child process so
@@ -14,7 +15,7 @@ Redis (``pulse:clusters``) by any worker, so ids agree across workers and surviv
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
 import time
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from agents.context import Pulse
 from agents.fit_process import FitProcess, FitProcessError
 from agents.follow import follow
 from agents.publish import get_json, set_json
+from agents.record_batches import kafka_producer
 from stream.core.affinity import ANY, affinity_document, rules
 from stream.core.clusters import FitError as ClusterFitError
 from stream.core.clusters import fit as fit_clusters
@@ -32,9 +34,20 @@ from stream.core.population import PopulationBook
 from stream.core.purchase import FitError
 from stream.core.purchase_outlook import fit_population
 from stream.core.rfm import MONETARY_RESOLUTION, Population
+from stream.core.shares import MAX_CHUNK_BYTES, ShareReader, share_records
 from stream.sinks.redis import AFFINITY_KEY, CLUSTERS_KEY, PURCHASE_MODEL_KEY
 
 log = logging.getLogger(__name__)
+
+
+async def publish_share(producer: Any, topic: str, partition: int, population: Population, shares: ShareReader,
+                        max_chunk: int = MAX_CHUNK_BYTES) -> int:
+    """Send a partition's share (``stream/core/shares.py``: compressed, in chunks) to the topic's one
+    partition, in order, and wait for the broker's acknowledgements; returns the records sent."""
+    records = share_records(partition, population, shares.live(partition), max_chunk)
+    sends = [await producer.send(topic, value=value, key=key, partition=0) for key, value in records]
+    await asyncio.gather(*sends)
+    return len(records)
 
 
 def register(pulse: Pulse, book: PopulationBook) -> None:
@@ -45,6 +58,8 @@ def register(pulse: Pulse, book: PopulationBook) -> None:
     def on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         book.forget_all()
 
+    shares = ShareReader()  # every share read, and which keys hold one (a publication tombstones stale ones)
+
     @app.timer(interval=pulse.settings.rescore_seconds)
     async def publish_population() -> None:
         for partition in sorted(book.dirty):
@@ -52,15 +67,20 @@ def register(pulse: Pulse, book: PopulationBook) -> None:
             book.dirty.discard(partition)
             if index is None:
                 continue
-            value = {"partition": partition, "population": index.population.to_json()}
-            await pulse.topic("rfm-population").send(key=f"p{partition}".encode(), value=json.dumps(value).encode())
+            try:
+                await publish_share(kafka_producer(app), topic, partition, index.population, shares)
+            except Exception as exc:  # noqa: BLE001 - tried again at the next interval, not lost
+                book.dirty.add(partition)
+                log.warning("rfm population: publishing partition %d's share failed (%s: %s); trying again in "
+                            "%.0f s", partition, type(exc).__name__, exc, pulse.settings.rescore_seconds)
 
     @app.task
     async def read_population() -> None:
         # Every worker reads every partition's share.
         def on_share(record: Any) -> None:
-            data = json.loads(record.value)
-            book.on_remote(int(data["partition"]), Population.from_json(data["population"]))
+            share = shares.add(record.key, record.value)
+            if share is not None:
+                book.on_remote(*share)
 
         await follow(pulse.settings.kafka, topic, on_share, start="beginning", what="rfm population")
 
