@@ -86,6 +86,28 @@ class BgNbd:
         numerator = (a + b + x - 1) / (a - 1) * (1 - ratio * series)
         return max(0.0, numerator * self.p_alive(x, t_x, T))
 
+    def expected_purchases_of(self, days: float, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
+        """:meth:`expected_purchases` of many summaries at once (the fit's population mean:
+        a fifth of a fit's time at 300,000 customers when computed one by one).
+
+        >>> model = BgNbd(r=0.25, alpha=33.5, a=0.72, b=2.16)
+        >>> x, t_x, T = np.array([0.0, 3.0]), np.array([0.0, 20.0]), np.array([50.0, 200.0])
+        >>> bool(np.allclose(model.expected_purchases_of(90, x, t_x, T),
+        ...                  [model.expected_purchases(90, *row) for row in zip(x, t_x, T)]))
+        True
+        """
+        a, b, r, alpha = self.a, self.b, self.r, self.alpha
+        z = days / (alpha + T + days)
+        ratio = np.exp((r + x) * (np.log(alpha + T) - np.log(alpha + T + days)))
+        series = hyp2f1(r + x, b + x, a + b + x - 1, z)
+        if a == 1:  # as in expected_purchases
+            a += 1e-9
+        numerator = (a + b + x - 1) / (a - 1) * (1 - ratio * series)
+        repeat = x > 0
+        exponent = np.minimum((r + x) * (np.log(alpha + T) - np.log(alpha + t_x)), 700.0)
+        odds_dead = np.where(repeat, self.a / np.where(repeat, b + x - 1, 1.0) * np.exp(exponent), 0.0)
+        return np.maximum(0.0, numerator / (1.0 + odds_dead))
+
     def log_likelihood(self, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
         """Each summary's log-likelihood (vectorised)."""
         return _bgnbd_ll(np.array([self.r, self.alpha, self.a, self.b]), x, t_x, T)
@@ -98,15 +120,33 @@ class BgNbd:
         return cls(r=float(data["r"]), alpha=float(data["alpha"]), a=float(data["a"]), b=float(data["b"]))
 
 
+class _Summaries:
+    """Summaries as their distinct values: a likelihood term that depends on one column only is
+    computed once per distinct value (x takes a few dozen, t_x and T a few hundred, over hundreds
+    of thousands of summaries at a million customers) and gathered, with the same arithmetic
+    per summary as over the columns themselves."""
+
+    def __init__(self, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> None:
+        self.x, self.x_at = np.unique(x, return_inverse=True)
+        self.t_x, self.t_x_at = np.unique(t_x, return_inverse=True)
+        self.T, self.T_at = np.unique(T, return_inverse=True)
+        self.repeat = (self.x > 0)[self.x_at]
+
+    def log_likelihood(self, params: np.ndarray) -> np.ndarray:
+        r, alpha, a, b = params
+        x, at = self.x, self.x_at
+        common = (gammaln(r + x) - gammaln(r) + r * np.log(alpha)
+                  + gammaln(a + b) + gammaln(b + x) - gammaln(b) - gammaln(a + b + x))[at]
+        rate = (r + x)[at]
+        alive = -rate * np.log(alpha + self.T)[self.T_at]
+        repeat = x > 0
+        dropout = (np.log(a) - np.log(np.where(repeat, b + x - 1, 1.0)))[at]
+        dead = np.where(self.repeat, dropout - rate * np.log(alpha + self.t_x)[self.t_x_at], -np.inf)
+        return common + np.logaddexp(alive, dead)
+
+
 def _bgnbd_ll(params: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
-    r, alpha, a, b = params
-    common = (gammaln(r + x) - gammaln(r) + r * np.log(alpha)
-              + gammaln(a + b) + gammaln(b + x) - gammaln(b) - gammaln(a + b + x))
-    alive = -(r + x) * np.log(alpha + T)
-    repeat = x > 0
-    dead = np.where(repeat, np.log(a) - np.log(np.where(repeat, b + x - 1, 1.0)) - (r + x) * np.log(alpha + t_x),
-                    -np.inf)
-    return common + np.logaddexp(alive, dead)
+    return _Summaries(x, t_x, T).log_likelihood(params)
 
 
 def fit_bgnbd(x: np.ndarray, t_x: np.ndarray, T: np.ndarray, weights: np.ndarray | None = None) -> BgNbd:
@@ -129,8 +169,10 @@ def fit_bgnbd(x: np.ndarray, t_x: np.ndarray, T: np.ndarray, weights: np.ndarray
         log_r, log_rate, log_a, log_b = theta
         return np.exp([log_r, log_r - log_rate, log_a, log_b])
 
+    summaries = _Summaries(x, t_x, T)
+
     def objective(theta: np.ndarray) -> float:
-        value = -float(np.dot(w, _bgnbd_ll(params_of(theta), x, t_x, T))) / total
+        value = -float(np.dot(w, summaries.log_likelihood(params_of(theta)))) / total
         return value if math.isfinite(value) else 1e300
 
     # bounded in log space: a degenerate optimum (r -> 0, or a dropout Beta at a bound) is refused,

@@ -123,7 +123,7 @@ def fit_population(purchases: Mapping[tuple[int, ...], int], spend: Mapping[tupl
             gamma_gamma = None  # too few repeat buyers with a positive spend: no value prediction yet
     mean_value = None
     if gamma_gamma is not None:  # expected orders of the mean customer x the population's mean order
-        expected = [bgnbd.expected_purchases(horizon_days, *row) for row in zip(x, t_x, age, strict=True)]
+        expected = bgnbd.expected_purchases_of(horizon_days, x, t_x, age)
         mean_value = float(np.average(expected, weights=weights)) * gamma_gamma.population_mean()
     return PurchaseModel(bgnbd=bgnbd, spend=gamma_gamma, as_of_day=int(now), customers=int(weights.sum()),
                          repeat_buyers=int(weights[x > 0].sum()), horizon_days=horizon_days, mean_value=mean_value)

@@ -145,6 +145,19 @@ def test_probabilities_stay_probabilities_and_silence_only_raises_churn(summary:
     assert math.isfinite(expected) and expected >= 0.0
 
 
+models = st.builds(BgNbd, r=st.floats(0.05, 20), alpha=st.floats(0.5, 500), a=st.floats(0.05, 1000),
+                   b=st.floats(0.05, 5000))
+
+
+@given(models, st.lists(summaries, min_size=1, max_size=20))
+def test_expected_purchases_of_many_summaries_equal_one_by_one(model: BgNbd, rows: list[tuple[float, ...]]) -> None:
+    # (the fit's population mean value uses the vectorised form)
+    x, t_x, T, horizon = (np.array(column) for column in zip(*rows, strict=True))
+    one_by_one = np.array([model.expected_purchases(90, *row[:3]) for row in rows])
+    assert np.allclose(model.expected_purchases_of(90, x, t_x, T), one_by_one, rtol=1e-9, atol=1e-12,
+                       equal_nan=True)
+
+
 @given(st.integers(1, 50), st.floats(1, 1000))
 def test_expected_spend_lies_between_the_customer_and_the_population(orders: int, mean: float) -> None:
     model = GammaGamma(p=6.25, q=3.74, v=15.44)
