@@ -106,7 +106,7 @@ class BgNbd:
         repeat = x > 0
         exponent = np.minimum((r + x) * (np.log(alpha + T) - np.log(alpha + t_x)), 700.0)
         odds_dead = np.where(repeat, self.a / np.where(repeat, b + x - 1, 1.0) * np.exp(exponent), 0.0)
-        return np.maximum(0.0, numerator / (1.0 + odds_dead))
+        return np.fmax(0.0, numerator / (1.0 + odds_dead))  # fmax: NaN (a degenerate c = 0) -> 0, as max()
 
     def log_likelihood(self, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
         """Each summary's log-likelihood (vectorised)."""
