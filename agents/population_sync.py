@@ -15,17 +15,17 @@ Redis (``pulse:clusters``) by any worker, so ids agree across workers and surviv
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from datetime import UTC, datetime
 from typing import Any
 
+from agents.batching import gather_sends
 from agents.context import Pulse
 from agents.fit_process import FitProcess, FitProcessError
 from agents.follow import follow
 from agents.publish import get_json, set_json
-from agents.record_batches import kafka_producer
+from agents.record_batches import kafka_producer, send_batched
 from stream.core.affinity import ANY, affinity_document, rules
 from stream.core.clusters import FitError as ClusterFitError
 from stream.core.clusters import fit as fit_clusters
@@ -34,19 +34,19 @@ from stream.core.population import PopulationBook
 from stream.core.purchase import FitError
 from stream.core.purchase_outlook import fit_population
 from stream.core.rfm import MONETARY_RESOLUTION, Population
-from stream.core.shares import MAX_CHUNK_BYTES, ShareReader, share_records
+from stream.core.shares import ShareReader, share_records
+from stream.sinks.outbox import MAX_RECORD_BYTES
 from stream.sinks.redis import AFFINITY_KEY, CLUSTERS_KEY, PURCHASE_MODEL_KEY
 
 log = logging.getLogger(__name__)
 
 
 async def publish_share(producer: Any, topic: str, partition: int, population: Population, shares: ShareReader,
-                        max_chunk: int = MAX_CHUNK_BYTES) -> int:
+                        max_chunk: int = MAX_RECORD_BYTES) -> int:
     """Send a partition's share (``stream/core/shares.py``: compressed, in chunks) to the topic's one
     partition, in order, and wait for the broker's acknowledgements; returns the records sent."""
     records = share_records(partition, population, shares.live(partition), max_chunk)
-    sends = [await producer.send(topic, value=value, key=key, partition=0) for key, value in records]
-    await asyncio.gather(*sends)
+    await gather_sends(await send_batched(producer, [(topic, 0, key, value) for key, value in records]))
     return len(records)
 
 

@@ -40,9 +40,9 @@ def kafka_producer(app: Any) -> Any:
     return app.producer._ensure_producer()
 
 
-async def send_batched(producer: Any, records: Iterable[tuple[str, int | None, bytes | None, bytes]]
+async def send_batched(producer: Any, records: Iterable[tuple[str, int | None, bytes | None, bytes | None]]
                        ) -> list[Awaitable[Any]]:
-    """Send ``(topic, partition, key, value)`` records in order within each topic partition; a
+    """Send ``(topic, partition, key, value)`` records (value None: a tombstone) in order within each topic partition; a
     record without a partition goes where the producer's partitioner would send it (by key).
     The futures resolve when the broker has acknowledged each record batch."""
     by_partition: dict[tuple[str, int], list[Item]] = {}

@@ -88,7 +88,8 @@ class BgNbd:
 
     def expected_purchases_of(self, days: float, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
         """:meth:`expected_purchases` of many summaries at once (the fit's population mean:
-        a fifth of a fit's time at 300,000 customers when computed one by one).
+        a fifth of a fit's time at 300,000 customers when computed one by one). The per-event
+        outlook keeps the scalar form: on one summary this takes 20 µs against its 2.3 µs.
 
         >>> model = BgNbd(r=0.25, alpha=33.5, a=0.72, b=2.16)
         >>> x, t_x, T = np.array([0.0, 3.0]), np.array([0.0, 20.0]), np.array([50.0, 200.0])

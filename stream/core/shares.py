@@ -4,8 +4,9 @@ A share holds the partition's histograms (``stream.core.rfm.Population``); the p
 model's (purchase days, first day, last day) histogram grows with the population, to about
 3.5 MB of JSON per partition at a million customers over four partitions, past what one Kafka
 record may hold (1 MB by default, for the broker and for the producer). So a share goes out
-as zlib-compressed JSON cut into chunks of at most ``MAX_CHUNK_BYTES``, one record per chunk,
-keyed ``p{partition}/{chunk}``. Each record starts with a JSON header line naming the share
+as zlib-compressed JSON cut into chunks (of at most 512 KiB in a worker: the outbox's record
+budget, ``stream.sinks.outbox.MAX_RECORD_BYTES``), one record per chunk, keyed
+``p{partition}/{chunk}``. Each record starts with a JSON header line naming the share
 (a fresh id per publication) and the chunk count, so a reader puts a share together only from
 chunks of that one publication. Chunk keys the previous publication used and this one does
 not get tombstones, so compaction does not keep a stale chunk for ever. Records of the first
@@ -22,7 +23,6 @@ from collections.abc import Iterable
 
 from stream.core.rfm import Population
 
-MAX_CHUNK_BYTES = 512 * 1024  # (compressed) well below the 1 MB record limits, header included
 FORMAT = 2
 PENDING_SHARES = 4  # incomplete publications kept per partition (a stale one is dropped after these)
 
@@ -36,26 +36,25 @@ def legacy_key(partition: int) -> bytes:
     return f"p{partition}".encode()
 
 
-def share_records(partition: int, population: Population, live: Iterable[bytes] = (),
-                  max_chunk: int = MAX_CHUNK_BYTES, share_id: str | None = None
+def share_records(partition: int, population: Population, live: Iterable[bytes], max_chunk: int
                   ) -> list[tuple[bytes, bytes | None]]:
-    """The (key, value) records of one publication, in the order to send: its chunks, then a
-    tombstone (value None) for each key of ``live`` (the partition's keys holding a value on
-    the topic: :meth:`ShareReader.live`) that this publication does not use. Send them in
-    order to the topic's one partition.
+    """The (key, value) records of one publication, in the order to send: its chunks of at most
+    ``max_chunk`` compressed bytes, each behind its header line, then a tombstone (value None)
+    for each key of ``live`` (the partition's keys holding a value on the topic:
+    :meth:`ShareReader.live`) that this publication does not use. Send them in order to the
+    topic's one partition.
 
     >>> reader = ShareReader()
-    >>> for key, value in share_records(2, Population(days={19000: 3}, size=3), max_chunk=40):
+    >>> for key, value in share_records(2, Population(days={19000: 3}, size=3), (), max_chunk=40):
     ...     share = reader.add(key, value)
     >>> share[0], share[1].size, sorted(reader.live(2))
-    (2, 3, [b'p2/0', b'p2/1', b'p2/2', b'p2/3'])
-    >>> [(key, value is None) for key, value in share_records(2, Population(), reader.live(2))]
-    [(b'p2/0', False), (b'p2/1', True), (b'p2/2', True), (b'p2/3', True)]
+    (2, 3, [b'p2/0', b'p2/1', b'p2/2'])
+    >>> [(key, value is None) for key, value in share_records(2, Population(), reader.live(2), 512 * 1024)]
+    [(b'p2/0', False), (b'p2/1', True), (b'p2/2', True)]
     """
-    body = zlib.compress(json.dumps({"partition": partition, "population": population.to_json()},
-                                    separators=(",", ":")).encode(), 6)
+    body = zlib.compress(json.dumps(population.to_json(), separators=(",", ":")).encode(), 6)
     pieces = [body[at:at + max_chunk] for at in range(0, len(body), max_chunk)]
-    share = share_id or uuid.uuid4().hex
+    share = uuid.uuid4().hex
     records: list[tuple[bytes, bytes | None]] = []
     for chunk, piece in enumerate(pieces):
         header = {"format": FORMAT, "partition": partition, "share": share, "chunk": chunk, "chunks": len(pieces)}
@@ -110,8 +109,7 @@ class ShareReader:
             body = zlib.decompress(b"".join(pieces[n] for n in range(chunks)))
         except zlib.error as exc:
             raise ValueError(f"population share {share} of partition {partition} does not decompress: {exc}") from exc
-        data = json.loads(body)
-        return partition, Population.from_json(data["population"])
+        return partition, Population.from_json(json.loads(body))
 
 
 def _partition_of(key: bytes | None) -> int | None:

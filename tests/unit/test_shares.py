@@ -46,7 +46,7 @@ def _compacted(log: list[tuple[bytes, bytes | None]]) -> list[tuple[bytes, bytes
 @settings(max_examples=150, deadline=None)
 def test_a_share_reads_back_as_published_whatever_the_chunk_size(population: Population, chunk: int,
                                                                    partition: int) -> None:
-    records = share_records(partition, population, max_chunk=chunk)
+    records = share_records(partition, population, (), max_chunk=chunk)
     assert all(len(value or b"") <= chunk + 200 for _, value in records)  # a chunk and its header line
     shares = _read(ShareReader(), records)
     assert len(shares) == 1
@@ -78,7 +78,7 @@ def test_a_share_of_the_first_format_is_read_and_its_key_retired_by_the_next_pub
     partition, population = reader.add(legacy_key(1), json.dumps({"partition": 1, "population": old.to_json()})
                                        .encode()) or (None, None)
     assert partition == 1 and population is not None and population.to_json() == old.to_json()
-    records = share_records(1, Population(size=0), reader.live(1))
+    records = share_records(1, Population(size=0), reader.live(1), max_chunk=1_000)
     assert (legacy_key(1), None) in records
 
 
@@ -86,17 +86,17 @@ def test_a_publication_cut_short_never_completes_and_stale_ones_are_not_kept() -
     reader = ShareReader()
     big = Population(purchases={(n % 30 + 1, 18_000 + n, 18_500 + n): 1 for n in range(3_000)}, size=3_000)
     for _ in range(PENDING_SHARES + 3):
-        records = share_records(0, big, max_chunk=1_000)
+        records = share_records(0, big, (), max_chunk=1_000)
         assert len(records) > 2
         assert _read(reader, records[:-1]) == []  # the producer stopped before the last chunk
     assert len(reader.pending[0]) == PENDING_SHARES
-    assert _read(reader, share_records(0, big, max_chunk=1_000))[0][1].to_json() == big.to_json()
+    assert _read(reader, share_records(0, big, (), max_chunk=1_000))[0][1].to_json() == big.to_json()
 
 
 def test_chunks_of_two_publications_interleaved_each_complete() -> None:
     # During a rebalance the old and the new owner of a partition may publish at the same time.
     first, second = Population(size=1, days={19_000: 1}), Population(size=2, days={19_001: 2})
-    a, b = share_records(3, first, max_chunk=30), share_records(3, second, max_chunk=30)
+    a, b = share_records(3, first, (), max_chunk=30), share_records(3, second, (), max_chunk=30)
     mixed = [record for pair in zip(a, b, strict=False) for record in pair]
     mixed += a[len(b):] + b[len(a):]
     sizes = [population.size for _, population in _read(ShareReader(), mixed)]
